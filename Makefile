@@ -1,0 +1,29 @@
+# The two set-up commands: `make demo` (offline demo build) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := dist
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip "setuptools<82"
+	# torch==2.13.0 is a CPU build on this disk; setuptools<82 keeps tensorflow_hub importable.
+	$(PY) -m pip install -q -e ".[torch,dev]" "setuptools<82"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m hubpub validate
+	$(PY) -m hubpub list
+
+test: $(STAMP)
+	$(PY) -m ruff check hubpub tests benchmarks
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

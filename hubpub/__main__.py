@@ -1,0 +1,3 @@
+from hubpub.cli import main
+
+main()

@@ -1,0 +1,477 @@
+"""The collection manifest (`collection.yaml`): loaded, validated, and turned into frozen values.
+
+Every later stage receives these values; nothing is guessed from file names. Validation reports
+every problem in one run, each with its place in the file (`variants[3].checkpoint.url, line 42`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urljoin, urlparse
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+from hubpub.errors import ManifestError
+
+KINDS = ("classifier", "feature-extractor")
+Kind = Literal["classifier", "feature-extractor"]
+Dataset = Literal["imagenet-1k", "imagenet-21k"]
+
+# Head sizes fixed by the datasets; a 1k variant with a 21841-class head is a manifest mistake.
+DATASET_CLASSES = {"imagenet-1k": 1000, "imagenet-21k": 21841}
+
+# Names that end up in URLs, file names and doc headings: no spaces, no slashes, no newlines.
+Handle = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$")]
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+Line = Annotated[str, StringConstraints(pattern=r"^[^\r\n]+$", strip_whitespace=True)]
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in schemes or not parsed.netloc or any(c.isspace() for c in value):
+        raise ValueError(f"not a valid {'/'.join(schemes)} URL: {value!r}")
+    return value
+
+
+class Publisher(_Strict):
+    handle: Handle = Field(description="lowercase tfhub.dev publisher handle")
+    name: Line
+    description: Line
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else _check_url(v, ("https", "http"))
+
+
+class Collection(_Strict):
+    name: Name
+    version: int = Field(default=1, gt=0)
+    description: Line
+    model_version: int = Field(default=1, gt=0, description="published version of each artifact")
+
+
+class DocDefaults(_Strict):
+    license: Literal["mit", "apache-2.0"] = "mit"
+    network_architecture: Handle = "convnext"
+    format: Literal["saved_model_2", "saved_model", "hub"] = "saved_model_2"
+    fine_tunable: bool = True
+    colab: dict[Kind, str] = Field(default_factory=dict)
+
+    @field_validator("colab")
+    @classmethod
+    def _colab(cls, v: dict[str, str]) -> dict[str, str]:
+        for url in v.values():
+            _check_url(url, ("https",))
+            if urlparse(url).netloc != "colab.research.google.com":
+                raise ValueError(f"colab URL must be on colab.research.google.com: {url!r}")
+        return v
+
+
+class PublishSettings(_Strict):
+    destination: str = Field(description="gs://bucket/prefix or a local directory")
+    public_url_base: str
+
+    @field_validator("destination")
+    @classmethod
+    def _destination(cls, v: str) -> str:
+        if v.startswith("gs://"):
+            bucket = v[5:].split("/", 1)[0]
+            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", bucket):
+                raise ValueError(f"not a valid GCS bucket name in {v!r}")
+        elif "://" in v:
+            raise ValueError(f"destination must be gs://BUCKET/PREFIX or a local directory: {v!r}")
+        return v
+
+    @field_validator("public_url_base")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        return _check_url(v, ("https", "http")).rstrip("/")
+
+
+class Hierarchical(_Strict):
+    family: Literal["hierarchical"]
+    depths: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=4, max_length=4)]
+    dims: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=4, max_length=4)]
+    layer_scale_init: float = 1e-6
+    layer_norm_eps: float = 1e-6
+
+
+class Isotropic(_Strict):
+    family: Literal["isotropic"]
+    depth: int = Field(gt=0)
+    dim: int = Field(gt=0)
+    patch_size: int = Field(default=16, gt=0)
+    layer_scale_init: float = Field(default=0.0, description="0 means no layer scale (no gamma)")
+    layer_norm_eps: float = 1e-6
+
+
+Architecture = Annotated[Hierarchical | Isotropic, Field(discriminator="family")]
+
+
+class EvalPreprocessing(_Strict):
+    """How the official evaluation resizes: `shorter` keeps the aspect ratio then centre-crops."""
+
+    resize: Literal["shorter", "squash"]
+    crop_pct: float = Field(gt=0, le=1)
+
+
+class CheckpointRef(_Strict):
+    url: str
+    sha256: Sha256 | None = None
+
+
+class VariantSpec(_Strict):
+    name: Name
+    architecture: str
+    pretrain: Dataset = "imagenet-1k"
+    finetune: Dataset | None = None
+    num_classes: int = Field(gt=0)
+    resolution: int = Field(gt=0)
+    checkpoint: CheckpointRef
+    top1: float | None = Field(default=None, ge=0, le=100)
+    eval: EvalPreprocessing | None = None
+    description: Line | None = None
+
+
+class ManifestModel(_Strict):
+    schema_version: Literal[1]
+    publisher: Publisher
+    collection: Collection
+    docs: DocDefaults = Field(default_factory=DocDefaults)
+    publish: PublishSettings
+    checkpoint_base_url: str | None = None
+    eval_presets: dict[int, EvalPreprocessing] = Field(default_factory=dict)
+    architectures: dict[Name, Architecture]
+    variants: Annotated[list[VariantSpec], Field(min_length=1)]
+
+    @field_validator("checkpoint_base_url")
+    @classmethod
+    def _base(cls, v: str | None) -> str | None:
+        return None if v is None else _check_url(v, ("https", "http"))
+
+
+# --------------------------------------------------------------------------- values for stages
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One set of weights: built twice, as a classifier and as a feature extractor."""
+
+    name: str
+    architecture_name: str
+    architecture: Hierarchical | Isotropic
+    pretrain: str
+    finetune: str | None
+    num_classes: int
+    resolution: int
+    checkpoint_url: str
+    checkpoint_sha256: str | None
+    top1: float | None
+    eval: EvalPreprocessing
+    description: str | None
+    version: int
+
+    @property
+    def dataset(self) -> str:
+        """The dataset the head predicts: the fine-tuning set if any, else the pre-training set."""
+        return self.finetune or self.pretrain
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        return (self.pretrain,) if self.finetune in (None, self.pretrain) else (
+            self.pretrain, self.finetune)
+
+    @property
+    def feature_dim(self) -> int:
+        arch = self.architecture
+        return arch.dims[-1] if isinstance(arch, Hierarchical) else arch.dim
+
+    def artifacts(self, kinds: tuple[str, ...] = KINDS) -> list[Artifact]:
+        return [Artifact(self, kind) for kind in KINDS if kind in kinds]
+
+    def parameter_count(self, kind: str = "classifier") -> int:
+        return parameter_count(self.architecture, self.num_classes if kind == "classifier" else 0)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What is published: a variant built as one kind."""
+
+    variant: Variant
+    kind: str
+
+    @property
+    def name(self) -> str:
+        return artifact_name(self.variant.name, self.kind)
+
+
+def artifact_name(variant: str, kind: str) -> str:
+    return variant if kind == "classifier" else f"{variant}_fe"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path
+    publisher: Publisher
+    collection: Collection
+    docs: DocDefaults
+    publish: PublishSettings
+    architectures: dict[str, Hierarchical | Isotropic]
+    variants: tuple[Variant, ...]
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        known = ", ".join(v.name for v in self.variants)
+        raise ManifestError(str(self.path), [f"unknown variant {name!r}; known: {known}"])
+
+    def artifacts(self, kinds: tuple[str, ...] = KINDS) -> list[Artifact]:
+        return [a for v in self.variants for a in v.artifacts(kinds)]
+
+
+def parameter_count(arch: Hierarchical | Isotropic, num_classes: int) -> int:
+    """Parameters of the official model; `num_classes=0` counts the feature extractor."""
+
+    def block(c: int) -> int:
+        gamma = c if arch.layer_scale_init > 0 else 0
+        return (49 * c + c) + 2 * c + (c * 4 * c + 4 * c) + (4 * c * c + c) + gamma
+
+    if isinstance(arch, Hierarchical):
+        d = arch.dims
+        total = 3 * d[0] * 16 + d[0] + 2 * d[0]
+        total += sum(2 * d[i - 1] + d[i - 1] * d[i] * 4 + d[i] for i in range(1, 4))
+        total += sum(depth * block(c) for depth, c in zip(arch.depths, d, strict=True))
+        last = d[-1]
+    else:
+        last = arch.dim
+        total = 3 * last * arch.patch_size**2 + last + arch.depth * block(last)
+    total += 2 * last
+    if num_classes:
+        total += last * num_classes + num_classes
+    return total
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read, validate and resolve a manifest; raise `ManifestError` listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ManifestError(str(path), [f"cannot read the manifest: {e.strerror or e}"]) from None
+    return parse_manifest(text, path)
+
+
+def parse_manifest(text: str, path: str | Path = "<manifest>") -> Manifest:
+    path = Path(path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ManifestError(str(path), [f"{where}invalid YAML: {problem}"]) from None
+    if not isinstance(data, dict):
+        raise ManifestError(str(path), ["the manifest must be a YAML mapping at the top level"])
+    lines = _line_index(node)
+
+    problems: list[tuple[int, str]] = []
+    model = None
+    try:
+        model = ManifestModel.model_validate(data)
+    except ValidationError as e:
+        for err in e.errors():
+            loc = _format_loc(err["loc"])
+            problems.append(_problem(lines, err["loc"], f"{loc}: {_message(err)}"))
+    problems += _semantic_problems(data, lines)
+    if problems:
+        # sorted by line so the output reads top to bottom; duplicates (same place, same words) once
+        unique = sorted(set(problems), key=lambda p: (p[0], p[1]))
+        raise ManifestError(str(path), [msg for _, msg in unique])
+    assert model is not None
+    return _resolve(model, path)
+
+
+def _resolve(m: ManifestModel, path: Path) -> Manifest:
+    variants = []
+    for spec in m.variants:
+        url = spec.checkpoint.url
+        if m.checkpoint_base_url and "://" not in url:
+            url = urljoin(m.checkpoint_base_url.rstrip("/") + "/", url)
+        variants.append(
+            Variant(
+                name=spec.name,
+                architecture_name=spec.architecture,
+                architecture=m.architectures[spec.architecture],
+                pretrain=spec.pretrain,
+                finetune=spec.finetune,
+                num_classes=spec.num_classes,
+                resolution=spec.resolution,
+                checkpoint_url=url,
+                checkpoint_sha256=spec.checkpoint.sha256,
+                top1=spec.top1,
+                eval=spec.eval or m.eval_presets[spec.resolution],
+                description=spec.description,
+                version=m.collection.model_version,
+            )
+        )
+    return Manifest(
+        path=path,
+        publisher=m.publisher,
+        collection=m.collection,
+        docs=m.docs,
+        publish=m.publish,
+        architectures=dict(m.architectures),
+        variants=tuple(variants),
+    )
+
+
+def _semantic_problems(data: dict, lines: dict) -> list[tuple[int, str]]:
+    """Cross-field rules, checked on the raw data so they run even when types are wrong."""
+    out: list[tuple[int, str]] = []
+    archs = data.get("architectures")
+    arch_names = set(archs) if isinstance(archs, dict) else set()
+    presets = data.get("eval_presets")
+    preset_res = set(presets) if isinstance(presets, dict) else set()
+    base = data.get("checkpoint_base_url")
+    variants = data.get("variants")
+    if not isinstance(variants, list):
+        return out
+    seen: dict[str, int] = {}
+    for i, v in enumerate(variants):
+        if not isinstance(v, dict):
+            continue
+        at = f"variants[{i}]"
+        name = v.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                out.append(_problem(lines, ("variants", i, "name"),
+                                    f"{at}.name: duplicate variant name {name!r} "
+                                    f"(first at variants[{seen[name]}])"))
+            seen.setdefault(name, i)
+        arch = v.get("architecture")
+        if isinstance(arch, str) and arch_names and arch not in arch_names:
+            out.append(_problem(lines, ("variants", i, "architecture"),
+                                f"{at}.architecture: unknown architecture {arch!r}; "
+                                f"known: {', '.join(sorted(arch_names))}"))
+        dataset = v.get("finetune") or v.get("pretrain", "imagenet-1k")
+        classes = v.get("num_classes")
+        expected = DATASET_CLASSES.get(dataset) if isinstance(dataset, str) else None
+        if isinstance(classes, int) and expected and classes != expected:
+            out.append(_problem(lines, ("variants", i, "num_classes"),
+                                f"{at}.num_classes: {classes} classes on a {dataset} head; "
+                                f"{dataset} has {expected}"))
+        res = v.get("resolution")
+        if v.get("eval") is None and isinstance(res, int) and res > 0 and res not in preset_res:
+            out.append(_problem(lines, ("variants", i, "resolution"),
+                                f"{at}.eval: no eval preprocessing for resolution {res}: "
+                                f"add eval_presets.{res} or {at}.eval"))
+        ckpt = v.get("checkpoint")
+        url = ckpt.get("url") if isinstance(ckpt, dict) else None
+        if isinstance(url, str):
+            try:
+                _check_url(url if "://" in url or not base else urljoin(str(base), url),
+                           ("https", "http", "file"))
+            except ValueError as e:
+                hint = "" if base or "://" in url else " (relative, but no checkpoint_base_url)"
+                out.append(_problem(lines, ("variants", i, "checkpoint", "url"),
+                                    f"{at}.checkpoint.url: {e}{hint}"))
+    return out
+
+
+def _format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("hierarchical", "isotropic") and out.startswith("architectures"):
+            continue  # pydantic names the union member it tried; the user never wrote it
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _message(err: dict) -> str:
+    kind, msg = err["type"], err["msg"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "string_pattern_mismatch":
+        pattern = err.get("ctx", {}).get("pattern", "")
+        if pattern == Handle.__metadata__[0].pattern:
+            return f"{err['input']!r} must be lowercase letters, digits and '-'"
+        if pattern == Sha256.__metadata__[0].pattern:
+            return f"{err['input']!r} is not a 64-character lowercase hex sha256"
+        if "\\r\\n" in pattern:
+            return "must be a single non-empty line (no newlines)"
+        return f"{err['input']!r} is not a valid name (letters, digits, '_', '.', '-')"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    if "input" in err and not isinstance(err["input"], dict | list):
+        return f"{msg} (got {err['input']!r})"
+    return msg
+
+
+def _line_index(node: yaml.Node | None) -> dict[tuple, int]:
+    """Map each location tuple (`("variants", 3, "checkpoint", "url")`) to its 1-based line."""
+    index: dict[tuple, int] = {}
+
+    def walk(n: yaml.Node, loc: tuple) -> None:
+        index[loc] = n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = k.value
+                if isinstance(k, yaml.ScalarNode) and k.tag.endswith(":int"):
+                    key = int(key)
+                index[loc + (key,)] = k.start_mark.line + 1
+                walk(v, loc + (key,))
+                index[loc + (key,)] = k.start_mark.line + 1
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, loc + (i,))
+
+    if node is not None:
+        walk(node, ())
+    return index
+
+
+def _problem(lines: dict[tuple, int], loc: tuple, message: str) -> tuple[int, str]:
+    loc = tuple(p for p in loc if p not in ("hierarchical", "isotropic"))
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            line = lines[loc[:end]]
+            return line, f"line {line}: {message}"
+    return 0, message
+
+
+def iter_selected(manifest: Manifest, patterns: tuple[str, ...] = ()) -> Iterator[Variant]:
+    """Variants whose names match any of the glob patterns (all of them when none is given)."""
+    from fnmatch import fnmatchcase
+
+    for v in manifest.variants:
+        if not patterns or any(fnmatchcase(v.name, p) for p in patterns):
+            yield v

@@ -1,0 +1,132 @@
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from hubpub.cli import cli
+from hubpub.errors import ManifestError
+from hubpub.manifest import load_manifest, parse_manifest
+
+
+def test_real_manifest_loads(root):
+    m = load_manifest(root / "collection.yaml")
+    assert len(m.variants) == 24
+    assert len(m.artifacts()) == 48
+    names = {a.name for a in m.artifacts()}
+    assert "convnext_tiny_1k_224" in names and "convnext_tiny_1k_224_fe" in names
+    tiny = m.variant("convnext_tiny_1k_224")
+    assert tiny.checkpoint_url == "https://dl.fbaipublicfiles.com/convnext/convnext_tiny_1k_224_ema.pth"
+    assert (tiny.eval.resize, tiny.eval.crop_pct) == ("shorter", 0.875)
+    assert m.variant("convnext_base_1k_384").eval.resize == "squash"
+    # 28.59M is the published parameter count of ConvNeXt-T.
+    assert tiny.parameter_count() == 28_589_128
+    assert m.variant("convnext_base_21k_224").num_classes == 21841
+    assert m.variant("convnext_base_21k_1k_224").datasets == ("imagenet-21k", "imagenet-1k")
+    iso = m.variant("convnext_iso_base_1k_224")
+    assert iso.architecture.family == "isotropic" and iso.architecture.layer_scale_init == 0
+    assert iso.feature_dim == 768
+
+
+def _break(text: str, old: str, new: str, count: int = 1) -> str:
+    assert old in text, old
+    return text.replace(old, new, count)
+
+
+# (description, edit, expected fragment of the message: the location and the reason)
+BROKEN = [
+    ("unknown top-level key", lambda t: t + "\nextra_stuff: 1\n", r"line \d+: extra_stuff: unknown key"),
+    ("unknown variant key", lambda t: _break(t, "top1: 82.1,", "top1: 82.1, colour: red,"),
+     r"variants\[0\]\.colour: unknown key"),
+    ("wrong type", lambda t: _break(t, "top1: 83.1", "top1: high"), r"variants\[1\]\.top1: .*number"),
+    ("missing required field", lambda t: _break(t, "num_classes: 1000, resolution: 224, top1: 83.8,",
+                                                "resolution: 224, top1: 83.8,"),
+     r"variants\[2\]\.num_classes: required field is missing"),
+    ("duplicate variant", lambda t: _break(t, "name: convnext_small_1k_224,", "name: convnext_tiny_1k_224,"),
+     r"variants\[1\]\.name: duplicate variant name 'convnext_tiny_1k_224' \(first at variants\[0\]\)"),
+    ("unknown architecture", lambda t: _break(t, "architecture: small, num", "architecture: smal, num"),
+     r"variants\[1\]\.architecture: unknown architecture 'smal'"),
+    ("malformed url", lambda t: _break(t, "url: convnext_base_1k_384.pth", 'url: "ht tp://x y"'),
+     r"variants\[3\]\.checkpoint\.url: not a valid"),
+    ("non-positive resolution", lambda t: _break(t, "resolution: 384, top1: 85.1", "resolution: 0, top1: 85.1"),
+     r"variants\[3\]\.resolution: .*greater than 0"),
+    ("21841 classes on a 1k variant", lambda t: _break(t, "num_classes: 1000, resolution: 224, top1: 84.3",
+                                                       "num_classes: 21841, resolution: 224, top1: 84.3"),
+     r"variants\[4\]\.num_classes: 21841 classes on a imagenet-1k head"),
+    ("uppercase publisher", lambda t: _break(t, "handle: hubpub", "handle: HubPub"),
+     r"line 6: publisher\.handle: 'HubPub' must be lowercase"),
+    ("bad sha256", lambda t: _break(t, "url: convnext_large_1k_384.pth}",
+                                    "url: convnext_large_1k_384.pth, sha256: abc}"),
+     r"variants\[5\]\.checkpoint\.sha256: 'abc' is not a 64-character"),
+    ("newline in a single-line field", lambda t: _break(t, "  name: hubpub\n", '  name: "hub\\npub"\n'),
+     r"publisher\.name: must be a single non-empty line"),
+    ("bad architecture depths", lambda t: _break(t, "depths: [3, 3, 9, 3]", "depths: [3, 3, 9]"),
+     r"architectures\.tiny\.depths: .*at least 4"),
+    ("unknown family", lambda t: _break(t, "tiny:   {family: hierarchical", "tiny:   {family: pyramid"),
+     r"architectures\.tiny: .*family"),
+    ("no eval preset for a resolution",
+     lambda t: _break(t, "resolution: 384, top1: 85.1", "resolution: 512, top1: 85.1"),
+     r"variants\[3\]\.eval: no eval preprocessing for resolution 512"),
+    ("invalid yaml", lambda t: _break(t, "publisher:\n", "publisher: [\n"), r"line \d+: invalid YAML"),
+    ("non-https colab", lambda t: _break(t, "classifier: https://colab", "classifier: http://colab"),
+     r"docs\.colab: not a valid https URL"),
+    ("bad destination", lambda t: _break(t, "destination: gs://hubpub-models", "destination: s3://hubpub-models"),
+     r"publish\.destination: destination must be gs://"),
+]
+
+
+@pytest.mark.parametrize("desc,edit,expected", BROKEN, ids=[b[0] for b in BROKEN])
+def test_broken_manifest_names_the_place(manifest_text, desc, edit, expected):
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(edit(manifest_text), "collection.yaml")
+    joined = "\n".join(info.value.lines())
+    assert re.search(expected, joined), joined
+
+
+def test_all_problems_reported_in_one_run(manifest_text):
+    text = _break(manifest_text, "handle: hubpub", "handle: Hub Pub")
+    text = _break(text, "architecture: small, num", "architecture: smal, num")
+    text = _break(text, "resolution: 384, top1: 85.1", "resolution: -1, top1: 85.1")
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, "m.yaml")
+    lines = info.value.lines()
+    assert len(lines) == 3, lines
+    assert all(line.startswith("m.yaml: line ") for line in lines)
+
+
+def test_cli_validate_ok(root):
+    result = CliRunner().invoke(cli, ["validate", "--manifest", str(root / "collection.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "24 variants, 48 artifacts" in result.output
+
+
+def test_cli_validate_reports_every_problem_without_traceback(tmp_path, manifest_text):
+    bad = tmp_path / "bad.yaml"
+    text = _break(manifest_text, "handle: hubpub", "handle: HUB")
+    bad.write_text(_break(text, "top1: 83.1", "top1: high"))
+    result = CliRunner().invoke(cli, ["validate", "--manifest", str(bad)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 2, result.output
+    assert "publisher.handle" in errors[0] and "variants[1].top1" in errors[1]
+
+
+def test_cli_missing_manifest(tmp_path):
+    result = CliRunner().invoke(cli, ["validate", "--manifest", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 1
+    assert "cannot read the manifest" in result.output
+
+
+def test_cli_list(root):
+    result = CliRunner().invoke(cli, ["list", "--manifest", str(root / "collection.yaml"),
+                                      "--only", "convnext_tiny_1k_*"])
+    assert result.exit_code == 0, result.output
+    rows = [r.split() for r in result.output.splitlines()[2:]]
+    assert [r[0] for r in rows] == ["convnext_tiny_1k_224", "convnext_tiny_1k_224_fe"]
+    assert rows[0][-1] == "28.59M" and rows[1][5] == "(768-d)"
+
+
+def test_every_command_has_help():
+    for name in cli.commands:
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output
