@@ -46,6 +46,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
         os.environ["HUBPUB_DISABLE_PROGRESS"] = "1"
     ctx.obj = {"verbose": verbose, "quiet": quiet}
+    if ctx.invoked_subcommand not in ("validate", "list", None):
+        from hubpub._tf import import_tensorflow
+
+        import_tensorflow(verbose=verbose > 1)
 
 
 @cli.command()
@@ -75,6 +79,56 @@ def list_(manifest_path: Path, only: tuple[str, ...]) -> None:
             rows.append((a.name, v.name, a.kind, v.architecture_name, str(v.resolution), classes,
                          f"{v.parameter_count(a.kind) / 1e6:.2f}M"))
     click.echo(_table(rows))
+
+
+@cli.command("verify-parity")
+@click.argument("variant")
+@click.option("--checkpoint", "checkpoint", required=True, help="Checkpoint path or http(s) URL.")
+@click.option("--size", "sizes", type=(int, int), multiple=True, metavar="H W",
+              help="Input size (repeatable); default: native and native+(32, 96).")
+@click.option("--kinds", default="classifier,feature-extractor", show_default=True)
+@click.option("--input-convention", type=click.Choice(["hub", "normalized"]), default="hub", show_default=True)
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
+              help="JSON report path [default: dist/reports/VARIANT.parity.json].")
+@manifest_option
+def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_convention: str,
+                  report_path: Path | None, manifest_path: Path) -> None:
+    """Compare the ported Keras model with the PyTorch reference, per stage and on the logits."""
+    from hubpub.errors import ParityError
+    from hubpub.fetch import fetch
+    from hubpub.parity import TOLERANCE
+    from hubpub.pipeline import parity_for_variant, write_json
+
+    v = load_manifest(manifest_path).variant(variant)
+    fetched = fetch(checkpoint)
+    result = parity_for_variant(v, fetched.path, sizes=list(sizes) or None, kinds=_kinds(kinds),
+                                input_convention=input_convention)
+    report = {"variant": v.name, "checkpoint": checkpoint, "checkpoint_sha256": fetched.sha256,
+              "tolerance": TOLERANCE, "kinds": result}
+    report_path = report_path or Path("dist") / "reports" / f"{v.name}.parity.json"
+    write_json(report_path, report)
+    rows = [("kind", "size", "max |Δ| out", "max rel", "top-1 agree", "ok")]
+    for kind, r in result.items():
+        for run in r["runs"]:
+            out = run["taps"][run["output"]]
+            agree = "-" if run["top1_agreement"] is None else f"{run['top1_agreement']:.0%}"
+            rows.append((kind, "x".join(map(str, run["size"])), f"{out['max_abs']:.2e}",
+                         f"{out['max_rel']:.2e}", agree, "yes" if run["passed"] else "NO"))
+    click.echo(_table(rows))
+    click.echo(f"report: {report_path}")
+    failed = [k for k, r in result.items() if not r["passed"]]
+    if failed:
+        raise ParityError(f"{v.name}: parity above tolerance {TOLERANCE:g} for {', '.join(failed)}")
+
+
+def _kinds(text: str) -> tuple[str, ...]:
+    from hubpub.manifest import KINDS
+
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in KINDS]
+    if bad or not kinds:
+        raise click.BadParameter(f"kinds must be among {', '.join(KINDS)}; got {text!r}", param_hint="--kinds")
+    return kinds
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

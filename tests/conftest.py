@@ -17,3 +17,51 @@ def root() -> Path:
 @pytest.fixture(scope="session")
 def manifest_text() -> str:
     return (ROOT / "collection.yaml").read_text()
+
+
+MICRO_MANIFEST = """\
+schema_version: 1
+publisher: {handle: testpub, name: Test Publisher, description: Models for the test suite.}
+collection: {name: micro, description: Micro ConvNeXt models for tests.}
+publish: {destination: PUBLISH_DIR, public_url_base: "http://127.0.0.1:9/bucket/micro"}
+eval_presets:
+  224: {resize: shorter, crop_pct: 0.875}
+  384: {resize: squash, crop_pct: 1.0}
+architectures:
+  micro: {family: hierarchical, depths: [1, 1, 2, 1], dims: [8, 16, 32, 64]}
+  micro_other: {family: hierarchical, depths: [1, 1, 3, 1], dims: [8, 16, 32, 64]}
+  micro_iso: {family: isotropic, depth: 2, dim: 32, patch_size: 16, layer_scale_init: 0.0}
+variants:
+  - {name: micro_1k_224, architecture: micro, num_classes: 1000, resolution: 224, top1: 50.0,
+     checkpoint: {url: "http://127.0.0.1:9/micro_1k_224.pth"}}
+  - {name: micro_21k_224, architecture: micro, pretrain: imagenet-21k, num_classes: 21841, resolution: 224,
+     checkpoint: {url: "http://127.0.0.1:9/micro_21k_224.pth"}}
+  - {name: micro_iso_1k_224, architecture: micro_iso, num_classes: 1000, resolution: 224,
+     checkpoint: {url: "http://127.0.0.1:9/micro_iso_1k_224.pth"}}
+"""
+
+
+@pytest.fixture(scope="session")
+def micro_manifest_path(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("micro")
+    path = d / "collection.yaml"
+    path.write_text(MICRO_MANIFEST.replace("PUBLISH_DIR", str(d / "published")))
+    return path
+
+
+@pytest.fixture(scope="session")
+def micro_manifest(micro_manifest_path):
+    from hubpub.manifest import load_manifest
+
+    return load_manifest(micro_manifest_path)
+
+
+@pytest.fixture(scope="session")
+def micro_checkpoints(micro_manifest, tmp_path_factory) -> dict[str, Path]:
+    """One random official-format checkpoint per micro variant (safetensors: no torch needed)."""
+    from hubpub.convert import random_checkpoint, save_checkpoint
+
+    d = tmp_path_factory.mktemp("ckpt")
+    return {v.name: save_checkpoint(random_checkpoint(v.architecture, v.num_classes, seed=i),
+                                    d / f"{v.name}.safetensors")
+            for i, v in enumerate(micro_manifest.variants)}

@@ -1,0 +1,28 @@
+"""Import TensorFlow without its C++ start-up chatter (oneDNN notice, CUDA probes) on stderr."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+
+def import_tensorflow(verbose: bool = False):
+    if "tensorflow" in sys.modules or verbose:
+        import tensorflow as tf
+
+        return tf
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)  # the messages come from C++ before absl logging is configured
+    try:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # the CUDA probe logs on first use, not on import
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return tf

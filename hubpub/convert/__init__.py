@@ -1,0 +1,25 @@
+"""Checkpoint reading and porting by declarative name rules."""
+
+from hubpub.convert.port import PortReport, detect_layout, infer_architecture, official_tensors, port_weights
+from hubpub.convert.readers import Checkpoint, read_checkpoint
+from hubpub.convert.rules import HIERARCHICAL_RULES, ISOTROPIC_RULES, TIMM_NAMES, Rule, rules_for
+from hubpub.convert.synthetic import official_shapes, random_checkpoint, save_checkpoint, to_timm
+
+__all__ = [
+    "Checkpoint",
+    "HIERARCHICAL_RULES",
+    "ISOTROPIC_RULES",
+    "PortReport",
+    "Rule",
+    "TIMM_NAMES",
+    "detect_layout",
+    "infer_architecture",
+    "official_shapes",
+    "official_tensors",
+    "port_weights",
+    "random_checkpoint",
+    "read_checkpoint",
+    "rules_for",
+    "save_checkpoint",
+    "to_timm",
+]

@@ -1,0 +1,127 @@
+"""Checkpoint readers: official or timm `.pth`, `.safetensors`, `.npz`, read lazily.
+
+A `Checkpoint` is a read-only mapping of key -> float32 numpy array that loads one tensor at a
+time, and knows every shape without loading, so porting never holds two full copies of a model.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from hubpub.errors import CheckpointError
+
+SUFFIXES = {".pth": "pth", ".pt": "pth", ".bin": "pth", ".safetensors": "safetensors", ".npz": "npz"}
+
+
+class Checkpoint(Mapping[str, np.ndarray]):
+    """Lazily loaded tensors of one checkpoint file."""
+
+    def __init__(self, path: Path, file_format: str, shapes: dict[str, tuple[int, ...]],
+                 load: Callable[[str], np.ndarray], close: Callable[[], None] = lambda: None):
+        self.path = path
+        self.file_format = file_format
+        self._shapes = shapes
+        self._load = load
+        self._close = close
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self._shapes[key]
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._shapes:
+            raise KeyError(key)
+        try:
+            array = self._load(key)
+        except Exception as e:  # the file can be damaged past its header
+            raise CheckpointError(f"{self.path}: tensor {key!r} cannot be read: {e}") from None
+        return np.asarray(array, dtype=np.float32)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._shapes)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Open a checkpoint file; the format comes from the suffix, the layout later from the keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    file_format = SUFFIXES.get(path.suffix.lower())
+    if file_format is None:
+        raise CheckpointError(
+            f"{path}: unknown checkpoint suffix {path.suffix!r}; expected one of {', '.join(SUFFIXES)}")
+    reader = {"pth": _read_pth, "safetensors": _read_safetensors, "npz": _read_npz}[file_format]
+    try:
+        ckpt = reader(path)
+    except CheckpointError:
+        raise
+    except Exception as e:
+        raise CheckpointError(
+            f"{path}: not a readable {file_format} checkpoint (corrupt or truncated?): "
+            f"{type(e).__name__}: {e}") from None
+    if not len(ckpt):
+        raise CheckpointError(f"{path}: the checkpoint holds no tensors")
+    return ckpt
+
+
+def _read_safetensors(path: Path) -> Checkpoint:
+    from safetensors import safe_open
+
+    handle = safe_open(str(path), framework="numpy")
+    shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+    return Checkpoint(path, "safetensors", shapes, handle.get_tensor)
+
+
+def _read_npz(path: Path) -> Checkpoint:
+    npz = np.load(path, allow_pickle=False)
+    shapes = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            key = info.filename.removesuffix(".npy")
+            with zf.open(info) as f:
+                major, _ = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                               else np.lib.format.read_array_header_2_0)
+                shape, _, _ = read_header(f)
+            shapes[key] = tuple(shape)
+    return Checkpoint(path, "npz", shapes, lambda k: npz[k], npz.close)
+
+
+def _read_pth(path: Path) -> Checkpoint:
+    from hubpub.reference import require_torch
+
+    torch = require_torch()
+    try:
+        # mmap: tensors stay on disk until ported, one at a time.
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e):
+            raise
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    state = obj
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict", "model_ema"):
+            if isinstance(obj.get(key), dict):
+                state = obj[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{path}: expected a state_dict, or a dict holding one under 'model'; "
+            f"found {type(obj).__name__} with keys {list(obj)[:5] if isinstance(obj, dict) else '-'}")
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    return Checkpoint(path, "pth", shapes, lambda k: state[k].detach().float().numpy())

@@ -1,0 +1,127 @@
+"""Checkpoint download into a cache: streamed, resumed with Range requests, verified by sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from hubpub.errors import FetchError
+from hubpub.progress import progress_bar
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Fetched:
+    path: Path
+    sha256: str
+    downloaded: bool  # False when served from the cache or a local path
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HUBPUB_CACHE") or Path.home() / ".cache" / "hubpub")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_url(source: str) -> bool:
+    return urlparse(str(source)).scheme in ("http", "https")
+
+
+def fetch(source: str | Path, *, sha256: str | None = None, cache: Path | None = None,
+          retries: int = 4, backoff: float = 0.5, timeout: float = 30.0) -> Fetched:
+    """A local path is used in place; an http(s) URL is downloaded once into the cache.
+
+    A partial download resumes where it stopped. If `sha256` is given, a mismatch deletes the
+    file and raises `FetchError` showing both hashes.
+    """
+    source = str(source)
+    parsed = urlparse(source)
+    if parsed.scheme == "file":
+        source = unquote(parsed.path)
+    if not is_url(source):
+        path = Path(source)
+        if not path.is_file():
+            raise FetchError(f"{source}: no such checkpoint file")
+        digest = sha256_file(path)
+        _check(digest, sha256, source, None)
+        return Fetched(path, digest, downloaded=False)
+
+    name = Path(unquote(parsed.path)).name or "checkpoint"
+    final = (cache or cache_dir()) / hashlib.sha1(source.encode()).hexdigest()[:16] / name
+    if final.is_file():
+        digest = sha256_file(final)
+        _check(digest, sha256, source, final)
+        return Fetched(final, digest, downloaded=False)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    part = final.with_name(final.name + ".part")
+    _download(source, part, retries=retries, backoff=backoff, timeout=timeout)
+    digest = sha256_file(part)
+    _check(digest, sha256, source, part)
+    part.replace(final)
+    return Fetched(final, digest, downloaded=True)
+
+
+def _check(actual: str, expected: str | None, source: str, path: Path | None) -> None:
+    if expected and actual != expected:
+        if path is not None:
+            path.unlink(missing_ok=True)
+        raise FetchError(f"{source}: sha256 mismatch: expected {expected}, got {actual}"
+                         + (" (the file was deleted)" if path is not None else ""))
+
+
+def _download(url: str, part: Path, *, retries: int, backoff: float, timeout: float) -> None:
+    import requests
+
+    attempt = 0
+    total: int | None = None
+    while True:
+        have = part.stat().st_size if part.exists() else 0
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        try:
+            with requests.get(url, headers=headers, stream=True, timeout=timeout) as r:
+                if r.status_code == 416 and total is not None and have >= total:
+                    return
+                if r.status_code in RETRYABLE_STATUS:
+                    raise _Retryable(f"HTTP {r.status_code}")
+                if r.status_code not in (200, 206):
+                    raise FetchError(f"{url}: HTTP {r.status_code} {r.reason}")
+                if r.status_code == 200 and have:
+                    have = 0  # the server ignored the Range header: start over
+                length = int(r.headers.get("Content-Length", 0)) or None
+                total = (have + length) if length else None
+                with open(part, "ab" if have else "wb") as f, progress_bar(
+                        total=total, initial=have, unit="B", unit_scale=True, desc=part.stem) as bar:
+                    for block in r.iter_content(CHUNK):
+                        f.write(block)
+                        bar.update(len(block))
+            size = part.stat().st_size
+            if total is not None and size < total:
+                raise _Retryable(f"connection closed at {size} of {total} bytes")
+            return
+        except (_Retryable, requests.ConnectionError, requests.Timeout,
+                requests.exceptions.ChunkedEncodingError) as e:
+            attempt += 1
+            if attempt > retries:
+                raise FetchError(f"{url}: download failed after {retries} retries: {e}") from None
+            wait = backoff * 2 ** (attempt - 1)
+            log.info("%s: %s; retrying in %.1fs (%d/%d)", url, e, wait, attempt, retries)
+            time.sleep(wait)
+
+
+class _Retryable(Exception):
+    pass

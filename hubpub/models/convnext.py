@@ -1,0 +1,109 @@
+"""ConvNeXt (hierarchical and isotropic) in Keras 3, channels-last, any input height and width.
+
+Layer names are deterministic and mirror the official module tree, so weight porting can go by
+name: `stage_2_block_8_pwconv1` is official `stages.2.8.pwconv1`.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from hubpub.manifest import Hierarchical, Isotropic
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# `hub`: float32 RGB in [0, 1], normalised inside the model (the TF-Hub image convention).
+# `normalized`: the caller applies ImageNet mean/std, as in the original TF collection.
+INPUT_CONVENTIONS = ("hub", "normalized")
+
+
+@keras.saving.register_keras_serializable(package="hubpub")
+class LayerScale(keras.layers.Layer):
+    """Per-channel scale of a block's residual branch (`gamma` in the official code)."""
+
+    def __init__(self, dim: int, init_value: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = dim
+        self.init_value = init_value
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(
+            name="gamma", shape=(self.dim,),
+            initializer=keras.initializers.Constant(self.init_value), trainable=True)
+
+    def call(self, x):
+        return x * self.gamma
+
+    def get_config(self):
+        return {**super().get_config(), "dim": self.dim, "init_value": self.init_value}
+
+
+def _block(x, dim: int, prefix: str, layer_scale_init: float, eps: float):
+    """dwconv 7x7 -> LayerNorm -> Linear(4C) -> GELU (erf) -> Linear(C) -> [gamma] -> residual."""
+    shortcut = x
+    # DepthwiseConv2D, not Conv2D(groups=C): the grouped form goes through XLA on CPU, ~6x slower.
+    x = keras.layers.DepthwiseConv2D(7, padding="same", name=f"{prefix}_dwconv")(x)
+    x = keras.layers.LayerNormalization(epsilon=eps, name=f"{prefix}_norm")(x)
+    x = keras.layers.Dense(4 * dim, activation="gelu", name=f"{prefix}_pwconv1")(x)
+    x = keras.layers.Dense(dim, name=f"{prefix}_pwconv2")(x)
+    if layer_scale_init > 0:
+        x = LayerScale(dim, layer_scale_init, name=f"{prefix}_layer_scale")(x)
+    return keras.layers.Add(name=f"{prefix}_add")([shortcut, x])
+
+
+def _hierarchical(x, arch: Hierarchical):
+    eps = arch.layer_norm_eps
+    x = keras.layers.Conv2D(arch.dims[0], 4, strides=4, name="stem_conv")(x)
+    x = keras.layers.LayerNormalization(epsilon=eps, name="stem_norm")(x)
+    for s, (depth, dim) in enumerate(zip(arch.depths, arch.dims, strict=True)):
+        if s > 0:
+            x = keras.layers.LayerNormalization(epsilon=eps, name=f"stage_{s}_downsample_norm")(x)
+            x = keras.layers.Conv2D(dim, 2, strides=2, name=f"stage_{s}_downsample_conv")(x)
+        for b in range(depth):
+            x = _block(x, dim, f"stage_{s}_block_{b}", arch.layer_scale_init, eps)
+    return x
+
+
+def _isotropic(x, arch: Isotropic):
+    x = keras.layers.Conv2D(arch.dim, arch.patch_size, strides=arch.patch_size, name="stem_conv")(x)
+    for i in range(arch.depth):
+        x = _block(x, arch.dim, f"block_{i}", arch.layer_scale_init, arch.layer_norm_eps)
+    return x
+
+
+def build_model(
+    arch: Hierarchical | Isotropic,
+    *,
+    num_classes: int | None,
+    input_convention: str = "hub",
+    name: str = "convnext",
+) -> keras.Model:
+    """Build a classifier (`num_classes` set: logits) or a feature extractor (`None`: pooled features)."""
+    if input_convention not in INPUT_CONVENTIONS:
+        raise ValueError(f"input_convention must be one of {INPUT_CONVENTIONS}, not {input_convention!r}")
+    inputs = keras.Input((None, None, 3), dtype="float32", name="images")
+    x = inputs
+    if input_convention == "hub":
+        x = keras.layers.Normalization(
+            mean=IMAGENET_MEAN, variance=np.square(IMAGENET_STD), name="normalize")(x)
+    x = _hierarchical(x, arch) if isinstance(arch, Hierarchical) else _isotropic(x, arch)
+    x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
+    x = keras.layers.LayerNormalization(epsilon=arch.layer_norm_eps, name="head_norm")(x)
+    if num_classes:
+        x = keras.layers.Dense(num_classes, name="head_fc")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def tap_layer_names(arch: Hierarchical | Isotropic, classifier: bool = True) -> dict[str, str]:
+    """Intermediate outputs compared against the reference: name -> Keras layer name."""
+    if isinstance(arch, Hierarchical):
+        taps = {"stem": "stem_norm"}
+        taps |= {f"stage_{s}": f"stage_{s}_block_{d - 1}_add" for s, d in enumerate(arch.depths)}
+    else:
+        taps = {"stem": "stem_conv", "blocks": f"block_{arch.depth - 1}_add"}
+    taps["pooled"] = "head_norm"
+    if classifier:
+        taps["logits"] = "head_fc"
+    return taps
