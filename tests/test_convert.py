@@ -1,10 +1,13 @@
 """Porting by name and parity against the PyTorch reference. Tolerance: max |Δ logits| <= 1e-4 (fp32)."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from hubpub.cli import cli
@@ -210,3 +213,21 @@ def test_cli_verify_parity_wrong_checkpoint_is_one_clear_error(micro_manifest_pa
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert result.output.startswith("error: ") and "isotropic" in result.output
+
+
+SLOW = pytest.mark.skipif(not os.environ.get("HUBPUB_SLOW"),
+                          reason="full-size models of every variant: opt in with HUBPUB_SLOW=1")
+_MANIFEST = yaml.safe_load((Path(__file__).parents[1] / "collection.yaml").read_text())
+ALL_VARIANTS = [v["name"] for v in _MANIFEST["variants"]]
+
+
+@SLOW
+@pytest.mark.parametrize("name", ALL_VARIANTS)
+def test_full_size_parity_every_variant(tmp_path, root, name):
+    from hubpub.manifest import load_manifest
+    from hubpub.pipeline import parity_for_variant
+
+    v = load_manifest(root / "collection.yaml").variant(name)
+    path = save_checkpoint(random_checkpoint(v.architecture, v.num_classes), tmp_path / "c.pth")
+    result = parity_for_variant(v, path, batch=1)
+    assert all(r["passed"] for r in result.values()), result

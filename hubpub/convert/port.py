@@ -106,6 +106,7 @@ def port_weights(model, checkpoint: Checkpoint, arch: Hierarchical | Isotropic, 
         weights[target].assign(array)
         nbytes += array.nbytes
         del array  # one tensor in flight at a time
+        checkpoint.release(official[name])
     return PortReport(layout=layout, file_format=checkpoint.file_format, assigned=len(plan.moves),
                       dropped=tuple(plan.dropped), parameters=sum(int(np.prod(w.shape)) for w in weights.values()),
                       weight_bytes=nbytes)

@@ -6,6 +6,9 @@ time, and knows every shape without loading, so porting never holds two full cop
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import mmap
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -21,12 +24,18 @@ class Checkpoint(Mapping[str, np.ndarray]):
     """Lazily loaded tensors of one checkpoint file."""
 
     def __init__(self, path: Path, file_format: str, shapes: dict[str, tuple[int, ...]],
-                 load: Callable[[str], np.ndarray], close: Callable[[], None] = lambda: None):
+                 load: Callable[[str], np.ndarray], close: Callable[[], None] = lambda: None,
+                 release: Callable[[str], None] = lambda key: None):
         self.path = path
         self.file_format = file_format
         self._shapes = shapes
         self._load = load
         self._close = close
+        self._release = release
+
+    def release(self, key: str) -> None:
+        """Hint that `key` will not be read again, so its memory-mapped pages can be dropped."""
+        self._release(key)
 
     def shape(self, key: str) -> tuple[int, ...]:
         return self._shapes[key]
@@ -106,12 +115,14 @@ def _read_pth(path: Path) -> Checkpoint:
     from hubpub.reference import require_torch
 
     torch = require_torch()
+    mapped = True
     try:
         # mmap: tensors stay on disk until ported, one at a time.
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError as e:
         if "mmap" not in str(e):
             raise
+        mapped = False  # legacy (non-zip) format: loaded into anonymous memory
         obj = torch.load(path, map_location="cpu", weights_only=True)
     state = obj
     if isinstance(obj, dict):
@@ -124,4 +135,29 @@ def _read_pth(path: Path) -> Checkpoint:
             f"{path}: expected a state_dict, or a dict holding one under 'model'; "
             f"found {type(obj).__name__} with keys {list(obj)[:5] if isinstance(obj, dict) else '-'}")
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    return Checkpoint(path, "pth", shapes, lambda k: state[k].detach().float().numpy())
+    return Checkpoint(path, "pth", shapes, lambda k: state[k].detach().float().numpy(),
+                      # Dropping pages is only safe for a file mapping: anonymous memory would be zeroed.
+                      release=(lambda k: _drop_pages(state[k])) if mapped else (lambda k: None))
+
+
+_PAGE = mmap.PAGESIZE
+_MADV_DONTNEED = 4
+
+
+def _drop_pages(tensor) -> None:
+    """Drop a ported tensor's pages from a private read-only file mapping (torch mmap=True).
+
+    Without this, every tensor read stays resident until the whole file is closed, and porting
+    holds two full copies of the weights. A dropped page would be re-read from the file if touched.
+    """
+    if _libc is None or tensor.numel() == 0:
+        return
+    start = tensor.data_ptr() & ~(_PAGE - 1)
+    end = tensor.data_ptr() + tensor.numel() * tensor.element_size()
+    _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)
+
+
+try:
+    _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+except OSError:  # pragma: no cover - not glibc/musl: keep the pages
+    _libc = None
