@@ -41,6 +41,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Build, document, verify and publish a TF-Hub style model collection."""
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    for noisy in ("tensorflow", "absl", "h5py", "urllib3", "google"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
     if quiet:
         import os
 
@@ -119,6 +121,60 @@ def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_conven
     failed = [k for k, r in result.items() if not r["passed"]]
     if failed:
         raise ParityError(f"{v.name}: parity above tolerance {TOLERANCE:g} for {', '.join(failed)}")
+
+
+@cli.command()
+@click.argument("variant")
+@click.option("--checkpoint", default=None, help="Checkpoint path or URL [default: the manifest's URL].")
+@click.option("--kinds", default="classifier,feature-extractor", show_default=True)
+@click.option("--input-convention", type=click.Choice(["hub", "normalized"]), default="hub", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default="dist", show_default=True)
+@click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
+@manifest_option
+def build(variant: str, checkpoint: str | None, kinds: str, input_convention: str, out: Path,
+          no_parity: bool, manifest_path: Path) -> None:
+    """Build, port, check parity, export, round-trip and pack both kinds of one variant."""
+    from hubpub.pipeline import build_variant
+
+    v = load_manifest(manifest_path).variant(variant)
+    reports = build_variant(v, out, checkpoint=checkpoint, kinds=_kinds(kinds), input_convention=input_convention,
+                            parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s))
+    rows = [("artifact", "params", "tarball", "parity max |Δ|", "round-trip", "seconds")]
+    for r in reports:
+        parity = r["parity"]["max_abs"]
+        rows.append((r["artifact"], f"{r['parameters'] / 1e6:.2f}M", f"{r['tarball']['size'] / 2**20:.1f} MiB",
+                     f"{parity:.2e}" if parity is not None else r["parity"]["status"],
+                     f"{max(r['round_trip']['call'], r['round_trip']['serving_default']):.1e}",
+                     f"{sum(r['timings'].values()):.1f}"))
+    click.echo(_table(rows))
+    click.echo(f"wrote {out}/tars, {out}/saved_models, {out}/reports")
+
+
+@cli.command()
+@click.argument("handle")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
+              help="The artifact's build report [default: dist/reports/<artifact>.json].")
+@click.option("--fine-tune", is_flag=True, help="Also run one SGD step with trainable=True.")
+def verify(handle: str, report_path: Path | None, fine_tune: bool) -> None:
+    """Load HANDLE (URL or directory) with hub.KerasLayer and compare with the build's record."""
+    import json
+
+    from hubpub.errors import VerifyError
+    from hubpub.verify import verify_handle
+
+    if report_path is None:
+        name = Path(handle.rstrip("/").split("?")[0]).name.removesuffix(".tar.gz")
+        report_path = Path("dist") / "reports" / f"{name}.json"
+    try:
+        report = json.loads(report_path.read_text())
+    except (OSError, ValueError) as e:
+        raise VerifyError(f"{report_path}: cannot read the build report ({e}); pass --report") from None
+    result = verify_handle(handle, report["reference"], fine_tune=fine_tune)
+    click.echo(f"{handle}: loads with hub.KerasLayer; outputs match the build (max |Δ| {result.max_abs:.2e})")
+    if result.fine_tune:
+        ft = result.fine_tune
+        click.echo(f"fine-tune: loss {ft['loss']:.4f}, {ft['backbone_weights_changed']}/{ft['backbone_weights']} "
+                   "backbone weights changed")
 
 
 def _kinds(text: str) -> tuple[str, ...]:

@@ -3,13 +3,14 @@
 from hubpub.convert.port import PortReport, detect_layout, infer_architecture, official_tensors, port_weights
 from hubpub.convert.readers import Checkpoint, read_checkpoint
 from hubpub.convert.rules import HIERARCHICAL_RULES, ISOTROPIC_RULES, TIMM_NAMES, Rule, rules_for
-from hubpub.convert.synthetic import official_shapes, random_checkpoint, save_checkpoint, to_timm
+from hubpub.convert.synthetic import RANDOM_WEIGHTS_KEY, official_shapes, random_checkpoint, save_checkpoint, to_timm
 
 __all__ = [
     "Checkpoint",
     "HIERARCHICAL_RULES",
     "ISOTROPIC_RULES",
     "PortReport",
+    "RANDOM_WEIGHTS_KEY",
     "Rule",
     "TIMM_NAMES",
     "detect_layout",

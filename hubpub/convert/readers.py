@@ -25,8 +25,9 @@ class Checkpoint(Mapping[str, np.ndarray]):
 
     def __init__(self, path: Path, file_format: str, shapes: dict[str, tuple[int, ...]],
                  load: Callable[[str], np.ndarray], close: Callable[[], None] = lambda: None,
-                 release: Callable[[str], None] = lambda key: None):
+                 release: Callable[[str], None] = lambda key: None, metadata: dict | None = None):
         self.path = path
+        self.metadata = metadata or {}
         self.file_format = file_format
         self._shapes = shapes
         self._load = load
@@ -93,7 +94,7 @@ def _read_safetensors(path: Path) -> Checkpoint:
 
     handle = safe_open(str(path), framework="numpy")
     shapes = {k: tuple(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
-    return Checkpoint(path, "safetensors", shapes, handle.get_tensor)
+    return Checkpoint(path, "safetensors", shapes, handle.get_tensor, metadata=handle.metadata())
 
 
 def _read_npz(path: Path) -> Checkpoint:

@@ -88,8 +88,15 @@ def to_timm(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return renamed
 
 
-def save_checkpoint(tensors: dict[str, np.ndarray], path: str | Path, *, wrap: bool = True) -> Path:
-    """Write tensors as `.safetensors`, `.npz`, or `.pth` (`{"model": state_dict}` when `wrap`)."""
+RANDOM_WEIGHTS_KEY = "hubpub.random_weights"
+
+
+def save_checkpoint(tensors: dict[str, np.ndarray], path: str | Path, *, wrap: bool = True,
+                    metadata: dict[str, str] | None = None) -> Path:
+    """Write tensors as `.safetensors`, `.npz`, or `.pth` (`{"model": state_dict}` when `wrap`).
+
+    `metadata` is kept in the safetensors header (the other formats have no place for it).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -97,7 +104,7 @@ def save_checkpoint(tensors: dict[str, np.ndarray], path: str | Path, *, wrap: b
     if suffix == ".safetensors":
         from safetensors.numpy import save_file
 
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp))
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=metadata)
     elif suffix == ".npz":
         with open(tmp, "wb") as f:
             np.savez(f, **tensors)

@@ -1,0 +1,1 @@
+"""Evaluation with the official preprocessing."""

@@ -1,0 +1,150 @@
+"""Export a Keras 3 model as a TF2 Reusable SavedModel for `hub.KerasLayer`, plus serving signatures.
+
+Keras 3's `model.export()` and `tf.saved_model.save(model)` give SavedModels that
+`hub.KerasLayer(path, trainable=True)` refuses ("Signature name has to be specified for
+non-callable saved models"). What works is a bare AutoTrackable whose `__call__` is a tf.function
+over the model, with the raw `tf.Variable`s attached. Attaching the Keras model itself would store
+every weight twice.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hubpub.errors import ExportError
+from hubpub.manifest import EvalPreprocessing
+
+ROUND_TRIP_TOLERANCE = 1e-5
+OUTPUT_NAMES = {"classifier": "logits", "feature-extractor": "feature_vector"}
+
+
+@dataclass(frozen=True)
+class Signature:
+    name: str
+    inputs: dict[str, tuple[list[int | None], str]]
+    outputs: dict[str, tuple[list[int | None], str]]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    kind: str
+    output_name: str
+    output_dim: int
+    signatures: tuple[Signature, ...]
+
+
+def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int, ev: EvalPreprocessing,
+                       labels: Path | None = None) -> ExportResult:
+    """Write `model` as a Reusable SavedModel at `out_dir`, atomically (temp dir, then rename)."""
+    import tensorflow as tf
+
+    from hubpub.eval.preprocess import decode_and_preprocess
+
+    out_dir = Path(out_dir)
+    output_name = OUTPUT_NAMES[kind]
+    output_dim = int(model.output.shape[-1])
+    variables = [w.value for w in model.weights]
+    trainable = [w.value for w in model.trainable_weights]
+
+    obj = tf.__internal__.tracking.AutoTrackable()
+    obj.variables = variables
+    obj.trainable_variables = trainable
+    obj.regularization_losses = []
+
+    @tf.function
+    def call(images, training=False):
+        return model(images, training=training)
+
+    image_spec = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+    for training in (False, True):  # hub.KerasLayer calls with a Python bool
+        call.get_concrete_function(image_spec, training)
+    obj.__call__ = call
+
+    @tf.function(input_signature=[image_spec])
+    def serving_default(images):
+        return {output_name: model(images, training=False)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def serving_bytes(images):
+        batch = tf.map_fn(lambda s: decode_and_preprocess(s, resolution, ev), images,
+                          fn_output_signature=tf.TensorSpec([resolution, resolution, 3], tf.float32))
+        return {output_name: model(batch, training=False)}
+
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    signatures = {"serving_default": serving_default.get_concrete_function(),
+                  "serving_bytes": serving_bytes.get_concrete_function()}
+    with tempfile.TemporaryDirectory() as staging:
+        if labels is not None:
+            # An asset keeps its file's base name; users look for `assets/labels.txt`.
+            staged = Path(staging) / "labels.txt"
+            shutil.copyfile(labels, staged)
+            obj.labels_file = tf.saved_model.Asset(str(staged))
+        try:
+            tf.saved_model.save(obj, str(tmp), signatures=signatures)
+        except Exception as e:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise ExportError(f"{out_dir}: SavedModel export failed: {type(e).__name__}: {e}") from None
+    _stabilise_fingerprint(tmp)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp.rename(out_dir)
+    return ExportResult(out_dir, kind, output_name, output_dim, tuple(describe_signatures(out_dir)))
+
+
+def _stabilise_fingerprint(path: Path) -> None:
+    """Replace the random `uuid` of fingerprint.pb by one derived from its content hashes.
+
+    TensorFlow writes a fresh random uuid on every save, which alone would make two builds of the
+    same model differ byte for byte.
+    """
+    import hashlib
+
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    fp_path = path / "fingerprint.pb"
+    if not fp_path.is_file():
+        return
+    fp = fingerprint_pb2.FingerprintDef()
+    fp.ParseFromString(fp_path.read_bytes())
+    fp.ClearField("uuid")
+    digest = hashlib.sha256(fp.SerializeToString(deterministic=True)).digest()
+    fp.uuid = str(int.from_bytes(digest[:16], "big"))
+    fp_path.write_bytes(fp.SerializeToString(deterministic=True))
+
+
+def describe_signatures(path: Path) -> list[Signature]:
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    out = []
+    for name, fn in sorted(loaded.signatures.items()):
+        inputs = {k: (v.shape.as_list(), v.dtype.name) for k, v in fn.structured_input_signature[1].items()}
+        outputs = {k: (v.shape.as_list(), v.dtype.name) for k, v in fn.structured_outputs.items()}
+        out.append(Signature(name, inputs, outputs))
+    return out
+
+
+def round_trip(model, path: Path, images: np.ndarray, *, kind: str,
+               tolerance: float = ROUND_TRIP_TOLERANCE) -> dict[str, float]:
+    """Reload the SavedModel and compare `__call__` and `serving_default` with the in-memory model."""
+    import tensorflow as tf
+
+    expected = np.asarray(model(images, training=False))
+    loaded = tf.saved_model.load(str(path))
+    got_call = loaded(tf.constant(images), training=False).numpy()
+    got_serving = loaded.signatures["serving_default"](images=tf.constant(images))[OUTPUT_NAMES[kind]].numpy()
+    diffs = {"call": float(np.abs(got_call - expected).max()),
+             "serving_default": float(np.abs(got_serving - expected).max())}
+    worst = max(diffs.values())
+    if not worst <= tolerance:  # also catches NaN
+        raise ExportError(f"{path}: reloaded SavedModel differs from the in-memory model by {worst:.3g} "
+                          f"(tolerance {tolerance:g}): {diffs}")
+    return diffs

@@ -1,0 +1,54 @@
+"""ImageNet label files: `<synset>\\t<lemmas>` per line, line i = class i.
+
+The lists were generated once into `assets/labels/` from timm's package data (a wheel is a zip: no
+import of timm needed): `python -m hubpub.labels path/to/timm-*.whl assets/labels`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import zipfile
+from pathlib import Path
+
+from hubpub.errors import HubpubError
+
+LABEL_FILES = {"imagenet-1k": "imagenet-1k.txt", "imagenet-21k": "imagenet-21k.txt"}
+_SOURCES = {"imagenet-1k": "imagenet_synsets.txt", "imagenet-21k": "imagenet22k_synsets.txt"}
+_LEMMAS = "imagenet_synset_to_lemma.txt"
+_INFO = "timm/data/_info/"
+
+
+def assets_dir() -> Path:
+    """The repository's `assets/` (or `$HUBPUB_ASSETS`)."""
+    return Path(os.environ.get("HUBPUB_ASSETS") or Path(__file__).resolve().parents[1] / "assets")
+
+
+def labels_path(dataset: str) -> Path:
+    path = assets_dir() / "labels" / LABEL_FILES[dataset]
+    if not path.is_file():
+        raise HubpubError(f"{path}: label file for {dataset} is missing (set HUBPUB_ASSETS to the assets/ folder)")
+    return path
+
+
+def read_labels(path: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split("\t", 1)) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def generate_from_timm_wheel(wheel: Path, out_dir: Path) -> dict[str, Path]:
+    with zipfile.ZipFile(wheel) as zf:
+        lemmas = dict(line.split("\t", 1) for line in zf.read(_INFO + _LEMMAS).decode().splitlines())
+        written = {}
+        for dataset, source in _SOURCES.items():
+            synsets = zf.read(_INFO + source).decode().split()
+            lines = [f"{s}\t{lemmas[s]}" for s in synsets]
+            path = out_dir / LABEL_FILES[dataset]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            written[dataset] = path
+    return written
+
+
+if __name__ == "__main__":
+    for dataset, path in generate_from_timm_wheel(Path(sys.argv[1]), Path(sys.argv[2])).items():
+        print(dataset, path, sum(1 for _ in path.open()))
