@@ -65,3 +65,29 @@ def micro_checkpoints(micro_manifest, tmp_path_factory) -> dict[str, Path]:
     return {v.name: save_checkpoint(random_checkpoint(v.architecture, v.num_classes, seed=i),
                                     d / f"{v.name}.safetensors")
             for i, v in enumerate(micro_manifest.variants)}
+
+
+@pytest.fixture(scope="session")
+def micro_dist(micro_manifest, micro_checkpoints, tmp_path_factory) -> Path:
+    """Both kinds of micro_1k_224 built once, end to end, into a dist/ folder."""
+    from hubpub.pipeline import build_variant
+
+    out = tmp_path_factory.mktemp("dist")
+    v = micro_manifest.variant("micro_1k_224")
+    build_variant(v, out, checkpoint=str(micro_checkpoints[v.name]))
+    return out
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    from tests.httpserver import FileServer
+
+    with FileServer(tmp_path / "served") as server:
+        server.root.mkdir(parents=True, exist_ok=True)
+        yield server
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "tfhub_cache"))
+    return tmp_path / "tfhub_cache"

@@ -102,17 +102,14 @@ def check_tarball(path: str | Path) -> tuple[str, ...]:
             infos = tar.getmembers()
     except (tarfile.TarError, OSError, EOFError) as e:
         raise PackageError(f"{path}: not a readable tar archive: {e}") from None
-    names = []
-    for info in infos:
-        name = info.name.removeprefix("./")
-        if name in ("", "."):
-            continue
-        _check_member(path, info, name)
-        names.append(name)
+    members = [(info, info.name.removeprefix("./")) for info in infos if info.name not in ("", ".", "./")]
+    names = [name for _, name in members]
     if "saved_model.pb" not in names:
-        tops = sorted({n.split("/", 1)[0] for n in names})
-        hint = f" (is it wrapped in a folder? top level: {', '.join(tops)})" if len(tops) == 1 else ""
+        wrapped = sorted({n.split("/", 1)[0] for n in names if n.endswith("/saved_model.pb")})
+        hint = f" (is it wrapped in a folder? top level: {', '.join(wrapped)})" if wrapped else ""
         raise PackageError(f"{path}: no saved_model.pb at the archive root{hint}")
+    for info, name in members:
+        _check_member(path, info, name)
     return tuple(names)
 
 

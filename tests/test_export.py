@@ -1,0 +1,230 @@
+"""Export, round-trip, Hub tarballs and the downstream proof with the real tensorflow_hub."""
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hubpub.errors import ExportError, PackageError, VerifyError
+from hubpub.package import check_tarball, pack, safe_extract
+from hubpub.verify import verify_handle
+
+ARTIFACTS = ("micro_1k_224", "micro_1k_224_fe")
+
+
+def _report(dist, name):
+    return json.loads((dist / "reports" / f"{name}.json").read_text())
+
+
+def test_build_writes_the_layout(micro_dist):
+    for name in ARTIFACTS:
+        assert (micro_dist / "saved_models" / name / "saved_model.pb").is_file()
+        tar = micro_dist / "tars" / f"{name}.tar.gz"
+        report = _report(micro_dist, name)
+        sha_line = (micro_dist / "tars" / f"{name}.tar.gz.sha256").read_text()
+        assert sha_line == f"{report['tarball']['sha256']}  {name}.tar.gz\n"
+        assert report["tarball"]["size"] == tar.stat().st_size
+        assert report["parity"]["status"] == "passed" and report["parity"]["max_abs"] <= 1e-4
+        assert len(report["parity"]["runs"]) == 2  # native and non-square
+        assert max(report["round_trip"]["call"], report["round_trip"]["serving_default"]) <= 1e-5
+        assert set(report["timings"]) >= {"fetch", "build+port", "export", "round_trip", "pack"}
+    assert not list((micro_dist / "tars").glob(".*")), "temp files left behind"
+
+
+def test_signatures(micro_dist):
+    clf = _report(micro_dist, "micro_1k_224")["signatures"]
+    assert clf["serving_default"]["inputs"] == {"images": [[None, None, None, 3], "float32"]}
+    assert clf["serving_default"]["outputs"] == {"logits": [[None, 1000], "float32"]}
+    assert clf["serving_bytes"]["inputs"] == {"images": [[None], "string"]}
+    fe = _report(micro_dist, "micro_1k_224_fe")["signatures"]
+    assert fe["serving_default"]["outputs"] == {"feature_vector": [[None, 64], "float32"]}
+
+
+def test_tarball_layout_and_labels(micro_dist):
+    names = check_tarball(micro_dist / "tars" / "micro_1k_224.tar.gz")
+    assert names[0] == "assets" and "saved_model.pb" in names and "assets/labels.txt" in names
+    with tarfile.open(micro_dist / "tars" / "micro_1k_224.tar.gz") as tar:
+        for info in tar.getmembers():
+            assert (info.uid, info.gid, info.uname, info.gname) == (0, 0, "", "")
+            assert not info.name.startswith((".", "/"))
+        labels = tar.extractfile("assets/labels.txt").read().decode().splitlines()
+    assert len(labels) == 1000 and labels[0] == "n01440764\ttench, Tinca tinca"
+    assert "assets/labels.txt" not in check_tarball(micro_dist / "tars" / "micro_1k_224_fe.tar.gz")
+    with open(micro_dist / "tars" / "micro_1k_224.tar.gz", "rb") as f:
+        header = f.read(10)
+    assert header[4:8] == b"\0\0\0\0" and header[3] & 0x08 == 0  # gzip: no mtime, no file name
+
+
+def test_serving_bytes_decodes_and_preprocesses(micro_dist, micro_manifest):
+    import tensorflow as tf
+
+    from hubpub.eval.preprocess import preprocess_tf
+
+    loaded = tf.saved_model.load(str(micro_dist / "saved_models" / "micro_1k_224"))
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (300, 200, 3), dtype=np.uint8), rng.integers(0, 256, (180, 260, 3), dtype=np.uint8)]
+    encoded = []
+    for i, a in enumerate(images):
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, format="PNG" if i == 0 else "BMP")
+        encoded.append(buf.getvalue())
+    out = loaded.signatures["serving_bytes"](images=tf.constant(encoded))["logits"].numpy()
+    ev = micro_manifest.variant("micro_1k_224").eval
+    batch = tf.stack([preprocess_tf(a, 224, ev) for a in images])
+    expected = loaded.signatures["serving_default"](images=batch)["logits"].numpy()
+    assert out.shape == (2, 1000)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_round_trip_catches_a_different_model(micro_dist, micro_manifest):
+    from hubpub.export import round_trip
+    from hubpub.models import build_model
+
+    other = build_model(micro_manifest.variant("micro_1k_224").architecture, num_classes=1000)
+    images = np.random.default_rng(0).random((1, 64, 64, 3), dtype=np.float32)
+    with pytest.raises(ExportError, match="differs from the in-memory model"):
+        round_trip(other, micro_dist / "saved_models" / "micro_1k_224", images, kind="classifier")
+
+
+def test_21k_classifier_carries_21841_labels(micro_manifest, micro_checkpoints, tmp_path):
+    from hubpub.pipeline import build_variant
+
+    v = micro_manifest.variant("micro_21k_224")
+    build_variant(v, tmp_path, checkpoint=str(micro_checkpoints[v.name]), kinds=("classifier",), parity=False)
+    labels = (tmp_path / "saved_models" / v.name / "assets" / "labels.txt").read_text().splitlines()
+    assert len(labels) == 21841 and labels[0].startswith("n00004475\t")
+
+
+def test_reproducible_tarballs(micro_manifest_path, micro_checkpoints, tmp_path):
+    """Two builds of the same variant, each in a fresh process as build-all does, give identical bytes."""
+    shas = []
+    for run in ("a", "b"):
+        cmd = [sys.executable, "-m", "hubpub", "-q", "build", "micro_iso_1k_224",
+               "--manifest", str(micro_manifest_path), "--checkpoint", str(micro_checkpoints["micro_iso_1k_224"]),
+               "--out", str(tmp_path / run), "--no-parity"]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        shas.append([(tmp_path / run / "tars" / f"{n}.tar.gz.sha256").read_text().split()[0]
+                     for n in ("micro_iso_1k_224", "micro_iso_1k_224_fe")])
+    assert shas[0] == shas[1]
+
+
+# ------------------------------------------------------------------ downstream, with the real tensorflow_hub
+
+
+def test_hub_keras_layer_over_http_and_fine_tune(micro_dist, file_server, hub_cache):
+    for name in ARTIFACTS:
+        shutil.copy(micro_dist / "tars" / f"{name}.tar.gz", file_server.root)
+    for name in ARTIFACTS:
+        url = f"{file_server.url}/{name}.tar.gz"
+        result = verify_handle(url, _report(micro_dist, name)["reference"], fine_tune=name.endswith("_fe"))
+        assert result.max_abs <= 1e-4
+    assert result.fine_tune["backbone_weights_changed"] == result.fine_tune["backbone_weights"] > 0
+    assert np.isfinite(result.fine_tune["loss"])
+    assert any("tf-hub-format=compressed" in p or p.endswith(".tar.gz") for p, _ in file_server.requests)
+    assert hub_cache.is_dir()
+
+
+def test_hub_keras_layer_from_directory(micro_dist):
+    result = verify_handle(str(micro_dist / "saved_models" / "micro_1k_224"),
+                           _report(micro_dist, "micro_1k_224")["reference"], fine_tune=True)
+    assert result.fine_tune["loss"] > 0
+
+
+def test_keras3_tfsmlayer(micro_dist):
+    import keras
+
+    from hubpub.parity import reference_images
+
+    record = _report(micro_dist, "micro_1k_224_fe")["reference"]
+    layer = keras.layers.TFSMLayer(str(micro_dist / "saved_models" / "micro_1k_224_fe"),
+                                   call_endpoint="serving_default")
+    out = layer(reference_images(**record["inputs"]))["feature_vector"]
+    np.testing.assert_allclose(np.asarray(out)[:, :64], np.asarray(record["outputs"]["columns"]), atol=1e-4)
+
+
+def test_verify_detects_a_wrong_artifact(micro_dist):
+    record = _report(micro_dist, "micro_1k_224")["reference"]
+    record["outputs"]["columns"][0][0] += 0.5
+    with pytest.raises(VerifyError, match="outputs differ from the build's record"):
+        verify_handle(str(micro_dist / "saved_models" / "micro_1k_224"), record)
+
+
+def test_verify_bad_url_is_one_clear_error(file_server, hub_cache):
+    with pytest.raises(VerifyError, match="hub.KerasLayer could not load it"):
+        verify_handle(f"{file_server.url}/missing.tar.gz", {"inputs": {"height": 8, "width": 8}, "outputs": {}})
+
+
+# ------------------------------------------------------------------ tarball checks
+
+
+def _tar(path, members):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, kind in members:
+            info = tarfile.TarInfo(name)
+            if kind == "symlink":
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(info)
+            elif kind == "dir":
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                data = b"x"
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("members,message", [
+    ([("model/saved_model.pb", "f"), ("model/variables/variables.index", "f")],
+     r"wrapped in a folder\? top level: model"),
+    ([("saved_model.pb", "f"), ("assets/link", "symlink")], r"assets/link is a link"),
+    ([("variables/variables.index", "f")], r"no saved_model\.pb at the archive root"),
+    ([("saved_model.pb", "f"), ("../evil", "f")], r"escapes the archive root"),
+    ([("saved_model.pb", "f"), ("README.md", "f")], r"README\.md is not allowed"),
+    ([("saved_model.pb", "f"), (".DS_Store", "f")], r"\.DS_Store is not allowed"),
+])
+def test_bad_tarballs_are_rejected(tmp_path, members, message):
+    path = _tar(tmp_path / "bad.tar.gz", members)
+    with pytest.raises(PackageError, match=message):
+        check_tarball(path)
+    with pytest.raises(PackageError):
+        safe_extract(path, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_pack_refuses_a_directory_with_extra_files(micro_dist, tmp_path):
+    sm = tmp_path / "sm"
+    shutil.copytree(micro_dist / "saved_models" / "micro_1k_224_fe", sm)
+    (sm / "notes.txt").write_text("x")
+    with pytest.raises(PackageError, match="notes.txt is not allowed"):
+        pack(sm, tmp_path / "t.tar.gz")
+    assert not (tmp_path / "t.tar.gz").exists()
+
+
+def test_interrupted_pack_leaves_no_file(micro_dist, tmp_path, monkeypatch):
+    """A disk fault mid-write cannot be produced on demand: a patched addfile raises instead."""
+    calls = []
+
+    def failing_addfile(self, info, fileobj=None):
+        calls.append(info.name)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return original(self, info, fileobj)
+
+    original = tarfile.TarFile.addfile
+    monkeypatch.setattr(tarfile.TarFile, "addfile", failing_addfile)
+    with pytest.raises(OSError):
+        pack(micro_dist / "saved_models" / "micro_1k_224_fe", tmp_path / "t.tar.gz")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_safe_extract_round_trip(micro_dist, tmp_path):
+    out = safe_extract(micro_dist / "tars" / "micro_1k_224_fe.tar.gz", tmp_path / "x")
+    assert (out / "saved_model.pb").is_file() and (out / "variables" / "variables.index").is_file()
