@@ -40,16 +40,47 @@ class LayerScale(keras.layers.Layer):
         return {**super().get_config(), "dim": self.dim, "init_value": self.init_value}
 
 
+@keras.saving.register_keras_serializable(package="hubpub")
+class ToTokens(keras.layers.Layer):
+    """[B, H, W, C] -> [B*H*W, C]: the pointwise MLP runs as plain 2-D matmuls.
+
+    On a 4-D input, Dense goes through tensordot and its bias and GELU stay separate ops; on 2-D,
+    TensorFlow fuses them with the MatMul (measured here: the block MLP 2x faster, the whole
+    tiny model 20 -> 25.7 img/s at batch 8 on 2 threads).
+    """
+
+    def call(self, x):
+        return keras.ops.reshape(x, (-1, x.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        return (None, input_shape[-1])
+
+
+@keras.saving.register_keras_serializable(package="hubpub")
+class FromTokens(keras.layers.Layer):
+    """[B*H*W, C] back to the spatial shape of a reference [B, H, W, C] tensor."""
+
+    def call(self, inputs):
+        tokens, like = inputs
+        return keras.ops.reshape(tokens, keras.ops.shape(like))
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[1]
+
+
 def _block(x, dim: int, prefix: str, layer_scale_init: float, eps: float):
     """dwconv 7x7 -> LayerNorm -> Linear(4C) -> GELU (erf) -> Linear(C) -> [gamma] -> residual."""
     shortcut = x
     # DepthwiseConv2D, not Conv2D(groups=C): the grouped form goes through XLA on CPU, ~6x slower.
     x = keras.layers.DepthwiseConv2D(7, padding="same", name=f"{prefix}_dwconv")(x)
+    spatial = x
+    x = ToTokens(name=f"{prefix}_tokens")(x)
     x = keras.layers.LayerNormalization(epsilon=eps, name=f"{prefix}_norm")(x)
     x = keras.layers.Dense(4 * dim, activation="gelu", name=f"{prefix}_pwconv1")(x)
     x = keras.layers.Dense(dim, name=f"{prefix}_pwconv2")(x)
     if layer_scale_init > 0:
         x = LayerScale(dim, layer_scale_init, name=f"{prefix}_layer_scale")(x)
+    x = FromTokens(name=f"{prefix}_spatial")([x, spatial])
     return keras.layers.Add(name=f"{prefix}_add")([shortcut, x])
 
 
