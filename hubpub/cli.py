@@ -177,6 +177,38 @@ def verify(handle: str, report_path: Path | None, fine_tune: bool) -> None:
                    "backbone weights changed")
 
 
+@cli.command()
+@click.option("--template", "model_template", default="model.md.j2", show_default=True,
+              help="Model doc template: a name in --templates-dir, or a path to your own.")
+@click.option("--templates-dir", type=click.Path(path_type=Path), default=None,
+              help="Folder with model.md.j2, collection.md.j2, publisher.md.j2 [default: templates/].")
+@click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True,
+              help="Build output holding reports/ (and eval reports).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="[default: DIST/docs]")
+@manifest_option
+def docs(model_template: str, templates_dir: Path | None, dist: Path, out: Path | None, manifest_path: Path) -> None:
+    """Render the model, collection and publisher docs, then validate them."""
+    from hubpub.docs import render_docs
+
+    result = render_docs(load_manifest(manifest_path), dist=dist, out=out or dist / "docs",
+                         templates_dir=templates_dir, model_template=model_template)
+    click.echo(f"rendered and validated {len(result.paths)} docs under {result.root}")
+    if result.skipped:
+        click.echo(f"{len(result.skipped)} artifacts have no build report yet and no doc: "
+                   f"{', '.join(result.skipped[:4])}{', ...' if len(result.skipped) > 4 else ''}")
+
+
+@cli.command("validate-docs")
+@click.argument("directory", type=click.Path(path_type=Path))
+def validate_docs_cmd(directory: Path) -> None:
+    """Check a docs tree against the tfhub.dev rules."""
+    from hubpub.docs.validate import validate_docs
+
+    found = validate_docs(directory)
+    counts = ", ".join(f"{sum(d.kind == k for d in found)} {k}" for k in ("publisher", "collection", "module"))
+    click.echo(f"{directory}: ok: {len(found)} docs ({counts})")
+
+
 def _kinds(text: str) -> tuple[str, ...]:
     from hubpub.manifest import KINDS
 

@@ -48,6 +48,13 @@ class PackageError(HubpubError):
 class DocsError(HubpubError):
     """A template failed to render, or a rendered doc breaks the tfhub.dev rules."""
 
+    def __init__(self, message: str, problems: list[str] | None = None):
+        self.problems = problems or []
+        super().__init__(message + "".join(f"\n{p}" for p in self.problems))
+
+    def lines(self) -> list[str]:
+        return self.problems or [str(self)]
+
 
 class PublishError(HubpubError):
     """An upload failed, or would overwrite a published object."""

@@ -223,6 +223,18 @@ class Artifact:
     def name(self) -> str:
         return artifact_name(self.variant.name, self.kind)
 
+    @property
+    def version(self) -> int:
+        return self.variant.version
+
+    @property
+    def asset_object(self) -> str:
+        """The tarball's object name under the destination: one URL per version, never reused."""
+        return f"{self.name}/{self.version}.tar.gz"
+
+    def asset_url(self, publish: PublishSettings) -> str:
+        return f"{publish.public_url_base}/{self.asset_object}"
+
 
 def artifact_name(variant: str, kind: str) -> str:
     return variant if kind == "classifier" else f"{variant}_fe"
