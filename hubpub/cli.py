@@ -209,6 +209,38 @@ def validate_docs_cmd(directory: Path) -> None:
     click.echo(f"{directory}: ok: {len(found)} docs ({counts})")
 
 
+@cli.command()
+@click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True)
+@click.option("--dest", default=None, help="gs://BUCKET/PREFIX or a local directory [default: the manifest's].")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--force", is_flag=True, help="Overwrite published objects whose content differs.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel uploads.")
+@click.option("--deadline", type=float, default=300.0, show_default=True,
+              help="Seconds to keep retrying a failing request (408, 429, 5xx, connection errors).")
+@click.option("--no-verify", is_flag=True, help="Skip loading one published artifact with hub.KerasLayer.")
+@manifest_option
+def publish(dist: Path, dest: str | None, dry_run: bool, force: bool, jobs: int, deadline: float, no_verify: bool,
+            manifest_path: Path) -> None:
+    """Upload tarballs, .sha256 files and docs; never overwrite a published version unless forced."""
+    from hubpub.publish import Destination, verify_published
+    from hubpub.publish import publish as run_publish
+
+    manifest = load_manifest(manifest_path)
+    destination = Destination.parse(dest or manifest.publish.destination)
+    result = run_publish(manifest, dist, destination, force=force, dry_run=dry_run, jobs=jobs, deadline=deadline)
+    rows = [("object", "size", "status", "public URL")]
+    for o in result.outcomes:
+        rows.append((destination.key(o.upload.relative), f"{o.upload.size:,}", o.status, o.upload.public_url))
+    click.echo(_table(rows))
+    counts = {}
+    for o in result.outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    click.echo(f"{destination}: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    if not dry_run and not no_verify:
+        v = verify_published(manifest, dist, destination, result)
+        click.echo(f"verified: {v.handle} loads with hub.KerasLayer and matches its build (max |Δ| {v.max_abs:.1e})")
+
+
 def _kinds(text: str) -> tuple[str, ...]:
     from hubpub.manifest import KINDS
 

@@ -1,0 +1,391 @@
+"""Publish tarballs, their .sha256 files and the docs to GCS or a local directory.
+
+Published versions are immutable: an object that exists with the same bytes (crc32c and size) is
+"already published"; with other bytes it is an error unless forced. Uploads are conditional
+(`if_generation_match=0`), but existence is also checked first, because emulators and resumable
+uploads do not always enforce the precondition. After each upload the stored crc32c and size are
+compared with the local file; a bad object is deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import google_crc32c
+
+from hubpub.errors import PublishError
+from hubpub.manifest import Manifest
+from hubpub.progress import progress_bar
+
+GCS_PUBLIC_BASE = "https://storage.googleapis.com"
+
+
+@dataclass(frozen=True)
+class Destination:
+    """`gs://bucket/prefix` or a local directory; parsed and printed here only."""
+
+    bucket: str | None
+    prefix: str
+    path: Path | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Destination:
+        text = str(text)
+        if text.startswith("gs://"):
+            bucket, _, prefix = text[5:].partition("/")
+            if not bucket:
+                raise PublishError(f"{text!r}: no bucket name in the destination")
+            return cls(bucket=bucket, prefix=prefix.strip("/"))
+        if "://" in text:
+            raise PublishError(f"{text!r}: a destination is gs://BUCKET/PREFIX or a local directory")
+        return cls(bucket=None, prefix="", path=Path(text))
+
+    @property
+    def is_gcs(self) -> bool:
+        return self.bucket is not None
+
+    def key(self, relative: str) -> str:
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def __str__(self) -> str:
+        return f"gs://{self.bucket}/{self.prefix}".rstrip("/") if self.is_gcs else str(self.path)
+
+
+@dataclass(frozen=True)
+class Upload:
+    source: Path
+    relative: str  # object name below the destination's prefix
+    size: int
+    crc32c: str  # base64 of the big-endian CRC32C, as GCS reports it
+    public_url: str
+    artifact: str | None = None
+
+
+@dataclass
+class Outcome:
+    upload: Upload
+    status: str  # uploaded, overwritten, already published, would upload, would overwrite
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Stat:
+    size: int
+    crc32c: str
+    generation: int | None
+
+
+def crc32c_of(path: Path) -> str:
+    checksum = google_crc32c.Checksum()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            checksum.update(block)
+    return base64.b64encode(checksum.digest()).decode()
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def plan_publish(manifest: Manifest, dist: Path) -> list[Upload]:
+    """Every tarball (+ .sha256) with a build report, and every rendered doc, with its object name."""
+    base = manifest.publish.public_url_base
+    uploads: list[Upload] = []
+    reports_dir = dist / "reports"
+    for artifact in manifest.artifacts():
+        report_path = reports_dir / f"{artifact.name}.json"
+        tar = dist / "tars" / f"{artifact.name}.tar.gz"
+        if not report_path.is_file() or not tar.is_file():
+            continue
+        report = json.loads(report_path.read_text())
+        for source, relative in ((tar, artifact.asset_object),
+                                 (tar.with_name(tar.name + ".sha256"), artifact.asset_object + ".sha256")):
+            if not source.is_file():
+                raise PublishError(f"{source}: missing; rebuild {artifact.name}")
+            uploads.append(Upload(source, relative, source.stat().st_size, crc32c_of(source),
+                                  f"{base}/{relative}", artifact.name))
+        if report.get("tarball", {}).get("sha256") and report["tarball"]["size"] != tar.stat().st_size:
+            raise PublishError(f"{tar}: does not match its build report; rebuild {artifact.name}")
+    docs = dist / "docs"
+    for path in sorted(docs.rglob("*.md")) if docs.is_dir() else []:
+        relative = "docs/" + path.relative_to(docs).as_posix()
+        uploads.append(Upload(path, relative, path.stat().st_size, crc32c_of(path), f"{base}/{relative}"))
+    return uploads
+
+
+def check_docs_against_plan(dist: Path, uploads: list[Upload]) -> None:
+    """Docs must validate, and each asset-path must be an object this publish uploads or finds."""
+    from hubpub.docs.validate import validate_docs
+
+    docs_root = dist / "docs"
+    if not docs_root.is_dir():
+        raise PublishError(f"{docs_root}: no rendered docs; run `hubpub docs` first")
+    urls = {u.public_url for u in uploads if u.relative.endswith(".tar.gz")}
+    for doc in validate_docs(docs_root):
+        for asset in doc.metadata.get("asset-path", []):
+            if asset not in urls:
+                raise PublishError(f"{doc.path}: asset-path {asset} matches no tarball being published; "
+                                   "re-render the docs for this destination")
+
+
+# --------------------------------------------------------------------------- stores
+
+
+class LocalStore:
+    """A directory with the same semantics as a bucket: no overwrite, atomic writes."""
+
+    def __init__(self, dest: Destination):
+        self.root = dest.path
+
+    def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def stat(self, key: str) -> Stat | None:
+        path = self.root / key
+        if not path.is_file():
+            return None
+        return Stat(path.stat().st_size, crc32c_of(path), None)
+
+    def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar) -> None:
+        target = self.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            with open(upload.source, "rb") as src, open(tmp, "wb") as dst:
+                while block := src.read(1 << 20):
+                    dst.write(block)
+                    bar.update(len(block))
+            if replacing is None and target.exists():
+                raise PublishError(f"{target}: appeared during the upload; not overwriting")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        (self.root / key).unlink(missing_ok=True)
+
+
+class GcsStore:
+    """A bucket through the google-cloud-storage client (ADC; STORAGE_EMULATOR_HOST honoured)."""
+
+    def __init__(self, dest: Destination, *, deadline: float = 300.0, timeout: float = 60.0):
+        from google.auth.exceptions import DefaultCredentialsError
+        from google.cloud import storage
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
+        try:
+            self.client = storage.Client()
+        except DefaultCredentialsError:
+            raise PublishError(
+                "no Google Cloud credentials found: run `gcloud auth application-default login`, set "
+                "GOOGLE_APPLICATION_CREDENTIALS, or set STORAGE_EMULATOR_HOST for an emulator") from None
+        except OSError as e:
+            raise PublishError(f"cannot create the storage client: {e}") from None
+        self.dest = dest
+        self.bucket = self.client.bucket(dest.bucket)
+        # Retries 408, 429, 5xx and connection errors with exponential backoff, until the deadline.
+        self.retry = DEFAULT_RETRY.with_deadline(deadline)
+        self.timeout = timeout
+
+    def _wrap(self, e: Exception, what: str) -> PublishError:
+        from google.api_core import exceptions as gexc
+
+        if isinstance(e, gexc.NotFound) and "bucket" in str(e).lower():
+            return PublishError(f"gs://{self.dest.bucket}: bucket does not exist")
+        if isinstance(e, gexc.Forbidden | gexc.Unauthorized):
+            return PublishError(f"gs://{self.dest.bucket}: access denied while {what}: {e.message}")
+        return PublishError(f"gs://{self.dest.bucket}: {what} failed: {type(e).__name__}: {e}")
+
+    def check(self) -> None:
+        try:
+            exists = self.bucket.exists(retry=self.retry, timeout=self.timeout)
+        except Exception as e:
+            raise self._wrap(e, "looking up the bucket") from None
+        if not exists:
+            raise PublishError(f"gs://{self.dest.bucket}: bucket does not exist")
+
+    def stat(self, key: str) -> Stat | None:
+        try:
+            blob = self.bucket.get_blob(key, retry=self.retry, timeout=self.timeout)
+        except Exception as e:
+            raise self._wrap(e, f"reading gs://{self.dest.bucket}/{key}") from None
+        return None if blob is None else Stat(int(blob.size), blob.crc32c, blob.generation)
+
+    def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar) -> None:
+        blob = self.bucket.blob(key, chunk_size=8 * 2**20)  # resumable in 8 MiB chunks
+        try:
+            with open(upload.source, "rb") as f:
+                blob.upload_from_file(_ProgressReader(f, bar), size=upload.size, checksum="crc32c",
+                                      # 0: only if absent; a generation: only that exact version
+                                      if_generation_match=replacing.generation if replacing else 0,
+                                      retry=self.retry,
+                                      timeout=self.timeout)
+        except Exception as e:
+            from google.api_core import exceptions as gexc
+
+            if isinstance(e, gexc.PreconditionFailed):
+                raise PublishError(f"gs://{self.dest.bucket}/{key}: exists already (precondition failed); "
+                                   "not overwriting") from None
+            raise self._wrap(e, f"uploading gs://{self.dest.bucket}/{key}") from None
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(Exception):
+            self.bucket.blob(key).delete(retry=self.retry, timeout=self.timeout)
+
+
+class _ProgressReader:
+    """A file wrapper that moves a byte progress bar as the client reads (and rewinds on retry)."""
+
+    def __init__(self, f, bar):
+        self._f, self._bar, self._pos = f, bar, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._f.read(size)
+        self._pos += len(data)
+        self._bar.update(len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        pos = self._f.seek(offset, whence)
+        self._bar.update(pos - self._pos)
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+@dataclass
+class PublishResult:
+    destination: Destination
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+def open_store(dest: Destination, *, deadline: float = 300.0):
+    return GcsStore(dest, deadline=deadline) if dest.is_gcs else LocalStore(dest)
+
+
+def publish(manifest: Manifest, dist: Path, dest: Destination, *, force: bool = False, dry_run: bool = False,
+            jobs: int = 4, deadline: float = 300.0) -> PublishResult:
+    """Check everything first, then upload what is missing; raise before touching anything on a conflict."""
+    uploads = plan_publish(manifest, dist)
+    if not any(u.relative.endswith(".tar.gz") for u in uploads):
+        raise PublishError(f"{dist}: nothing to publish (no tarballs with build reports); run a build first")
+    if dest.is_gcs:
+        random = sorted({u.artifact for u in uploads if u.artifact and _random_weights(dist, u.artifact)})
+        if random:
+            raise PublishError(f"refusing to publish random-weight (demo) artifacts to {dest}: {', '.join(random)}")
+    store = open_store(dest, deadline=deadline)
+    if dest.is_gcs or not dry_run:  # a dry run creates no local folder
+        store.check()
+    existing = {u.relative: s for u in uploads if (s := store.stat(dest.key(u.relative))) is not None}
+    check_docs_against_plan(dist, uploads)
+
+    result = PublishResult(dest)
+    todo: list[tuple[Upload, Stat | None]] = []
+    conflicts = []
+    for u in uploads:
+        stat = existing.get(u.relative)
+        if stat is None:
+            todo.append((u, None))
+        elif (stat.size, stat.crc32c) == (u.size, u.crc32c):
+            result.outcomes.append(Outcome(u, "already published"))
+        elif force:
+            todo.append((u, stat))
+        else:
+            conflicts.append(f"{dest.key(u.relative)} exists with different content "
+                             f"(size {stat.size} vs {u.size}, crc32c {stat.crc32c} vs {u.crc32c})")
+    if conflicts:
+        raise PublishError(f"{dest}: published versions are immutable; nothing was uploaded. Use --force to "
+                           f"overwrite, or bump the version:\n" + "\n".join(conflicts))
+    if dry_run:
+        result.outcomes += [Outcome(u, "would overwrite" if g is not None else "would upload") for u, g in todo]
+        return result
+
+    total = sum(u.size for u, _ in todo)
+    with progress_bar(total=total, unit="B", unit_scale=True, desc=f"upload to {dest}") as bar, \
+            ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(_upload_one, store, dest, u, g, bar) for u, g in todo]
+        errors = []
+        for fut in futures:
+            try:
+                result.outcomes.append(fut.result())
+            except PublishError as e:
+                errors.append(str(e))
+    if errors:
+        raise PublishError(f"{dest}: {len(errors)} upload(s) failed:\n" + "\n".join(errors))
+    order = {u.relative: i for i, u in enumerate(uploads)}
+    result.outcomes.sort(key=lambda o: order[o.upload.relative])
+    return result
+
+
+def _upload_one(store, dest: Destination, u: Upload, replacing: Stat | None, bar) -> Outcome:
+    key = dest.key(u.relative)
+    store.upload(u, key, replacing=replacing, bar=bar)
+    stat = store.stat(key)
+    if stat is None or (stat.size, stat.crc32c) != (u.size, u.crc32c):
+        store.delete(key)
+        raise PublishError(f"{dest.key(u.relative)}: stored object does not match the local file "
+                           f"(size {stat and stat.size} vs {u.size}, crc32c {stat and stat.crc32c} vs {u.crc32c}); "
+                           "the bad object was deleted")
+    return Outcome(u, "overwritten" if replacing is not None else "uploaded")
+
+
+def _random_weights(dist: Path, artifact: str) -> bool:
+    try:
+        return bool(json.loads((dist / "reports" / f"{artifact}.json").read_text()).get("random_weights"))
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def serve_directory(root: Path) -> Iterator[str]:
+    """Serve a local destination over HTTP on 127.0.0.1, so hub.KerasLayer can fetch a tarball from it.
+
+    tensorflow_hub does not extract a local .tar.gz; over HTTP it does, exactly as for a bucket.
+    """
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def verify_published(manifest: Manifest, dist: Path, dest: Destination, result: PublishResult,
+                     *, fine_tune: bool = False):
+    """hub.KerasLayer on one published tarball's URL, compared with its build record."""
+    from hubpub.verify import verify_handle
+
+    tar = next((o.upload for o in result.outcomes if o.upload.relative.endswith(".tar.gz")), None)
+    if tar is None:
+        raise PublishError("nothing published to verify")
+    record = json.loads((dist / "reports" / f"{tar.artifact}.json").read_text())["reference"]
+    if dest.is_gcs:
+        return verify_handle(tar.public_url, record, fine_tune=fine_tune)
+    with serve_directory(dest.path) as base:
+        return verify_handle(f"{base}/{dest.key(tar.relative)}", record, fine_tune=fine_tune)
+
+
