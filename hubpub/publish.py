@@ -273,12 +273,12 @@ class PublishResult:
     outcomes: list[Outcome] = field(default_factory=list)
 
 
-def open_store(dest: Destination, *, deadline: float = 300.0):
-    return GcsStore(dest, deadline=deadline) if dest.is_gcs else LocalStore(dest)
+def open_store(dest: Destination, *, deadline: float = 300.0, timeout: float = 60.0):
+    return GcsStore(dest, deadline=deadline, timeout=timeout) if dest.is_gcs else LocalStore(dest)
 
 
 def publish(manifest: Manifest, dist: Path, dest: Destination, *, force: bool = False, dry_run: bool = False,
-            jobs: int = 4, deadline: float = 300.0) -> PublishResult:
+            jobs: int = 4, deadline: float = 300.0, timeout: float = 60.0) -> PublishResult:
     """Check everything first, then upload what is missing; raise before touching anything on a conflict."""
     uploads = plan_publish(manifest, dist)
     if not any(u.relative.endswith(".tar.gz") for u in uploads):
@@ -287,7 +287,7 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, force: bool = 
         random = sorted({u.artifact for u in uploads if u.artifact and _random_weights(dist, u.artifact)})
         if random:
             raise PublishError(f"refusing to publish random-weight (demo) artifacts to {dest}: {', '.join(random)}")
-    store = open_store(dest, deadline=deadline)
+    store = open_store(dest, deadline=deadline, timeout=timeout)
     if dest.is_gcs or not dry_run:  # a dry run creates no local folder
         store.check()
     existing = {u.relative: s for u in uploads if (s := store.stat(dest.key(u.relative))) is not None}

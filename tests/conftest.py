@@ -4,6 +4,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HUBPUB_DISABLE_PROGRESS", "1")
+# Never let google.auth probe the GCE metadata server (a non-loopback address) from tests.
+os.environ["NO_GCE_CHECK"] = "true"
+os.environ["GCE_METADATA_HOST"] = "127.0.0.1:9"
+os.environ["GCE_METADATA_IP"] = "127.0.0.1:9"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,3 +95,12 @@ def file_server(tmp_path):
 def hub_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "tfhub_cache"))
     return tmp_path / "tfhub_cache"
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+    from tests.gcs import Emulator
+
+    emulator = Emulator(tmp_path_factory.mktemp("gcs") / "fake-gcs-server.log")
+    yield emulator
+    emulator.stop()

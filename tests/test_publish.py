@@ -1,0 +1,205 @@
+"""Publishing with the real google-cloud-storage client against fake-gcs-server, and to a directory."""
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from hubpub.cli import cli
+from hubpub.docs import render_docs
+from hubpub.errors import PublishError
+from hubpub.manifest import parse_manifest
+from hubpub.publish import Destination, crc32c_of, publish, verify_published
+
+_counter = iter(range(10_000))
+
+
+def _setup(micro_manifest_path, micro_dist, tmp_path, *, bucket: str | None, base: str | None = None):
+    """A dist/ copy whose manifest and docs point at `bucket` (or at a local destination)."""
+    dist = tmp_path / "dist"
+    for sub in ("tars", "reports"):
+        shutil.copytree(micro_dist / sub, dist / sub)
+    text = micro_manifest_path.read_text()
+    if bucket:
+        text = text.replace("http://127.0.0.1:9/bucket/micro", base or f"https://storage.googleapis.com/{bucket}/micro")
+    manifest = parse_manifest(text, micro_manifest_path)
+    render_docs(manifest, dist=dist, out=dist / "docs")
+    return manifest, dist
+
+
+@pytest.fixture
+def bucket(gcs_emulator, monkeypatch):
+    from google.cloud import storage
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    name = f"hubpub-test-{next(_counter)}"
+    storage.Client().create_bucket(name)
+    return name
+
+
+def _objects(name):
+    from google.cloud import storage
+
+    return {b.name: (b.size, b.crc32c) for b in storage.Client().list_blobs(name)}
+
+
+def test_fresh_publish_then_noop_then_conflict_then_force(micro_manifest_path, micro_dist, tmp_path, bucket,
+                                                          hub_cache):
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=bucket)
+    dest = Destination.parse(f"gs://{bucket}/micro")
+    result = publish(manifest, dist, dest, jobs=3)
+    statuses = {o.upload.relative: o.status for o in result.outcomes}
+    assert set(statuses.values()) == {"uploaded"}
+    assert {"micro_1k_224/1.tar.gz", "micro_1k_224/1.tar.gz.sha256", "micro_1k_224_fe/1.tar.gz",
+            "docs/assets/docs/testpub/testpub.md"} <= set(statuses)
+    stored = _objects(bucket)
+    tar = dist / "tars" / "micro_1k_224.tar.gz"
+    assert stored["micro/micro_1k_224/1.tar.gz"] == (tar.stat().st_size, crc32c_of(tar))
+
+    # downstream: hub.KerasLayer on the public URL, mapped to the emulator's public host
+    verified = verify_published(manifest, dist, dest, result)
+    assert verified.max_abs <= 1e-4
+
+    again = publish(manifest, dist, dest)
+    assert {o.status for o in again.outcomes} == {"already published"}
+    assert _objects(bucket) == stored
+
+    doc = dist / "docs/assets/docs/testpub/testpub.md"
+    doc.write_text(doc.read_text() + "\nOne more line.\n")
+    with pytest.raises(PublishError, match=r"immutable; nothing was uploaded.*\n.*micro/docs/assets/docs/testpub/"
+                                           r"testpub\.md exists with different content"):
+        publish(manifest, dist, dest)
+    assert _objects(bucket) == stored
+
+    forced = publish(manifest, dist, dest, force=True)
+    assert [o.status for o in forced.outcomes if o.status != "already published"] == ["overwritten"]
+    assert _objects(bucket)["micro/docs/assets/docs/testpub/testpub.md"] == (doc.stat().st_size, crc32c_of(doc))
+
+
+def test_dry_run_touches_nothing(micro_manifest_path, micro_dist, tmp_path, bucket):
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=bucket)
+    result = publish(manifest, dist, Destination.parse(f"gs://{bucket}/micro"), dry_run=True)
+    assert {o.status for o in result.outcomes} == {"would upload"}
+    assert _objects(bucket) == {}
+    local = tmp_path / "nowhere"
+    result = publish(manifest, dist, Destination.parse(str(local)), dry_run=True)
+    assert not local.exists()
+
+
+def test_missing_bucket(micro_manifest_path, micro_dist, tmp_path, gcs_emulator, monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket="no-such-bucket")
+    with pytest.raises(PublishError, match=r"^gs://no-such-bucket: bucket does not exist$"):
+        publish(manifest, dist, Destination.parse("gs://no-such-bucket/micro"))
+
+
+def test_missing_credentials_is_a_clear_cli_error(micro_manifest_path, micro_dist, tmp_path, monkeypatch):
+    for var in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket="some-bucket")
+    result = CliRunner().invoke(cli, ["publish", "--manifest", str(micro_manifest_path), "--dist", str(dist),
+                                      "--dest", "gs://some-bucket/micro"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.output.startswith("error: no Google Cloud credentials found")
+
+
+def test_random_weights_refused_for_gcs(micro_manifest_path, micro_dist, tmp_path, bucket):
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=bucket)
+    report = dist / "reports" / "micro_1k_224.json"
+    report.write_text(json.dumps({**json.loads(report.read_text()), "random_weights": True}))
+    with pytest.raises(PublishError, match=r"refusing to publish random-weight \(demo\) artifacts.*micro_1k_224"):
+        publish(manifest, dist, Destination.parse(f"gs://{bucket}/micro"))
+    assert _objects(bucket) == {}
+
+
+def test_docs_asset_path_must_match_an_object(micro_manifest_path, micro_dist, tmp_path, bucket):
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=bucket,
+                            base="https://cdn.example.com/models")
+    # docs rendered for another public base than the manifest used now
+    other = parse_manifest(micro_manifest_path.read_text().replace(
+        "http://127.0.0.1:9/bucket/micro", f"https://storage.googleapis.com/{bucket}/micro"), micro_manifest_path)
+    with pytest.raises(PublishError, match=r"asset-path https://cdn\.example\.com/models/micro_1k_224/1\.tar\.gz "
+                                           r"matches no tarball being published"):
+        publish(other, dist, Destination.parse(f"gs://{bucket}/micro"))
+    assert _objects(bucket) == {}
+
+
+def test_local_destination_same_semantics(micro_manifest_path, micro_dist, tmp_path, hub_cache):
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=None)
+    dest = Destination.parse(str(tmp_path / "published"))
+    result = publish(manifest, dist, dest)
+    assert {o.status for o in result.outcomes} == {"uploaded"}
+    published = (tmp_path / "published/micro_1k_224/1.tar.gz").read_bytes()
+    assert published == (dist / "tars/micro_1k_224.tar.gz").read_bytes()
+    assert not list((tmp_path / "published").rglob(".*tmp"))
+    assert verify_published(manifest, dist, dest, result).max_abs <= 1e-4  # over loopback HTTP, as from a bucket
+    assert {o.status for o in publish(manifest, dist, dest).outcomes} == {"already published"}
+    (tmp_path / "published/micro_1k_224/1.tar.gz.sha256").write_text("tampered\n")
+    with pytest.raises(PublishError, match=r"micro_1k_224/1\.tar\.gz\.sha256 exists with different content"):
+        publish(manifest, dist, dest)
+    assert "overwritten" in {o.status for o in publish(manifest, dist, dest, force=True).outcomes}
+
+
+def test_cli_publish_table_and_verify(micro_manifest_path, micro_dist, tmp_path, bucket, hub_cache):
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=bucket)
+    (tmp_path / "m.yaml").write_text(micro_manifest_path.read_text().replace(
+        "http://127.0.0.1:9/bucket/micro", f"https://storage.googleapis.com/{bucket}/micro"))
+    result = CliRunner().invoke(cli, ["publish", "--manifest", str(tmp_path / "m.yaml"), "--dist", str(dist),
+                                      "--dest", f"gs://{bucket}/micro"])
+    assert result.exit_code == 0, result.output
+    assert "micro/micro_1k_224/1.tar.gz" in result.output and "uploaded" in result.output
+    assert f"https://storage.googleapis.com/{bucket}/micro/micro_1k_224/1.tar.gz" in result.output
+    assert "verified:" in result.output
+
+
+def test_faults_survived_with_every_object_intact(micro_manifest_path, micro_dist, tmp_path, monkeypatch, hub_cache):
+    """Resets, 503s and a stall mid-upload, from a real proxy between the client and the emulator."""
+    import numpy as np
+    from google.cloud import storage
+
+    from hubpub.package import pack
+    from tests.gcs import Emulator, FaultProxy
+
+    proxy = FaultProxy(stall_seconds=5)
+    emulator = Emulator(tmp_path / "emu.log", external_url=proxy.url)  # resumable session URLs via the proxy
+    proxy.upstream_port = emulator.port
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        storage.Client().create_bucket("faulty")
+        manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket="faulty")
+        # A tarball above 8 MiB goes up as a resumable upload, in chunks.
+        sm = tmp_path / "sm"
+        shutil.copytree(micro_dist / "saved_models" / "micro_1k_224_fe", sm)
+        (sm / "assets").mkdir(exist_ok=True)
+        (sm / "assets" / "padding.bin").write_bytes(np.random.default_rng(0).bytes(20 * 2**20))
+        packed = pack(sm, dist / "tars" / "micro_1k_224_fe.tar.gz")
+        report_path = dist / "reports" / "micro_1k_224_fe.json"
+        report = json.loads(report_path.read_text())
+        report["tarball"].update(sha256=packed.sha256, size=packed.size)
+        report_path.write_text(json.dumps(report))
+        render_docs(manifest, dist=dist, out=dist / "docs")
+
+        proxy.faults = [
+            ["POST", "uploadType=resumable", "503", 1],
+            ["PUT", "upload_id=", "reset", 1],
+            ["PUT", "upload_id=", "stall", 1],
+            ["POST", "uploadType=multipart", "503", 2],
+            ["POST", "uploadType=multipart", "reset", 1],
+            ["GET", "/o/micro", "503", 1],
+        ]
+        dest = Destination.parse("gs://faulty/micro")
+        result = publish(manifest, dist, dest, jobs=2, timeout=2, deadline=120)
+        assert {o.status for o in result.outcomes} == {"uploaded"}
+        assert sorted(f[2] for f in proxy.fired) == ["503", "503", "503", "503", "reset", "reset", "stall"]
+        stored = _objects("faulty")
+        for o in result.outcomes:
+            assert stored[f"micro/{o.upload.relative}"] == (o.upload.source.stat().st_size, crc32c_of(o.upload.source))
+        blob = storage.Client().bucket("faulty").blob("micro/micro_1k_224_fe/1.tar.gz")
+        assert blob.download_as_bytes() == (dist / "tars" / "micro_1k_224_fe.tar.gz").read_bytes()
+    finally:
+        emulator.stop()
+        proxy.close()
