@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m hubpub validate
-	$(PY) -m hubpub list
+	$(PY) -m hubpub demo --out $(DEMO)
 
 test: $(STAMP)
 	$(PY) -m ruff check hubpub tests benchmarks

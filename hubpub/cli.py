@@ -241,6 +241,160 @@ def publish(dist: Path, dest: str | None, dry_run: bool, force: bool, jobs: int,
         click.echo(f"verified: {v.handle} loads with hub.KerasLayer and matches its build (max |Δ| {v.max_abs:.1e})")
 
 
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected K/N, like 2/8; got {text!r}", param_hint="--shard") from None
+    if not 1 <= k <= n:
+        raise click.BadParameter(f"K must be between 1 and N; got {text!r}", param_hint="--shard")
+    return k, n
+
+
+def _checkpoint_overrides(items: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, source = item.partition("=")
+        if not sep or not name or not source:
+            raise click.BadParameter(f"expected VARIANT=PATH_OR_URL; got {item!r}", param_hint="--checkpoint")
+        out[name] = source
+    return out
+
+
+class _StageProgress:
+    """A variants bar with the current stage, or one log line per stage when bars are off."""
+
+    def __init__(self, total: int):
+        from hubpub.progress import progress_bar, progress_enabled
+
+        self.enabled = progress_enabled()
+        self.bar = progress_bar(total=total, desc="variants", unit="variant")
+
+    def __call__(self, name: str, stage: str) -> None:
+        if stage == "done" or stage.startswith("FAILED"):
+            self.bar.update(1)
+        if self.enabled:
+            self.bar.set_postfix_str(f"{name}: {stage}")
+        else:
+            log.info("%s: %s", name, stage)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _build_all(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
+               publish_dest, publish_force=False):
+    """build-all's body, shared by the demo."""
+    from hubpub.docs import render_docs
+    from hubpub.manifest import iter_selected
+    from hubpub.pipeline import build_all
+
+    manifest = load_manifest(manifest_path)
+    shard_t = _shard(shard)
+    from hubpub.pipeline import select_shard
+
+    count = len(select_shard(list(iter_selected(manifest, only)), shard_t))
+    if count == 0:
+        raise click.UsageError(f"no variant matches --only {' '.join(only)}" + (f" in shard {shard}" if shard else ""))
+    progress = _StageProgress(count)
+    try:
+        report = build_all(manifest, out, only=only, kinds=_kinds(kinds), jobs=jobs, shard=shard_t, force=force,
+                           checkpoints=_checkpoint_overrides(checkpoints), input_convention=input_convention,
+                           parity=not no_parity, progress=progress)
+    finally:
+        progress.close()
+    rows = [("artifact", "status", "params", "tarball", "parity max |Δ|", "seconds")]
+    for r in report["artifacts"]:
+        if r["status"] == "failed":
+            rows.append((r["artifact"], "FAILED", "-", "-", "-", f"{r['seconds']:.1f}"))
+            continue
+        parity = r["parity_max_abs"]
+        rows.append((r["artifact"], r["status"] + (" (random weights)" if r["random_weights"] else ""),
+                     f"{r['parameters'] / 1e6:.2f}M", f"{r['tarball_size'] / 2**20:.1f} MiB",
+                     "-" if parity is None else f"{parity:.1e}", f"{r['seconds']:.1f}"))
+    click.echo(_table(rows))
+    for r in report["artifacts"]:
+        if r["status"] == "failed" and r["kind"] == kinds.split(",")[0].strip():
+            click.echo(f"error: {r['variant']}: {r['error']}", err=True)
+    if not shard_t:
+        docs = render_docs(manifest, dist=out, out=out / "docs")
+        click.echo(f"docs: {len(docs.paths)} rendered and validated under {docs.root}")
+    else:
+        click.echo("docs: not rendered for a shard; render them once at the end with `hubpub docs`")
+    click.echo(f"report: {out / 'build-report.json'}")
+    published = None
+    if publish_dest and not report["failed"]:
+        from hubpub.publish import Destination
+        from hubpub.publish import publish as run_publish
+
+        dest = Destination.parse(publish_dest)
+        published = run_publish(manifest, out, dest, force=publish_force)
+        counts = {}
+        for o in published.outcomes:
+            counts[o.status] = counts.get(o.status, 0) + 1
+        click.echo(f"published to {dest}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return manifest, report, published
+
+
+@cli.command("build-all")
+@manifest_option
+@click.option("--out", type=click.Path(path_type=Path), default="dist", show_default=True)
+@click.option("--only", multiple=True, help="Glob on variant names (repeatable).")
+@click.option("--kinds", default="classifier,feature-extractor", show_default=True)
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
+@click.option("--shard", default=None, metavar="K/N", help="Build only shard K of N (1-based), e.g. in a CI matrix.")
+@click.option("--force", is_flag=True, help="Rebuild even what is up to date.")
+@click.option("--checkpoint", "checkpoints", multiple=True, metavar="VARIANT=PATH_OR_URL",
+              help="Use this checkpoint instead of the manifest's URL (repeatable).")
+@click.option("--input-convention", type=click.Choice(["hub", "normalized"]), default="hub", show_default=True)
+@click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
+@click.option("--publish", "publish_dest", default=None, metavar="DEST",
+              help="Then publish to gs://BUCKET/PREFIX or DIR.")
+def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
+                  publish_dest) -> None:
+    """Build every artifact of the collection: incremental, resumable, parallel, shardable."""
+    _, report, _ = _build_all(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention,
+                              no_parity, publish_dest)
+    if report["failed"]:
+        raise HubpubError(f"{len(report['failed'])} variant(s) failed: {', '.join(report['failed'])}")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default="dist", show_default=True)
+@click.option("--variant", default="convnext_tiny_1k_224", show_default=True)
+@manifest_option
+def demo(out: Path, variant: str, manifest_path: Path) -> None:
+    """Offline end-to-end run: random official-format checkpoint -> build-all -> docs -> publish -> verify."""
+    import time
+
+    from hubpub.convert import RANDOM_WEIGHTS_KEY, random_checkpoint, save_checkpoint
+    from hubpub.publish import Destination, verify_published
+
+    start = time.perf_counter()
+    v = load_manifest(manifest_path).variant(variant)
+    ckpt = out / "demo" / f"{v.name}.random.safetensors"
+    if not ckpt.is_file():
+        click.echo(f"1. writing a random-weight checkpoint in the official layout: {ckpt}")
+        save_checkpoint(random_checkpoint(v.architecture, v.num_classes), ckpt, metadata={RANDOM_WEIGHTS_KEY: "true"})
+    else:
+        click.echo(f"1. reusing the random-weight checkpoint {ckpt}")
+    click.echo(f"2-3. build-all {v.name} (both kinds), docs rendered and validated")
+    dest = out / "published"
+    manifest, report, published = _build_all(
+        manifest_path, out, (v.name,), "classifier,feature-extractor", 1, None, False, (f"{v.name}={ckpt}",),
+        "hub", False, str(dest))
+    if report["failed"]:
+        raise HubpubError(f"the demo build failed: {', '.join(report['failed'])}")
+    click.echo(f"4. published to the local destination {dest}")
+    result = verify_published(manifest, out, Destination.parse(str(dest)), published, fine_tune=True)
+    click.echo(f"5. verified: {result.handle} loads with hub.KerasLayer, matches the build "
+               f"(max |Δ| {result.max_abs:.1e}), and fine-tunes (loss {result.fine_tune['loss']:.3f})")
+    click.echo(f"6. done in {time.perf_counter() - start:.0f}s: tarballs in {out}/tars, docs in {out}/docs, "
+               f"report {out}/build-report.json")
+
+
 def _kinds(text: str) -> tuple[str, ...]:
     from hubpub.manifest import KINDS
 

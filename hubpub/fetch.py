@@ -64,7 +64,7 @@ def fetch(source: str | Path, *, sha256: str | None = None, cache: Path | None =
     name = Path(unquote(parsed.path)).name or "checkpoint"
     final = (cache or cache_dir()) / hashlib.sha1(source.encode()).hexdigest()[:16] / name
     if final.is_file():
-        digest = sha256_file(final)
+        digest = _cached_sha256(final)
         _check(digest, sha256, source, final)
         return Fetched(final, digest, downloaded=False)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +73,33 @@ def fetch(source: str | Path, *, sha256: str | None = None, cache: Path | None =
     digest = sha256_file(part)
     _check(digest, sha256, source, part)
     part.replace(final)
+    _remember_sha256(final, digest)
     return Fetched(final, digest, downloaded=True)
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _remember_sha256(path: Path, digest: str) -> None:
+    st = path.stat()
+    tmp = _sidecar(path).with_suffix(".tmp")
+    tmp.write_text(f"{digest} {st.st_size} {st.st_mtime_ns}\n")
+    tmp.replace(_sidecar(path))
+
+
+def _cached_sha256(path: Path) -> str:
+    """The sha256 recorded at download, while size and mtime are unchanged; else hash again."""
+    st = path.stat()
+    try:
+        digest, size, mtime = _sidecar(path).read_text().split()
+        if int(size) == st.st_size and int(mtime) == st.st_mtime_ns:
+            return digest
+    except (OSError, ValueError):
+        pass
+    digest = sha256_file(path)
+    _remember_sha256(path, digest)
+    return digest
 
 
 def _check(actual: str, expected: str | None, source: str, path: Path | None) -> None:

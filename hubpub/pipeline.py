@@ -5,6 +5,7 @@ Each function here only sequences library stages; the work is done in the stage 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -22,17 +23,13 @@ log = logging.getLogger(__name__)
 class Timings:
     seconds: dict[str, float] = field(default_factory=dict)
 
+    @contextlib.contextmanager
     def stage(self, name: str):
-        timings = self
-
-        class _Timer:
-            def __enter__(self):
-                self.t = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timings.seconds[name] = round(time.perf_counter() - self.t, 3)
-
-        return _Timer()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
 def build_ported(variant: Variant, checkpoint_path: Path, *, kind: str, input_convention: str = "hub"):
@@ -70,7 +67,8 @@ def torch_available() -> bool:
 
 def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
                   kinds: tuple[str, ...] = KINDS, input_convention: str = "hub", parity: bool = True,
-                  on_stage=lambda artifact, stage: None) -> list[dict]:
+                  on_stage=lambda artifact, stage: None, extra: dict[str, dict] | None = None,
+                  fetched=None) -> list[dict]:
     """fetch -> build -> port -> parity -> export -> round-trip -> pack, for each kind of a variant.
 
     Writes `saved_models/<artifact>/`, `tars/<artifact>.tar.gz(.sha256)` and `reports/<artifact>.json`
@@ -87,9 +85,10 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
 
     timings = Timings()
     source = checkpoint or variant.checkpoint_url
-    on_stage(variant.name, "fetch")
-    with timings.stage("fetch"):
-        fetched = fetch(source, sha256=variant.checkpoint_sha256 if checkpoint is None else None)
+    if fetched is None:  # build-all's worker has fetched (and hashed) it already
+        on_stage(variant.name, "fetch")
+        with timings.stage("fetch"):
+            fetched = fetch(source, sha256=variant.checkpoint_sha256 if checkpoint is None else None)
     on_stage(variant.name, "port")
     with timings.stage("build+port"):
         first = "classifier" if "classifier" in kinds else "feature-extractor"
@@ -151,6 +150,7 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
             "signatures": {s.name: {"inputs": s.inputs, "outputs": s.outputs} for s in exported.signatures},
             "timings": {**timings.seconds, **kt.seconds},
             "reference": record,
+            **(extra or {}).get(kind, {}),
         }
         write_json(out / "reports" / f"{name}.json", report)
         reports.append(report)
@@ -204,3 +204,230 @@ def write_json(path: Path, data: dict) -> Path:
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
     return path
+
+
+# --------------------------------------------------------------------------- build-all
+
+LOCK_NAME = "collection.lock"
+
+
+def inputs_key(variant: Variant, kind: str, checkpoint_sha256: str, input_convention: str, parity: bool) -> str:
+    """What an artifact's bytes depend on: its manifest entry, the checkpoint, hubpub's version."""
+    import hashlib
+    from dataclasses import asdict
+
+    from hubpub import __version__
+
+    entry = {k: v for k, v in asdict(variant).items() if k not in ("architecture", "eval", "description")}
+    entry |= {"architecture": variant.architecture.model_dump(), "eval": variant.eval.model_dump()}
+    blob = json.dumps({"variant": entry, "kind": kind, "checkpoint_sha256": checkpoint_sha256,
+                       "hubpub": __version__, "input_convention": input_convention, "parity": parity},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def up_to_date(out: Path, name: str, key: str) -> dict | None:
+    """The artifact's report if its outputs exist and were built from the same inputs."""
+    try:
+        report = json.loads((out / "reports" / f"{name}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    tar = out / "tars" / f"{name}.tar.gz"
+    if (report.get("inputs_key") != key or not tar.is_file() or tar.stat().st_size != report["tarball"]["size"]
+            or not (out / "saved_models" / name / "saved_model.pb").is_file()):
+        return None
+    return report
+
+
+def read_lock(path: Path) -> dict[str, dict]:
+    import yaml
+
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text()) or {}
+    return data.get("checkpoints", {}) if isinstance(data, dict) else {}
+
+
+def write_lock(path: Path, entries: dict[str, dict]) -> None:
+    import yaml
+
+    text = ("# Checkpoint hashes recorded by hubpub on first download; commit this file.\n"
+            + yaml.safe_dump({"checkpoints": dict(sorted(entries.items()))}, sort_keys=True))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+@dataclass(frozen=True)
+class VariantJob:
+    """Plain values sent to a worker process."""
+
+    manifest_path: str
+    variant: str
+    out: str
+    checkpoint: str | None
+    expected_sha256: str | None
+    kinds: tuple[str, ...]
+    input_convention: str
+    parity: bool
+    force: bool
+
+
+def run_variant(job: VariantJob, events=None) -> dict:
+    """Worker: fetch, check what is up to date, build the rest. Returns plain results, never raises."""
+    import traceback
+
+    from hubpub.errors import HubpubError
+    from hubpub.fetch import fetch
+    from hubpub.manifest import load_manifest
+
+    def emit(artifact: str, stage: str) -> None:
+        if events is not None:
+            events.put((artifact, stage))
+
+    start = time.perf_counter()
+    try:
+        from hubpub._tf import import_tensorflow
+
+        import_tensorflow()
+        variant = load_manifest(job.manifest_path).variant(job.variant)
+        out = Path(job.out)
+        emit(variant.name, "fetch")
+        fetch_start = time.perf_counter()
+        fetched = fetch(job.checkpoint or variant.checkpoint_url, sha256=job.expected_sha256)
+        fetch_seconds = round(time.perf_counter() - fetch_start, 3)
+        keys = {k: inputs_key(variant, k, fetched.sha256, job.input_convention, job.parity) for k in job.kinds}
+        done = {} if job.force else {k: r for k in job.kinds
+                                     if (r := up_to_date(out, artifact_name(variant.name, k), keys[k]))}
+        todo = tuple(k for k in job.kinds if k not in done)
+        reports = {k: {**r, "status": "up to date"} for k, r in done.items()}
+        if todo:
+            built = build_variant(variant, out, checkpoint=job.checkpoint, kinds=todo,
+                                  input_convention=job.input_convention, parity=job.parity, on_stage=emit,
+                                  extra={k: {"inputs_key": keys[k]} for k in todo}, fetched=fetched)
+            for r in built:
+                r["timings"]["fetch"] = fetch_seconds
+            reports |= {r["kind"]: {**r, "status": "built"} for r in built}
+        return {"variant": variant.name, "ok": True, "checkpoint_sha256": fetched.sha256,
+                "checkpoint_url": job.checkpoint or variant.checkpoint_url,
+                "reports": [reports[k] for k in job.kinds], "seconds": time.perf_counter() - start}
+    except HubpubError as e:
+        return {"variant": job.variant, "ok": False, "error": str(e).splitlines()[0],
+                "seconds": time.perf_counter() - start}
+    except Exception as e:  # a bug: keep the traceback for -v, and let the other variants go on
+        return {"variant": job.variant, "ok": False, "error": f"internal error: {type(e).__name__}: {e}",
+                "traceback": traceback.format_exc(), "seconds": time.perf_counter() - start}
+
+
+def select_shard(variants: list[Variant], shard: tuple[int, int] | None) -> list[Variant]:
+    """Shard K of N (1-based): every N-th variant in manifest order, both kinds of a variant together."""
+    if shard is None:
+        return variants
+    k, n = shard
+    return [v for i, v in enumerate(variants) if i % n == k - 1]
+
+
+def clean_interrupted(out: Path) -> None:
+    """Remove temp files an interrupted run left beside the final names (never the final files)."""
+    import shutil
+
+    for sub in ("saved_models", "tars", "reports"):
+        for tmp in (out / sub).glob(".*tmp") if (out / sub).is_dir() else []:
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+
+
+def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS, jobs: int = 1,
+              shard: tuple[int, int] | None = None, force: bool = False, checkpoints: dict[str, str] | None = None,
+              input_convention: str = "hub", parity: bool = True, lock_path: Path | None = None,
+              progress=None) -> dict:
+    """Build every selected variant in worker processes (a fresh one per variant), then write the report.
+
+    A fresh process per variant frees its memory and keeps SavedModel bytes reproducible. One
+    variant's failure is recorded and the others go on.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    from hubpub.errors import FetchError
+    from hubpub.manifest import iter_selected
+
+    checkpoints = checkpoints or {}
+    out.mkdir(parents=True, exist_ok=True)
+    clean_interrupted(out)
+    variants = select_shard(list(iter_selected(manifest, only)), shard)
+    unknown = sorted(set(checkpoints) - {v.name for v in manifest.variants})
+    if unknown:
+        raise FetchError(f"--checkpoint given for unknown variant(s): {', '.join(unknown)}")
+    lock_path = lock_path or manifest.path.with_name(LOCK_NAME)
+    lock = read_lock(lock_path)
+    jobs_list = []
+    for v in variants:
+        source = checkpoints.get(v.name)
+        locked = lock.get(v.name, {})
+        expected = v.checkpoint_sha256 or (locked.get("sha256") if source is None
+                                           and locked.get("url") == v.checkpoint_url else None)
+        jobs_list.append(VariantJob(str(manifest.path), v.name, str(out), source, expected, kinds, input_convention,
+                                    parity, force))
+
+    results: dict[str, dict] = {}
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as mgr:
+        events = mgr.Queue()
+        listener = None
+        if progress is not None:
+            import threading
+
+            def listen():
+                while (item := events.get()) is not None:
+                    progress(*item)
+
+            listener = threading.Thread(target=listen, daemon=True)
+            listener.start()
+        with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx, max_tasks_per_child=1) as pool:
+            futures = {pool.submit(run_variant, job, events): job for job in jobs_list}
+            for fut in as_completed(futures):
+                job = futures[fut]
+                try:
+                    result = fut.result()
+                except BrokenProcessPool as e:
+                    result = {"variant": job.variant, "ok": False,
+                              "error": f"worker process died (out of memory?): {e}", "seconds": 0.0}
+                results[job.variant] = result
+                if progress is not None:
+                    progress(job.variant, "done" if result["ok"] else f"FAILED: {result['error']}")
+        events.put(None)
+        if listener is not None:
+            listener.join(timeout=5)
+
+    # The lock records the hash of every official checkpoint downloaded; later builds are checked against it.
+    changed = False
+    for v in variants:
+        r = results.get(v.name, {})
+        if r.get("ok") and v.name not in checkpoints and lock.get(v.name, {}).get("sha256") != r["checkpoint_sha256"]:
+            lock[v.name] = {"url": r["checkpoint_url"], "sha256": r["checkpoint_sha256"]}
+            changed = True
+    if changed:
+        write_lock(lock_path, lock)
+
+    rows = []
+    for v in variants:
+        r = results[v.name]
+        if not r["ok"]:
+            rows += [{"artifact": artifact_name(v.name, k), "variant": v.name, "kind": k, "status": "failed",
+                      "error": r["error"], "seconds": round(r["seconds"], 1)} for k in kinds]
+            continue
+        for rep in r["reports"]:
+            rows.append({"artifact": rep["artifact"], "variant": v.name, "kind": rep["kind"], "status": rep["status"],
+                         "parameters": rep["parameters"], "tarball_size": rep["tarball"]["size"],
+                         "tarball_sha256": rep["tarball"]["sha256"], "parity_max_abs": rep["parity"]["max_abs"],
+                         "seconds": round(sum(rep["timings"].values()), 1) if rep["status"] == "built" else 0.0,
+                         "random_weights": rep.get("random_weights", False)})
+    report = {"hubpub_version": __import__("hubpub").__version__, "manifest": str(manifest.path),
+              "shard": f"{shard[0]}/{shard[1]}" if shard else None, "artifacts": rows,
+              "failed": sorted({r["variant"] for r in rows if r["status"] == "failed"})}
+    tracebacks = {k: r["traceback"] for k, r in results.items() if "traceback" in r}
+    for name, tb in tracebacks.items():
+        log.debug("%s:\n%s", name, tb)
+    write_json(out / "build-report.json", report)
+    return report
