@@ -318,7 +318,11 @@ def _build_all(manifest_path, out, only, kinds, jobs, shard, force, checkpoints,
     for r in report["artifacts"]:
         if r["status"] == "failed" and r["kind"] == kinds.split(",")[0].strip():
             click.echo(f"error: {r['variant']}: {r['error']}", err=True)
-    if not shard_t:
+    from hubpub.docs import load_reports
+
+    if not load_reports(out):
+        click.echo("docs: nothing built, no docs rendered")
+    elif not shard_t:
         docs = render_docs(manifest, dist=out, out=out / "docs")
         click.echo(f"docs: {len(docs.paths)} rendered and validated under {docs.root}")
     else:

@@ -17,6 +17,8 @@ log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 CHUNK = 1 << 20
+# Small network reads: a read cut short loses its partial chunk, so keep what came before it.
+NET_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ def _download(url: str, part: Path, *, retries: int, backoff: float, timeout: fl
                 total = (have + length) if length else None
                 with open(part, "ab" if have else "wb") as f, progress_bar(
                         total=total, initial=have, unit="B", unit_scale=True, desc=part.stem) as bar:
-                    for block in r.iter_content(CHUNK):
+                    for block in r.iter_content(NET_CHUNK):
                         f.write(block)
                         bar.update(len(block))
             size = part.stat().st_size

@@ -1,0 +1,170 @@
+"""build-all: incremental, failures isolated, shards, resumable after kill -9, lock file; the demo."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hubpub.errors import PackageError
+from hubpub.manifest import parse_manifest
+from hubpub.package import check_tarball
+from hubpub.pipeline import build_all, select_shard
+
+
+def _artifacts(report):
+    return {r["artifact"]: r for r in report["artifacts"]}
+
+
+def test_build_all_then_incremental(micro_manifest, micro_checkpoints, tmp_path):
+    ckpts = {n: str(p) for n, p in micro_checkpoints.items() if n != "micro_21k_224"}
+    only = ("micro_1k_224", "micro_iso_1k_224")
+    events = []
+    report = build_all(micro_manifest, tmp_path, only=only, jobs=2, checkpoints=ckpts, lock_path=tmp_path / "lock",
+                       progress=lambda name, stage: events.append((name, stage)))
+    rows = _artifacts(report)
+    assert sorted(rows) == ["micro_1k_224", "micro_1k_224_fe", "micro_iso_1k_224", "micro_iso_1k_224_fe"]
+    assert {r["status"] for r in rows.values()} == {"built"}
+    assert all(r["parity_max_abs"] <= 1e-4 for r in rows.values())
+    assert ("micro_1k_224_fe", "pack") in events and ("micro_iso_1k_224", "done") in events
+    on_disk = json.loads((tmp_path / "build-report.json").read_text())
+    assert _artifacts(on_disk).keys() == rows.keys()
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "tars").iterdir()}
+
+    again = build_all(micro_manifest, tmp_path, only=only, checkpoints=ckpts, lock_path=tmp_path / "lock")
+    assert {r["status"] for r in again["artifacts"]} == {"up to date"}
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "tars").iterdir()} == mtimes  # no model work
+
+    forced = build_all(micro_manifest, tmp_path, only=("micro_iso_1k_224",), kinds=("feature-extractor",),
+                       checkpoints=ckpts, force=True, lock_path=tmp_path / "lock", parity=False)
+    assert [(r["artifact"], r["status"]) for r in forced["artifacts"]] == [("micro_iso_1k_224_fe", "built")]
+
+
+def test_one_failure_does_not_stop_the_others(micro_manifest, micro_checkpoints, tmp_path):
+    ckpts = {"micro_1k_224": str(micro_checkpoints["micro_iso_1k_224"]),  # the wrong architecture
+             "micro_iso_1k_224": str(micro_checkpoints["micro_iso_1k_224"])}
+    report = build_all(micro_manifest, tmp_path, only=("micro_1k_224", "micro_iso_1k_224"), checkpoints=ckpts,
+                       parity=False, lock_path=tmp_path / "lock")
+    rows = _artifacts(report)
+    assert report["failed"] == ["micro_1k_224"]
+    assert rows["micro_1k_224"]["status"] == "failed"
+    assert "checkpoint is isotropic depth 2 dim 32" in rows["micro_1k_224"]["error"]
+    assert rows["micro_iso_1k_224"]["status"] == rows["micro_iso_1k_224_fe"]["status"] == "built"
+
+
+def test_shards_are_disjoint_deterministic_and_complete(root):
+    from hubpub.manifest import load_manifest
+
+    variants = list(load_manifest(root / "collection.yaml").variants)
+    shards = [select_shard(variants, (k, 5)) for k in range(1, 6)]
+    names = [v.name for s in shards for v in s]
+    assert sorted(names) == sorted(v.name for v in variants) and len(names) == len(set(names))
+    assert [v.name for v in select_shard(variants, (2, 5))] == [v.name for v in shards[1]]
+
+
+def test_lock_file_records_and_then_enforces_the_checkpoint_hash(micro_manifest_path, micro_checkpoints,
+                                                                  file_server, tmp_path):
+    import shutil
+
+    shutil.copy(micro_checkpoints["micro_iso_1k_224"], file_server.root / "micro_iso_1k_224.safetensors")
+    text = micro_manifest_path.read_text().replace(
+        "http://127.0.0.1:9/micro_iso_1k_224.pth", f"{file_server.url}/micro_iso_1k_224.safetensors")
+    manifest = parse_manifest(text, tmp_path / "collection.yaml")
+    (tmp_path / "collection.yaml").write_text(text)
+    os.environ["HUBPUB_CACHE"] = str(tmp_path / "cache")
+    try:
+        first = build_all(manifest, tmp_path / "dist", only=("micro_iso_1k_224",), kinds=("feature-extractor",),
+                          parity=False)
+        assert not first["failed"]
+        lock = (tmp_path / "collection.lock").read_text()
+        assert "micro_iso_1k_224" in lock and "sha256:" in lock
+        # The server now serves other bytes under the same URL; a fresh cache must notice.
+        shutil.copy(micro_checkpoints["micro_1k_224"], file_server.root / "micro_iso_1k_224.safetensors")
+        os.environ["HUBPUB_CACHE"] = str(tmp_path / "cache2")
+        second = build_all(manifest, tmp_path / "dist", only=("micro_iso_1k_224",), kinds=("feature-extractor",),
+                           parity=False)
+        assert second["failed"] == ["micro_iso_1k_224"]
+        assert "sha256 mismatch: expected" in second["artifacts"][0]["error"]
+    finally:
+        del os.environ["HUBPUB_CACHE"]
+
+
+def _cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "hubpub", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, **kw)
+
+
+@pytest.mark.parametrize("stage", ["port", "export", "micro_1k_224_fe: round-trip", "micro_1k_224_fe: pack"])
+def test_kill_9_at_a_stage_then_rerun_finishes_valid(micro_manifest_path, micro_checkpoints, tmp_path, stage):
+    args = ["build-all", "--manifest", str(micro_manifest_path), "--out", str(tmp_path / "dist"), "--only",
+            "micro_1k_224", "--checkpoint", f"micro_1k_224={micro_checkpoints['micro_1k_224']}"]
+    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = _cli(*args, env=env)
+    deadline = time.time() + 180
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if stage in line:
+            if "pack" in stage:
+                time.sleep(0.05)  # inside the tar writing
+            os.killpg(proc.pid, signal.SIGKILL)  # the parent and its worker
+            break
+        assert time.time() < deadline, seen
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, "".join(seen)
+
+    dist = tmp_path / "dist"
+    for d in ("tars", "saved_models"):
+        for p in (dist / d).iterdir() if (dist / d).is_dir() else []:
+            if p.name.endswith(".tar.gz"):  # anything under a final name is complete
+                check_tarball(p)
+
+    rerun = _cli(*args, env=env)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err[-3000:]
+    report = json.loads((dist / "build-report.json").read_text())
+    assert not report["failed"]
+    for name in ("micro_1k_224", "micro_1k_224_fe"):
+        tar = dist / "tars" / f"{name}.tar.gz"
+        check_tarball(tar)
+        r = json.loads((dist / "reports" / f"{name}.json").read_text())
+        assert (dist / "tars" / f"{name}.tar.gz.sha256").read_text().split()[0] == r["tarball"]["sha256"]
+        import hashlib
+
+        assert hashlib.sha256(tar.read_bytes()).hexdigest() == r["tarball"]["sha256"]
+    assert not [p for p in dist.rglob(".*") if p.name.endswith("tmp")], "temp files left"
+
+
+def test_truncated_tarball_is_never_under_a_final_name(tmp_path):
+    bad = tmp_path / "x.tar.gz"
+    bad.write_bytes(b"\x1f\x8b\x08\x00" + b"\0" * 20)
+    with pytest.raises(PackageError, match="not a readable tar archive"):
+        check_tarball(bad)
+
+
+def test_cli_build_all_exit_code_on_failure(micro_manifest_path, micro_checkpoints, tmp_path):
+    proc = _cli("build-all", "--manifest", str(micro_manifest_path), "--out", str(tmp_path), "--only", "micro_1k_224",
+                "--kinds", "feature-extractor", "--no-parity",
+                "--checkpoint", f"micro_1k_224={micro_checkpoints['micro_iso_1k_224']}")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    assert "FAILED" in out and "Traceback" not in err
+    assert "error: 1 variant(s) failed: micro_1k_224" in err
+
+
+def test_demo_end_to_end_with_full_size_tiny(tmp_path, root):
+    """`make demo`'s command: random convnext_tiny checkpoint -> build-all -> docs -> publish -> hub.KerasLayer."""
+    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "HUBPUB_CACHE": str(tmp_path / "cache"),
+           "TFHUB_CACHE_DIR": str(tmp_path / "tfhub")}
+    proc = subprocess.run([sys.executable, "-m", "hubpub", "demo", "--out", str(tmp_path / "dist"),
+                           "--manifest", str(root / "collection.yaml")], capture_output=True, text=True,
+                          env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "5. verified:" in proc.stdout and "fine-tunes" in proc.stdout
+    doc = (tmp_path / "dist/docs/assets/docs/hubpub/models/convnext_tiny_1k_224/1.md").read_text()
+    assert doc.splitlines()[1].startswith("DEMO BUILD WITH RANDOM WEIGHTS")
+    assert (tmp_path / "dist/published/convnext_tiny_1k_224/1.tar.gz").is_file()
+    assert json.loads((tmp_path / "dist/build-report.json").read_text())["failed"] == []
