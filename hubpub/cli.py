@@ -41,8 +41,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """Build, document, verify and publish a TF-Hub style model collection."""
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    # Libraries' own chatter (google.auth warns about each credential source it tries) only with -vv.
     for noisy in ("tensorflow", "absl", "h5py", "urllib3", "google"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
     if quiet:
         import os
 

@@ -119,8 +119,11 @@ def plan_publish(manifest: Manifest, dist: Path) -> list[Upload]:
     return uploads
 
 
-def check_docs_against_plan(dist: Path, uploads: list[Upload]) -> None:
-    """Docs must validate, and each asset-path must be an object this publish uploads or finds."""
+def check_docs_against_plan(dist: Path, uploads: list[Upload], public_url_base: str, found) -> None:
+    """Docs must validate, and each asset-path must be an object this publish uploads or finds published.
+
+    `found(relative)` says whether an object exists at the destination already.
+    """
     from hubpub.docs.validate import validate_docs
 
     docs_root = dist / "docs"
@@ -129,9 +132,12 @@ def check_docs_against_plan(dist: Path, uploads: list[Upload]) -> None:
     urls = {u.public_url for u in uploads if u.relative.endswith(".tar.gz")}
     for doc in validate_docs(docs_root):
         for asset in doc.metadata.get("asset-path", []):
-            if asset not in urls:
-                raise PublishError(f"{doc.path}: asset-path {asset} matches no tarball being published; "
-                                   "re-render the docs for this destination")
+            if asset in urls:
+                continue
+            relative = asset.removeprefix(public_url_base + "/") if asset.startswith(public_url_base + "/") else None
+            if relative is None or not found(relative):
+                raise PublishError(f"{doc.path}: asset-path {asset} matches no tarball being published or already "
+                                   "published; re-render the docs for this destination")
 
 
 # --------------------------------------------------------------------------- stores
@@ -281,8 +287,8 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, force: bool = 
             jobs: int = 4, deadline: float = 300.0, timeout: float = 60.0) -> PublishResult:
     """Check everything first, then upload what is missing; raise before touching anything on a conflict."""
     uploads = plan_publish(manifest, dist)
-    if not any(u.relative.endswith(".tar.gz") for u in uploads):
-        raise PublishError(f"{dist}: nothing to publish (no tarballs with build reports); run a build first")
+    if not uploads:
+        raise PublishError(f"{dist}: nothing to publish (no tarballs with build reports, no docs); run a build first")
     if dest.is_gcs:
         random = sorted({u.artifact for u in uploads if u.artifact and _random_weights(dist, u.artifact)})
         if random:
@@ -291,7 +297,8 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, force: bool = 
     if dest.is_gcs or not dry_run:  # a dry run creates no local folder
         store.check()
     existing = {u.relative: s for u in uploads if (s := store.stat(dest.key(u.relative))) is not None}
-    check_docs_against_plan(dist, uploads)
+    check_docs_against_plan(dist, uploads, manifest.publish.public_url_base,
+                            lambda relative: store.stat(dest.key(relative)) is not None)
 
     result = PublishResult(dest)
     todo: list[tuple[Upload, Stat | None]] = []

@@ -203,3 +203,23 @@ def test_faults_survived_with_every_object_intact(micro_manifest_path, micro_dis
     finally:
         emulator.stop()
         proxy.close()
+
+
+def test_docs_only_publish_finds_tarballs_already_published(micro_manifest_path, micro_dist, tmp_path, bucket):
+    """The sharded workflow's last job: docs rendered from the shards' reports, tarballs already in the bucket."""
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=bucket)
+    dest = Destination.parse(f"gs://{bucket}/micro")
+    shutil.rmtree(dist / "docs")
+    with pytest.raises(PublishError, match="no rendered docs"):
+        publish(manifest, dist, dest)
+    render_docs(manifest, dist=dist, out=dist / "docs")
+    shutil.rmtree(dist / "tars")
+    with pytest.raises(PublishError, match=r"asset-path .*micro_1k_224/1\.tar\.gz matches no tarball being "
+                                           r"published or already published"):
+        publish(manifest, dist, dest)
+    assert _objects(bucket) == {}
+    _, full = _setup(micro_manifest_path, micro_dist, tmp_path / "shard", bucket=bucket)
+    publish(manifest, full, dest)  # a shard publishes the tarballs
+    result = publish(manifest, dist, dest)
+    assert {o.upload.relative.split("/")[0] for o in result.outcomes} == {"docs"}
+    assert {o.status for o in result.outcomes} == {"already published"}
