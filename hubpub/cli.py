@@ -242,6 +242,65 @@ def publish(dist: Path, dest: str | None, dry_run: bool, force: bool, jobs: int,
         click.echo(f"verified: {v.handle} loads with hub.KerasLayer and matches its build (max |Δ| {v.max_abs:.1e})")
 
 
+@cli.command("eval")
+@click.argument("artifact_or_url")
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="ImageNet-style folder: class subfolders named by WordNet id.")
+@click.option("--labels", "labels_file", type=click.Path(path_type=Path), default=None,
+              help="Instead of subfolders: lines '<image path relative to --data> <wnid or class index>'.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate the first N images only.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True)
+@manifest_option
+def eval_cmd(artifact_or_url: str, data: Path, labels_file: Path | None, limit: int | None, batch_size: int,
+             dist: Path, manifest_path: Path) -> None:
+    """Top-1/top-5 of a classifier (artifact name, directory or URL) with the official preprocessing."""
+    import tensorflow as tf
+    import tensorflow_hub as hub
+
+    from hubpub.eval import EvalError, evaluate, scan_dataset
+    from hubpub.labels import read_labels
+    from hubpub.pipeline import write_json
+    from hubpub.progress import progress_bar
+
+    manifest = load_manifest(manifest_path)
+    by_name = {a.name: a for a in manifest.artifacts()}
+    handle = artifact_or_url
+    name = artifact_or_url if artifact_or_url in by_name else None
+    if name:
+        handle = str(dist / "saved_models" / name)
+    else:  # .../<artifact>/<version>.tar.gz, or a directory named after the artifact
+        parts = artifact_or_url.rstrip("/").split("?")[0].split("/")
+        name = next((p for p in reversed(parts) if p in by_name), None)
+    if name is None:
+        raise EvalError(f"{artifact_or_url}: not an artifact of {manifest_path} (cannot tell its resolution)")
+    artifact = by_name[name]
+    if artifact.kind != "classifier":
+        raise EvalError(f"{name} is a feature extractor; evaluate its classifier {artifact.variant.name}")
+    try:
+        local = Path(hub.resolve(handle))
+        layer = hub.KerasLayer(str(local))
+    except Exception as e:
+        raise EvalError(f"{handle}: cannot load the model: {type(e).__name__}: {e}") from None
+    synsets = [s for s, _ in read_labels(local / "assets" / "labels.txt")]
+    dataset = scan_dataset(data, synsets, labels_file)
+    if dataset.unknown:
+        click.echo(f"skipping {sum(dataset.unknown.values())} files in {len(dataset.unknown)} classes unknown to "
+                   f"the model: {', '.join(list(dataset.unknown)[:5])}", err=True)
+    v = artifact.variant
+    total = min(len(dataset.items), limit or len(dataset.items))
+    with progress_bar(total=total, unit="img", desc=f"eval {name}") as bar:
+        result = evaluate(lambda x: layer(tf.constant(x)).numpy(), dataset, resolution=v.resolution, ev=v.eval,
+                          batch_size=batch_size, limit=limit, progress=bar.update)
+    report = {"artifact": name, "handle": handle, "data": str(data), "preprocessing": v.eval.model_dump(),
+              "resolution": v.resolution, "published_top1": v.top1, **result.to_dict()}
+    path = write_json(dist / "reports" / f"{name}.eval.json", report)
+    click.echo(f"{name}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  on {result.images} images "
+               f"({len(result.corrupt)} corrupt and {sum(result.unknown.values())} unknown-class files skipped), "
+               f"{result.images / result.seconds:.1f} img/s")
+    click.echo(f"report: {path}")
+
+
 def _shard(text: str | None) -> tuple[int, int] | None:
     if not text:
         return None

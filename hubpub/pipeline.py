@@ -57,6 +57,15 @@ def feature_extractor_of(classifier):
     return fe
 
 
+def measure_preprocess_gap(variant: Variant) -> dict | None:
+    """How far serving_bytes' in-graph preprocessing is from Pillow's, on the photos in assets/photos."""
+    from hubpub.eval import preprocess_gap
+    from hubpub.labels import assets_dir
+
+    photos = sorted((assets_dir() / "photos").glob("*.jpg"))
+    return preprocess_gap(variant.resolution, variant.eval, photos) if photos else None
+
+
 def torch_available() -> bool:
     try:
         import torch  # noqa: F401
@@ -113,6 +122,7 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
             del reference
             gc.collect()
 
+    gap = measure_preprocess_gap(variant)
     reports = []
     for kind, model in models.items():
         name = artifact_name(variant.name, kind)
@@ -150,6 +160,7 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
             "signatures": {s.name: {"inputs": s.inputs, "outputs": s.outputs} for s in exported.signatures},
             "timings": {**timings.seconds, **kt.seconds},
             "reference": record,
+            "preprocess_gap": gap,
             **(extra or {}).get(kind, {}),
         }
         write_json(out / "reports" / f"{name}.json", report)

@@ -40,6 +40,8 @@ def test_model_doc_content(docs_tree, micro_dist):
     report = json.loads((micro_dist / "reports" / "micro_1k_224.json").read_text())
     assert report["tarball"]["sha256"] in clf
     assert "64-dimensional feature vectors" in fe
+    gap = report["preprocess_gap"]
+    assert f"differs from Pillow's by {gap['mean']:.3f}" in clf and 0 < gap["mean"] < 0.5
     assert not any(line != line.rstrip() for line in clf.splitlines())
 
 

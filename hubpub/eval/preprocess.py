@@ -80,5 +80,10 @@ def decode_and_preprocess(encoded, resolution: int, ev: EvalPreprocessing):
     """A JPEG/PNG/GIF/BMP string tensor -> float32 [resolution, resolution, 3] in [0, 1]."""
     import tensorflow as tf
 
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+    # TensorFlow's default JPEG IDCT is the fast integer one; Pillow uses the accurate one.
+    image = tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8))
+    image.set_shape([None, None, 3])
     return preprocess_tf(image, resolution, ev)
