@@ -49,7 +49,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
         os.environ["HUBPUB_DISABLE_PROGRESS"] = "1"
     ctx.obj = {"verbose": verbose, "quiet": quiet}
-    if ctx.invoked_subcommand not in ("validate", "list", None):
+    if ctx.invoked_subcommand not in ("validate", "list", "docs", "validate-docs", None):
         from hubpub._tf import import_tensorflow
 
         import_tensorflow(verbose=verbose > 1)
@@ -347,14 +347,12 @@ class _StageProgress:
 def _build_all(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
                publish_dest, publish_force=False):
     """build-all's body, shared by the demo."""
-    from hubpub.docs import render_docs
+    from hubpub.docs import load_reports, render_docs
     from hubpub.manifest import iter_selected
-    from hubpub.pipeline import build_all
+    from hubpub.pipeline import build_all, select_shard
 
     manifest = load_manifest(manifest_path)
     shard_t = _shard(shard)
-    from hubpub.pipeline import select_shard
-
     count = len(select_shard(list(iter_selected(manifest, only)), shard_t))
     if count == 0:
         raise click.UsageError(f"no variant matches --only {' '.join(only)}" + (f" in shard {shard}" if shard else ""))
@@ -378,8 +376,6 @@ def _build_all(manifest_path, out, only, kinds, jobs, shard, force, checkpoints,
     for r in report["artifacts"]:
         if r["status"] == "failed" and r["kind"] == kinds.split(",")[0].strip():
             click.echo(f"error: {r['variant']}: {r['error']}", err=True)
-    from hubpub.docs import load_reports
-
     if not load_reports(out):
         click.echo("docs: nothing built, no docs rendered")
     elif not shard_t:

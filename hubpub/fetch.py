@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from hubpub._files import sha256_file
 from hubpub.errors import FetchError
 from hubpub.progress import progress_bar
 
@@ -30,14 +31,6 @@ class Fetched:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("HUBPUB_CACHE") or Path.home() / ".cache" / "hubpub")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_url(source: str) -> bool:

@@ -65,7 +65,12 @@ if torch is not None:
                 x = self.gamma * x
             return shortcut + x.permute(0, 3, 1, 2)
 
-    class ConvNeXt(nn.Module):
+    class _Tapped(nn.Module):
+        def forward(self, x):
+            taps = self.forward_taps(x)
+            return taps.get("logits", taps["pooled"])
+
+    class ConvNeXt(_Tapped):
         """Hierarchical ConvNeXt; `num_classes=0` leaves out the head (a feature extractor)."""
 
         def __init__(self, arch: Hierarchical, num_classes: int = 1000):
@@ -98,11 +103,7 @@ if torch is not None:
                 taps["logits"] = self.head(taps["pooled"])
             return taps
 
-        def forward(self, x):
-            taps = self.forward_taps(x)
-            return taps.get("logits", taps["pooled"])
-
-    class ConvNeXtIsotropic(nn.Module):
+    class ConvNeXtIsotropic(_Tapped):
         """Isotropic ConvNeXt: a patchify stem with no LayerNorm, one sequence of blocks."""
 
         def __init__(self, arch: Isotropic, num_classes: int = 1000):
@@ -121,10 +122,6 @@ if torch is not None:
             if self.head is not None:
                 taps["logits"] = self.head(taps["pooled"])
             return taps
-
-        def forward(self, x):
-            taps = self.forward_taps(x)
-            return taps.get("logits", taps["pooled"])
 
 
 def build_reference(arch: Hierarchical | Isotropic, num_classes: int = 1000):

@@ -8,13 +8,13 @@ header, so the same SavedModel always gives the same bytes.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from hubpub._files import sha256_file
 from hubpub.errors import PackageError
 
 # What TF-Hub accepts at the archive root (directories included as entries).
@@ -75,7 +75,7 @@ def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: in
                         tar.addfile(info, f)
                 else:
                     tar.addfile(info)
-        digest = _sha256(tmp)
+        digest = sha256_file(tmp)
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -84,14 +84,6 @@ def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: in
     sha_tmp.write_text(f"{digest}  {out_path.name}\n")
     os.replace(sha_tmp, sha_path)
     return PackResult(out_path, digest, out_path.stat().st_size, tuple(names))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def check_tarball(path: str | Path) -> tuple[str, ...]:
