@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from hubpub.manifest import KINDS, Variant, artifact_name
 
 log = logging.getLogger(__name__)
@@ -123,7 +125,8 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
             gc.collect()
 
     gap = measure_preprocess_gap(variant)
-    reports = []
+    rt_images = reference_images(variant.resolution, variant.resolution, 2, seed=1)
+    done: dict[str, dict] = {}
     for kind, model in models.items():
         name = artifact_name(variant.name, kind)
         kt = Timings()
@@ -132,23 +135,33 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
             exported = export_saved_model(
                 model, out / "saved_models" / name, kind=kind, resolution=variant.resolution, ev=variant.eval,
                 labels=labels_path(variant.dataset) if kind == "classifier" else None)
+            expected = np.asarray(model(rt_images, training=False))
+        done[kind] = {"timings": kt, "exported": exported, "expected": expected,
+                      "record": reference_record(model, variant.resolution, variant.resolution),
+                      "parameters": int(model.count_params()),
+                      "random_weights": bool(getattr(model, "random_weights", False))}
+    # The reloads below would otherwise hold a second copy of the weights next to the Keras model.
+    del models, base
+    gc.collect()
+
+    reports = []
+    for kind, d in done.items():
+        name, kt, exported = artifact_name(variant.name, kind), d["timings"], d["exported"]
         on_stage(name, "round-trip")
         with kt.stage("round_trip"):
-            rt = round_trip(model, exported.path, reference_images(variant.resolution, variant.resolution, 2, seed=1),
-                            kind=kind)
+            rt = round_trip(d["expected"], exported.path, rt_images, kind=kind)
         on_stage(name, "pack")
         with kt.stage("pack"):
             packed = pack(exported.path, out / "tars" / f"{name}.tar.gz")
             check_tarball(packed.path)
-        record = reference_record(model, variant.resolution, variant.resolution)
         runs = parity_runs.get(kind, [])
         report = {
             "artifact": name, "variant": variant.name, "kind": kind, "version": variant.version,
             "hubpub_version": __version__, "input_convention": input_convention,
-            "random_weights": bool(getattr(model, "random_weights", False)),
+            "random_weights": d["random_weights"],
             "checkpoint": {"source": str(source), "sha256": fetched.sha256, "layout": port.layout,
                            "format": port.file_format},
-            "parameters": int(model.count_params()),
+            "parameters": d["parameters"],
             "parity": {"status": "passed" if runs else "skipped (torch not installed)" if parity else "skipped",
                        "tolerance": runs[0]["tolerance"] if runs else None,
                        "max_abs": max((r["max_abs"] for r in runs), default=None), "runs": runs},
@@ -159,14 +172,12 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
             "output": {"name": exported.output_name, "dim": exported.output_dim},
             "signatures": {s.name: {"inputs": s.inputs, "outputs": s.outputs} for s in exported.signatures},
             "timings": {**timings.seconds, **kt.seconds},
-            "reference": record,
+            "reference": d["record"],
             "preprocess_gap": gap,
             **(extra or {}).get(kind, {}),
         }
         write_json(out / "reports" / f"{name}.json", report)
         reports.append(report)
-    del models, base
-    gc.collect()
     return reports
 
 

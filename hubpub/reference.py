@@ -133,9 +133,15 @@ def build_reference(arch: Hierarchical | Isotropic, num_classes: int = 1000):
 
 
 def load_reference(arch: Hierarchical | Isotropic, num_classes: int, tensors) -> object:
-    """The reference with official-named `(name, array)` pairs loaded strictly."""
+    """The reference with official-named `(name, array)` pairs loaded strictly.
+
+    Built on the meta device and loaded with `assign=True`: the parameters are the given arrays,
+    with no random init and no second copy of the weights.
+    """
     require_torch()
-    model = build_reference(arch, num_classes)
-    state = {k: torch.from_numpy(v.copy()) for k, v in tensors if num_classes or not k.startswith("head.")}
-    model.load_state_dict(state, strict=True)
-    return model
+    with torch.device("meta"):
+        model = build_reference(arch, num_classes)
+    state = {k: torch.from_numpy(v if v.flags.writeable else v.copy())
+             for k, v in tensors if num_classes or not k.startswith("head.")}
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval()

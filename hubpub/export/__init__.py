@@ -66,15 +66,16 @@ def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int
         call.get_concrete_function(image_spec, training)
     obj.__call__ = call
 
+    # The signatures call the traced `call` graph rather than the Keras model: no second trace of it.
     @tf.function(input_signature=[image_spec])
     def serving_default(images):
-        return {output_name: model(images, training=False)}
+        return {output_name: call(images, False)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def serving_bytes(images):
         batch = tf.map_fn(lambda s: decode_and_preprocess(s, resolution, ev), images,
                           fn_output_signature=tf.TensorSpec([resolution, resolution, 3], tf.float32))
-        return {output_name: model(batch, training=False)}
+        return {output_name: call(batch, False)}
 
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -121,23 +122,32 @@ def _stabilise_fingerprint(path: Path) -> None:
 
 
 def describe_signatures(path: Path) -> list[Signature]:
+    """The signatures as written in saved_model.pb; reading the proto loads no weights."""
     import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
 
-    loaded = tf.saved_model.load(str(path))
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((Path(path) / "saved_model.pb").read_bytes())
+
+    def spec(info) -> tuple[list[int | None], str]:
+        dims = [None if d.size < 0 else d.size for d in info.tensor_shape.dim]
+        return dims, tf.dtypes.as_dtype(info.dtype).name
+
     out = []
-    for name, fn in sorted(loaded.signatures.items()):
-        inputs = {k: (v.shape.as_list(), v.dtype.name) for k, v in fn.structured_input_signature[1].items()}
-        outputs = {k: (v.shape.as_list(), v.dtype.name) for k, v in fn.structured_outputs.items()}
-        out.append(Signature(name, inputs, outputs))
+    for name, sig in sorted(proto.meta_graphs[0].signature_def.items()):
+        if name.startswith("__"):  # TensorFlow's internal saver signature
+            continue
+        out.append(Signature(name, {k: spec(v) for k, v in sig.inputs.items()},
+                             {k: spec(v) for k, v in sig.outputs.items()}))
     return out
 
 
-def round_trip(model, path: Path, images: np.ndarray, *, kind: str,
+def round_trip(expected: np.ndarray, path: Path, images: np.ndarray, *, kind: str,
                tolerance: float = ROUND_TRIP_TOLERANCE) -> dict[str, float]:
-    """Reload the SavedModel and compare `__call__` and `serving_default` with the in-memory model."""
+    """Reload the SavedModel and compare `__call__` and `serving_default` with `expected`, the in-memory
+    model's outputs on `images` (taken before, so the model can be freed before the reload)."""
     import tensorflow as tf
 
-    expected = np.asarray(model(images, training=False))
     loaded = tf.saved_model.load(str(path))
     got_call = loaded(tf.constant(images), training=False).numpy()
     got_serving = loaded.signatures["serving_default"](images=tf.constant(images))[OUTPUT_NAMES[kind]].numpy()

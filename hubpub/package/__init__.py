@@ -41,8 +41,12 @@ def _members(root: Path) -> list[Path]:
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 
-def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: int = 6) -> PackResult:
-    """Tar.gz `saved_model_dir` in the Hub layout at `out_path` and write `<out_path>.sha256`."""
+def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: int = 1) -> PackResult:
+    """Tar.gz `saved_model_dir` in the Hub layout at `out_path` and write `<out_path>.sha256`.
+
+    Level 1: float weights barely compress (measured on tiny: 91.6% at level 1, 91.3% at 6), and it
+    is the fastest.
+    """
     root, out_path = Path(saved_model_dir), Path(out_path)
     if not (root / "saved_model.pb").is_file():
         raise PackageError(f"{root}: not a SavedModel directory (no saved_model.pb)")
