@@ -164,8 +164,10 @@ def verify(handle: str, report_path: Path | None, fine_tune: bool) -> None:
     from hubpub.verify import verify_handle
 
     if report_path is None:
-        name = Path(handle.rstrip("/").split("?")[0]).name.removesuffix(".tar.gz")
-        report_path = Path("dist") / "reports" / f"{name}.json"
+        parts = handle.split("?")[0].rstrip("/").split("/")
+        # .../<artifact>/<version>.tar.gz (published), .../<artifact>.tar.gz (dist/tars) or a directory
+        name = parts[-2] if len(parts) > 1 and parts[-1].removesuffix(".tar.gz").isdigit() else parts[-1]
+        report_path = Path("dist") / "reports" / f"{name.removesuffix('.tar.gz')}.json"
     try:
         report = json.loads(report_path.read_text())
     except (OSError, ValueError) as e:

@@ -49,6 +49,15 @@ def build_ported(variant: Variant, checkpoint_path: Path, *, kind: str, input_co
     return model, report
 
 
+def _reference(variant: Variant, checkpoint_path: Path):
+    """The PyTorch reference; its own scope, so the checkpoint's mapping goes once the reference does."""
+    from hubpub.convert import official_tensors, read_checkpoint
+    from hubpub.reference import load_reference
+
+    with read_checkpoint(checkpoint_path) as ckpt:
+        return load_reference(variant.architecture, variant.num_classes, official_tensors(ckpt))
+
+
 def feature_extractor_of(classifier):
     """The feature extractor sharing the classifier's weights: same graph, cut before the head."""
     import keras
@@ -86,7 +95,6 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
     under `out`, and returns the reports.
     """
     from hubpub import __version__
-    from hubpub.convert import official_tensors, read_checkpoint
     from hubpub.export import export_saved_model, round_trip
     from hubpub.fetch import fetch
     from hubpub.labels import labels_path
@@ -111,11 +119,8 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
     parity_runs: dict[str, list] = {k: [] for k in models}
     if parity and torch_available():
         on_stage(variant.name, "parity")
-        from hubpub.reference import load_reference
-
         with timings.stage("parity"):
-            with read_checkpoint(fetched.path) as ckpt:
-                reference = load_reference(variant.architecture, variant.num_classes, official_tensors(ckpt))
+            reference = _reference(variant, fetched.path)
             for kind, model in models.items():
                 for h, w in default_parity_sizes(variant):
                     report = check_parity(model, reference, variant.architecture, reference_images(h, w, batch=1),
@@ -185,9 +190,7 @@ def parity_for_variant(variant: Variant, checkpoint_path: Path, *, sizes: list[t
                        kinds: tuple[str, ...] = ("classifier", "feature-extractor"),
                        input_convention: str = "hub", batch: int = 2) -> dict:
     """Parity of each kind against the reference, at each size (default: native and non-square)."""
-    from hubpub.convert import official_tensors, read_checkpoint
     from hubpub.parity import check_parity, reference_images
-    from hubpub.reference import load_reference
 
     sizes = sizes or default_parity_sizes(variant)
     out: dict = {}
@@ -196,8 +199,7 @@ def parity_for_variant(variant: Variant, checkpoint_path: Path, *, sizes: list[t
         # Porting first: its errors name the misfit keys; the reference would only fail later.
         model, port = build_ported(variant, checkpoint_path, kind=kind, input_convention=input_convention)
         if reference is None:
-            with read_checkpoint(checkpoint_path) as ckpt:
-                reference = load_reference(variant.architecture, variant.num_classes, official_tensors(ckpt))
+            reference = _reference(variant, checkpoint_path)
         runs = []
         for h, w in sizes:
             images = reference_images(h, w, batch=batch)

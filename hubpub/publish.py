@@ -13,7 +13,6 @@ import base64
 import contextlib
 import json
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,34 +360,10 @@ def _random_weights(dist: Path, artifact: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def serve_directory(root: Path) -> Iterator[str]:
-    """Serve a local destination over HTTP on 127.0.0.1, so hub.KerasLayer can fetch a tarball from it.
-
-    tensorflow_hub does not extract a local .tar.gz; over HTTP it does, exactly as for a bucket.
-    """
-    import threading
-    from functools import partial
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 def verify_published(manifest: Manifest, dist: Path, dest: Destination, result: PublishResult,
                      *, fine_tune: bool = False):
     """hub.KerasLayer on one published tarball's URL, compared with its build record."""
-    from hubpub.verify import verify_handle
+    from hubpub.verify import serve_directory, verify_handle
 
     tar = next((o.upload for o in result.outcomes if o.upload.relative.endswith(".tar.gz")), None)
     if tar is None:

@@ -6,8 +6,11 @@ Compares the outputs on the reference inputs with those recorded at build time, 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
@@ -59,7 +62,19 @@ def resolve_handle(handle: str) -> str:
 
 
 def verify_handle(handle: str, record: dict, *, fine_tune: bool = False) -> VerifyResult:
-    """Load `handle` with tf-keras `hub.KerasLayer`, compare with `record`, optionally fine-tune."""
+    """Load `handle` with tf-keras `hub.KerasLayer`, compare with `record`, optionally fine-tune.
+
+    A local `.tar.gz` is served over loopback HTTP, since tensorflow_hub only extracts downloads.
+    """
+    local = Path(handle)
+    if handle.endswith(".tar.gz") and local.is_file():
+        with serve_directory(local.parent) as base:
+            result = verify_handle(f"{base}/{local.name}", record, fine_tune=fine_tune)
+        return VerifyResult(handle, result.max_abs, result.fine_tune)
+    return _verify_url(handle, record, fine_tune)
+
+
+def _verify_url(handle: str, record: dict, fine_tune: bool) -> VerifyResult:
     import tensorflow as tf
     import tensorflow_hub as hub
 
@@ -101,3 +116,27 @@ def _fine_tune_step(url: str, images: np.ndarray) -> dict:
     if not np.isfinite(loss) or changed == 0:
         raise VerifyError(f"{url}: fine-tuning step failed: loss {loss}, {changed} backbone weights changed")
     return {"loss": loss, "backbone_weights_changed": changed, "backbone_weights": len(before)}
+
+
+@contextlib.contextmanager
+def serve_directory(root: Path) -> Iterator[str]:
+    """Serve a local destination over HTTP on 127.0.0.1, so hub.KerasLayer can fetch a tarball from it.
+
+    tensorflow_hub does not extract a local .tar.gz; over HTTP it does, exactly as for a bucket.
+    """
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

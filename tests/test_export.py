@@ -228,3 +228,16 @@ def test_interrupted_pack_leaves_no_file(micro_dist, tmp_path, monkeypatch):
 def test_safe_extract_round_trip(micro_dist, tmp_path):
     out = safe_extract(micro_dist / "tars" / "micro_1k_224_fe.tar.gz", tmp_path / "x")
     assert (out / "saved_model.pb").is_file() and (out / "variables" / "variables.index").is_file()
+
+
+def test_cli_verify_a_local_tarball(micro_dist, hub_cache):
+    from click.testing import CliRunner
+
+    from hubpub.cli import cli
+
+    tar = micro_dist / "tars" / "micro_1k_224_fe.tar.gz"
+    result = CliRunner().invoke(cli, ["verify", str(tar), "--report", str(micro_dist / "reports/micro_1k_224_fe.json")])
+    assert result.exit_code == 0, result.output
+    assert "loads with hub.KerasLayer; outputs match the build" in result.output
+    result = CliRunner().invoke(cli, ["verify", str(tar)])  # default report: dist/reports/micro_1k_224_fe.json
+    assert result.exit_code == 1 and "dist/reports/micro_1k_224_fe.json: cannot read the build report" in result.output
