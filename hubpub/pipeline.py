@@ -311,15 +311,15 @@ def run_variant(job: VariantJob, events=None) -> dict:
 
     start = time.perf_counter()
     try:
-        from hubpub._tf import import_tensorflow
-
-        import_tensorflow()
         variant = load_manifest(job.manifest_path).variant(job.variant)
         out = Path(job.out)
         emit(variant.name, "fetch")
         fetch_start = time.perf_counter()
         fetched = fetch(job.checkpoint or variant.checkpoint_url, sha256=job.expected_sha256)
         fetch_seconds = round(time.perf_counter() - fetch_start, 3)
+        from hubpub._tf import import_tensorflow
+
+        import_tensorflow()  # after the fetch: a missing checkpoint fails without the seconds of this import
         keys = {k: inputs_key(variant, k, fetched.sha256, job.input_convention, job.parity) for k in job.kinds}
         done = {} if job.force else {k: r for k in job.kinds
                                      if (r := up_to_date(out, artifact_name(variant.name, k), keys[k]))}
