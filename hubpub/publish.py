@@ -21,6 +21,7 @@ import google_crc32c
 
 from hubpub.errors import PublishError
 from hubpub.manifest import Manifest
+from hubpub.package import check_tarball
 from hubpub.progress import progress_bar
 
 GCS_PUBLIC_BASE = "https://storage.googleapis.com"
@@ -320,6 +321,9 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, force: bool = 
     if conflicts:
         raise PublishError(f"{dest}: published versions are immutable; nothing was uploaded. Use --force to "
                            f"overwrite, or bump the version:\n" + "\n".join(conflicts))
+    for u, _ in todo:  # hubpub's own Hub-layout check, before anything leaves the machine
+        if u.relative.endswith(".tar.gz"):
+            check_tarball(u.source)
     if dry_run:
         result.outcomes += [Outcome(u, "would overwrite" if g is not None else "would upload") for u, g in todo]
         return result

@@ -7,12 +7,15 @@ header, so the same SavedModel always gives the same bytes.
 
 from __future__ import annotations
 
-import gzip
+import contextlib
 import os
 import re
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from isal import igzip, isal_zlib
 
 from hubpub._files import sha256_file
 from hubpub.errors import PackageError
@@ -44,8 +47,8 @@ def _members(root: Path) -> list[Path]:
 def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: int = 1) -> PackResult:
     """Tar.gz `saved_model_dir` in the Hub layout at `out_path` and write `<out_path>.sha256`.
 
-    Level 1: float weights barely compress (measured on tiny: 91.6% at level 1, 91.3% at 6), and it
-    is the fastest.
+    gzip through ISA-L (`isal`): standard gzip, 19x faster than zlib here (tiny: 0.15 s against
+    2.8 s at level 1) and as small (91.2% of the tar). Float weights barely compress at any level.
     """
     root, out_path = Path(saved_model_dir), Path(out_path)
     if not (root / "saved_model.pb").is_file():
@@ -64,7 +67,7 @@ def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: in
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as raw, \
-                gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel) as gz, \
+                igzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel) as gz, \
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for name in names:
                 path = root / name
@@ -94,9 +97,9 @@ def check_tarball(path: str | Path) -> tuple[str, ...]:
     """Check an archive against the Hub rules before publishing; return its member names."""
     path = Path(path)
     try:
-        with tarfile.open(path, "r:*") as tar:
+        with _open_archive(path) as tar:
             infos = tar.getmembers()
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, isal_zlib.error) as e:
         raise PackageError(f"{path}: not a readable tar archive: {e}") from None
     members = [(info, info.name.removeprefix("./")) for info in infos if info.name not in ("", ".", "./")]
     names = [name for _, name in members]
@@ -107,6 +110,19 @@ def check_tarball(path: str | Path) -> tuple[str, ...]:
     for info, name in members:
         _check_member(path, info, name)
     return tuple(names)
+
+
+@contextlib.contextmanager
+def _open_archive(path: Path) -> Iterator[tarfile.TarFile]:
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    if not gzipped:
+        with tarfile.open(path, "r:*") as tar:
+            yield tar
+        return
+    # Reading a gzip tar walks the whole stream; ISA-L decompresses it several times faster.
+    with igzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r:") as tar:
+        yield tar
 
 
 def _check_member(archive: Path, info: tarfile.TarInfo, name: str) -> None:
@@ -125,6 +141,6 @@ def safe_extract(path: str | Path, dest: str | Path) -> Path:
     check_tarball(path)
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "r:*") as tar:
+    with _open_archive(path) as tar:
         tar.extractall(dest, filter="data")
     return dest
