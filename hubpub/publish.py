@@ -180,11 +180,13 @@ class LocalStore:
 class GcsStore:
     """A bucket through the google-cloud-storage client (ADC; STORAGE_EMULATOR_HOST honoured)."""
 
-    # Resumable uploads go in chunks: an interruption re-sends at most one chunk. Each chunk is a
-    # request; 64 MiB keeps their overhead small (measured: 8 MiB chunks run at a quarter of the speed).
-    CHUNK_BYTES = 64 * 2**20
+    # Resumable uploads go in chunks: an interruption re-sends at most one chunk, and each chunk is
+    # held in memory. Measured on fake-gcs-server with 500 MiB: 8 MiB chunks ~14 MB/s, 64 MiB ~50,
+    # 128 MiB ~90 (no faster beyond).
+    CHUNK_BYTES = 128 * 2**20
 
-    def __init__(self, dest: Destination, *, deadline: float = 300.0, timeout: float = 60.0):
+    def __init__(self, dest: Destination, *, deadline: float = 300.0, timeout: float = 60.0,
+                 chunk_bytes: int | None = None):
         from google.auth.exceptions import DefaultCredentialsError
         from google.cloud import storage
         from google.cloud.storage.retry import DEFAULT_RETRY
@@ -202,6 +204,7 @@ class GcsStore:
         # Retries 408, 429, 5xx and connection errors with exponential backoff, until the deadline.
         self.retry = DEFAULT_RETRY.with_deadline(deadline)
         self.timeout = timeout
+        self.chunk_bytes = chunk_bytes or self.CHUNK_BYTES
 
     def _wrap(self, e: Exception, what: str) -> PublishError:
         from google.api_core import exceptions as gexc
@@ -228,7 +231,7 @@ class GcsStore:
         return None if blob is None else Stat(int(blob.size), blob.crc32c, blob.generation)
 
     def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar) -> None:
-        blob = self.bucket.blob(key, chunk_size=self.CHUNK_BYTES)
+        blob = self.bucket.blob(key, chunk_size=self.chunk_bytes)
         try:
             with open(upload.source, "rb") as f:
                 blob.upload_from_file(_ProgressReader(f, bar), size=upload.size, checksum="crc32c",
@@ -283,12 +286,14 @@ class PublishResult:
     outcomes: list[Outcome] = field(default_factory=list)
 
 
-def open_store(dest: Destination, *, deadline: float = 300.0, timeout: float = 60.0):
-    return GcsStore(dest, deadline=deadline, timeout=timeout) if dest.is_gcs else LocalStore(dest)
+def open_store(dest: Destination, *, deadline: float = 300.0, timeout: float = 60.0, chunk_bytes: int | None = None):
+    return GcsStore(dest, deadline=deadline, timeout=timeout, chunk_bytes=chunk_bytes) if dest.is_gcs else LocalStore(
+        dest)
 
 
 def publish(manifest: Manifest, dist: Path, dest: Destination, *, force: bool = False, dry_run: bool = False,
-            jobs: int = 4, deadline: float = 300.0, timeout: float = 60.0) -> PublishResult:
+            jobs: int = 4, deadline: float = 300.0, timeout: float = 60.0,
+            chunk_bytes: int | None = None) -> PublishResult:
     """Check everything first, then upload what is missing; raise before touching anything on a conflict."""
     uploads = plan_publish(manifest, dist)
     if not uploads:
@@ -297,7 +302,7 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, force: bool = 
         random = sorted({u.artifact for u in uploads if u.artifact and _random_weights(dist, u.artifact)})
         if random:
             raise PublishError(f"refusing to publish random-weight (demo) artifacts to {dest}: {', '.join(random)}")
-    store = open_store(dest, deadline=deadline, timeout=timeout)
+    store = open_store(dest, deadline=deadline, timeout=timeout, chunk_bytes=chunk_bytes)
     if dest.is_gcs or not dry_run:  # a dry run creates no local folder
         store.check()
     existing = {u.relative: s for u in uploads if (s := store.stat(dest.key(u.relative))) is not None}

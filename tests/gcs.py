@@ -62,7 +62,7 @@ class Emulator:
 
 
 class FaultProxy:
-    """Forwards HTTP/1.1 to `upstream`; `faults` entries are [method, path-substring, action, times].
+    """Forwards HTTP/1.1 to `upstream`; `faults` entries are [method, path-substring, action, times(, skip)].
 
     Actions: "reset" (drop the connection, no answer), "503", and "stall" (read half of the request
     body, then hang for `stall_seconds` and drop). Real sockets: no mock stands in for the network.
@@ -75,7 +75,7 @@ class FaultProxy:
         self.upstream_port: int | None = None
         self.faults: list[list] = []
         self.fired: list[tuple[str, str, str]] = []
-        self.seen: list[tuple[str, str]] = []
+        self.seen: list[tuple[str, str, str | None]] = []
         self.stall_seconds = stall_seconds
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
@@ -92,6 +92,9 @@ class FaultProxy:
         with self._lock:
             for fault in self.faults:
                 if fault[3] > 0 and fault[0] == method and fault[1] in path:
+                    if len(fault) > 4 and fault[4] > 0:  # optional fifth field: matches to let through first
+                        fault[4] -= 1
+                        continue
                     fault[3] -= 1
                     self.fired.append((method, path, fault[2]))
                     return fault[2]
@@ -110,7 +113,7 @@ class FaultProxy:
                     name, value = h.decode().split(":", 1)
                     headers.append((name.strip(), value.strip()))
                 length = int(next((v for k, v in headers if k.lower() == "content-length"), 0))
-                self.seen.append((method, path))
+                self.seen.append((method, path, next((v for k, v in headers if k.lower() == "content-range"), None)))
                 fault = self._fault_for(method, path)
                 if fault == "stall":
                     rfile.read(length // 2)

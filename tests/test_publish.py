@@ -185,15 +185,19 @@ def test_faults_survived_with_every_object_intact(micro_manifest_path, micro_dis
 
         proxy.faults = [
             ["POST", "uploadType=resumable", "503", 1],
-            ["PUT", "upload_id=", "reset", 1],
-            ["PUT", "upload_id=", "stall", 1],
+            ["PUT", "upload_id=", "reset", 1],  # the first chunk
+            ["PUT", "upload_id=", "stall", 1, 1],  # the second chunk, midway
             ["POST", "uploadType=multipart", "503", 2],
             ["POST", "uploadType=multipart", "reset", 1],
             ["GET", "/o/micro", "503", 1],
         ]
         dest = Destination.parse("gs://faulty/micro")
-        result = publish(manifest, dist, dest, jobs=2, timeout=2, deadline=120)
+        result = publish(manifest, dist, dest, jobs=2, timeout=2, deadline=120, chunk_bytes=8 * 2**20)
         assert {o.status for o in result.outcomes} == {"uploaded"}
+        # After the stall the upload resumed at the second chunk; it did not start over.
+        ranges = [r.split("/")[0] for m, p, r in proxy.seen if m == "PUT" and r and not r.startswith("bytes */")]
+        assert ranges == ["bytes 0-8388607", "bytes 0-8388607", "bytes 8388608-16777215", "bytes 8388608-16777215",
+                          "bytes 16777216-21336521"], ranges
         assert sorted(f[2] for f in proxy.fired) == ["503", "503", "503", "503", "reset", "reset", "stall"]
         stored = _objects("faulty")
         for o in result.outcomes:
