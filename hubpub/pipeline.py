@@ -36,7 +36,7 @@ class Timings:
 
 def build_ported(variant: Variant, checkpoint_path: Path, *, kind: str, input_convention: str = "hub"):
     """Build the Keras model for one artifact and port the checkpoint into it by name."""
-    from hubpub.convert import RANDOM_WEIGHTS_KEY, port_weights, read_checkpoint
+    from hubpub.convert import port_weights, read_checkpoint
     from hubpub.models import build_model
 
     classifier = kind == "classifier"
@@ -44,8 +44,6 @@ def build_ported(variant: Variant, checkpoint_path: Path, *, kind: str, input_co
                         input_convention=input_convention, name=artifact_name(variant.name, kind))
     with read_checkpoint(checkpoint_path) as ckpt:
         report = port_weights(model, ckpt, variant.architecture, classifier=classifier, label=variant.name)
-        random_weights = ckpt.metadata.get(RANDOM_WEIGHTS_KEY) == "true"
-    model.random_weights = random_weights  # provenance travels with the model to the report
     return model, report
 
 
@@ -62,10 +60,7 @@ def feature_extractor_of(classifier):
     """The feature extractor sharing the classifier's weights: same graph, cut before the head."""
     import keras
 
-    name = classifier.name + "_fe"
-    fe = keras.Model(classifier.input, classifier.get_layer("head_norm").output, name=name)
-    fe.random_weights = getattr(classifier, "random_weights", False)
-    return fe
+    return keras.Model(classifier.input, classifier.get_layer("head_norm").output, name=classifier.name + "_fe")
 
 
 def measure_preprocess_gap(variant: Variant) -> dict | None:
@@ -145,8 +140,7 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
             expected = np.asarray(model(rt_images, training=False))
         done[kind] = {"timings": kt, "exported": exported, "expected": expected,
                       "record": reference_record(expected, res, res, batch=2, seed=0),
-                      "parameters": int(model.count_params()),
-                      "random_weights": bool(getattr(model, "random_weights", False))}
+                      "parameters": int(model.count_params())}
     # The reloads below would otherwise hold a second copy of the weights next to the Keras model.
     del models, base
     gc.collect()
@@ -165,7 +159,7 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
         report = {
             "artifact": name, "variant": variant.name, "kind": kind, "version": variant.version,
             "hubpub_version": __version__, "input_convention": input_convention,
-            "random_weights": d["random_weights"],
+            "random_weights": port.random_weights,
             "checkpoint": {"source": str(source), "sha256": fetched.sha256, "layout": port.layout,
                            "format": port.file_format},
             "parameters": d["parameters"],

@@ -15,6 +15,7 @@ import numpy as np
 
 from hubpub.convert.readers import Checkpoint
 from hubpub.convert.rules import apply_transform, rules_for, timm_to_official, transformed_shape
+from hubpub.convert.synthetic import RANDOM_WEIGHTS_KEY
 from hubpub.errors import CheckpointError
 from hubpub.manifest import Hierarchical, Isotropic
 
@@ -29,6 +30,7 @@ class PortReport:
     dropped: tuple[str, ...]
     parameters: int
     weight_bytes: int
+    random_weights: bool = False  # the checkpoint says so in its metadata (the demo's)
 
 
 @dataclass
@@ -109,7 +111,7 @@ def port_weights(model, checkpoint: Checkpoint, arch: Hierarchical | Isotropic, 
         checkpoint.release(official[name])
     return PortReport(layout=layout, file_format=checkpoint.file_format, assigned=len(plan.moves),
                       dropped=tuple(plan.dropped), parameters=sum(int(np.prod(w.shape)) for w in weights.values()),
-                      weight_bytes=nbytes)
+                      weight_bytes=nbytes, random_weights=checkpoint.metadata.get(RANDOM_WEIGHTS_KEY) == "true")
 
 
 def _plan(official: dict[str, str], shapes: dict[str, tuple], weights: dict, arch, classifier: bool) -> _Plan:
