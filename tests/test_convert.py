@@ -231,3 +231,18 @@ def test_full_size_parity_every_variant(tmp_path, root, name):
     path = save_checkpoint(random_checkpoint(v.architecture, v.num_classes), tmp_path / "c.pth")
     result = parity_for_variant(v, path, batch=1)
     assert all(r["passed"] for r in result.values()), result
+
+
+def test_keras_model_serialises_with_its_custom_layers(tmp_path):
+    """Custom layers implement get_config: a .keras file reloads to the same function."""
+    import keras
+
+    model = build_model(MICRO, num_classes=10)
+    port_weights(model, read_checkpoint(save_checkpoint(random_checkpoint(MICRO, 10), tmp_path / "c.npz")),
+                 MICRO, classifier=True)
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(0).random((1, 48, 80, 3), dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(again(x)), np.asarray(model(x)), atol=1e-6)
+    names = [layer.name for layer in again.layers]
+    assert names[:4] == ["images", "normalize", "stem_conv", "stem_norm"] and "stage_2_block_1_layer_scale" in names
