@@ -346,8 +346,9 @@ class _StageProgress:
         self.bar.close()
 
 
-def _build_all(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
-               publish_dest, publish_force=False):
+def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: str, jobs: int = 1,
+               shard: str | None = None, force: bool = False, checkpoints: tuple[str, ...] = (),
+               input_convention: str = "hub", no_parity: bool = False, publish_dest: str | None = None):
     """build-all's body, shared by the demo."""
     from hubpub.docs import load_reports, render_docs
     from hubpub.manifest import iter_selected
@@ -392,7 +393,7 @@ def _build_all(manifest_path, out, only, kinds, jobs, shard, force, checkpoints,
         from hubpub.publish import publish as run_publish
 
         dest = Destination.parse(publish_dest)
-        published = run_publish(manifest, out, dest, force=publish_force)
+        published = run_publish(manifest, out, dest)
         counts = {}
         for o in published.outcomes:
             counts[o.status] = counts.get(o.status, 0) + 1
@@ -417,8 +418,9 @@ def _build_all(manifest_path, out, only, kinds, jobs, shard, force, checkpoints,
 def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
                   publish_dest) -> None:
     """Build every artifact of the collection: incremental, resumable, parallel, shardable."""
-    _, report, _ = _build_all(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention,
-                              no_parity, publish_dest)
+    _, report, _ = _build_all(manifest_path, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
+                              checkpoints=checkpoints, input_convention=input_convention, no_parity=no_parity,
+                              publish_dest=publish_dest)
     if report["failed"]:
         raise HubpubError(f"{len(report['failed'])} variant(s) failed: {', '.join(report['failed'])}")
 
@@ -444,9 +446,8 @@ def demo(out: Path, variant: str, manifest_path: Path) -> None:
         click.echo(f"1. reusing the random-weight checkpoint {ckpt}")
     click.echo(f"2-3. build-all {v.name} (both kinds), docs rendered and validated")
     dest = out / "published"
-    manifest, report, published = _build_all(
-        manifest_path, out, (v.name,), "classifier,feature-extractor", 1, None, False, (f"{v.name}={ckpt}",),
-        "hub", False, str(dest))
+    manifest, report, published = _build_all(manifest_path, out, only=(v.name,), kinds="classifier,feature-extractor",
+                                             checkpoints=(f"{v.name}={ckpt}",), publish_dest=str(dest))
     if report["failed"]:
         raise HubpubError(f"the demo build failed: {', '.join(report['failed'])}")
     click.echo(f"4. published to the local destination {dest}")
