@@ -25,6 +25,10 @@ class _Group(click.Group):
             for line in e.lines():
                 click.echo(f"error: {line}", err=True)
             ctx.exit(1)
+        except KeyboardInterrupt:
+            # Every stage writes atomically: nothing half-written stays under a final name.
+            click.echo("interrupted; finished files are kept, rerun the command to go on", err=True)
+            ctx.exit(130)
 
 
 manifest_option = click.option(

@@ -130,3 +130,15 @@ def test_every_command_has_help():
     for name in cli.commands:
         result = CliRunner().invoke(cli, [name, "--help"])
         assert result.exit_code == 0 and "Usage:" in result.output
+
+
+def test_ctrl_c_is_a_message_not_a_traceback(monkeypatch, root):
+    import hubpub.manifest
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hubpub.cli.load_manifest", interrupted)  # Ctrl-C cannot be typed into a test
+    result = CliRunner().invoke(cli, ["validate", "--manifest", str(root / "collection.yaml")])
+    assert result.exit_code == 130 and "interrupted" in result.output and "Traceback" not in result.output
+    assert hubpub.manifest.load_manifest is not interrupted
