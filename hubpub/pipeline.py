@@ -136,7 +136,8 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
         with kt.stage("export"):
             exported = export_saved_model(
                 model, out / "saved_models" / name, kind=kind, resolution=variant.resolution, ev=variant.eval,
-                labels=labels_path(variant.dataset) if kind == "classifier" else None)
+                labels=labels_path(variant.dataset) if kind == "classifier" else None,
+                input_convention=input_convention)
             expected = np.asarray(model(rt_images, training=False))
         done[kind] = {"timings": kt, "exported": exported, "expected": expected,
                       "record": reference_record(expected, res, res, batch=2, seed=0),

@@ -265,3 +265,29 @@ def test_fine_tuning_gradients_match_the_keras_model(micro_dist, micro_manifest,
     assert len(hub_grads) == len(keras_grads) == len(model.trainable_weights)
     for hg, kg, var in zip(hub_grads, keras_grads, model.trainable_weights, strict=True):
         np.testing.assert_allclose(hg.numpy(), kg.numpy(), atol=1e-4, rtol=1e-4, err_msg=var.path)
+
+
+def test_normalized_convention_build(micro_manifest, micro_checkpoints, tmp_path):
+    """The original collection's convention: the caller normalises; serving_bytes does it for TF Serving."""
+    import tensorflow as tf
+
+    from hubpub.docs import render_docs
+    from hubpub.eval.preprocess import preprocess_tf
+    from hubpub.parity import normalize
+    from hubpub.pipeline import build_variant
+
+    v = micro_manifest.variant("micro_1k_224")
+    (report,) = build_variant(v, tmp_path, checkpoint=str(micro_checkpoints[v.name]), kinds=("classifier",),
+                              input_convention="normalized")
+    assert report["input_convention"] == "normalized" and report["parity"]["max_abs"] <= 1e-4
+    loaded = tf.saved_model.load(str(tmp_path / "saved_models" / v.name))
+    image = np.random.default_rng(0).integers(0, 256, (240, 300, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    got = loaded.signatures["serving_bytes"](images=tf.constant([buf.getvalue()]))["logits"].numpy()
+    x = normalize(preprocess_tf(image, 224, v.eval).numpy()[None])
+    want = loaded.signatures["serving_default"](images=tf.constant(x))["logits"].numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    render_docs(micro_manifest, dist=tmp_path, out=tmp_path / "docs")
+    doc = (tmp_path / "docs/assets/docs/testpub/models/micro_1k_224/1.md").read_text()
+    assert "normalised by the\n  caller with the ImageNet mean" in doc

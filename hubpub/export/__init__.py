@@ -40,11 +40,16 @@ class ExportResult:
 
 
 def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int, ev: EvalPreprocessing,
-                       labels: Path | None = None) -> ExportResult:
-    """Write `model` as a Reusable SavedModel at `out_dir`, atomically (temp dir, then rename)."""
+                       labels: Path | None = None, input_convention: str = "hub") -> ExportResult:
+    """Write `model` as a Reusable SavedModel at `out_dir`, atomically (temp dir, then rename).
+
+    `serving_bytes` decodes to [0, 1]; for a `normalized`-convention model it also applies the
+    ImageNet mean/std the model expects from its caller.
+    """
     import tensorflow as tf
 
     from hubpub.eval.preprocess import decode_and_preprocess
+    from hubpub.models import IMAGENET_MEAN, IMAGENET_STD
 
     out_dir = Path(out_dir)
     output_name = OUTPUT_NAMES[kind]
@@ -75,6 +80,8 @@ def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int
     def serving_bytes(images):
         batch = tf.map_fn(lambda s: decode_and_preprocess(s, resolution, ev), images,
                           fn_output_signature=tf.TensorSpec([resolution, resolution, 3], tf.float32))
+        if input_convention == "normalized":
+            batch = (batch - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
         return {output_name: call(batch, False)}
 
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
