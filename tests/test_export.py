@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,3 +292,45 @@ def test_normalized_convention_build(micro_manifest, micro_checkpoints, tmp_path
     render_docs(micro_manifest, dist=tmp_path, out=tmp_path / "docs")
     doc = (tmp_path / "docs/assets/docs/testpub/models/micro_1k_224/1.md").read_text()
     assert "normalised by the\n  caller with the ImageNet mean" in doc
+
+
+def _model_graphs(saved_model: Path) -> list[str]:
+    """The functions in a SavedModel that read the weights, apart from TensorFlow's own saver ones."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((saved_model / "saved_model.pb").read_bytes())
+    return [f.signature.name for f in proto.meta_graphs[0].graph_def.library.function
+            if "_traced_" not in f.signature.name and any(n.op == "ReadVariableOp" for n in f.node_def)]
+
+
+def test_the_model_graph_is_saved_once(micro_dist):
+    """__call__ (training True and False), serving_default and serving_bytes share one model graph:
+    no retrace by the save, none for serving_bytes' fixed-size batch (each would be saved, and
+    loaded, again)."""
+    assert len(_model_graphs(micro_dist / "saved_models" / "micro_1k_224")) == 1
+
+
+def test_a_layer_with_training_behaviour_gets_its_own_graph(tmp_path):
+    """Dropout is not training-invariant: the SavedModel's __call__(training=True) must drop units."""
+    import keras
+    import tensorflow as tf
+
+    from hubpub.export import export_saved_model, round_trip, training_invariant
+    from hubpub.manifest import EvalPreprocessing
+
+    inputs = keras.Input((None, None, 3), name="images")
+    x = keras.layers.GlobalAveragePooling2D()(inputs)
+    x = keras.layers.Dense(64)(x)
+    model = keras.Model(inputs, keras.layers.Dropout(0.5)(x))
+    assert not training_invariant(model)
+    images = np.random.default_rng(0).random((4, 8, 8, 3), dtype=np.float32) + 1
+    ev = EvalPreprocessing(resize="shorter", crop_pct=0.875)
+    result = export_saved_model(model, tmp_path / "m", kind="feature-extractor", resolution=8, ev=ev, probe=images)
+    round_trip(result.probe_outputs, result.path, images, kind="feature-extractor")
+    loaded = tf.saved_model.load(str(result.path))
+    inference = loaded(tf.constant(images), training=False).numpy()
+    training = loaded(tf.constant(images), training=True).numpy()
+    np.testing.assert_allclose(inference, result.probe_outputs, atol=1e-6)
+    assert (training == 0).mean() > 0.3  # about half the units dropped
+    assert len(_model_graphs(result.path)) == 2  # inference and training

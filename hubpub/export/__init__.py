@@ -9,6 +9,7 @@ every weight twice.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -37,58 +38,75 @@ class ExportResult:
     output_name: str
     output_dim: int
     signatures: tuple[Signature, ...]
+    probe_outputs: np.ndarray | None = None
 
 
 def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int, ev: EvalPreprocessing,
-                       labels: Path | None = None, input_convention: str = "hub") -> ExportResult:
+                       labels: Path | None = None, input_convention: str = "hub",
+                       probe: np.ndarray | None = None) -> ExportResult:
     """Write `model` as a Reusable SavedModel at `out_dir`, atomically (temp dir, then rename).
 
     `serving_bytes` decodes to [0, 1]; for a `normalized`-convention model it also applies the
-    ImageNet mean/std the model expects from its caller.
+    ImageNet mean/std the model expects from its caller. With `probe` images, the result carries
+    the in-memory model's outputs on them (`probe_outputs`), for the round trip to compare with.
     """
     import tensorflow as tf
 
+    from hubpub._tf import graph_optimisation_off
     from hubpub.eval.preprocess import decode_and_preprocess
     from hubpub.models import IMAGENET_MEAN, IMAGENET_STD
 
     out_dir = Path(out_dir)
     output_name = OUTPUT_NAMES[kind]
     output_dim = int(model.output.shape[-1])
-    variables = [w.value for w in model.weights]
-    trainable = [w.value for w in model.trainable_weights]
+    # No custom gradients in these models: not serialising them halves the save (tiny: 2.0 -> 1.0 s).
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
 
     obj = tf.__internal__.tracking.AutoTrackable()
-    obj.variables = variables
-    obj.trainable_variables = trainable
+    obj.variables = [w.value for w in model.variables]  # weights and state such as dropout seeds
+    obj.trainable_variables = [w.value for w in model.trainable_weights]
     obj.regularization_losses = []
 
-    @tf.function
-    def call(images, training=False):
-        return model(images, training=training)
-
     image_spec = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
-    for training in (False, True):  # hub.KerasLayer calls with a Python bool
-        call.get_concrete_function(image_spec, training)
+    invariant = training_invariant(model)
+    with _tracing_for_save(options):  # each graph is traced once, and the save reuses it
+        # Concrete functions, called as such: a tf.function called with the [None, 224, 224, 3]
+        # batch of serving_bytes would trace (and save) the whole model a second time.
+        def traced(training: bool):
+            def forward(images):
+                return model(images, training=training)
+
+            return tf.function(forward, autograph=False).get_concrete_function(image_spec)
+
+        forward = traced(False)
+        forward_training = forward if invariant else traced(True)
+
+        # Graph code throughout: AutoGraph would only add time to each trace.
+        @tf.function(autograph=False)
+        def call(images, training=False):  # hub.KerasLayer passes `training` as a Python bool
+            return forward_training(images) if training else forward(images)
+
+        @tf.function(input_signature=[image_spec], autograph=False)
+        def serving_default(images):
+            return {output_name: forward(images)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")], autograph=False)
+        def serving_bytes(images):
+            batch = tf.map_fn(lambda s: decode_and_preprocess(s, resolution, ev), images,
+                              fn_output_signature=tf.TensorSpec([resolution, resolution, 3], tf.float32))
+            if input_convention == "normalized":
+                batch = (batch - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+            return {output_name: forward(batch)}
+
+        for training in (False, True):
+            call.get_concrete_function(image_spec, training)
+        signatures = {"serving_default": serving_default.get_concrete_function(),
+                      "serving_bytes": serving_bytes.get_concrete_function()}
     obj.__call__ = call
-
-    # The signatures call the traced `call` graph rather than the Keras model: no second trace of it.
-    @tf.function(input_signature=[image_spec])
-    def serving_default(images):
-        return {output_name: call(images, False)}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
-    def serving_bytes(images):
-        batch = tf.map_fn(lambda s: decode_and_preprocess(s, resolution, ev), images,
-                          fn_output_signature=tf.TensorSpec([resolution, resolution, 3], tf.float32))
-        if input_convention == "normalized":
-            batch = (batch - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
-        return {output_name: call(batch, False)}
 
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    signatures = {"serving_default": serving_default.get_concrete_function(),
-                  "serving_bytes": serving_bytes.get_concrete_function()}
     with tempfile.TemporaryDirectory() as staging:
         if labels is not None:
             # An asset keeps its file's base name; users look for `assets/labels.txt`.
@@ -96,9 +114,7 @@ def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int
             shutil.copyfile(labels, staged)
             obj.labels_file = tf.saved_model.Asset(str(staged))
         try:
-            # No custom gradients in these models: not serialising them halves the save (tiny: 2.0 -> 1.0 s).
-            tf.saved_model.save(obj, str(tmp), signatures=signatures,
-                                options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+            tf.saved_model.save(obj, str(tmp), signatures=signatures, options=options)
         except Exception as e:
             shutil.rmtree(tmp, ignore_errors=True)
             raise ExportError(f"{out_dir}: SavedModel export failed: {type(e).__name__}: {e}") from None
@@ -106,7 +122,41 @@ def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
-    return ExportResult(out_dir, kind, output_name, output_dim, tuple(describe_signatures(out_dir)))
+    # Not in a thread beside the save: every eager tensor takes a number from the counter that also
+    # names the saved functions, and the bytes would depend on the race.
+    probe_outputs = None
+    if probe is not None:
+        with graph_optimisation_off():  # one run: Grappler's rewrite would cost more than it saves
+            probe_outputs = forward(tf.constant(probe)).numpy()
+    return ExportResult(out_dir, kind, output_name, output_dim, tuple(describe_signatures(out_dir)), probe_outputs)
+
+
+def training_invariant(model) -> bool:
+    """Whether `model` computes the same with `training=True` as without: then one traced graph
+    serves both. True only when every layer is of a type known to ignore `training` (Dense takes
+    the argument, and ignores it); anything else, Dropout say, gets its own training graph."""
+    import keras
+
+    from hubpub.models.convnext import FromTokens, LayerScale, ToTokens
+
+    invariant = {keras.layers.InputLayer, keras.layers.Normalization, keras.layers.Conv2D,
+                 keras.layers.DepthwiseConv2D, keras.layers.LayerNormalization, keras.layers.Dense,
+                 keras.layers.Add, keras.layers.GlobalAveragePooling2D, LayerScale, ToTokens, FromTokens}
+    return all(type(layer) in invariant for layer in model.layers)
+
+
+def _tracing_for_save(options):
+    """A save context for tracing ahead of `tf.saved_model.save`.
+
+    The save options are part of a tf.function's trace-cache key, so the save retraces every
+    function first traced outside one (tiny: three more traces of the whole model). Traced inside
+    one with the same options, the save reuses them. Without TensorFlow's module: correct, slower.
+    """
+    try:
+        from tensorflow.python.saved_model import save_context
+    except ImportError:
+        return contextlib.nullcontext()
+    return save_context.save_context(options)
 
 
 def _stabilise_fingerprint(path: Path) -> None:
@@ -157,9 +207,12 @@ def round_trip(expected: np.ndarray, path: Path, images: np.ndarray, *, kind: st
     model's outputs on `images` (taken before, so the model can be freed before the reload)."""
     import tensorflow as tf
 
+    from hubpub._tf import graph_optimisation_off
+
     loaded = tf.saved_model.load(str(path))
-    got_call = loaded(tf.constant(images), training=False).numpy()
-    got_serving = loaded.signatures["serving_default"](images=tf.constant(images))[OUTPUT_NAMES[kind]].numpy()
+    with graph_optimisation_off():
+        got_call = loaded(tf.constant(images), training=False).numpy()
+        got_serving = loaded.signatures["serving_default"](images=tf.constant(images))[OUTPUT_NAMES[kind]].numpy()
     diffs = {"call": float(np.abs(got_call - expected).max()),
              "serving_default": float(np.abs(got_serving - expected).max())}
     worst = max(diffs.values())
