@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hubpub._files import sha256_file
 from hubpub.errors import ExportError, PackageError, VerifyError
 from hubpub.package import check_tarball, pack, safe_extract
 from hubpub.verify import verify_handle
@@ -30,6 +31,7 @@ def test_build_writes_the_layout(micro_dist):
         report = _report(micro_dist, name)
         sha_line = (micro_dist / "tars" / f"{name}.tar.gz.sha256").read_text()
         assert sha_line == f"{report['tarball']['sha256']}  {name}.tar.gz\n"
+        assert sha256_file(tar) == report["tarball"]["sha256"]
         assert report["tarball"]["size"] == tar.stat().st_size
         assert report["parity"]["status"] == "passed" and report["parity"]["max_abs"] <= 1e-4
         assert len(report["parity"]["runs"]) == 2  # native and non-square

@@ -8,6 +8,7 @@ header, so the same SavedModel always gives the same bytes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tarfile
@@ -17,7 +18,6 @@ from pathlib import Path, PurePosixPath
 
 from isal import igzip, isal_zlib
 
-from hubpub._files import sha256_file
 from hubpub.errors import PackageError
 
 # What TF-Hub accepts at the archive root (directories included as entries).
@@ -66,8 +66,9 @@ def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: in
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as raw, \
-                igzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel) as gz, \
+        with open(tmp, "wb") as f, \
+                igzip.GzipFile(filename="", mode="wb", fileobj=(raw := _Hashing(f)), mtime=0,
+                               compresslevel=compresslevel) as gz, \
                 tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for name in names:
                 path = root / name
@@ -82,7 +83,7 @@ def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: in
                         tar.addfile(info, f)
                 else:
                     tar.addfile(info)
-        digest = sha256_file(tmp)
+        digest = raw.digest.hexdigest()
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -91,6 +92,21 @@ def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: in
     sha_tmp.write_text(f"{digest}  {out_path.name}\n")
     os.replace(sha_tmp, sha_path)
     return PackResult(out_path, digest, out_path.stat().st_size, tuple(names))
+
+
+class _Hashing:
+    """A write-only file that hashes what goes through it: no second read of the archive."""
+
+    def __init__(self, f):
+        self._f = f
+        self.digest = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self._f.write(data)
+
+    def flush(self) -> None:
+        self._f.flush()
 
 
 def check_tarball(path: str | Path) -> tuple[str, ...]:
