@@ -336,3 +336,21 @@ def test_a_layer_with_training_behaviour_gets_its_own_graph(tmp_path):
     np.testing.assert_allclose(inference, result.probe_outputs, atol=1e-6)
     assert (training == 0).mean() > 0.3  # about half the units dropped
     assert len(_model_graphs(result.path)) == 2  # inference and training
+
+
+def test_export_traces_the_model_once(micro_manifest, micro_checkpoints, tmp_path, monkeypatch):
+    """One concrete graph of the model serves __call__ (training=True and False, the model being
+    training-invariant), serving_default and serving_bytes: the model is traced exactly once."""
+    from hubpub.export import export_saved_model, training_invariant
+    from hubpub.models.convnext import LayerScale
+    from hubpub.pipeline import build_ported
+
+    v = micro_manifest.variant("micro_1k_224")
+    model, _ = build_ported(v, micro_checkpoints[v.name], kind="classifier")
+    assert training_invariant(model)
+    calls = []
+    original = LayerScale.call
+    monkeypatch.setattr(LayerScale, "call", lambda self, x: calls.append(self.name) or original(self, x))
+    export_saved_model(model, tmp_path / "m", kind="classifier", resolution=224, ev=v.eval)
+    blocks = sum(v.architecture.depths)
+    assert len(calls) == blocks, f"{len(calls) / blocks:g} traces of the model"
