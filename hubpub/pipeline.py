@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,9 +172,17 @@ def _build_variant(variant: Variant, out: Path, *, checkpoint, kinds, input_conv
             if i:
                 gc.collect()  # the previous reload, before this one makes another copy of the weights
             on_stage(name, "round-trip")
-            packing = pool.submit(_pack_checked, exported.path, out / "tars" / f"{name}.tar.gz")
-            with kt.stage("round_trip"):
-                d["round_trip"] = round_trip(d["expected"], exported.path, rt_images, kind=kind)
+            tarball = out / "tars" / f"{name}.tar.gz"
+            packing = pool.submit(_pack_checked, exported.path, tarball)
+            try:
+                with kt.stage("round_trip"):
+                    d["round_trip"] = round_trip(d["expected"], exported.path, rt_images, kind=kind)
+            except BaseException:
+                # No tarball of a SavedModel that failed its round trip, even without its report.
+                wait([packing])
+                for path in (tarball, tarball.with_name(tarball.name + ".sha256")):
+                    path.unlink(missing_ok=True)
+                raise
             on_stage(name, "pack")
             with kt.stage("pack"):  # what is left of it after the round trip
                 d["packed"] = packing.result()

@@ -354,3 +354,18 @@ def test_export_traces_the_model_once(micro_manifest, micro_checkpoints, tmp_pat
     export_saved_model(model, tmp_path / "m", kind="classifier", resolution=224, ev=v.eval)
     blocks = sum(v.architecture.depths)
     assert len(calls) == blocks, f"{len(calls) / blocks:g} traces of the model"
+
+
+def test_a_failed_round_trip_leaves_no_tarball(micro_manifest, micro_checkpoints, tmp_path, monkeypatch):
+    """Packing runs beside the round trip; when the round trip fails, its tarball goes too.
+    The fault is made by handing the real round trip outputs off by one (a wrong export cannot be
+    produced on purpose otherwise)."""
+    import hubpub.export
+    from hubpub.pipeline import build_variant
+
+    real = hubpub.export.round_trip
+    monkeypatch.setattr(hubpub.export, "round_trip", lambda expected, *a, **k: real(expected + 1, *a, **k))
+    v = micro_manifest.variant("micro_1k_224")
+    with pytest.raises(ExportError, match="differs from the in-memory model"):
+        build_variant(v, tmp_path, checkpoint=str(micro_checkpoints[v.name]), kinds=("classifier",), parity=False)
+    assert not list((tmp_path / "tars").iterdir()) and not (tmp_path / "reports").exists()
