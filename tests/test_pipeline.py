@@ -12,7 +12,7 @@ import pytest
 from hubpub.errors import PackageError
 from hubpub.manifest import parse_manifest
 from hubpub.package import check_tarball
-from hubpub.pipeline import build_all, select_shard
+from hubpub.pipeline import build_all, select_shard, worker_threads
 
 
 def _artifacts(report):
@@ -32,6 +32,7 @@ def test_build_all_then_incremental(micro_manifest, micro_checkpoints, tmp_path)
     assert ("micro_1k_224_fe", "pack") in events and ("micro_iso_1k_224", "done") in events
     on_disk = json.loads((tmp_path / "build-report.json").read_text())
     assert _artifacts(on_disk).keys() == rows.keys()
+    assert (on_disk["jobs"], on_disk["threads_per_worker"]) == (2, worker_threads(2))
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "tars").iterdir()}
 
     again = build_all(micro_manifest, tmp_path, only=only, checkpoints=ckpts, lock_path=tmp_path / "lock")
@@ -41,6 +42,12 @@ def test_build_all_then_incremental(micro_manifest, micro_checkpoints, tmp_path)
     forced = build_all(micro_manifest, tmp_path, only=("micro_iso_1k_224",), kinds=("feature-extractor",),
                        checkpoints=ckpts, force=True, lock_path=tmp_path / "lock", parity=False)
     assert [(r["artifact"], r["status"]) for r in forced["artifacts"]] == [("micro_iso_1k_224_fe", "built")]
+
+
+def test_workers_share_the_cpus(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert worker_threads(1) is None  # one worker: the libraries' own default, every CPU
+    assert [worker_threads(n) for n in (2, 3, 8, 64)] == [4, 2, 1, 1]
 
 
 def test_one_failure_does_not_stop_the_others(micro_manifest, micro_checkpoints, tmp_path):
