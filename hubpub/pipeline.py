@@ -351,7 +351,8 @@ def worker_threads(jobs: int) -> int | None:
     """
     if jobs <= 1:
         return None
-    return max(1, len(os.sched_getaffinity(0)) // jobs)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
+    return max(1, cpus // jobs)
 
 
 def run_variant(job: VariantJob, events=None) -> dict:
