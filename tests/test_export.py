@@ -369,3 +369,18 @@ def test_a_failed_round_trip_leaves_no_tarball(micro_manifest, micro_checkpoints
     with pytest.raises(ExportError, match="differs from the in-memory model"):
         build_variant(v, tmp_path, checkpoint=str(micro_checkpoints[v.name]), kinds=("classifier",), parity=False)
     assert not list((tmp_path / "tars").iterdir()) and not (tmp_path / "reports").exists()
+
+
+def test_the_graph_mode_loader_runs_serving_default(micro_dist):
+    """TF Serving and the other C++ loaders restore through the SavedModel's saver and run signatures
+    in a session: the TF1 loader does the same from Python."""
+    import tensorflow as tf
+
+    path = str(micro_dist / "saved_models" / "micro_1k_224")
+    x = np.random.default_rng(0).random((2, 96, 80, 3), dtype=np.float32)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        meta_graph = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+        sig = meta_graph.signature_def["serving_default"]
+        got = sess.run(sig.outputs["logits"].name, {sig.inputs["images"].name: x})
+    want = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(x))["logits"].numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
