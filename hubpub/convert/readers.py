@@ -81,9 +81,11 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     except CheckpointError:
         raise
     except Exception as e:
+        # The reader's first sentence says what is wrong; PyTorch follows it with a paragraph of advice.
+        reason = str(e).strip().split(". ", 1)[0].splitlines()[0] if str(e).strip() else ""
         raise CheckpointError(
             f"{path}: not a readable {file_format} checkpoint (corrupt or truncated?): "
-            f"{type(e).__name__}: {e}") from None
+            f"{type(e).__name__}: {reason}") from None
     if not len(ckpt):
         raise CheckpointError(f"{path}: the checkpoint holds no tensors")
     return ckpt
