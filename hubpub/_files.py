@@ -1,8 +1,13 @@
-"""File helpers shared by the stages."""
+"""File helpers shared by the stages: hashing, atomic writes, and no empty folders left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -12,3 +17,69 @@ def sha256_file(path: Path, block_size: int = 1 << 20) -> str:
         while block := f.read(block_size):
             digest.update(block)
     return digest.hexdigest()
+
+
+def temp_name(path: Path) -> Path:
+    """The one temp name for `path`: hidden, beside it (same file system), per process."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path to write a file or a folder to; it replaces `path` only if the block succeeds.
+
+    A crash or an error leaves the previous `path` (or nothing) and no temp file behind.
+    """
+    path = Path(path)
+    tmp = temp_name(path)
+    _remove(tmp)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield tmp
+        if tmp.is_dir() and path.is_dir():  # a folder cannot replace a non-empty folder in one step
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> Path:
+    """Write text (UTF-8, LF) or bytes to `path` atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8", newline="\n")
+        else:
+            tmp.write_bytes(data)
+    return path
+
+
+def write_json(path: str | Path, data) -> Path:
+    """Write JSON atomically, keys sorted, so equal data gives equal bytes."""
+    return write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def cleanup_created_dirs(path: str | Path) -> Iterator[Path]:
+    """Around work that creates `path` (and maybe its parents): on an error, remove the folders
+    this block created if they are still empty, so a failed command leaves nothing behind."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    try:
+        yield path
+    except BaseException:
+        for folder in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only when empty
+        raise

@@ -15,20 +15,46 @@ from hubpub.manifest import load_manifest
 log = logging.getLogger("hubpub")
 
 
+EXIT_ERROR = 1  # bad input, configuration or outside world; a failed check
+EXIT_USAGE = 2  # the command line itself: unknown option, bad option value
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C, carried past click's own handling (which prints an empty line first)."""
+
+
 class _Group(click.Group):
-    """Turns a user-caused `HubpubError` into one line per problem and exit code 1."""
+    """Every failure a user can cause ends as `error: ...` lines on stderr and a documented exit code."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
+            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            code = EXIT_USAGE
         except HubpubError as e:
             for line in e.lines():
                 click.echo(f"error: {line}", err=True)
-            ctx.exit(1)
-        except KeyboardInterrupt:
+            code = EXIT_ERROR
+        except click.ClickException as e:  # e.g. a file option that cannot be opened
+            click.echo(f"error: {e.format_message()}", err=True)
+            code = EXIT_ERROR
+        except (_Interrupted, click.Abort, KeyboardInterrupt):
             # Every stage writes atomically: nothing half-written stays under a final name.
-            click.echo("interrupted; finished files are kept, rerun the command to go on", err=True)
-            ctx.exit(130)
+            click.echo("error: interrupted; finished files are kept, rerun the command to go on", err=True)
+            code = EXIT_INTERRUPTED
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
 
 manifest_option = click.option(
@@ -101,12 +127,14 @@ def list_(manifest_path: Path, only: tuple[str, ...]) -> None:
 def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_convention: str,
                   report_path: Path | None, manifest_path: Path) -> None:
     """Compare the ported Keras model with the PyTorch reference, per stage and on the logits."""
+    from hubpub._files import write_json
     from hubpub.errors import ParityError
     from hubpub.fetch import fetch
     from hubpub.parity import TOLERANCE
-    from hubpub.pipeline import parity_for_variant, write_json
+    from hubpub.pipeline import parity_for_variant
 
     v = load_manifest(manifest_path).variant(variant)
+    _check_sizes(sizes, v.min_input_size)
     fetched = fetch(checkpoint)
     result = parity_for_variant(v, fetched.path, sizes=list(sizes) or None, kinds=_kinds(kinds),
                                 input_convention=input_convention)
@@ -160,23 +188,19 @@ def build(variant: str, checkpoint: str | None, kinds: str, input_convention: st
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
               help="The artifact's build report [default: dist/reports/<artifact>.json].")
 @click.option("--fine-tune", is_flag=True, help="Also run one SGD step with trainable=True.")
-def verify(handle: str, report_path: Path | None, fine_tune: bool) -> None:
-    """Load HANDLE (URL or directory) with hub.KerasLayer and compare with the build's record."""
-    import json
+@click.option("--max-unpacked", default="16G", show_default=True, metavar="SIZE",
+              help="Refuse an archive that unpacks to more than this (e.g. 500M, 32G).")
+def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked: str) -> None:
+    """Load HANDLE (URL, .tar.gz or directory) with hub.KerasLayer and compare with the build's record."""
+    from hubpub.verify import read_record, verify_handle
 
-    from hubpub.errors import VerifyError
-    from hubpub.verify import verify_handle
-
+    limit = _byte_size(max_unpacked)
     if report_path is None:
         parts = handle.split("?")[0].rstrip("/").split("/")
         # .../<artifact>/<version>.tar.gz (published), .../<artifact>.tar.gz (dist/tars) or a directory
         name = parts[-2] if len(parts) > 1 and parts[-1].removesuffix(".tar.gz").isdigit() else parts[-1]
         report_path = Path("dist") / "reports" / f"{name.removesuffix('.tar.gz')}.json"
-    try:
-        report = json.loads(report_path.read_text())
-    except (OSError, ValueError) as e:
-        raise VerifyError(f"{report_path}: cannot read the build report ({e}); pass --report") from None
-    result = verify_handle(handle, report["reference"], fine_tune=fine_tune)
+    result = verify_handle(handle, read_record(report_path), fine_tune=fine_tune, max_unpacked=limit)
     click.echo(f"{handle}: loads with hub.KerasLayer; outputs match the build (max |Δ| {result.max_abs:.2e})")
     if result.fine_tune:
         ft = result.fine_tune
@@ -184,22 +208,35 @@ def verify(handle: str, report_path: Path | None, fine_tune: bool) -> None:
                    "backbone weights changed")
 
 
+public_url_option = click.option(
+    "--public-url", default=None, metavar="URL",
+    help="The http(s) address the destination is read from [default: the manifest's public_url_base for its "
+         "destination, https://storage.googleapis.com/BUCKET/PREFIX for another bucket].")
+
+
 @cli.command()
 @click.option("--template", "model_template", default="model.md.j2", show_default=True,
-              help="Model doc template: a name in --templates-dir, or a path to your own.")
+              help="Model doc template: a name in the templates folders, or a path to your own.")
 @click.option("--templates-dir", type=click.Path(path_type=Path), default=None,
-              help="Folder with model.md.j2, collection.md.j2, publisher.md.j2 [default: templates/].")
+              help="Your templates, searched first; then templates/ beside the manifest, then hubpub's own.")
 @click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True,
               help="Build output holding reports/ (and eval reports).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="[default: DIST/docs]")
+@click.option("--dest", default=None, help="Render for this destination [default: the manifest's].")
+@public_url_option
 @manifest_option
-def docs(model_template: str, templates_dir: Path | None, dist: Path, out: Path | None, manifest_path: Path) -> None:
+def docs(model_template: str, templates_dir: Path | None, dist: Path, out: Path | None, dest: str | None,
+         public_url: str | None, manifest_path: Path) -> None:
     """Render the model, collection and publisher docs, then validate them."""
+    from hubpub.destination import Destination
     from hubpub.docs import render_docs
+    from hubpub.publish import destination_url
 
-    result = render_docs(load_manifest(manifest_path), dist=dist, out=out or dist / "docs",
-                         templates_dir=templates_dir, model_template=model_template)
-    click.echo(f"rendered and validated {len(result.paths)} docs under {result.root}")
+    manifest = load_manifest(manifest_path)
+    base = destination_url(manifest, Destination.parse(dest or manifest.publish.destination), public_url)
+    result = render_docs(manifest, dist=dist, out=out or dist / "docs", templates_dir=templates_dir,
+                         model_template=model_template, public_url_base=base)
+    click.echo(f"rendered and validated {len(result.paths)} docs under {result.root}, linking to {base}")
     if result.skipped:
         click.echo(f"{len(result.skipped)} artifacts have no build report yet and no doc: "
                    f"{', '.join(result.skipped[:4])}{', ...' if len(result.skipped) > 4 else ''}")
@@ -219,33 +256,40 @@ def validate_docs_cmd(directory: Path) -> None:
 @cli.command()
 @click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True)
 @click.option("--dest", default=None, help="gs://BUCKET/PREFIX or a local directory [default: the manifest's].")
+@public_url_option
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
-@click.option("--force", is_flag=True, help="Overwrite published objects whose content differs.")
+@click.option("--force", is_flag=True, help="Overwrite published artifact files whose content differs.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel uploads.")
 @click.option("--deadline", type=float, default=300.0, show_default=True,
               help="Seconds to keep retrying a failing request (408, 429, 5xx, connection errors).")
 @click.option("--no-verify", is_flag=True, help="Skip loading one published artifact with hub.KerasLayer.")
 @manifest_option
-def publish(dist: Path, dest: str | None, dry_run: bool, force: bool, jobs: int, deadline: float, no_verify: bool,
-            manifest_path: Path) -> None:
-    """Upload tarballs, .sha256 files and docs; never overwrite a published version unless forced."""
-    from hubpub.publish import Destination, verify_published
+def publish(dist: Path, dest: str | None, public_url: str | None, dry_run: bool, force: bool, jobs: int,
+            deadline: float, no_verify: bool, manifest_path: Path) -> None:
+    """Upload tarballs, .sha256 files and docs; artifacts are immutable unless forced, docs are updated."""
+    from hubpub.destination import Destination
     from hubpub.publish import publish as run_publish
+    from hubpub.publish import verify_published
 
     manifest = load_manifest(manifest_path)
     destination = Destination.parse(dest or manifest.publish.destination)
-    result = run_publish(manifest, dist, destination, force=force, dry_run=dry_run, jobs=jobs, deadline=deadline)
+    result = run_publish(manifest, dist, destination, public_url=public_url, force=force, dry_run=dry_run, jobs=jobs,
+                         deadline=deadline)
     rows = [("object", "size", "status", "public URL")]
     for o in result.outcomes:
         rows.append((destination.key(o.upload.relative), f"{o.upload.size:,}", o.status, o.upload.public_url))
     click.echo(_table(rows))
-    counts = {}
-    for o in result.outcomes:
-        counts[o.status] = counts.get(o.status, 0) + 1
-    click.echo(f"{destination}: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    click.echo(f"{destination}: {_counts(result)}")
     if not dry_run and not no_verify:
         v = verify_published(manifest, dist, destination, result)
         click.echo(f"verified: {v.handle} loads with hub.KerasLayer and matches its build (max |Δ| {v.max_abs:.1e})")
+
+
+def _counts(result) -> str:
+    counts: dict[str, int] = {}
+    for o in result.outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
 @cli.command("eval")
@@ -264,9 +308,9 @@ def eval_cmd(artifact_or_url: str, data: Path, labels_file: Path | None, limit: 
     import tensorflow as tf
     import tensorflow_hub as hub
 
+    from hubpub._files import write_json
     from hubpub.eval import EvalError, evaluate, scan_dataset
     from hubpub.labels import read_labels
-    from hubpub.pipeline import write_json
     from hubpub.progress import progress_bar
 
     manifest = load_manifest(manifest_path)
@@ -305,6 +349,31 @@ def eval_cmd(artifact_or_url: str, data: Path, labels_file: Path | None, limit: 
                f"({len(result.corrupt)} corrupt and {sum(result.unknown.values())} unknown-class files skipped), "
                f"{result.images / result.seconds:.1f} img/s")
     click.echo(f"report: {path}")
+
+
+MAX_PARITY_SIZE = 4096
+
+
+def _check_sizes(sizes: tuple[tuple[int, int], ...], minimum: int) -> None:
+    for h, w in sizes:
+        if not (minimum <= h <= MAX_PARITY_SIZE and minimum <= w <= MAX_PARITY_SIZE):
+            raise click.BadParameter(f"{h} {w}: height and width must be between {minimum} (the model's total "
+                                     f"stride) and {MAX_PARITY_SIZE} pixels", param_hint="--size")
+
+
+def _byte_size(text: str) -> int:
+    """`16G`, `500M`, `1024` -> bytes."""
+    units = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    number, unit = text.strip().upper().rstrip("IB") or "0", ""
+    if number[-1:] in units:
+        number, unit = number[:-1], number[-1]
+    try:
+        value = int(float(number) * units[unit])
+    except ValueError:
+        raise click.BadParameter(f"expected a size like 16G, 500M or 1048576; got {text!r}") from None
+    if value <= 0:
+        raise click.BadParameter(f"must be positive; got {text!r}")
+    return value
 
 
 def _shard(text: str | None) -> tuple[int, int] | None:
@@ -352,13 +421,18 @@ class _StageProgress:
 
 def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: str, jobs: int = 1,
                shard: str | None = None, force: bool = False, checkpoints: tuple[str, ...] = (),
-               input_convention: str = "hub", no_parity: bool = False, publish_dest: str | None = None):
+               input_convention: str = "hub", no_parity: bool = False, publish_dest: str | None = None,
+               public_url: str | None = None):
     """build-all's body, shared by the demo."""
+    from hubpub.destination import Destination
     from hubpub.docs import load_reports, render_docs
     from hubpub.manifest import iter_selected
     from hubpub.pipeline import build_all, select_shard
+    from hubpub.publish import destination_url
 
     manifest = load_manifest(manifest_path)
+    dest = Destination.parse(publish_dest or manifest.publish.destination)
+    base = destination_url(manifest, dest, public_url)  # before any work: a bad destination fails now
     shard_t = _shard(shard)
     count = len(select_shard(list(iter_selected(manifest, only)), shard_t))
     if count == 0:
@@ -386,22 +460,17 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
     if not load_reports(out):
         click.echo("docs: nothing built, no docs rendered")
     elif not shard_t:
-        docs = render_docs(manifest, dist=out, out=out / "docs")
-        click.echo(f"docs: {len(docs.paths)} rendered and validated under {docs.root}")
+        docs = render_docs(manifest, dist=out, out=out / "docs", public_url_base=base)
+        click.echo(f"docs: {len(docs.paths)} rendered and validated under {docs.root}, linking to {base}")
     else:
         click.echo("docs: not rendered for a shard; render them once at the end with `hubpub docs`")
     click.echo(f"report: {out / 'build-report.json'}")
     published = None
     if publish_dest and not report["failed"]:
-        from hubpub.publish import Destination
         from hubpub.publish import publish as run_publish
 
-        dest = Destination.parse(publish_dest)
-        published = run_publish(manifest, out, dest)
-        counts = {}
-        for o in published.outcomes:
-            counts[o.status] = counts.get(o.status, 0) + 1
-        click.echo(f"published to {dest}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        published = run_publish(manifest, out, dest, public_url=public_url)
+        click.echo(f"published to {dest}: {_counts(published)}")
     return manifest, report, published
 
 
@@ -418,15 +487,20 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
 @click.option("--input-convention", type=click.Choice(["hub", "normalized"]), default="hub", show_default=True)
 @click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
 @click.option("--publish", "publish_dest", default=None, metavar="DEST",
-              help="Then publish to gs://BUCKET/PREFIX or DIR.")
+              help="Then publish to gs://BUCKET/PREFIX or DIR (the docs link there).")
+@public_url_option
 def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
-                  publish_dest) -> None:
+                  publish_dest, public_url) -> None:
     """Build every artifact of the collection: incremental, resumable, parallel, shardable."""
     _, report, _ = _build_all(manifest_path, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                               checkpoints=checkpoints, input_convention=input_convention, no_parity=no_parity,
-                              publish_dest=publish_dest)
+                              publish_dest=publish_dest, public_url=public_url)
     if report["failed"]:
         raise HubpubError(f"{len(report['failed'])} variant(s) failed: {', '.join(report['failed'])}")
+
+
+# The demo publishes to a local folder; its docs link to where `python -m http.server` serves it.
+DEMO_PUBLIC_URL = "http://localhost:8000"
 
 
 @cli.command()
@@ -438,7 +512,8 @@ def demo(out: Path, variant: str, manifest_path: Path) -> None:
     import time
 
     from hubpub.convert import RANDOM_WEIGHTS_KEY, random_checkpoint, save_checkpoint
-    from hubpub.publish import Destination, verify_published
+    from hubpub.destination import Destination
+    from hubpub.publish import verify_published
 
     start = time.perf_counter()
     v = load_manifest(manifest_path).variant(variant)
@@ -451,7 +526,8 @@ def demo(out: Path, variant: str, manifest_path: Path) -> None:
     click.echo(f"2-3. build-all {v.name} (both kinds), docs rendered and validated")
     dest = out / "published"
     manifest, report, published = _build_all(manifest_path, out, only=(v.name,), kinds="classifier,feature-extractor",
-                                             checkpoints=(f"{v.name}={ckpt}",), publish_dest=str(dest))
+                                             checkpoints=(f"{v.name}={ckpt}",), publish_dest=str(dest),
+                                             public_url=DEMO_PUBLIC_URL)
     if report["failed"]:
         raise HubpubError(f"the demo build failed: {', '.join(report['failed'])}")
     click.echo(f"4. published to the local destination {dest}")
@@ -460,6 +536,8 @@ def demo(out: Path, variant: str, manifest_path: Path) -> None:
                f"(max |Δ| {result.max_abs:.1e}), and fine-tunes (loss {result.fine_tune['loss']:.3f})")
     click.echo(f"6. done in {time.perf_counter() - start:.0f}s: tarballs in {out}/tars, docs in {out}/docs, "
                f"report {out}/build-report.json")
+    click.echo(f"   the docs link to {DEMO_PUBLIC_URL}: serve the destination there with "
+               f"`python -m http.server 8000 -d {dest}`")
 
 
 def _kinds(text: str) -> tuple[str, ...]:

@@ -7,10 +7,18 @@ from __future__ import annotations
 
 
 class HubpubError(Exception):
-    """Base class for every error caused by input, configuration or the outside world."""
+    """Base class for every error caused by input, configuration or the outside world.
+
+    `problems` are further lines, one per problem, printed after the message.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        self.message = message
+        self.problems = list(problems or [])
+        super().__init__(message + "".join(f"\n{p}" for p in self.problems))
 
     def lines(self) -> list[str]:
-        return [str(self)]
+        return [self.message, *self.problems]
 
 
 class ManifestError(HubpubError):
@@ -18,8 +26,7 @@ class ManifestError(HubpubError):
 
     def __init__(self, path: str, problems: list[str]):
         self.path = path
-        self.problems = problems
-        super().__init__(f"{path}: {len(problems)} problem(s)\n" + "\n".join(problems))
+        super().__init__(f"{path}: {len(problems)} problem(s)", problems)
 
     def lines(self) -> list[str]:
         return [f"{self.path}: {p}" for p in self.problems]
@@ -47,10 +54,6 @@ class PackageError(HubpubError):
 
 class DocsError(HubpubError):
     """A template failed to render, or a rendered doc breaks the tfhub.dev rules."""
-
-    def __init__(self, message: str, problems: list[str] | None = None):
-        self.problems = problems or []
-        super().__init__(message + "".join(f"\n{p}" for p in self.problems))
 
     def lines(self) -> list[str]:
         return self.problems or [str(self)]

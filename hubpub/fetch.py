@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from hubpub._files import sha256_file
+from hubpub._files import cleanup_created_dirs, sha256_file, write_atomic
 from hubpub.errors import FetchError
 from hubpub.progress import progress_bar
 
@@ -62,11 +62,18 @@ def fetch(source: str | Path, *, sha256: str | None = None, cache: Path | None =
         digest = _cached_sha256(final)
         _check(digest, sha256, source, final)
         return Fetched(final, digest, downloaded=False)
-    final.parent.mkdir(parents=True, exist_ok=True)
     part = final.with_name(final.name + ".part")
-    _download(source, part, retries=retries, backoff=backoff, timeout=timeout)
-    digest = sha256_file(part)
-    _check(digest, sha256, source, part)
+    with cleanup_created_dirs(final.parent):
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            download(source, part, retries=retries, backoff=backoff, timeout=timeout)
+        except BaseException:
+            # Bytes received stay for a resume; an empty part file is nothing worth keeping.
+            if part.is_file() and part.stat().st_size == 0:
+                part.unlink()
+            raise
+        digest = sha256_file(part)
+        _check(digest, sha256, source, part)
     part.replace(final)
     _remember_sha256(final, digest)
     return Fetched(final, digest, downloaded=True)
@@ -78,9 +85,7 @@ def _sidecar(path: Path) -> Path:
 
 def _remember_sha256(path: Path, digest: str) -> None:
     st = path.stat()
-    tmp = _sidecar(path).with_suffix(".tmp")
-    tmp.write_text(f"{digest} {st.st_size} {st.st_mtime_ns}\n")
-    tmp.replace(_sidecar(path))
+    write_atomic(_sidecar(path), f"{digest} {st.st_size} {st.st_mtime_ns}\n")
 
 
 def _cached_sha256(path: Path) -> str:
@@ -105,8 +110,15 @@ def _check(actual: str, expected: str | None, source: str, path: Path | None) ->
                          + (" (the file was deleted)" if path is not None else ""))
 
 
-def _download(url: str, part: Path, *, retries: int, backoff: float, timeout: float) -> None:
+def download(url: str, part: Path, *, retries: int = 4, backoff: float = 0.5, timeout: float = 30.0,
+             max_bytes: int | None = None, shown_as: str | None = None) -> None:
+    """Stream `url` into `part`, resuming with Range requests after a dropped connection.
+
+    Errors name `shown_as` (default: the URL); more than `max_bytes` is refused.
+    """
     import requests
+
+    name = shown_as or url
 
     attempt = 0
     total: int | None = None
@@ -120,7 +132,7 @@ def _download(url: str, part: Path, *, retries: int, backoff: float, timeout: fl
                 if r.status_code in RETRYABLE_STATUS:
                     raise _Retryable(f"HTTP {r.status_code}")
                 if r.status_code not in (200, 206):
-                    raise FetchError(f"{url}: HTTP {r.status_code} {r.reason}")
+                    raise FetchError(f"{name}: HTTP {r.status_code} {r.reason}")
                 if r.status_code == 200 and have:
                     have = 0  # the server ignored the Range header: start over
                 length = int(r.headers.get("Content-Length", 0)) or None
@@ -130,6 +142,8 @@ def _download(url: str, part: Path, *, retries: int, backoff: float, timeout: fl
                     for block in r.iter_content(NET_CHUNK):
                         f.write(block)
                         bar.update(len(block))
+                        if max_bytes is not None and f.tell() > max_bytes:
+                            raise FetchError(f"{name}: larger than the limit of {max_bytes:,} bytes")
             size = part.stat().st_size
             if total is not None and size < total:
                 raise _Retryable(f"connection closed at {size} of {total} bytes")
@@ -138,11 +152,12 @@ def _download(url: str, part: Path, *, retries: int, backoff: float, timeout: fl
                 requests.exceptions.ChunkedEncodingError) as e:
             attempt += 1
             if attempt > retries:
-                raise FetchError(f"{url}: download failed after {retries} retries: {e}") from None
+                raise FetchError(f"{name}: download failed after {retries} retries: {e}") from None
             wait = backoff * 2 ** (attempt - 1)
-            log.info("%s: %s; retrying in %.1fs (%d/%d)", url, e, wait, attempt, retries)
+            log.info("%s: %s; retrying in %.1fs (%d/%d)", name, e, wait, attempt, retries)
             time.sleep(wait)
 
 
 class _Retryable(Exception):
     pass
+

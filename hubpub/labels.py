@@ -1,17 +1,17 @@
 """ImageNet label files: `<synset>\\t<lemmas>` per line, line i = class i.
 
-The lists were generated once into `assets/labels/` from timm's package data (a wheel is a zip: no
-import of timm needed): `python -m hubpub.labels path/to/timm-*.whl assets/labels`.
+The lists ship in `hubpub/data/labels/`, generated once from timm's package data (a wheel is a zip: no
+import of timm needed): `python -m hubpub.labels path/to/timm-*.whl hubpub/data/labels`.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import zipfile
 from pathlib import Path
 
 from hubpub.errors import HubpubError
+from hubpub.resources import data_dir
 
 LABEL_FILES = {"imagenet-1k": "imagenet-1k.txt", "imagenet-21k": "imagenet-21k.txt"}
 _SOURCES = {"imagenet-1k": "imagenet_synsets.txt", "imagenet-21k": "imagenet22k_synsets.txt"}
@@ -19,15 +19,10 @@ _LEMMAS = "imagenet_synset_to_lemma.txt"
 _INFO = "timm/data/_info/"
 
 
-def assets_dir() -> Path:
-    """The repository's `assets/` (or `$HUBPUB_ASSETS`)."""
-    return Path(os.environ.get("HUBPUB_ASSETS") or Path(__file__).resolve().parents[1] / "assets")
-
-
 def labels_path(dataset: str) -> Path:
-    path = assets_dir() / "labels" / LABEL_FILES[dataset]
+    path = data_dir() / "labels" / LABEL_FILES[dataset]
     if not path.is_file():
-        raise HubpubError(f"{path}: label file for {dataset} is missing (set HUBPUB_ASSETS to the assets/ folder)")
+        raise HubpubError(f"{path}: label file for {dataset} is missing (is HUBPUB_ASSETS set to another folder?)")
     return path
 
 

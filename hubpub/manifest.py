@@ -205,6 +205,12 @@ class Variant:
         arch = self.architecture
         return arch.dims[-1] if isinstance(arch, Hierarchical) else arch.dim
 
+    @property
+    def min_input_size(self) -> int:
+        """The smallest height or width the model takes: its total stride."""
+        arch = self.architecture
+        return 32 if isinstance(arch, Hierarchical) else arch.patch_size
+
     def artifacts(self, kinds: tuple[str, ...] = KINDS) -> list[Artifact]:
         return [Artifact(self, kind) for kind in KINDS if kind in kinds]
 
@@ -286,20 +292,36 @@ def parameter_count(arch: Hierarchical | Isotropic, num_classes: int) -> int:
 # --------------------------------------------------------------------------- loading
 
 
+# Bounds on what a manifest may be: the 24-variant ConvNeXt manifest is 8 KB and about 600 YAML
+# nodes. A YAML alias "bomb" is small text whose aliases expand to billions of nodes.
+MAX_MANIFEST_BYTES = 4 * 2**20
+MAX_MANIFEST_NODES = 200_000
+
+
 def load_manifest(path: str | Path) -> Manifest:
     """Read, validate and resolve a manifest; raise `ManifestError` listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise ManifestError(str(path), [f"{size:,} bytes; a manifest may be at most {MAX_MANIFEST_BYTES:,}"])
+        text = path.read_bytes().decode("utf-8")
     except OSError as e:
         raise ManifestError(str(path), [f"cannot read the manifest: {e.strerror or e}"]) from None
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[: e.start].count(b"\n") + 1
+        raise ManifestError(str(path), [f"line {line}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                                        f"{e.start}); save the manifest as UTF-8"]) from None
     return parse_manifest(text, path)
 
 
 def parse_manifest(text: str, path: str | Path = "<manifest>") -> Manifest:
     path = Path(path)
+    if len(text) > MAX_MANIFEST_BYTES:
+        raise ManifestError(str(path), [f"{len(text):,} characters; a manifest may be at most {MAX_MANIFEST_BYTES:,}"])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_size(node, path)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -359,6 +381,23 @@ def _resolve(m: ManifestModel, path: Path) -> Manifest:
         architectures=dict(m.architectures),
         variants=tuple(variants),
     )
+
+
+def _check_size(node: yaml.Node | None, path: Path) -> None:
+    """Count the nodes as aliases expand them, and stop at the bound (before anything walks them all)."""
+    count, stack = 0, [node] if node is not None else []
+    while stack:
+        n = stack.pop()
+        count += 1
+        if count > MAX_MANIFEST_NODES:
+            raise ManifestError(str(path), [
+                f"more than {MAX_MANIFEST_NODES:,} YAML nodes once aliases are expanded (an alias bomb?); "
+                "a manifest this large is not supported"])
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack += (k, v)
+        elif isinstance(n, yaml.SequenceNode):
+            stack += n.value
 
 
 def _semantic_problems(data: dict, lines: dict) -> list[tuple[int, str]]:

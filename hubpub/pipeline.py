@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hubpub._files import write_atomic, write_json
 from hubpub.manifest import KINDS, Variant, artifact_name
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,12 @@ def feature_extractor_of(classifier):
 
 
 def measure_preprocess_gap(variant: Variant) -> dict | None:
-    """How far serving_bytes' in-graph preprocessing is from Pillow's, on the photos in assets/photos."""
+    """How far serving_bytes' in-graph preprocessing is from Pillow's, on the sample photos."""
     from hubpub.eval import preprocess_gap
-    from hubpub.labels import assets_dir
+    from hubpub.resources import photos
 
-    photos = sorted((assets_dir() / "photos").glob("*.jpg"))
-    return preprocess_gap(variant.resolution, variant.eval, photos) if photos else None
+    found = photos()
+    return preprocess_gap(variant.resolution, variant.eval, found) if found else None
 
 
 def torch_available() -> bool:
@@ -262,15 +263,6 @@ def default_parity_sizes(variant: Variant) -> list[tuple[int, int]]:
     return [(r, r), (r + 32, r + 96)]
 
 
-def write_json(path: Path, data: dict) -> Path:
-    """Write JSON atomically: a temp file in the same directory, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
-
-
 # --------------------------------------------------------------------------- build-all
 
 LOCK_NAME = "collection.lock"
@@ -316,11 +308,8 @@ def read_lock(path: Path) -> dict[str, dict]:
 def write_lock(path: Path, entries: dict[str, dict]) -> None:
     import yaml
 
-    text = ("# Checkpoint hashes recorded by hubpub on first download; commit this file.\n"
-            + yaml.safe_dump({"checkpoints": dict(sorted(entries.items()))}, sort_keys=True))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_atomic(path, "# Checkpoint hashes recorded by hubpub on first download; commit this file.\n"
+                 + yaml.safe_dump({"checkpoints": dict(sorted(entries.items()))}, sort_keys=True))
 
 
 @dataclass(frozen=True)
@@ -404,6 +393,22 @@ def run_variant(job: VariantJob, events=None) -> dict:
                 "traceback": traceback.format_exc(), "seconds": time.perf_counter() - start}
 
 
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool) -> None:
+    """Terminate a pool's workers now (ProcessPoolExecutor has no public way before Python 3.14)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        p.terminate()
+    for p in processes:
+        p.join(timeout=10)
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def select_shard(variants: list[Variant], shard: tuple[int, int] | None) -> list[Variant]:
     """Shard K of N (1-based): every N-th variant in manifest order, both kinds of a variant together."""
     if shard is None:
@@ -433,6 +438,7 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing.managers import SyncManager
 
     from hubpub.errors import FetchError
     from hubpub.manifest import iter_selected
@@ -459,19 +465,28 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
 
     results: dict[str, dict] = {}
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as mgr:
+    # Ctrl-C reaches every process of the terminal's group: the helpers ignore it, and this process
+    # stops them, so the user sees one line and no traceback from a worker or the queue's thread.
+    mgr = SyncManager(ctx=ctx)
+    mgr.start(_ignore_sigint)
+    with mgr:
         events = mgr.Queue()
         listener = None
         if progress is not None:
             import threading
 
             def listen():
-                while (item := events.get()) is not None:
-                    progress(*item)
+                try:
+                    while (item := events.get()) is not None:
+                        progress(*item)
+                except (EOFError, OSError):  # the manager is gone: interrupted
+                    return
 
             listener = threading.Thread(target=listen, daemon=True)
             listener.start()
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1,
+                                   initializer=_ignore_sigint)
+        try:
             futures = {pool.submit(run_variant, job, events): job for job in jobs_list}
             for fut in as_completed(futures):
                 job = futures[fut]
@@ -483,6 +498,11 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
                 results[job.variant] = result
                 if progress is not None:
                     progress(job.variant, "done" if result["ok"] else f"FAILED: {result['error']}")
+        except KeyboardInterrupt:
+            _stop_workers(pool)
+            clean_interrupted(out)
+            raise
+        pool.shutdown()
         events.put(None)
         if listener is not None:
             listener.join(timeout=5)

@@ -1,10 +1,12 @@
 """Publish tarballs, their .sha256 files and the docs to GCS or a local directory.
 
-Published versions are immutable: an object that exists with the same bytes (crc32c and size) is
-"already published"; with other bytes it is an error unless forced. Uploads are conditional
-(`if_generation_match=0`), but existence is also checked first, because emulators and resumable
-uploads do not always enforce the precondition. After each upload the stored crc32c and size are
-compared with the local file; a bad object is deleted.
+Published model versions are immutable: an artifact object that exists with the same bytes (crc32c
+and size) is "already published"; with other bytes it is an error unless forced. Docs describe a
+version and are not part of it, so a changed doc is "updated" in place (tfhub.dev took doc fixes for
+published versions too). Uploads are conditional (`if_generation_match`: 0 for a new object, the
+current generation for an update), and existence is also checked first, because emulators and
+resumable uploads do not always enforce the precondition. After each upload the stored crc32c and
+size are compared with the local file; a bad object is deleted.
 """
 
 from __future__ import annotations
@@ -19,43 +21,12 @@ from pathlib import Path
 
 import google_crc32c
 
+from hubpub._files import cleanup_created_dirs, temp_name
+from hubpub.destination import Destination, public_url_base
 from hubpub.errors import PublishError
 from hubpub.manifest import Manifest
 from hubpub.package import check_tarball
 from hubpub.progress import progress_bar
-
-GCS_PUBLIC_BASE = "https://storage.googleapis.com"
-
-
-@dataclass(frozen=True)
-class Destination:
-    """`gs://bucket/prefix` or a local directory; parsed and printed here only."""
-
-    bucket: str | None
-    prefix: str
-    path: Path | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Destination:
-        text = str(text)
-        if text.startswith("gs://"):
-            bucket, _, prefix = text[5:].partition("/")
-            if not bucket:
-                raise PublishError(f"{text!r}: no bucket name in the destination")
-            return cls(bucket=bucket, prefix=prefix.strip("/"))
-        if "://" in text:
-            raise PublishError(f"{text!r}: a destination is gs://BUCKET/PREFIX or a local directory")
-        return cls(bucket=None, prefix="", path=Path(text))
-
-    @property
-    def is_gcs(self) -> bool:
-        return self.bucket is not None
-
-    def key(self, relative: str) -> str:
-        return f"{self.prefix}/{relative}" if self.prefix else relative
-
-    def __str__(self) -> str:
-        return f"gs://{self.bucket}/{self.prefix}".rstrip("/") if self.is_gcs else str(self.path)
 
 
 @dataclass(frozen=True)
@@ -65,13 +36,19 @@ class Upload:
     size: int
     crc32c: str  # base64 of the big-endian CRC32C, as GCS reports it
     public_url: str
-    artifact: str | None = None
+    artifact: str | None = None  # None for a doc
+
+    @property
+    def mutable(self) -> bool:
+        """Docs are updated in place; every artifact file is immutable."""
+        return self.artifact is None
 
 
 @dataclass
 class Outcome:
     upload: Upload
-    status: str  # uploaded, overwritten, already published, would upload, would overwrite
+    # uploaded, updated, overwritten (forced), already published; "would ..." in a dry run
+    status: str
     detail: str = ""
 
 
@@ -93,9 +70,9 @@ def crc32c_of(path: Path) -> str:
 # --------------------------------------------------------------------------- planning
 
 
-def plan_publish(manifest: Manifest, dist: Path) -> list[Upload]:
-    """Every tarball (+ .sha256) with a build report, and every rendered doc, with its object name."""
-    base = manifest.publish.public_url_base
+def plan_publish(manifest: Manifest, dist: Path, base: str) -> list[Upload]:
+    """Every tarball (+ .sha256) with a build report, and every rendered doc, with its object name
+    and its public URL below `base`."""
     uploads: list[Upload] = []
     reports_dir = dist / "reports"
     for artifact in manifest.artifacts():
@@ -119,11 +96,11 @@ def plan_publish(manifest: Manifest, dist: Path) -> list[Upload]:
     return uploads
 
 
-def check_docs_against_plan(dist: Path, uploads: list[Upload], public_url_base: str, found) -> None:
-    """Docs must validate, and each asset-path must be an object this publish uploads or finds published.
-
-    `found(relative)` says whether an object exists at the destination already.
-    """
+def check_docs_against_plan(dist: Path, uploads: list[Upload], base: str, dest: Destination, found,
+                            fix: str = "") -> None:
+    """Docs must validate, and each asset-path must be an object this publish uploads or finds published
+    at `dest`, read from `base`. `found(relative)` says whether an object exists at `dest` already;
+    `fix` is the command that renders the docs for this destination."""
     from hubpub.docs.validate import validate_docs
 
     docs_root = dist / "docs"
@@ -134,10 +111,14 @@ def check_docs_against_plan(dist: Path, uploads: list[Upload], public_url_base: 
         for asset in doc.metadata.get("asset-path", []):
             if asset in urls:
                 continue
-            relative = asset.removeprefix(public_url_base + "/") if asset.startswith(public_url_base + "/") else None
-            if relative is None or not found(relative):
+            relative = asset.removeprefix(base + "/") if asset.startswith(base + "/") else None
+            if relative is None:
+                raise PublishError(
+                    f"{doc.path}: asset-path {asset} is not below {base}, where {dest} is read from; nothing was "
+                    f"uploaded. Render the docs for this destination: {fix or f'hubpub docs --dest {dest}'}")
+            if not found(relative):
                 raise PublishError(f"{doc.path}: asset-path {asset} matches no tarball being published or already "
-                                   "published; re-render the docs for this destination")
+                                   f"published to {dest}; nothing was uploaded. Build it, or re-render the docs")
 
 
 # --------------------------------------------------------------------------- stores
@@ -150,7 +131,15 @@ class LocalStore:
         self.root = dest.path
 
     def check(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise PublishError(f"{self.root}: the destination is a file, not a directory")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = temp_name(self.root / "write-test")
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise PublishError(f"{self.root}: cannot write to the destination: {e.strerror or e}") from None
 
     def stat(self, key: str) -> Stat | None:
         path = self.root / key
@@ -160,9 +149,9 @@ class LocalStore:
 
     def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar) -> None:
         target = self.root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        tmp = temp_name(target)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             with open(upload.source, "rb") as src, open(tmp, "wb") as dst:
                 while block := src.read(1 << 20):
                     dst.write(block)
@@ -170,8 +159,11 @@ class LocalStore:
             if replacing is None and target.exists():
                 raise PublishError(f"{target}: appeared during the upload; not overwriting")
             os.replace(tmp, target)
+        except OSError as e:
+            raise PublishError(f"{target}: cannot write: {e.strerror or e}") from None
         finally:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
@@ -283,19 +275,29 @@ class _ProgressReader:
 @dataclass
 class PublishResult:
     destination: Destination
+    public_url_base: str
     outcomes: list[Outcome] = field(default_factory=list)
 
 
 def open_store(dest: Destination, *, deadline: float = 300.0, timeout: float = 60.0, chunk_bytes: int | None = None):
-    return GcsStore(dest, deadline=deadline, timeout=timeout, chunk_bytes=chunk_bytes) if dest.is_gcs else LocalStore(
-        dest)
+    if dest.is_gcs:
+        return GcsStore(dest, deadline=deadline, timeout=timeout, chunk_bytes=chunk_bytes)
+    return LocalStore(dest)
 
 
-def publish(manifest: Manifest, dist: Path, dest: Destination, *, force: bool = False, dry_run: bool = False,
-            jobs: int = 4, deadline: float = 300.0, timeout: float = 60.0,
+def destination_url(manifest: Manifest, dest: Destination, override: str | None = None) -> str:
+    """The public URL base of `dest` for this manifest (see `hubpub.destination.public_url_base`)."""
+    return public_url_base(dest, manifest_destination=manifest.publish.destination,
+                           manifest_url_base=manifest.publish.public_url_base, override=override)
+
+
+def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: str | None = None, force: bool = False,
+            dry_run: bool = False, jobs: int = 4, deadline: float = 300.0, timeout: float = 60.0,
             chunk_bytes: int | None = None) -> PublishResult:
-    """Check everything first, then upload what is missing; raise before touching anything on a conflict."""
-    uploads = plan_publish(manifest, dist)
+    """Check everything first, then upload what is missing or changed (docs); raise before touching
+    anything on a conflict. A refused publish leaves no folder it created."""
+    base = destination_url(manifest, dest, public_url)
+    uploads = plan_publish(manifest, dist, base)
     if not uploads:
         raise PublishError(f"{dist}: nothing to publish (no tarballs with build reports, no docs); run a build first")
     if dest.is_gcs:
@@ -303,13 +305,20 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, force: bool = 
         if random:
             raise PublishError(f"refusing to publish random-weight (demo) artifacts to {dest}: {', '.join(random)}")
     store = open_store(dest, deadline=deadline, timeout=timeout, chunk_bytes=chunk_bytes)
-    if dest.is_gcs or not dry_run:  # a dry run creates no local folder
-        store.check()
-    existing = {u.relative: s for u in uploads if (s := store.stat(dest.key(u.relative))) is not None}
-    check_docs_against_plan(dist, uploads, manifest.publish.public_url_base,
-                            lambda relative: store.stat(dest.key(relative)) is not None)
+    with cleanup_created_dirs(dest.path) if dest.path else contextlib.nullcontext():
+        if dest.is_gcs or not dry_run:  # a dry run creates no local folder
+            store.check()
+        fix = f"hubpub docs --dest {dest}" + (f" --public-url {public_url}" if public_url else "")
+        return _publish_checked(store, dist, dest, base, uploads, force=force, dry_run=dry_run, jobs=jobs, fix=fix)
 
-    result = PublishResult(dest)
+
+def _publish_checked(store, dist: Path, dest: Destination, base: str, uploads: list[Upload], *, force: bool,
+                     dry_run: bool, jobs: int, fix: str) -> PublishResult:
+    existing = {u.relative: s for u in uploads if (s := store.stat(dest.key(u.relative))) is not None}
+    check_docs_against_plan(dist, uploads, base, dest, lambda relative: store.stat(dest.key(relative)) is not None,
+                            fix)
+
+    result = PublishResult(dest, base)
     todo: list[tuple[Upload, Stat | None]] = []
     conflicts = []
     for u in uploads:
@@ -318,33 +327,38 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, force: bool = 
             todo.append((u, None))
         elif (stat.size, stat.crc32c) == (u.size, u.crc32c):
             result.outcomes.append(Outcome(u, "already published"))
-        elif force:
+        elif u.mutable or force:
             todo.append((u, stat))
         else:
             conflicts.append(f"{dest.key(u.relative)} exists with different content "
                              f"(size {stat.size} vs {u.size}, crc32c {stat.crc32c} vs {u.crc32c})")
     if conflicts:
         raise PublishError(f"{dest}: published versions are immutable; nothing was uploaded. Use --force to "
-                           f"overwrite, or bump the version:\n" + "\n".join(conflicts))
+                           "overwrite, or bump collection.model_version:", conflicts)
     for u, _ in todo:  # hubpub's own Hub-layout check, before anything leaves the machine
         if u.relative.endswith(".tar.gz"):
             check_tarball(u.source)
     if dry_run:
-        result.outcomes += [Outcome(u, "would overwrite" if g is not None else "would upload") for u, g in todo]
+        result.outcomes += [Outcome(u, "would upload" if g is None else "would update" if u.mutable
+                                    else "would overwrite") for u, g in todo]
         return result
 
     total = sum(u.size for u, _ in todo)
+    errors = []
     with progress_bar(total=total, unit="B", unit_scale=True, desc=f"upload to {dest}") as bar, \
             ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [pool.submit(_upload_one, store, dest, u, g, bar) for u, g in todo]
-        errors = []
         for fut in futures:
             try:
                 result.outcomes.append(fut.result())
             except PublishError as e:
                 errors.append(str(e))
     if errors:
-        raise PublishError(f"{dest}: {len(errors)} upload(s) failed:\n" + "\n".join(errors))
+        done = [dest.key(o.upload.relative) for o in result.outcomes if o.status != "already published"]
+        raise PublishError(
+            f"{dest}: {len(errors)} of {len(todo)} upload(s) failed; {len(done)} succeeded and stay published "
+            "(rerun to upload the rest)",
+            errors + [f"uploaded: {key}" for key in done])
     order = {u.relative: i for i, u in enumerate(uploads)}
     result.outcomes.sort(key=lambda o: order[o.upload.relative])
     return result
@@ -359,7 +373,9 @@ def _upload_one(store, dest: Destination, u: Upload, replacing: Stat | None, bar
         raise PublishError(f"{dest.key(u.relative)}: stored object does not match the local file "
                            f"(size {stat and stat.size} vs {u.size}, crc32c {stat and stat.crc32c} vs {u.crc32c}); "
                            "the bad object was deleted")
-    return Outcome(u, "overwritten" if replacing is not None else "uploaded")
+    if replacing is None:
+        return Outcome(u, "uploaded")
+    return Outcome(u, "updated" if u.mutable else "overwritten")
 
 
 def _random_weights(dist: Path, artifact: str) -> bool:
@@ -371,16 +387,15 @@ def _random_weights(dist: Path, artifact: str) -> bool:
 
 def verify_published(manifest: Manifest, dist: Path, dest: Destination, result: PublishResult,
                      *, fine_tune: bool = False):
-    """hub.KerasLayer on one published tarball's URL, compared with its build record."""
-    from hubpub.verify import serve_directory, verify_handle
+    """hub.KerasLayer on one published tarball, compared with its build record: read back from the
+    bucket at its public URL, or from the destination directory."""
+    from hubpub.verify import read_record, verify_handle
 
     tar = next((o.upload for o in result.outcomes if o.upload.relative.endswith(".tar.gz")), None)
     if tar is None:
         raise PublishError("nothing published to verify")
-    record = json.loads((dist / "reports" / f"{tar.artifact}.json").read_text())["reference"]
-    if dest.is_gcs:
-        return verify_handle(tar.public_url, record, fine_tune=fine_tune)
-    with serve_directory(dest.path) as base:
-        return verify_handle(f"{base}/{dest.key(tar.relative)}", record, fine_tune=fine_tune)
+    record = read_record(dist / "reports" / f"{tar.artifact}.json")
+    handle = tar.public_url if dest.is_gcs else str(dest.path / dest.key(tar.relative))
+    return verify_handle(handle, record, fine_tune=fine_tune)
 
 

@@ -7,7 +7,10 @@ Compares the outputs on the reference inputs with those recorded at build time, 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +22,9 @@ from hubpub.errors import VerifyError
 from hubpub.parity import reference_images
 
 VERIFY_TOLERANCE = 1e-4
-RECORDED_COLUMNS = 64  # enough to pin the outputs down without a 21841-wide table in every report
+RECORDED_COLUMNS = 64
+# The largest unpacked archive verify accepts (--max-unpacked): ConvNeXt-XL at 21k classes is 1.6 GB.
+DEFAULT_MAX_UNPACKED = 16 * 2**30  # enough to pin the outputs down without a 21841-wide table in every report
 
 
 def reference_record(outputs: np.ndarray, height: int, width: int, batch: int = 2, seed: int = 0) -> dict:
@@ -61,39 +66,114 @@ def resolve_handle(handle: str) -> str:
     return handle
 
 
-def verify_handle(handle: str, record: dict, *, fine_tune: bool = False) -> VerifyResult:
+def read_record(report_path: Path) -> dict:
+    """The reference record of a build report (`reports/<artifact>.json`), checked for what verify reads."""
+    try:
+        report = json.loads(Path(report_path).read_text(encoding="utf-8"))
+        record = report["reference"]
+        inputs, outputs = record["inputs"], record["outputs"]
+        for key in ("height", "width", "batch", "seed"):
+            int(inputs[key])
+        np.asarray(outputs["columns"], dtype=np.float64).reshape(int(inputs["batch"]), -1)
+        int(outputs["dim"]), list(outputs["argmax"]), list(outputs["l2"])
+    except OSError as e:
+        raise VerifyError(f"{report_path}: cannot read the build report: {e.strerror or e}; pass --report") from None
+    except ValueError as e:
+        raise VerifyError(f"{report_path}: not a build report (invalid JSON or values: {e})") from None
+    except (KeyError, TypeError) as e:
+        raise VerifyError(f"{report_path}: not a build report with a reference record (missing {e}); "
+                          "rebuild the artifact or pass the right --report") from None
+    return record
+
+
+def verify_handle(handle: str, record: dict, *, fine_tune: bool = False,
+                  max_unpacked: int = DEFAULT_MAX_UNPACKED) -> VerifyResult:
     """Load `handle` with tf-keras `hub.KerasLayer`, compare with `record`, optionally fine-tune.
 
-    A local `.tar.gz` is served over loopback HTTP, since tensorflow_hub only extracts downloads.
+    An archive (a URL or a local `.tar.gz`) is downloaded once and checked first: Hub layout, no
+    links or escaping paths, at most `max_unpacked` bytes once unpacked. Only then does
+    tensorflow_hub fetch it, over loopback HTTP, into a cache that is removed afterwards.
+    Errors name `handle`, never a temporary path or port.
     """
-    local = Path(handle)
-    if handle.endswith(".tar.gz") and local.is_file():
-        with serve_directory(local.parent) as base:
-            result = verify_handle(f"{base}/{local.name}", record, fine_tune=fine_tune)
-        return VerifyResult(handle, result.max_abs, result.fine_tune)
-    return _verify_url(handle, record, fine_tune)
+    with _checked_loadable(handle, max_unpacked) as url:
+        import tensorflow as tf
+        import tensorflow_hub as hub
 
-
-def _verify_url(handle: str, record: dict, fine_tune: bool) -> VerifyResult:
-    import tensorflow as tf
-    import tensorflow_hub as hub
-
-    url = resolve_handle(handle)
-    images = reference_images(**record["inputs"])
-    try:
-        layer = hub.KerasLayer(url)
-        outputs = layer(tf.constant(images)).numpy()
-    except Exception as e:  # hub raises many types for a bad URL, archive or SavedModel
-        raise VerifyError(f"{handle}: hub.KerasLayer could not load it: {type(e).__name__}: {e}") from None
-    try:
-        delta = compare_to_record(outputs, record)
-    except VerifyError as e:
-        raise VerifyError(f"{handle}: {e}") from None
-    tuned = _fine_tune_step(url, images) if fine_tune else None
+        images = reference_images(**record["inputs"])
+        try:
+            layer = hub.KerasLayer(url)
+            outputs = layer(tf.constant(images)).numpy()
+        except Exception as e:  # hub raises many types for a bad archive or SavedModel
+            raise VerifyError(f"{handle}: hub.KerasLayer could not load it: {type(e).__name__}: "
+                              f"{_first_line(e, url, handle)}") from None
+        try:
+            delta = compare_to_record(outputs, record)
+        except VerifyError as e:
+            raise VerifyError(f"{handle}: {e}") from None
+        tuned = _fine_tune_step(url, images, handle) if fine_tune else None
     return VerifyResult(handle, delta, tuned)
 
 
-def _fine_tune_step(url: str, images: np.ndarray) -> dict:
+def _first_line(error: Exception, url: str, handle: str) -> str:
+    """The error's first line, with verify's throwaway URL and paths turned into what the user gave."""
+    line = (str(error).strip().splitlines() or [""])[0].replace(url, handle)
+    return re.sub(r"/\S*?hubpub-verify-[^/\s]+/(?:tfhub_cache/[0-9a-f]+/|served/)", "", line)
+
+
+@contextlib.contextmanager
+def _checked_loadable(handle: str, max_unpacked: int) -> Iterator[str]:
+    """What hub.KerasLayer should load for `handle`: a directory as it is; an archive checked, then
+    served over loopback (tensorflow_hub extracts only downloads) with a throwaway cache."""
+    from hubpub.errors import FetchError, PackageError
+    from hubpub.fetch import download
+    from hubpub.package import check_tarball
+
+    local = Path(handle)
+    if "://" not in handle and local.is_dir():
+        yield str(local)
+        return
+    if handle.startswith("gs://"):  # read by TensorFlow's own file system; it extracts nothing itself
+        yield handle
+        return
+    with tempfile.TemporaryDirectory(prefix="hubpub-verify-") as tmp:
+        if "://" in handle:
+            if urlparse(handle).scheme not in ("http", "https"):
+                raise VerifyError(f"{handle}: not an http(s) or gs:// URL, a directory or a .tar.gz file")
+            archive = Path(tmp) / "served" / "model.tar.gz"
+            archive.parent.mkdir()
+            url = resolve_handle(handle)
+            try:  # the request tensorflow_hub makes for a URL
+                download(url + ("&" if "?" in url else "?") + "tf-hub-format=compressed", archive,
+                         max_bytes=max_unpacked, shown_as=handle)
+            except FetchError as e:
+                raise VerifyError(str(e)) from None
+        elif local.is_file():
+            archive = local
+        else:
+            raise VerifyError(f"{handle}: no such file or directory")
+        try:
+            check_tarball(archive, max_unpacked=max_unpacked, shown_as=handle)
+        except PackageError as e:
+            raise VerifyError(str(e)) from None
+        with _hub_cache(Path(tmp) / "tfhub_cache"), serve_directory(archive.parent) as base:
+            yield f"{base}/{archive.name}"
+
+
+@contextlib.contextmanager
+def _hub_cache(path: Path) -> Iterator[None]:
+    """Point tensorflow_hub's cache at `path` while the block runs: a loopback URL is used once."""
+    before = os.environ.get("TFHUB_CACHE_DIR")
+    os.environ["TFHUB_CACHE_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TFHUB_CACHE_DIR", None)
+        else:
+            os.environ["TFHUB_CACHE_DIR"] = before
+
+
+def _fine_tune_step(url: str, images: np.ndarray, handle: str) -> dict:
     import tensorflow as tf
     import tensorflow_hub as hub
     import tf_keras
@@ -103,7 +183,7 @@ def _fine_tune_step(url: str, images: np.ndarray) -> dict:
                                  tf_keras.layers.Dense(3, name="new_head")])
     before = [w.numpy().copy() for w in layer.trainable_weights]
     if not before:
-        raise VerifyError(f"{url}: hub.KerasLayer(trainable=True) exposes no trainable weights")
+        raise VerifyError(f"{handle}: hub.KerasLayer(trainable=True) exposes no trainable weights")
     labels = tf.constant(np.arange(len(images)) % 3)
     optimizer = tf_keras.optimizers.SGD(learning_rate=0.1)
     loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -114,7 +194,7 @@ def _fine_tune_step(url: str, images: np.ndarray) -> dict:
     changed = sum(not np.array_equal(b, w.numpy()) for b, w in zip(before, layer.trainable_weights, strict=True))
     loss = float(loss)
     if not np.isfinite(loss) or changed == 0:
-        raise VerifyError(f"{url}: fine-tuning step failed: loss {loss}, {changed} backbone weights changed")
+        raise VerifyError(f"{handle}: fine-tuning step failed: loss {loss}, {changed} backbone weights changed")
     return {"loss": loss, "backbone_weights_changed": changed, "backbone_weights": len(before)}
 
 

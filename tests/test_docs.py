@@ -96,10 +96,11 @@ BROKEN = [
     ("colab not on colab", lambda t: _replace(t, MODEL, "<!-- license: mit -->",
                                               "<!-- license: mit -->\n<!-- colab: https://example.com/nb.ipynb -->"),
      r"colab .* must be an https URL on colab\.research\.google\.com"),
-    ("link to a model without doc", lambda t: _replace(t, COLL, "micro_1k_224_fe/1)", "micro_9k_224_fe/1)"),
+    ("link to a model without doc", lambda t: _replace(t, COLL, "tfhub.dev/testpub/micro_1k_224_fe/1`",
+                                                       "tfhub.dev/testpub/micro_9k_224_fe/1`"),
      r"links https://tfhub\.dev/testpub/micro_9k_224_fe/1, which has no model doc"),
     ("collection without links", lambda t: (t / COLL).write_text(
-        re.sub(r"https://tfhub\.dev/\S+\)", "x)", (t / COLL).read_text())), r"must link at least one model"),
+        re.sub(r"https://tfhub\.dev/[^\s`]+", "x", (t / COLL).read_text())), r"must link at least one model"),
     ("unknown dataset", lambda t: _replace(t, MODEL, "dataset: imagenet-ilsvrc-2012-cls", "dataset: imagenet"),
      r"unknown dataset 'imagenet'"),
     ("fine-tunable not boolean", lambda t: _replace(t, MODEL, "fine-tunable: true", "fine-tunable: yes"),
@@ -121,7 +122,7 @@ def test_broken_doc_fails_precisely(docs_tree, tmp_path, desc, breaker, expected
 
 def test_template_typo_names_variable_and_line(micro_manifest, micro_dist, tmp_path, root):
     template = tmp_path / "mine.md.j2"
-    text = (root / "templates" / "model.md.j2").read_text()
+    text = (root / "hubpub" / "templates" / "model.md.j2").read_text()
     template.write_text(text.replace("{{ a.task }}", "{{ a.taks }}"))
     line = text[: text.index("{{ a.task }}")].count("\n") + 1
     with pytest.raises(DocsError, match=rf"mine\.md\.j2:{line}: .*'taks'"):
@@ -131,7 +132,7 @@ def test_template_typo_names_variable_and_line(micro_manifest, micro_dist, tmp_p
 
 def test_user_template_renders(micro_manifest, micro_dist, tmp_path, root):
     template = tmp_path / "short.md.j2"
-    template.write_text((root / "templates" / "model.md.j2").read_text().replace(
+    template.write_text((root / "hubpub" / "templates" / "model.md.j2").read_text().replace(
         "## Overview", "## Overview\n\nCustom text from my own template.", 1))
     render_docs(micro_manifest, dist=micro_dist, out=tmp_path / "out", model_template=str(template))
     assert "Custom text from my own template." in (

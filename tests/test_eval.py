@@ -79,7 +79,9 @@ def test_normalised_values_match_torchvision_arithmetic():
 
 def test_in_graph_preprocessing_is_close(root):
     """Not pixel exact (TF's antialiased bicubic is not Pillow's); tolerance: mean <= 0.5, max <= 10 of 255."""
-    photos = sorted((root / "assets" / "photos").glob("*.jpg"))
+    from hubpub.resources import photos as sample_photos
+
+    photos = sample_photos()
     assert len(photos) == 4
     for res, ev in ((224, SHORTER), (384, SQUASH)):
         gap = preprocess_gap(res, ev, photos)

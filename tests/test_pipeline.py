@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,3 +176,23 @@ def test_demo_end_to_end_with_full_size_tiny(tmp_path, root):
     assert doc.splitlines()[1].startswith("DEMO BUILD WITH RANDOM WEIGHTS")
     assert (tmp_path / "dist/published/convnext_tiny_1k_224/1.tar.gz").is_file()
     assert json.loads((tmp_path / "dist/build-report.json").read_text())["failed"] == []
+    assert "http://localhost:8000/convnext_tiny_1k_224/1.tar.gz" in doc
+
+    # `hubpub eval` fills the doc's "ours" row; the demo runs again and updates the published doc in place.
+    from hubpub.resources import photos
+
+    data = tmp_path / "photos"
+    for i, photo in enumerate(photos()):
+        (data / ["n01440764", "n01443537"][i % 2]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, data / ["n01440764", "n01443537"][i % 2])
+    ev = subprocess.run([sys.executable, "-m", "hubpub", "eval", "convnext_tiny_1k_224", "--data", str(data),
+                         "--dist", str(tmp_path / "dist"), "--manifest", str(root / "collection.yaml")],
+                        capture_output=True, text=True, env=env, timeout=600)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    again = subprocess.run([sys.executable, "-m", "hubpub", "demo", "--out", str(tmp_path / "dist"),
+                            "--manifest", str(root / "collection.yaml")], capture_output=True, text=True,
+                           env=env, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "published to" in again.stdout and "updated" in again.stdout and "5. verified:" in again.stdout
+    doc = (tmp_path / "dist/published/docs/assets/docs/hubpub/models/convnext_tiny_1k_224/1.md").read_text()
+    assert "(this artifact, hubpub eval)" in doc

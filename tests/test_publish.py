@@ -65,16 +65,27 @@ def test_fresh_publish_then_noop_then_conflict_then_force(micro_manifest_path, m
     assert {o.status for o in again.outcomes} == {"already published"}
     assert _objects(bucket) == stored
 
+    # A doc describes a version and is not part of it: a changed doc is updated in place ...
     doc = dist / "docs/assets/docs/testpub/testpub.md"
     doc.write_text(doc.read_text() + "\nOne more line.\n")
-    with pytest.raises(PublishError, match=r"immutable; nothing was uploaded.*\n.*micro/docs/assets/docs/testpub/"
-                                           r"testpub\.md exists with different content"):
+    updated = publish(manifest, dist, dest)
+    assert [(o.upload.relative, o.status) for o in updated.outcomes if o.status != "already published"] == [
+        ("docs/assets/docs/testpub/testpub.md", "updated")]
+    assert _objects(bucket)["micro/docs/assets/docs/testpub/testpub.md"] == (doc.stat().st_size, crc32c_of(doc))
+    stored = _objects(bucket)
+
+    # ... while an artifact file is immutable: nothing at all is uploaded, not even a changed doc
+    sha = dist / "tars/micro_1k_224.tar.gz.sha256"
+    sha.write_text(sha.read_text().replace("micro_1k_224", "renamed"))
+    doc.write_text(doc.read_text() + "\nAnd another.\n")
+    with pytest.raises(PublishError, match=r"immutable; nothing was uploaded.*\n.*micro/micro_1k_224/1\.tar\.gz"
+                                           r"\.sha256 exists with different content"):
         publish(manifest, dist, dest)
     assert _objects(bucket) == stored
 
     forced = publish(manifest, dist, dest, force=True)
-    assert [o.status for o in forced.outcomes if o.status != "already published"] == ["overwritten"]
-    assert _objects(bucket)["micro/docs/assets/docs/testpub/testpub.md"] == (doc.stat().st_size, crc32c_of(doc))
+    assert sorted(o.status for o in forced.outcomes if o.status != "already published") == ["overwritten", "updated"]
+    assert _objects(bucket)["micro/micro_1k_224/1.tar.gz.sha256"] == (sha.stat().st_size, crc32c_of(sha))
 
 
 def test_dry_run_touches_nothing(micro_manifest_path, micro_dist, tmp_path, bucket):
@@ -83,7 +94,8 @@ def test_dry_run_touches_nothing(micro_manifest_path, micro_dist, tmp_path, buck
     assert {o.status for o in result.outcomes} == {"would upload"}
     assert _objects(bucket) == {}
     local = tmp_path / "nowhere"
-    result = publish(manifest, dist, Destination.parse(str(local)), dry_run=True)
+    result = publish(manifest, dist, Destination.parse(str(local)), dry_run=True,
+                     public_url=f"https://storage.googleapis.com/{bucket}/micro")
     assert not local.exists()
 
 
@@ -122,8 +134,10 @@ def test_docs_asset_path_must_match_an_object(micro_manifest_path, micro_dist, t
     # docs rendered for another public base than the manifest used now
     other = parse_manifest(micro_manifest_path.read_text().replace(
         "http://127.0.0.1:9/bucket/micro", f"https://storage.googleapis.com/{bucket}/micro"), micro_manifest_path)
-    with pytest.raises(PublishError, match=r"asset-path https://cdn\.example\.com/models/micro_1k_224/1\.tar\.gz "
-                                           r"matches no tarball being published"):
+    with pytest.raises(PublishError, match=r"micro_1k_224/1\.md: asset-path https://cdn\.example\.com/models/"
+                                           r"micro_1k_224/1\.tar\.gz is not below https://storage\.googleapis\.com/"
+                                           rf"{bucket}/micro, .*nothing was uploaded\. Render the docs for this "
+                                           rf"destination: hubpub docs --dest gs://{bucket}/micro$"):
         publish(other, dist, Destination.parse(f"gs://{bucket}/micro"))
     assert _objects(bucket) == {}
 
@@ -131,17 +145,21 @@ def test_docs_asset_path_must_match_an_object(micro_manifest_path, micro_dist, t
 def test_local_destination_same_semantics(micro_manifest_path, micro_dist, tmp_path, hub_cache):
     manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=None)
     dest = Destination.parse(str(tmp_path / "published"))
-    result = publish(manifest, dist, dest)
+    with pytest.raises(PublishError, match=r"a local destination has no public URL of its own; pass --public-url"):
+        publish(manifest, dist, dest)
+    assert not (tmp_path / "published").exists()
+    base = manifest.publish.public_url_base  # the docs were rendered for it
+    result = publish(manifest, dist, dest, public_url=base)
     assert {o.status for o in result.outcomes} == {"uploaded"}
     published = (tmp_path / "published/micro_1k_224/1.tar.gz").read_bytes()
     assert published == (dist / "tars/micro_1k_224.tar.gz").read_bytes()
     assert not list((tmp_path / "published").rglob(".*tmp"))
     assert verify_published(manifest, dist, dest, result).max_abs <= 1e-4  # over loopback HTTP, as from a bucket
-    assert {o.status for o in publish(manifest, dist, dest).outcomes} == {"already published"}
+    assert {o.status for o in publish(manifest, dist, dest, public_url=base).outcomes} == {"already published"}
     (tmp_path / "published/micro_1k_224/1.tar.gz.sha256").write_text("tampered\n")
     with pytest.raises(PublishError, match=r"micro_1k_224/1\.tar\.gz\.sha256 exists with different content"):
-        publish(manifest, dist, dest)
-    assert "overwritten" in {o.status for o in publish(manifest, dist, dest, force=True).outcomes}
+        publish(manifest, dist, dest, public_url=base)
+    assert "overwritten" in {o.status for o in publish(manifest, dist, dest, public_url=base, force=True).outcomes}
 
 
 def test_cli_publish_table_and_verify(micro_manifest_path, micro_dist, tmp_path, bucket, hub_cache):
@@ -228,3 +246,34 @@ def test_docs_only_publish_finds_tarballs_already_published(micro_manifest_path,
     result = publish(manifest, dist, dest)
     assert {o.upload.relative.split("/")[0] for o in result.outcomes} == {"docs"}
     assert {o.status for o in result.outcomes} == {"already published"}
+
+
+def test_publish_to_another_bucket_needs_docs_for_it(micro_manifest_path, micro_dist, tmp_path, bucket, hub_cache):
+    """Docs rendered for the manifest's destination are refused for another bucket before any upload;
+    rendered for it, everything links there and verify loads from there."""
+    dist = tmp_path / "dist"
+    for sub in ("tars", "reports"):
+        shutil.copytree(micro_dist / sub, dist / sub)
+    common = ["--manifest", str(micro_manifest_path), "--dist", str(dist)]
+    runner = CliRunner()
+    assert runner.invoke(cli, ["docs", *common]).exit_code == 0
+    result = runner.invoke(cli, ["publish", *common, "--dest", f"gs://{bucket}/models"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    [error] = result.stderr.splitlines()
+    assert error == (f"error: {dist}/docs/assets/docs/testpub/models/micro_1k_224/1.md: asset-path "
+                     "http://127.0.0.1:9/bucket/micro/micro_1k_224/1.tar.gz is not below "
+                     f"https://storage.googleapis.com/{bucket}/models, where gs://{bucket}/models is read from; "
+                     f"nothing was uploaded. Render the docs for this destination: hubpub docs --dest "
+                     f"gs://{bucket}/models")
+    assert _objects(bucket) == {}
+
+    result = runner.invoke(cli, ["docs", *common, "--dest", f"gs://{bucket}/models"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["publish", *common, "--dest", f"gs://{bucket}/models"])
+    assert result.exit_code == 0, result.output
+    assert f"verified: https://storage.googleapis.com/{bucket}/models/micro_1k_224/1.tar.gz loads" in result.output
+    collection = (dist / "docs/assets/docs/testpub/collections/micro/1.md").read_text()
+    assert f"[tar.gz](https://storage.googleapis.com/{bucket}/models/micro_1k_224_fe/1.tar.gz)" in collection
+    assert (f"(https://storage.googleapis.com/{bucket}/models/docs/assets/docs/testpub/models/micro_1k_224/1.md)"
+            in collection)
+    assert "models/docs/assets/docs/testpub/models/micro_1k_224/1.md" in "".join(_objects(bucket))

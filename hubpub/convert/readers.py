@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import mmap
+import re
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -75,12 +76,21 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if file_format is None:
         raise CheckpointError(
             f"{path}: unknown checkpoint suffix {path.suffix!r}; expected one of {', '.join(SUFFIXES)}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty (0 bytes); download it again")
     reader = {"pth": _read_pth, "safetensors": _read_safetensors, "npz": _read_npz}[file_format]
     try:
         ckpt = reader(path)
     except CheckpointError:
         raise
     except Exception as e:
+        # PyTorch's safe loader refuses a pickle that would import a callable (code) or build an object.
+        unsafe = re.search(r"(unsupported GLOBAL [\w.]+|Unsupported global: GLOBAL [\w.]+)", str(e))
+        if unsafe:
+            raise CheckpointError(
+                f"{path}: refused as unsafe: the pickle holds Python code or objects beyond tensors "
+                f"({unsafe.group(0)}); "
+                "hubpub loads only plain tensors (torch.load weights_only=True)") from None
         # The reader's first sentence says what is wrong; PyTorch follows it with a paragraph of advice.
         reason = str(e).strip().split(". ", 1)[0].splitlines()[0] if str(e).strip() else ""
         raise CheckpointError(

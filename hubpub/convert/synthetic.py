@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hubpub._files import atomic_path
 from hubpub.convert.rules import official_to_timm
 from hubpub.errors import CheckpointError
 from hubpub.manifest import Hierarchical, Isotropic
@@ -98,9 +99,15 @@ def save_checkpoint(tensors: dict[str, np.ndarray], path: str | Path, *, wrap: b
     `metadata` is kept in the safetensors header (the other formats have no place for it).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     suffix = path.suffix.lower()
+    if suffix not in (".safetensors", ".npz", ".pth", ".pt"):
+        raise CheckpointError(f"{path}: cannot write checkpoints with suffix {path.suffix!r}")
+    with atomic_path(path) as tmp:
+        _save(tensors, tmp, suffix, wrap=wrap, metadata=metadata)
+    return path
+
+
+def _save(tensors: dict[str, np.ndarray], tmp: Path, suffix: str, *, wrap: bool, metadata: dict | None) -> None:
     if suffix == ".safetensors":
         from safetensors.numpy import save_file
 
@@ -114,7 +121,3 @@ def save_checkpoint(tensors: dict[str, np.ndarray], path: str | Path, *, wrap: b
         torch = require_torch()
         state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}
         torch.save({"model": state} if wrap else state, tmp)
-    else:
-        raise CheckpointError(f"{path}: cannot write checkpoints with suffix {path.suffix!r}")
-    tmp.replace(path)
-    return path

@@ -1,8 +1,10 @@
 """Render the model, collection and publisher docs from Jinja2 templates, then validate them.
 
-Templates run under `StrictUndefined`: a misspelt variable is an error naming it and the template
-line. Every value printed must be a single line, so no manifest string can inject a metadata line
-or a heading; prose goes through the `md` filter, which escapes Markdown.
+Templates are data, shared and reviewed like docs: they render in Jinja2's sandbox (no attribute
+access to Python internals), may include only templates from the templates folders, and run under
+`StrictUndefined`, so a misspelt variable is an error naming it and the template line. Every value
+printed must be a single line, so no manifest string can inject a metadata line or a heading; prose
+goes through the `md` filter, which escapes Markdown.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 
 from hubpub import __version__
+from hubpub._files import cleanup_created_dirs, write_atomic
 from hubpub.docs.validate import validate_docs
 from hubpub.errors import DocsError
 from hubpub.manifest import Artifact, Hierarchical, Manifest
+from hubpub.resources import packaged_templates_dir
 
 DATASET_IDS = {"imagenet-1k": "imagenet-ilsvrc-2012-cls", "imagenet-21k": "imagenet-21k"}
 DATASET_NAMES = {"imagenet-1k": "ImageNet-1k", "imagenet-21k": "ImageNet-21k"}
@@ -28,8 +34,24 @@ TASKS = {"classifier": "image-classification", "feature-extractor": "image-featu
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|!])")
 
 
-def default_templates_dir() -> Path:
-    return Path(os.environ.get("HUBPUB_TEMPLATES") or Path(__file__).resolve().parents[2] / "templates")
+# Where a published doc lives below the destination: `publish` uploads the rendered tree under `docs/`.
+PUBLISHED_DOCS = "docs/assets/docs"
+
+
+def template_dirs(manifest_path: Path | None = None, templates_dir: Path | None = None) -> list[Path]:
+    """Where templates are looked up, first match wins: `--templates-dir` (or `$HUBPUB_TEMPLATES`),
+    a `templates/` folder beside the manifest, then the templates hubpub ships. A user's folder
+    only needs the templates it changes."""
+    dirs = []
+    user = templates_dir or os.environ.get("HUBPUB_TEMPLATES")
+    if user:
+        if not Path(user).is_dir():
+            raise DocsError(f"{user}: templates folder not found")
+        dirs.append(Path(user))
+    if manifest_path is not None and (beside := Path(manifest_path).parent / "templates").is_dir():
+        dirs.append(beside)
+    dirs.append(packaged_templates_dir())
+    return dirs
 
 
 def markdown_escape(value) -> str:
@@ -42,9 +64,11 @@ def _single_line(value):
     return value
 
 
-def environment(templates_dir: Path) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)), undefined=jinja2.StrictUndefined,
+def environment(templates_dirs: Path | list[Path]) -> jinja2.Environment:
+    """A sandboxed environment loading only from `templates_dirs` (first match wins)."""
+    dirs = [templates_dirs] if isinstance(templates_dirs, str | Path) else templates_dirs
+    env = SandboxedEnvironment(
+        loader=jinja2.FileSystemLoader([str(d) for d in dirs]), undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
         finalize=_single_line)
     env.filters["md"] = markdown_escape
@@ -59,15 +83,22 @@ def render(env: jinja2.Environment, template: str, context: dict) -> str:
     try:
         text = env.get_template(template).render(**context)
     except jinja2.TemplateNotFound as e:
-        raise DocsError(f"template {e.name!r} not found in {env.loader.searchpath}") from None
+        searched = ", ".join(env.loader.searchpath)
+        raise DocsError(f"{template}: template {e.name!r} not found in the templates folders ({searched}); "
+                        "a template can include only templates inside them") from None
     except jinja2.TemplateSyntaxError as e:
         raise DocsError(f"{e.filename or template}:{e.lineno}: template syntax error: {e.message}") from None
-    except (jinja2.UndefinedError, ValueError, TypeError) as e:
-        line = next((f.lineno for f in reversed(traceback.extract_tb(e.__traceback__))
-                     if f.filename.endswith(template)), "?")
-        raise DocsError(f"{template}:{line}: {e}") from None
+    except SecurityError as e:
+        raise DocsError(f"{template}:{_template_line(e, template)}: refused by the template sandbox: {e}") from None
+    except (jinja2.UndefinedError, ValueError, TypeError, ArithmeticError, LookupError, AttributeError) as e:
+        raise DocsError(f"{template}:{_template_line(e, template)}: {e}") from None
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
+
+
+def _template_line(error: Exception, template: str):
+    return next((f.lineno for f in reversed(traceback.extract_tb(error.__traceback__))
+                 if f.filename.endswith(template)), "?")
 
 
 def display_name(architecture: str) -> str:
@@ -84,8 +115,23 @@ def _architecture_summary(arch) -> dict:
     return {"family": "isotropic", "depth": arch.depth, "dim": arch.dim, "patch_size": arch.patch_size}
 
 
-def model_context(manifest: Manifest, artifact: Artifact, report: dict, eval_report: dict | None = None) -> dict:
+def model_doc_path(publisher: str, artifact: Artifact) -> str:
+    """A model doc's path below `assets/docs/`."""
+    return f"{publisher}/models/{artifact.name}/{artifact.version}.md"
+
+
+def _links(manifest: Manifest, artifact: Artifact, public_url_base: str) -> dict:
+    """Where a reader finds the artifact: its tarball and doc at the destination, and its TF-Hub handle."""
+    pub = manifest.publisher.handle
+    return {"asset_url": f"{public_url_base}/{artifact.asset_object}",
+            "doc_url": f"{public_url_base}/{PUBLISHED_DOCS}/{model_doc_path(pub, artifact)}",
+            "tfhub_url": f"https://tfhub.dev/{pub}/{artifact.name}/{artifact.version}"}
+
+
+def model_context(manifest: Manifest, artifact: Artifact, report: dict, eval_report: dict | None = None, *,
+                  public_url_base: str | None = None) -> dict:
     v = artifact.variant
+    base = public_url_base or manifest.publish.public_url_base
     dataset_kind = "21k-1k" if v.finetune and v.pretrain != v.finetune else (
         "21k" if v.dataset == "imagenet-21k" else "1k")
     return {
@@ -95,8 +141,7 @@ def model_context(manifest: Manifest, artifact: Artifact, report: dict, eval_rep
         "docs": manifest.docs.model_dump(),
         "colab": manifest.docs.colab.get(artifact.kind),
         "artifact": {"name": artifact.name, "kind": artifact.kind, "version": artifact.version,
-                     "task": TASKS[artifact.kind], "asset_url": artifact.asset_url(manifest.publish),
-                     "tfhub_url": f"https://tfhub.dev/{manifest.publisher.handle}/{artifact.name}/{artifact.version}",
+                     "task": TASKS[artifact.kind], **_links(manifest, artifact, base),
                      "output_name": report["output"]["name"], "output_dim": report["output"]["dim"]},
         "variant": {"name": v.name, "architecture": v.architecture_name, "display": display_name(v.architecture_name),
                     "arch": _architecture_summary(v.architecture), "resolution": v.resolution,
@@ -112,12 +157,13 @@ def model_context(manifest: Manifest, artifact: Artifact, report: dict, eval_rep
 
 
 def collection_context(manifest: Manifest, built: list[tuple[Artifact, dict]],
-                       eval_reports: dict[str, dict]) -> dict:
+                       eval_reports: dict[str, dict], *, public_url_base: str | None = None) -> dict:
+    base = public_url_base or manifest.publish.public_url_base
     rows = []
     for artifact, report in built:
         v = artifact.variant
         rows.append({"name": artifact.name, "kind": artifact.kind, "variant": v.name,
-                     "url": f"https://tfhub.dev/{manifest.publisher.handle}/{artifact.name}/{artifact.version}",
+                     **_links(manifest, artifact, base),
                      "resolution": v.resolution, "top1": v.top1, "parameters": report["parameters"],
                      "datasets": " → ".join(DATASET_NAMES[d] for d in v.datasets),
                      "ours_top1": (eval_reports.get(artifact.name) or {}).get("top1"),
@@ -125,6 +171,7 @@ def collection_context(manifest: Manifest, built: list[tuple[Artifact, dict]],
     datasets = sorted({DATASET_IDS[d] for a, _ in built for d in a.variant.datasets})
     return {"hubpub_version": __version__, "publisher": manifest.publisher.model_dump(),
             "collection": manifest.collection.model_dump(), "docs": manifest.docs.model_dump(),
+            "public_url_base": base,
             "classifiers": [r for r in rows if r["kind"] == "classifier"],
             "feature_extractors": [r for r in rows if r["kind"] == "feature-extractor"],
             "tasks": sorted({TASKS[a.kind] for a, _ in built}), "datasets": datasets,
@@ -153,20 +200,23 @@ def load_reports(dist: Path, suffix: str = ".json") -> dict[str, dict]:
 
 
 def render_docs(manifest: Manifest, *, dist: Path, out: Path, templates_dir: Path | None = None,
-                model_template: str = "model.md.j2") -> RenderResult:
+                model_template: str = "model.md.j2", public_url_base: str | None = None) -> RenderResult:
     """Render docs for every artifact with a build report in `dist`, validate, then move into `out`.
 
-    Nothing is written under `out` unless every doc renders and the whole tree validates.
+    Links point below `public_url_base` (default: the manifest's): where the artifacts are published.
+    Nothing is written under `out` unless every doc renders and the whole tree validates, and a
+    failure leaves no folder it created.
     """
-    templates_dir = Path(templates_dir or default_templates_dir())
-    if not templates_dir.is_dir():
-        raise DocsError(f"{templates_dir}: templates folder not found")
-    env = environment(templates_dir)
-    if model_template not in env.list_templates() and not Path(model_template).is_file():
-        raise DocsError(f"model template {model_template!r} not found in {templates_dir}")
-    if Path(model_template).is_file():  # a user's own template, given by path
-        env.loader = jinja2.ChoiceLoader([jinja2.FileSystemLoader(str(Path(model_template).parent)), env.loader])
-        model_template = Path(model_template).name
+    if out.exists() and not out.is_dir():
+        raise DocsError(f"{out}: --out is a file, not a folder")
+    env = environment(template_dirs(manifest.path, templates_dir))
+    own = Path(model_template)
+    if own.suffix and own.is_file():  # a user's own template, given by path; its folder is searched first
+        env.loader = jinja2.FileSystemLoader([str(own.parent), *env.loader.searchpath])
+        model_template = own.name
+    elif model_template not in env.list_templates():
+        raise DocsError(f"model template {model_template!r} not found: neither a file nor a template in "
+                        f"{', '.join(env.loader.searchpath)}")
     reports = load_reports(dist)
     evals = load_reports(dist, ".eval.json")
     built = [(a, reports[a.name]) for a in manifest.artifacts() if a.name in reports]
@@ -179,25 +229,28 @@ def render_docs(manifest: Manifest, *, dist: Path, out: Path, templates_dir: Pat
     files: dict[str, str] = {f"{pub}/{pub}.md": render(env, "publisher.md.j2", {
         "publisher": manifest.publisher.model_dump(), "collection": manifest.collection.model_dump()})}
     for artifact, report in built:
-        ctx = model_context(manifest, artifact, report, evals.get(artifact.name))
-        files[f"{pub}/models/{artifact.name}/{artifact.version}.md"] = render(env, model_template, ctx)
+        try:
+            ctx = model_context(manifest, artifact, report, evals.get(artifact.name), public_url_base=public_url_base)
+        except (KeyError, TypeError) as e:
+            raise DocsError(f"{dist}/reports/{artifact.name}.json: the build report lacks {e}; "
+                            f"rebuild {artifact.variant.name}") from None
+        files[model_doc_path(pub, artifact)] = render(env, model_template, ctx)
     files[f"{pub}/collections/{manifest.collection.name}/{manifest.collection.version}.md"] = render(
-        env, "collection.md.j2", collection_context(manifest, built, evals))
+        env, "collection.md.j2", collection_context(manifest, built, evals, public_url_base=public_url_base))
 
     final = out / "assets" / "docs"
-    staging = out / ".docs.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        for rel, text in files.items():
-            path = staging / "assets" / "docs" / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8", newline="\n")
-        validate_docs(staging / "assets" / "docs")
-        target = final / pub
-        if target.exists():
-            shutil.rmtree(target)
-        final.mkdir(parents=True, exist_ok=True)
-        (staging / "assets" / "docs" / pub).rename(target)
-    finally:
+    with cleanup_created_dirs(out):
+        staging = out / ".docs.tmp"
         shutil.rmtree(staging, ignore_errors=True)
+        try:
+            for rel, text in files.items():
+                write_atomic(staging / rel, text)
+            validate_docs(staging, shown_as=final)
+            target = final / pub
+            final.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                shutil.rmtree(target)
+            (staging / pub).rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return RenderResult(final, tuple(sorted(final / rel for rel in files)), tuple(skipped))

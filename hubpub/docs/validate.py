@@ -158,10 +158,11 @@ def _check_metadata(kind: str, metadata: dict[str, list[str]], where: dict[str, 
                     bad(line, f"colab {value!r} must be an https URL on colab.research.google.com")
 
 
-def validate_docs(root: str | Path) -> list[Doc]:
+def validate_docs(root: str | Path, *, shown_as: str | Path | None = None) -> list[Doc]:
     """Check every doc under `root` (an `assets/docs` folder, or a folder holding one).
 
     Raises `DocsError` listing every problem; returns the parsed docs when the tree is valid.
+    Problems name files below `shown_as` when given: where a staged tree is about to go.
     """
     root = Path(root)
     if (root / "assets" / "docs").is_dir():
@@ -193,5 +194,6 @@ def validate_docs(root: str | Path) -> list[Doc]:
                     problems.append(f"{d.path.relative_to(root)}: links https://tfhub.dev/{publisher}/{name}"
                                     f"{'/' + version if version else ''}, which has no model doc in the tree")
     if problems:
-        raise DocsError(f"{root}: {len(problems)} problem(s) in the docs:", [f"{root}/{p}" for p in problems])
+        shown = Path(shown_as) if shown_as is not None else root
+        raise DocsError(f"{shown}: {len(problems)} problem(s) in the docs:", [f"{shown}/{p}" for p in problems])
     return docs

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hubpub._files import atomic_path
 from hubpub.errors import ExportError
 from hubpub.manifest import EvalPreprocessing
 
@@ -105,10 +106,7 @@ def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int
                       "serving_bytes": serving_bytes.get_concrete_function()}
     obj.__call__ = call
 
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as staging:
+    with tempfile.TemporaryDirectory() as staging, atomic_path(out_dir) as tmp:
         if labels is not None:
             # An asset keeps its file's base name; users look for `assets/labels.txt`.
             staged = Path(staging) / "labels.txt"
@@ -117,12 +115,8 @@ def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int
         try:
             tf.saved_model.save(obj, str(tmp), signatures=signatures, options=options)
         except Exception as e:
-            shutil.rmtree(tmp, ignore_errors=True)
             raise ExportError(f"{out_dir}: SavedModel export failed: {type(e).__name__}: {e}") from None
-    _stabilise_fingerprint(tmp)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
+        _stabilise_fingerprint(tmp)
     # Not in a thread beside the save: every eager tensor takes a number from the counter that also
     # names the saved functions, and the bytes would depend on the race.
     probe_outputs = None

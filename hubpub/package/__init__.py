@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from isal import igzip, isal_zlib
 
+from hubpub._files import atomic_path, write_atomic
 from hubpub.errors import PackageError
 
 # What TF-Hub accepts at the archive root (directories included as entries).
@@ -63,9 +64,7 @@ def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: in
                                "(saved_model.pb, variables/variables.*, assets/*, fingerprint.pb only)")
         names.append(name)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as f, \
                 igzip.GzipFile(filename="", mode="wb", fileobj=(raw := _Hashing(f)), mtime=0,
                                compresslevel=compresslevel) as gz, \
@@ -84,13 +83,7 @@ def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: in
                 else:
                     tar.addfile(info)
         digest = raw.digest.hexdigest()
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    sha_path = out_path.with_name(out_path.name + ".sha256")
-    sha_tmp = sha_path.with_name(f".{sha_path.name}.tmp")
-    sha_tmp.write_text(f"{digest}  {out_path.name}\n")
-    os.replace(sha_tmp, sha_path)
+    write_atomic(out_path.with_name(out_path.name + ".sha256"), f"{digest}  {out_path.name}\n")
     return PackResult(out_path, digest, out_path.stat().st_size, tuple(names))
 
 
@@ -109,22 +102,41 @@ class _Hashing:
         self._f.flush()
 
 
-def check_tarball(path: str | Path) -> tuple[str, ...]:
-    """Check an archive against the Hub rules before publishing; return its member names."""
+def check_tarball(path: str | Path, *, max_unpacked: int | None = None, max_members: int = 100_000,
+                  shown_as: str | None = None) -> tuple[str, ...]:
+    """Check an archive against the Hub rules before publishing or loading it; return its member names.
+
+    With `max_unpacked`, an archive whose members add up to more bytes is refused as soon as the
+    headers say so, before anything is extracted. Errors name `shown_as` (default: the path).
+    """
     path = Path(path)
+    shown = shown_as or str(path)
+    members: list[tuple[tarfile.TarInfo, str]] = []
+    unpacked = 0
     try:
         with _open_archive(path) as tar:
-            infos = tar.getmembers()
+            for info in tar:  # streamed: a bomb is stopped at the header that crosses the limit
+                if info.name not in ("", ".", "./"):
+                    members.append((info, info.name.removeprefix("./")))
+                unpacked += info.size
+                if max_unpacked is not None and unpacked > max_unpacked:
+                    raise PackageError(f"{shown}: unpacks to more than {max_unpacked:,} bytes (at member "
+                                       f"{info.name}); refused before extracting (raise the limit with "
+                                       "--max-unpacked if the model really is this large)")
+                if len(members) > max_members:
+                    raise PackageError(f"{shown}: more than {max_members:,} members; not a SavedModel archive")
     except (tarfile.TarError, OSError, EOFError, isal_zlib.error) as e:
-        raise PackageError(f"{path}: not a readable tar archive: {e}") from None
-    members = [(info, info.name.removeprefix("./")) for info in infos if info.name not in ("", ".", "./")]
+        raise PackageError(f"{shown}: not a readable tar archive: {e}") from None
+    for info, name in members:
+        _check_safe(shown, info, name)
     names = [name for _, name in members]
     if "saved_model.pb" not in names:
         wrapped = sorted({n.split("/", 1)[0] for n in names if n.endswith("/saved_model.pb")})
         hint = f" (is it wrapped in a folder? top level: {', '.join(wrapped)})" if wrapped else ""
-        raise PackageError(f"{path}: no saved_model.pb at the archive root{hint}")
-    for info, name in members:
-        _check_member(path, info, name)
+        raise PackageError(f"{shown}: no saved_model.pb at the archive root{hint}")
+    for name in names:
+        if not ALLOWED.match(name.rstrip("/")):
+            raise PackageError(f"{shown}: member {name} is not allowed in a Hub archive")
     return tuple(names)
 
 
@@ -141,15 +153,13 @@ def _open_archive(path: Path) -> Iterator[tarfile.TarFile]:
         yield tar
 
 
-def _check_member(archive: Path, info: tarfile.TarInfo, name: str) -> None:
+def _check_safe(archive: str, info: tarfile.TarInfo, name: str) -> None:
     if info.issym() or info.islnk():
         raise PackageError(f"{archive}: member {name} is a link; Hub archives may not contain links")
     if name.startswith("/") or ".." in PurePosixPath(name).parts:
         raise PackageError(f"{archive}: member {name} escapes the archive root")
     if not (info.isfile() or info.isdir()):
         raise PackageError(f"{archive}: member {name} is not a regular file or directory")
-    if not ALLOWED.match(name.rstrip("/")):
-        raise PackageError(f"{archive}: member {name} is not allowed in a Hub archive")
 
 
 def safe_extract(path: str | Path, dest: str | Path) -> Path:

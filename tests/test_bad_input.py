@@ -1,0 +1,319 @@
+"""Bad input, as a user makes it: one `error:` line that says what and where, the documented exit code
+(1 for input, 2 for the command line, 130 for Ctrl-C), no traceback, and nothing half-written."""
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hubpub.cli import cli
+
+BOMB = """\
+a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
+i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
+"""
+
+
+def run(*args, code: int = 1, **kw):
+    """Run the CLI; assert the exit code, no traceback, and only `error:` lines (at least one) on stderr."""
+    # -q: no stage log lines, only errors
+    result = CliRunner().invoke(cli, ["-q", *(str(a) for a in args)], prog_name="hubpub", **kw)
+    assert result.exit_code == code, (result.output, result.exception)
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    errors = result.stderr.splitlines()
+    assert errors and all(line.startswith("error: ") for line in errors), result.stderr
+    assert "Traceback" not in result.output
+    return errors
+
+
+# --------------------------------------------------------------------------- manifests
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path):
+    (tmp_path / "m.yaml").write_text(BOMB)
+    start = time.perf_counter()
+    [error] = run("validate", "--manifest", tmp_path / "m.yaml")
+    assert time.perf_counter() - start < 5
+    assert "m.yaml: more than 200,000 YAML nodes once aliases are expanded (an alias bomb?)" in error
+
+
+def test_huge_manifest_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("# padding\n" * 500_000)
+    [error] = run("validate", "--manifest", path)
+    assert error == f"error: {path}: 5,000,000 bytes; a manifest may be at most 4,194,304"
+
+
+def test_non_utf8_manifest(tmp_path, manifest_text):
+    path = tmp_path / "m.yaml"
+    path.write_bytes(manifest_text.encode().replace(b"name: hubpub", "name: hübpub".encode("latin-1"), 1))
+    [error] = run("validate", "--manifest", path)
+    assert f"{path}: line " in error and "not UTF-8 text (byte 0xfc" in error
+
+
+# --------------------------------------------------------------------------- templates
+
+
+def test_template_cannot_run_code(micro_manifest_path, micro_dist, tmp_path):
+    marker = tmp_path / "pwned"
+    template = tmp_path / "evil.md.j2"
+    template.write_text(f"{{{{ cycler.__init__.__globals__.os.system('touch {marker}') }}}}\n")
+    [error] = run("docs", "--manifest", micro_manifest_path, "--dist", micro_dist, "--out", tmp_path / "out",
+                  "--template", template)
+    assert "evil.md.j2:1: refused by the template sandbox" in error and "__init__" in error
+    assert not marker.exists()
+    assert not (tmp_path / "out").exists(), "a failed docs run leaves no folder"
+
+
+@pytest.mark.parametrize("include", ["/etc/passwd", "../../../../etc/passwd"])
+def test_template_cannot_include_outside_the_templates_folders(micro_manifest_path, micro_dist, tmp_path, include):
+    template = tmp_path / "inc.md.j2"
+    template.write_text(f"{{% include '{include}' %}}\n")
+    [error] = run("docs", "--manifest", micro_manifest_path, "--dist", micro_dist, "--out", tmp_path / "out",
+                  "--template", template)
+    assert f"template {include!r} not found in the templates folders" in error
+    assert "a template can include only templates inside them" in error
+
+
+def test_docs_out_is_a_file(micro_manifest_path, micro_dist, tmp_path):
+    (tmp_path / "file").write_text("x")
+    [error] = run("docs", "--manifest", micro_manifest_path, "--dist", micro_dist, "--out", tmp_path / "file")
+    assert error == f"error: {tmp_path / 'file'}: --out is a file, not a folder"
+
+
+def test_docs_errors_name_the_final_paths(micro_manifest_path, micro_dist, tmp_path, root):
+    template = tmp_path / "bad.md.j2"
+    template.write_text((root / "hubpub/templates/model.md.j2").read_text().replace(
+        "<!-- task: {{ a.task }} -->", "<!-- task: image-nonsense -->"))
+    out = tmp_path / "out"
+    errors = run("docs", "--manifest", micro_manifest_path, "--dist", micro_dist, "--out", out, "--template", template)
+    assert errors and all(".docs.tmp" not in e for e in errors)
+    assert f"error: {out}/assets/docs/testpub/models/micro_1k_224/1.md:" in errors[0]
+    assert "unknown task 'image-nonsense'" in errors[0]
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_zero_byte_checkpoint(micro_manifest_path, tmp_path):
+    (tmp_path / "empty.pth").write_bytes(b"")
+    [error] = run("build", "micro_1k_224", "--manifest", micro_manifest_path, "--out", tmp_path / "dist",
+                  "--checkpoint", tmp_path / "empty.pth")
+    assert error == f"error: {tmp_path / 'empty.pth'}: the file is empty (0 bytes); download it again"
+
+
+def test_pickle_with_code_is_refused_as_unsafe(micro_manifest_path, tmp_path):
+    torch = pytest.importorskip("torch")
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"model": Evil()}, tmp_path / "evil.pth")
+    [error] = run("build", "micro_1k_224", "--manifest", micro_manifest_path, "--out", tmp_path / "dist",
+                  "--checkpoint", tmp_path / "evil.pth")
+    assert "evil.pth: refused as unsafe: the pickle holds Python code" in error
+    assert "system" in error and "corrupt" not in error
+    assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize("size", [("-5", "0"), ("8", "8"), ("100000", "224")])
+def test_parity_sizes_out_of_range(micro_manifest_path, tmp_path, size):
+    [error] = run("verify-parity", "micro_1k_224", "--manifest", micro_manifest_path, "--checkpoint",
+                  tmp_path / "never-read.pth", "--size", *size, code=2)
+    assert error.startswith(f"error: Invalid value for --size: {size[0]} {size[1]}: height and width must be "
+                            "between 32 (the model's total stride) and 4096 pixels")
+    assert "hubpub verify-parity --help" in error
+
+
+def test_usage_errors_exit_2_with_one_error_line(tmp_path):
+    [error] = run("build-all", "--bogus", code=2)
+    assert error.startswith("error: No such option '--bogus'.") and error.endswith("(see `hubpub build-all --help`)")
+    [error] = run("verify", code=2)
+    assert error.startswith("error: Missing argument 'HANDLE'")
+
+
+# --------------------------------------------------------------------------- verify
+
+
+def _saved_model_tar(path: Path, extra: list[tuple[str, bytes]] = (), root: bytes = b"pb") -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in [("saved_model.pb", root), *extra]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_verify_refuses_an_archive_bomb_before_extracting(micro_dist, tmp_path, hub_cache):
+    bomb = _saved_model_tar(tmp_path / "bomb.tar.gz", [("variables/variables.data-00000-of-00001",
+                                                        bytes(3 * 2**20))])
+    assert bomb.stat().st_size < 20_000  # zeros compress a thousandfold
+    [error] = run("verify", bomb, "--report", micro_dist / "reports/micro_1k_224.json", "--max-unpacked", "1M")
+    assert error.startswith(f"error: {bomb}: unpacks to more than 1,048,576 bytes")
+    assert "--max-unpacked" in error
+    assert not hub_cache.exists() or not any(hub_cache.iterdir())
+
+
+def test_verify_names_the_handle_for_an_absolute_member(micro_dist, tmp_path, file_server, hub_cache):
+    archive = _saved_model_tar(file_server.root / "abs.tar.gz", [("/etc/evil", b"x")])
+    url = f"{file_server.url}/abs.tar.gz"
+    [error] = run("verify", url, "--report", micro_dist / "reports/micro_1k_224.json")
+    assert error == f"error: {url}: member /etc/evil escapes the archive root"
+    [error] = run("verify", archive, "--report", micro_dist / "reports/micro_1k_224.json")
+    assert error == f"error: {archive}: member /etc/evil escapes the archive root"
+
+
+def test_verify_errors_name_the_path_given(micro_dist, tmp_path, hub_cache):
+    broken = _saved_model_tar(tmp_path / "micro_1k_224.tar.gz", root=b"not a protobuf")
+    [error] = run("verify", broken, "--report", micro_dist / "reports/micro_1k_224.json")
+    assert error.startswith(f"error: {broken}: hub.KerasLayer could not load it")
+    assert "127.0.0.1" not in error and "hubpub-verify-" not in error
+
+
+def test_verify_report_missing_keys(micro_dist, tmp_path):
+    report = tmp_path / "r.json"
+    report.write_text(json.dumps({"artifact": "x", "reference": {"inputs": {"height": 8}}}))
+    [error] = run("verify", micro_dist / "saved_models/micro_1k_224", "--report", report)
+    assert error == f"error: {report}: not a build report with a reference record (missing 'outputs'); " \
+                    "rebuild the artifact or pass the right --report"
+    report.write_text("{not json")
+    [error] = run("verify", micro_dist / "saved_models/micro_1k_224", "--report", report)
+    assert error.startswith(f"error: {report}: not a build report (invalid JSON")
+
+
+# --------------------------------------------------------------------------- publish
+
+
+def _dist_with_docs(micro_manifest_path, micro_dist, tmp_path) -> Path:
+    dist = tmp_path / "dist"
+    for sub in ("tars", "reports"):
+        shutil.copytree(micro_dist / sub, dist / sub)
+    result = CliRunner().invoke(cli, ["docs", "--manifest", str(micro_manifest_path), "--dist", str(dist)])
+    assert result.exit_code == 0, result.output
+    return dist
+
+
+def test_publish_to_a_file_or_an_unwritable_directory(micro_manifest_path, micro_dist, tmp_path):
+    dist = _dist_with_docs(micro_manifest_path, micro_dist, tmp_path)
+    (tmp_path / "a-file").write_text("x")
+    common = ["publish", "--manifest", micro_manifest_path, "--dist", dist, "--public-url", "http://127.0.0.1:9/b"]
+    [error] = run(*common, "--dest", tmp_path / "a-file")
+    assert error == f"error: {tmp_path / 'a-file'}: the destination is a file, not a directory"
+    [error] = run(*common, "--dest", tmp_path / "a-file" / "below")
+    assert error.startswith(f"error: {tmp_path / 'a-file' / 'below'}: cannot write to the destination: ")
+    [error] = run(*common, "--dest", "/proc/hubpub-cannot-be-here/x")
+    assert error.startswith("error: /proc/hubpub-cannot-be-here/x: cannot write to the destination: ")
+
+
+def test_publish_failure_midway_says_what_did_upload(micro_manifest_path, micro_dist, tmp_path):
+    """A real fault, no mock: a file stands where one artifact's folder must go."""
+    dist = _dist_with_docs(micro_manifest_path, micro_dist, tmp_path)
+    dest = tmp_path / "published"
+    dest.mkdir()
+    (dest / "micro_1k_224_fe").write_text("in the way")
+    errors = run("publish", "--manifest", micro_manifest_path, "--dist", dist, "--dest", dest,
+                 "--public-url", "http://127.0.0.1:9/bucket/micro", "--jobs", "1")
+    assert errors[0] == f"error: {dest}: 2 of 8 upload(s) failed; 6 succeeded and stay published (rerun to " \
+                        "upload the rest)"
+    assert sum("micro_1k_224_fe/1.tar.gz" in e and "cannot write" in e for e in errors) == 2
+    uploaded = sorted(e.removeprefix("error: uploaded: ") for e in errors if e.startswith("error: uploaded: "))
+    assert uploaded == sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and p.parent != dest)
+    assert "micro_1k_224/1.tar.gz" in uploaded and len(uploaded) == 6
+
+
+def test_refused_publish_leaves_no_folder(micro_manifest_path, micro_dist, tmp_path):
+    dist = _dist_with_docs(micro_manifest_path, micro_dist, tmp_path)
+    dest = tmp_path / "new" / "published"
+    [error] = run("publish", "--manifest", micro_manifest_path, "--dist", dist, "--dest", dest,
+                  "--public-url", "https://elsewhere.example.com/models")
+    assert "asset-path http://127.0.0.1:9/bucket/micro/micro_1k_224/1.tar.gz is not below " \
+           "https://elsewhere.example.com/models" in error
+    assert error.endswith(f"hubpub docs --dest {dest} --public-url https://elsewhere.example.com/models")
+    assert not (tmp_path / "new").exists()
+
+
+# --------------------------------------------------------------------------- downloads
+
+
+@pytest.mark.parametrize("fault", ["404", "reset"])
+def test_failed_download_leaves_no_empty_cache_folder(file_server, tmp_path, monkeypatch, fault):
+    from hubpub.errors import FetchError
+    from hubpub.fetch import fetch
+
+    cache = tmp_path / "cache"
+    url = f"{file_server.url}/missing.pth"
+    if fault == "reset":  # the connection closes before the first byte, every time
+        (file_server.root / "reset.pth").write_bytes(b"x" * 1000)
+        file_server.faults["/reset.pth"] = ("drop", 0, 99)
+        url = f"{file_server.url}/reset.pth"
+    with pytest.raises(FetchError, match="HTTP 404" if fault == "404" else "download failed after 1 retries"):
+        fetch(url, cache=cache, retries=1, backoff=0)
+    assert not cache.exists() or not any(cache.rglob("*"))
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+def _interrupt_at(args: list[str], stage: str, tmp_path: Path):
+    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hubpub", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True, env=env)
+    seen, deadline = [], time.time() + 240
+    for line in proc.stderr:
+        seen.append(line)
+        if stage in line:
+            time.sleep(0.3)
+            os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: the whole process group
+            break
+        assert time.time() < deadline, seen
+    _, err = proc.communicate(timeout=120)
+    return proc, err
+
+
+@pytest.mark.parametrize("command,stage", [("build-all", "micro_1k_224: export"), ("build", "micro_1k_224: export"),
+                                           ("build-all", "micro_1k_224: port")])
+def test_ctrl_c_is_one_line_and_exit_130(micro_manifest_path, micro_checkpoints, tmp_path, command, stage):
+    ckpt = micro_checkpoints["micro_1k_224"]
+    out = tmp_path / "dist"
+    args = [command, "--manifest", str(micro_manifest_path), "--out", str(out)]
+    args += ["--only", "micro_1k_224", "--checkpoint", f"micro_1k_224={ckpt}"] if command == "build-all" else [
+        "micro_1k_224", "--checkpoint", str(ckpt)]
+    proc, err = _interrupt_at(args, stage, tmp_path)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    lines = err.splitlines()  # stage log lines may come first; then the one error line, last
+    assert lines[-1] == "error: interrupted; finished files are kept, rerun the command to go on", err
+    assert [line for line in lines if "error" in line.lower()] == lines[-1:], err
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")] if out.exists() else True
+    time.sleep(0.5)
+    workers = subprocess.run(["pgrep", "-f", f"spawn_main.*|{out}"], capture_output=True, text=True).stdout.split()
+    assert not [pid for pid in workers if _parent_is(int(pid), proc.pid)], "worker processes left running"
+
+
+def _parent_is(pid: int, parent: int) -> bool:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
+    except (OSError, ValueError, IndexError):
+        return False

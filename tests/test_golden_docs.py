@@ -1,0 +1,144 @@
+"""The rendered docs as a user reads them: every combination compared with a reviewed golden file.
+
+A template change shows up here as a diff for someone to read. After reviewing it, refresh with
+`HUBPUB_UPDATE_GOLDEN=1 pytest tests/test_golden_docs.py` and commit the files.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from hubpub.docs import (
+    collection_context,
+    environment,
+    model_context,
+    model_doc_path,
+    render,
+    template_dirs,
+)
+from hubpub.docs.validate import validate_docs
+from hubpub.manifest import parse_manifest
+
+GOLDEN = Path(__file__).parent / "golden" / "docs"
+UPDATE = os.environ.get("HUBPUB_UPDATE_GOLDEN") == "1"
+
+MANIFEST = """\
+schema_version: 1
+publisher: {handle: goldpub, name: Golden Publisher, description: ConvNeXt models rendered for review.}
+collection: {name: convnext, description: "ConvNeXt image classifiers and feature extractors, every kind of doc."}
+publish: {destination: gs://golden-bucket/convnext, public_url_base: "https://storage.googleapis.com/golden-bucket/convnext"}
+checkpoint_base_url: https://dl.fbaipublicfiles.com/convnext/
+eval_presets:
+  224: {resize: shorter, crop_pct: 0.875}
+  384: {resize: squash, crop_pct: 1.0}
+architectures:
+  tiny: {family: hierarchical, depths: [3, 3, 9, 3], dims: [96, 192, 384, 768]}
+  iso_small: {family: isotropic, depth: 18, dim: 384, patch_size: 16, layer_scale_init: 0.0}
+variants:
+  - {name: convnext_tiny_1k_224, architecture: tiny, num_classes: 1000, resolution: 224, top1: 82.1,
+     checkpoint: {url: convnext_tiny_1k_224_ema.pth}}
+  - {name: convnext_tiny_22k_224, architecture: tiny, pretrain: imagenet-21k, num_classes: 21841, resolution: 224,
+     checkpoint: {url: convnext_tiny_22k_224.pth}}
+  - {name: convnext_tiny_22k_1k_384, architecture: tiny, pretrain: imagenet-21k, finetune: imagenet-1k,
+     num_classes: 1000, resolution: 384, top1: 84.1, checkpoint: {url: convnext_tiny_22k_1k_384.pth}}
+  - {name: convnext_iso_small_1k_224, architecture: iso_small, num_classes: 1000, resolution: 224, top1: 78.7,
+     description: "The isotropic variant: no downsampling, one stage of 18 blocks.",
+     checkpoint: {url: convnext_iso_small_1k_224_ema.pth}}
+"""
+
+# (case, variant, kind, options): every dataset shape x kind with official weights, then the variations.
+CASES = [(f"{v}__{k}", v, k, {}) for v in ("convnext_tiny_1k_224", "convnext_tiny_22k_224",
+                                           "convnext_tiny_22k_1k_384", "convnext_iso_small_1k_224")
+         for k in ("classifier", "feature-extractor")]
+CASES += [
+    ("random_weights__classifier", "convnext_tiny_1k_224", "classifier", {"random_weights": True}),
+    ("random_weights__feature-extractor", "convnext_tiny_1k_224", "feature-extractor", {"random_weights": True}),
+    ("normalized_input__classifier", "convnext_tiny_22k_1k_384", "classifier", {"input_convention": "normalized"}),
+    ("normalized_input__feature-extractor", "convnext_tiny_22k_1k_384", "feature-extractor",
+     {"input_convention": "normalized"}),
+    ("no_parity__classifier", "convnext_iso_small_1k_224", "classifier", {"parity": False}),
+    ("with_eval__classifier", "convnext_tiny_1k_224", "classifier", {"eval": True}),
+]
+EVAL = {"top1": 82.062, "top5": 95.86, "images": 50000}
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory):
+    return parse_manifest(MANIFEST, tmp_path_factory.mktemp("golden") / "collection.yaml")
+
+
+def fake_report(artifact, *, random_weights=False, input_convention="hub", parity=True) -> dict:
+    """A build report with fixed numbers: the fields the templates read, as the pipeline writes them."""
+    v = artifact.variant
+    clf = artifact.kind == "classifier"
+    runs = [{"size": [v.resolution, v.resolution]}, {"size": [v.resolution + 32, v.resolution + 96]}]
+    return {
+        "artifact": artifact.name, "kind": artifact.kind, "hubpub_version": "0.1.0",
+        "input_convention": input_convention, "random_weights": random_weights,
+        "parameters": v.parameter_count(artifact.kind),
+        "output": {"name": "logits" if clf else "feature_vector", "dim": v.num_classes if clf else v.feature_dim},
+        "parity": ({"status": "passed", "tolerance": 1e-4, "max_abs": 2.7e-06, "runs": runs} if parity else
+                   {"status": "skipped (torch not installed)", "tolerance": None, "max_abs": None, "runs": []}),
+        "round_trip": {"tolerance": 1e-5, "call": 0.0, "serving_default": 4.8e-07},
+        "tarball": {"sha256": "0" * 63 + "1", "size": 106_131_456},
+        "preprocess_gap": {"mean": 0.194, "max": 7.0, "photos": ["astronaut.jpg", "chelsea.jpg", "coffee.jpg",
+                                                                  "rocket.jpg"]},
+    }
+
+
+def _rendered(manifest) -> dict[str, str]:
+    env = environment(template_dirs())
+    artifacts = {(a.variant.name, a.kind): a for a in manifest.artifacts()}
+    out = {}
+    for case, variant, kind, options in CASES:
+        artifact = artifacts[(variant, kind)]
+        report = fake_report(artifact, **{k: v for k, v in options.items() if k != "eval"})
+        ctx = model_context(manifest, artifact, report, EVAL if options.get("eval") else None)
+        out[f"{case}.md"] = render(env, "model.md.j2", ctx)
+    built = [(a, fake_report(a)) for a in manifest.artifacts()]
+    out["collection.md"] = render(env, "collection.md.j2",
+                                  collection_context(manifest, built, {"convnext_tiny_1k_224": EVAL}))
+    out["publisher.md"] = render(env, "publisher.md.j2", {"publisher": manifest.publisher.model_dump(),
+                                                          "collection": manifest.collection.model_dump()})
+    return out
+
+
+def test_docs_match_the_golden_files(manifest):
+    rendered = _rendered(manifest)
+    if UPDATE:
+        GOLDEN.mkdir(parents=True, exist_ok=True)
+        for old in GOLDEN.glob("*.md"):
+            old.unlink()
+        for name, text in rendered.items():
+            (GOLDEN / name).write_text(text, encoding="utf-8", newline="\n")
+    assert sorted(p.name for p in GOLDEN.glob("*.md")) == sorted(rendered), "golden files missing or stale"
+    for name, text in rendered.items():
+        assert (GOLDEN / name).read_text(encoding="utf-8") == text, f"{name} differs from its golden file"
+
+
+def test_golden_docs_read_as_prose(manifest):
+    """No words glued together by whitespace control, nothing left of the template."""
+    for name, text in _rendered(manifest).items():
+        assert not re.search(r"\{\{|\{%|%\}|\}\}|\bNone\b", text), name
+        prose = re.sub(r"```.*?```", "", text, flags=re.S)  # code blocks are not prose
+        for pattern in (r"[a-z]\(\[", r"\bby name[a-z]", r"[a-z]{3,}(and|with|ported)\b", r"\S  +\S"):
+            found = [line for line in prose.splitlines() if re.search(pattern, line) and not line.startswith("|")]
+            assert not found, f"{name}: {pattern!r} in {found}"
+
+
+def test_golden_tree_passes_the_validator(manifest, tmp_path):
+    """The real-weights docs laid out as a tfhub.dev tree validate, collection links included."""
+    rendered = _rendered(manifest)
+    pub = manifest.publisher.handle
+    for artifact in manifest.artifacts():
+        case = f"{artifact.variant.name}__{artifact.kind}.md"
+        path = tmp_path / model_doc_path(pub, artifact)
+        path.parent.mkdir(parents=True)
+        path.write_text(rendered[case])
+    (tmp_path / pub / "collections" / "convnext").mkdir(parents=True)
+    (tmp_path / pub / "collections" / "convnext" / "1.md").write_text(rendered["collection.md"])
+    (tmp_path / pub / f"{pub}.md").write_text(rendered["publisher.md"])
+    docs = validate_docs(tmp_path)
+    assert len(docs) == 10
