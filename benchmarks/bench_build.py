@@ -39,7 +39,7 @@ m = load_manifest(sys.argv[1])
 names = sys.argv[3].split(",")
 ckpts = {n: str(Path(sys.argv[4]) / f"{n}.pth") for n in names}
 report = build_all(m, Path(sys.argv[2]), only=tuple(names), jobs=1, checkpoints=ckpts, parity=True)
-assert not report["failed"], report["failed"]
+assert not report.failed, report.failed
 print(json.dumps({"children_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
 
@@ -81,7 +81,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "build.json"))
     args = ap.parse_args()
 
-    from hubpub.convert import random_checkpoint, save_checkpoint
+    from hubpub.convert import save_checkpoint
     from hubpub.manifest import load_manifest
 
     manifest = load_manifest(args.manifest)
@@ -91,7 +91,7 @@ def main() -> int:
         tmp = Path(tmp)
         for n in set(names) | {args.timed_variant}:
             v = manifest.variant(n)
-            save_checkpoint(random_checkpoint(v.architecture, v.num_classes), tmp / "ckpt" / f"{n}.pth")
+            save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes), tmp / "ckpt" / f"{n}.pth")
         weight_bytes = max(4 * manifest.variant(n).parameter_count() for n in names)
         baseline = _run(TF_BASELINE)["rss_mb"]
         peak = _run(BUILD_ALL, args.manifest, str(tmp / "dist"), ",".join(names), str(tmp / "ckpt"))["children_peak_mb"]

@@ -43,25 +43,25 @@ def main() -> int:
     import tensorflow_hub as hub
     import torch
 
-    from hubpub.convert import official_tensors, random_checkpoint, read_checkpoint, save_checkpoint
+    from hubpub.convert import official_tensors, read_checkpoint, save_checkpoint
     from hubpub.manifest import load_manifest
     from hubpub.parity import normalize
     from hubpub.pipeline import build_variant
-    from hubpub.reference import load_reference
 
     torch.set_num_threads(args.threads)
     v = load_manifest(ROOT / "collection.yaml").variant(args.variant)
     results = {"variant": v.name, "threads": args.threads, "resolution": v.resolution, "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = save_checkpoint(random_checkpoint(v.architecture, v.num_classes), Path(tmp) / "c.safetensors")
+        ckpt = save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes),
+                               Path(tmp) / "c.safetensors")
         build_variant(v, Path(tmp) / "dist", checkpoint=str(ckpt), kinds=("classifier",), parity=False)
         layer = hub.KerasLayer(str(Path(tmp) / "dist" / "saved_models" / v.name))
         with read_checkpoint(ckpt) as c:
-            reference = load_reference(v.architecture, v.num_classes, official_tensors(c))
+            reference = v.family.reference(v.architecture, v.num_classes, official_tensors(c, v.family.converter))
         for batch in (1, 8):
             images = np.random.default_rng(0).random((batch, v.resolution, v.resolution, 3), dtype=np.float32)
             x_tf = tf.constant(images)
-            x_torch = torch.from_numpy(normalize(images).transpose(0, 3, 1, 2).copy())
+            x_torch = torch.from_numpy(normalize(images, v.family).transpose(0, 3, 1, 2).copy())
 
             def run_hub(x=x_tf):
                 layer(x).numpy()

@@ -47,9 +47,9 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / f"ckpt.{args.format}"
-        make = ("from hubpub.manifest import load_manifest; from hubpub.convert import *; import sys; "
+        make = ("from hubpub.manifest import load_manifest; from hubpub.convert import save_checkpoint; import sys; "
                 "v = load_manifest(sys.argv[1]).variant(sys.argv[2]); "
-                "save_checkpoint(random_checkpoint(v.architecture, v.num_classes), sys.argv[3])")
+                "save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes), sys.argv[3])")
         subprocess.run([sys.executable, "-c", make, args.manifest, args.variant, str(ckpt)], check=True)
         out = subprocess.run([sys.executable, "-c", MEASURE, args.manifest, args.variant, str(ckpt)],
                              check=True, capture_output=True, text=True)

@@ -10,6 +10,7 @@ import click
 
 from hubpub import __version__
 from hubpub.errors import HubpubError
+from hubpub.layout import Dist
 from hubpub.manifest import load_manifest
 
 log = logging.getLogger("hubpub")
@@ -105,12 +106,13 @@ def list_(manifest_path: Path, only: tuple[str, ...]) -> None:
     from hubpub.manifest import iter_selected
 
     m = load_manifest(manifest_path)
-    rows = [("artifact", "variant", "kind", "arch", "res", "classes", "params")]
+    rows = [("artifact", "variant", "kind", "arch", "res", "classes", "params")]  # params "?": known once built
     for v in iter_selected(m, only):
         for a in v.artifacts():
             classes = str(v.num_classes) if a.kind == "classifier" else f"({v.feature_dim}-d)"
+            params = v.parameter_count(a.kind)
             rows.append((a.name, v.name, a.kind, v.architecture_name, str(v.resolution), classes,
-                         f"{v.parameter_count(a.kind) / 1e6:.2f}M"))
+                         "?" if params is None else f"{params / 1e6:.2f}M"))
     click.echo(_table(rows))
 
 
@@ -127,21 +129,15 @@ def list_(manifest_path: Path, only: tuple[str, ...]) -> None:
 def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_convention: str,
                   report_path: Path | None, manifest_path: Path) -> None:
     """Compare the ported Keras model with the PyTorch reference, per stage and on the logits."""
-    from hubpub._files import write_json
     from hubpub.errors import ParityError
-    from hubpub.fetch import fetch
     from hubpub.parity import TOLERANCE
-    from hubpub.pipeline import parity_for_variant
+    from hubpub.pipeline import verify_parity_report
 
     v = load_manifest(manifest_path).variant(variant)
     _check_sizes(sizes, v.min_input_size)
-    fetched = fetch(checkpoint)
-    result = parity_for_variant(v, fetched.path, sizes=list(sizes) or None, kinds=_kinds(kinds),
-                                input_convention=input_convention)
-    report = {"variant": v.name, "checkpoint": checkpoint, "checkpoint_sha256": fetched.sha256,
-              "tolerance": TOLERANCE, "kinds": result}
-    report_path = report_path or Path("dist") / "reports" / f"{v.name}.parity.json"
-    write_json(report_path, report)
+    report_path = report_path or Dist("dist").parity_report(v.name)
+    result = verify_parity_report(v, checkpoint, report_path, sizes=list(sizes) or None, kinds=_kinds(kinds),
+                                  input_convention=input_convention)
     rows = [("kind", "size", "max |Δ| out", "max rel", "top-1 agree", "ok")]
     for kind, r in result.items():
         for run in r["runs"]:
@@ -170,17 +166,16 @@ def build(variant: str, checkpoint: str | None, kinds: str, input_convention: st
     from hubpub.pipeline import build_variant
 
     v = load_manifest(manifest_path).variant(variant)
-    reports = build_variant(v, out, checkpoint=checkpoint, kinds=_kinds(kinds), input_convention=input_convention,
+    records = build_variant(v, out, checkpoint=checkpoint, kinds=_kinds(kinds), input_convention=input_convention,
                             parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s))
     rows = [("artifact", "params", "tarball", "parity max |Δ|", "round-trip", "seconds")]
-    for r in reports:
-        parity = r["parity"]["max_abs"]
-        rows.append((r["artifact"], f"{r['parameters'] / 1e6:.2f}M", f"{r['tarball']['size'] / 2**20:.1f} MiB",
-                     f"{parity:.2e}" if parity is not None else r["parity"]["status"],
-                     f"{max(r['round_trip']['call'], r['round_trip']['serving_default']):.1e}",
-                     f"{sum(r['timings'].values()):.1f}"))
+    for r in records:
+        rows.append((r.artifact, f"{r.parameters / 1e6:.2f}M", f"{r.tarball.size / 2**20:.1f} MiB",
+                     f"{r.parity.max_abs:.2e}" if r.parity.max_abs is not None else r.parity.status,
+                     f"{r.round_trip.max_abs:.1e}", f"{sum(r.timings.values()):.1f}"))
     click.echo(_table(rows))
-    click.echo(f"wrote {out}/tars, {out}/saved_models, {out}/reports")
+    dist = Dist(out)
+    click.echo(f"wrote {dist.tars}, {dist.saved_models}, {dist.reports}")
 
 
 @cli.command()
@@ -192,15 +187,15 @@ def build(variant: str, checkpoint: str | None, kinds: str, input_convention: st
               help="Refuse an archive that unpacks to more than this (e.g. 500M, 32G).")
 def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked: str) -> None:
     """Load HANDLE (URL, .tar.gz or directory) with hub.KerasLayer and compare with the build's record."""
-    from hubpub.verify import read_record, verify_handle
+    from hubpub.verify import read_reference, verify_handle
 
     limit = _byte_size(max_unpacked)
     if report_path is None:
         parts = handle.split("?")[0].rstrip("/").split("/")
         # .../<artifact>/<version>.tar.gz (published), .../<artifact>.tar.gz (dist/tars) or a directory
         name = parts[-2] if len(parts) > 1 and parts[-1].removesuffix(".tar.gz").isdigit() else parts[-1]
-        report_path = Path("dist") / "reports" / f"{name.removesuffix('.tar.gz')}.json"
-    result = verify_handle(handle, read_record(report_path), fine_tune=fine_tune, max_unpacked=limit)
+        report_path = Dist("dist").report(name.removesuffix(".tar.gz"))
+    result = verify_handle(handle, read_reference(report_path), fine_tune=fine_tune, max_unpacked=limit)
     click.echo(f"{handle}: loads with hub.KerasLayer; outputs match the build (max |Δ| {result.max_abs:.2e})")
     if result.fine_tune:
         ft = result.fine_tune
@@ -234,7 +229,7 @@ def docs(model_template: str, templates_dir: Path | None, dist: Path, out: Path 
 
     manifest = load_manifest(manifest_path)
     base = destination_url(manifest, Destination.parse(dest or manifest.publish.destination), public_url)
-    result = render_docs(manifest, dist=dist, out=out or dist / "docs", templates_dir=templates_dir,
+    result = render_docs(manifest, dist=dist, out=out or Dist(dist).docs, templates_dir=templates_dir,
                          model_template=model_template, public_url_base=base)
     click.echo(f"rendered and validated {len(result.paths)} docs under {result.root}, linking to {base}")
     if result.skipped:
@@ -305,46 +300,13 @@ def _counts(result) -> str:
 def eval_cmd(artifact_or_url: str, data: Path, labels_file: Path | None, limit: int | None, batch_size: int,
              dist: Path, manifest_path: Path) -> None:
     """Top-1/top-5 of a classifier (artifact name, directory or URL) with the official preprocessing."""
-    import tensorflow as tf
-    import tensorflow_hub as hub
+    from hubpub.eval import evaluate_artifact
 
-    from hubpub._files import write_json
-    from hubpub.eval import EvalError, evaluate, scan_dataset
-    from hubpub.labels import read_labels
-    from hubpub.progress import progress_bar
-
-    manifest = load_manifest(manifest_path)
-    by_name = {a.name: a for a in manifest.artifacts()}
-    handle = artifact_or_url
-    name = artifact_or_url if artifact_or_url in by_name else None
-    if name:
-        handle = str(dist / "saved_models" / name)
-    else:  # .../<artifact>/<version>.tar.gz, or a directory named after the artifact
-        parts = artifact_or_url.rstrip("/").split("?")[0].split("/")
-        name = next((p for p in reversed(parts) if p in by_name), None)
-    if name is None:
-        raise EvalError(f"{artifact_or_url}: not an artifact of {manifest_path} (cannot tell its resolution)")
-    artifact = by_name[name]
-    if artifact.kind != "classifier":
-        raise EvalError(f"{name} is a feature extractor; evaluate its classifier {artifact.variant.name}")
-    try:
-        local = Path(hub.resolve(handle))
-        layer = hub.KerasLayer(str(local))
-    except Exception as e:
-        raise EvalError(f"{handle}: cannot load the model: {type(e).__name__}: {e}") from None
-    synsets = [s for s, _ in read_labels(local / "assets" / "labels.txt")]
-    dataset = scan_dataset(data, synsets, labels_file)
+    name, result, path, dataset = evaluate_artifact(load_manifest(manifest_path), artifact_or_url, data, dist=dist,
+                                                    labels_file=labels_file, limit=limit, batch_size=batch_size)
     if dataset.unknown:
-        click.echo(f"skipping {sum(dataset.unknown.values())} files in {len(dataset.unknown)} classes unknown to "
+        click.echo(f"skipped {sum(dataset.unknown.values())} files in {len(dataset.unknown)} classes unknown to "
                    f"the model: {', '.join(list(dataset.unknown)[:5])}", err=True)
-    v = artifact.variant
-    total = min(len(dataset.items), limit or len(dataset.items))
-    with progress_bar(total=total, unit="img", desc=f"eval {name}") as bar:
-        result = evaluate(lambda x: layer(tf.constant(x)).numpy(), dataset, resolution=v.resolution, ev=v.eval,
-                          batch_size=batch_size, limit=limit, progress=bar.update)
-    report = {"artifact": name, "handle": handle, "data": str(data), "preprocessing": v.eval.model_dump(),
-              "resolution": v.resolution, "published_top1": v.top1, **result.to_dict()}
-    path = write_json(dist / "reports" / f"{name}.eval.json", report)
     click.echo(f"{name}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  on {result.images} images "
                f"({len(result.corrupt)} corrupt and {sum(result.unknown.values())} unknown-class files skipped), "
                f"{result.images / result.seconds:.1f} img/s")
@@ -401,11 +363,11 @@ def _checkpoint_overrides(items: tuple[str, ...]) -> dict[str, str]:
 class _StageProgress:
     """A variants bar with the current stage, or one log line per stage when bars are off."""
 
-    def __init__(self, total: int):
+    def __init__(self):
         from hubpub.progress import progress_bar, progress_enabled
 
         self.enabled = progress_enabled()
-        self.bar = progress_bar(total=total, desc="variants", unit="variant")
+        self.bar = progress_bar(desc="variants", unit="variant")
 
     def __call__(self, name: str, stage: str) -> None:
         if stage == "done" or stage.startswith("FAILED"):
@@ -423,55 +385,40 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
                shard: str | None = None, force: bool = False, checkpoints: tuple[str, ...] = (),
                input_convention: str = "hub", no_parity: bool = False, publish_dest: str | None = None,
                public_url: str | None = None):
-    """build-all's body, shared by the demo."""
-    from hubpub.destination import Destination
-    from hubpub.docs import load_reports, render_docs
-    from hubpub.manifest import iter_selected
-    from hubpub.pipeline import build_all, select_shard
-    from hubpub.publish import destination_url
+    """build-all's arguments to the library and its result to the terminal; shared with the demo."""
+    from hubpub.pipeline import build_collection
 
     manifest = load_manifest(manifest_path)
-    dest = Destination.parse(publish_dest or manifest.publish.destination)
-    base = destination_url(manifest, dest, public_url)  # before any work: a bad destination fails now
-    shard_t = _shard(shard)
-    count = len(select_shard(list(iter_selected(manifest, only)), shard_t))
-    if count == 0:
-        raise click.UsageError(f"no variant matches --only {' '.join(only)}" + (f" in shard {shard}" if shard else ""))
-    progress = _StageProgress(count)
+    progress = _StageProgress()
     try:
-        report = build_all(manifest, out, only=only, kinds=_kinds(kinds), jobs=jobs, shard=shard_t, force=force,
-                           checkpoints=_checkpoint_overrides(checkpoints), input_convention=input_convention,
-                           parity=not no_parity, progress=progress)
+        result = build_collection(manifest, out, only=only, kinds=_kinds(kinds), jobs=jobs, shard=_shard(shard),
+                                  force=force, checkpoints=_checkpoint_overrides(checkpoints),
+                                  input_convention=input_convention, parity=not no_parity,
+                                  publish_dest=publish_dest, public_url=public_url, progress=progress)
     finally:
         progress.close()
     rows = [("artifact", "status", "params", "tarball", "parity max |Δ|", "seconds")]
-    for r in report["artifacts"]:
-        if r["status"] == "failed":
-            rows.append((r["artifact"], "FAILED", "-", "-", "-", f"{r['seconds']:.1f}"))
+    for r in result.summary.artifacts:
+        if r.status == "failed":
+            rows.append((r.artifact, "FAILED", "-", "-", "-", f"{r.seconds:.1f}"))
             continue
-        parity = r["parity_max_abs"]
-        rows.append((r["artifact"], r["status"] + (" (random weights)" if r["random_weights"] else ""),
-                     f"{r['parameters'] / 1e6:.2f}M", f"{r['tarball_size'] / 2**20:.1f} MiB",
-                     "-" if parity is None else f"{parity:.1e}", f"{r['seconds']:.1f}"))
+        rows.append((r.artifact, r.status + (" (random weights)" if r.random_weights else ""),
+                     f"{r.parameters / 1e6:.2f}M", f"{r.tarball_size / 2**20:.1f} MiB",
+                     "-" if r.parity_max_abs is None else f"{r.parity_max_abs:.1e}", f"{r.seconds:.1f}"))
     click.echo(_table(rows))
-    for r in report["artifacts"]:
-        if r["status"] == "failed" and r["kind"] == kinds.split(",")[0].strip():
-            click.echo(f"error: {r['variant']}: {r['error']}", err=True)
-    if not load_reports(out):
-        click.echo("docs: nothing built, no docs rendered")
-    elif not shard_t:
-        docs = render_docs(manifest, dist=out, out=out / "docs", public_url_base=base)
-        click.echo(f"docs: {len(docs.paths)} rendered and validated under {docs.root}, linking to {base}")
+    first_kind = kinds.split(",")[0].strip()
+    for r in result.summary.artifacts:
+        if r.status == "failed" and r.kind == first_kind:
+            click.echo(f"error: {r.variant}: {r.error}", err=True)
+    if result.docs is not None:
+        click.echo(f"docs: {len(result.docs.paths)} rendered and validated under {result.docs.root}, "
+                   f"linking to {result.public_url_base}")
     else:
-        click.echo("docs: not rendered for a shard; render them once at the end with `hubpub docs`")
-    click.echo(f"report: {out / 'build-report.json'}")
-    published = None
-    if publish_dest and not report["failed"]:
-        from hubpub.publish import publish as run_publish
-
-        published = run_publish(manifest, out, dest, public_url=public_url)
-        click.echo(f"published to {dest}: {_counts(published)}")
-    return manifest, report, published
+        click.echo(f"docs: {result.docs_note}")
+    click.echo(f"report: {Dist(out).build_report}")
+    if result.published is not None:
+        click.echo(f"published to {result.published.destination}: {_counts(result.published)}")
+    return manifest, result
 
 
 @cli.command("build-all")
@@ -492,11 +439,12 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
 def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
                   publish_dest, public_url) -> None:
     """Build every artifact of the collection: incremental, resumable, parallel, shardable."""
-    _, report, _ = _build_all(manifest_path, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
-                              checkpoints=checkpoints, input_convention=input_convention, no_parity=no_parity,
-                              publish_dest=publish_dest, public_url=public_url)
-    if report["failed"]:
-        raise HubpubError(f"{len(report['failed'])} variant(s) failed: {', '.join(report['failed'])}")
+    _, result = _build_all(manifest_path, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
+                           checkpoints=checkpoints, input_convention=input_convention, no_parity=no_parity,
+                           publish_dest=publish_dest, public_url=public_url)
+    if result.summary.failed:
+        failed = result.summary.failed
+        raise HubpubError(f"{len(failed)} variant(s) failed: {', '.join(failed)}")
 
 
 # The demo publishes to a local folder; its docs link to where `python -m http.server` serves it.
@@ -505,37 +453,35 @@ DEMO_PUBLIC_URL = "http://localhost:8000"
 
 @cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default="dist", show_default=True)
-@click.option("--variant", default="convnext_tiny_1k_224", show_default=True)
+@click.option("--variant", default=None, help="[default: the manifest's first variant]")
 @manifest_option
-def demo(out: Path, variant: str, manifest_path: Path) -> None:
+def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
     """Offline end-to-end run: random official-format checkpoint -> build-all -> docs -> publish -> verify."""
     import time
 
-    from hubpub.convert import RANDOM_WEIGHTS_KEY, random_checkpoint, save_checkpoint
     from hubpub.destination import Destination
+    from hubpub.pipeline import demo_checkpoint
     from hubpub.publish import verify_published
 
     start = time.perf_counter()
-    v = load_manifest(manifest_path).variant(variant)
-    ckpt = out / "demo" / f"{v.name}.random.safetensors"
-    if not ckpt.is_file():
-        click.echo(f"1. writing a random-weight checkpoint in the official layout: {ckpt}")
-        save_checkpoint(random_checkpoint(v.architecture, v.num_classes), ckpt, metadata={RANDOM_WEIGHTS_KEY: "true"})
-    else:
-        click.echo(f"1. reusing the random-weight checkpoint {ckpt}")
+    manifest = load_manifest(manifest_path)
+    v = manifest.variant(variant) if variant else manifest.variants[0]
+    ckpt, made = demo_checkpoint(v, out)
+    click.echo(f"1. {'wrote' if made else 'reusing'} a random-weight checkpoint in the official layout: {ckpt}")
     click.echo(f"2-3. build-all {v.name} (both kinds), docs rendered and validated")
-    dest = out / "published"
-    manifest, report, published = _build_all(manifest_path, out, only=(v.name,), kinds="classifier,feature-extractor",
-                                             checkpoints=(f"{v.name}={ckpt}",), publish_dest=str(dest),
-                                             public_url=DEMO_PUBLIC_URL)
-    if report["failed"]:
-        raise HubpubError(f"the demo build failed: {', '.join(report['failed'])}")
+    dest = Dist(out).published
+    manifest, result = _build_all(manifest_path, out, only=(v.name,), kinds="classifier,feature-extractor",
+                                  checkpoints=(f"{v.name}={ckpt}",), publish_dest=str(dest),
+                                  public_url=DEMO_PUBLIC_URL)
+    if result.summary.failed:
+        raise HubpubError(f"the demo build failed: {', '.join(result.summary.failed)}")
     click.echo(f"4. published to the local destination {dest}")
-    result = verify_published(manifest, out, Destination.parse(str(dest)), published, fine_tune=True)
-    click.echo(f"5. verified: {result.handle} loads with hub.KerasLayer, matches the build "
-               f"(max |Δ| {result.max_abs:.1e}), and fine-tunes (loss {result.fine_tune['loss']:.3f})")
-    click.echo(f"6. done in {time.perf_counter() - start:.0f}s: tarballs in {out}/tars, docs in {out}/docs, "
-               f"report {out}/build-report.json")
+    checked = verify_published(manifest, out, Destination.parse(str(dest)), result.published, fine_tune=True)
+    click.echo(f"5. verified: {checked.handle} loads with hub.KerasLayer, matches the build "
+               f"(max |Δ| {checked.max_abs:.1e}), and fine-tunes (loss {checked.fine_tune['loss']:.3f})")
+    dist = Dist(out)
+    click.echo(f"6. done in {time.perf_counter() - start:.0f}s: tarballs in {dist.tars}, docs in {dist.docs}, "
+               f"report {dist.build_report}")
     click.echo(f"   the docs link to {DEMO_PUBLIC_URL}: serve the destination there with "
                f"`python -m http.server 8000 -d {dest}`")
 

@@ -10,20 +10,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-from hubpub.errors import HubpubError
-from hubpub.resources import data_dir
-
 LABEL_FILES = {"imagenet-1k": "imagenet-1k.txt", "imagenet-21k": "imagenet-21k.txt"}
 _SOURCES = {"imagenet-1k": "imagenet_synsets.txt", "imagenet-21k": "imagenet22k_synsets.txt"}
 _LEMMAS = "imagenet_synset_to_lemma.txt"
 _INFO = "timm/data/_info/"
-
-
-def labels_path(dataset: str) -> Path:
-    path = data_dir() / "labels" / LABEL_FILES[dataset]
-    if not path.is_file():
-        raise HubpubError(f"{path}: label file for {dataset} is missing (is HUBPUB_ASSETS set to another folder?)")
-    return path
 
 
 def read_labels(path: Path) -> list[tuple[str, str]]:

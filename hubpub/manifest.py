@@ -2,6 +2,7 @@
 
 Every later stage receives these values; nothing is guessed from file names. Validation reports
 every problem in one run, each with its place in the file (`variants[3].checkpoint.url, line 42`).
+Each `architectures` entry names its family (`hubpub.families`), which validates the rest of it.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from pydantic import (
     field_validator,
 )
 
+from hubpub.datasets import Dataset, builtin_datasets
 from hubpub.errors import ManifestError
+from hubpub.families import FAMILIES, ArchConfig, Family
+from hubpub.resources import data_dir
 
 KINDS = ("classifier", "feature-extractor")
 Kind = Literal["classifier", "feature-extractor"]
-Dataset = Literal["imagenet-1k", "imagenet-21k"]
-
-# Head sizes fixed by the datasets; a 1k variant with a 21841-class head is a manifest mistake.
-DATASET_CLASSES = {"imagenet-1k": 1000, "imagenet-21k": 21841}
+SCHEMA_VERSION = 2
 
 # Names that end up in URLs, file names and doc headings: no spaces, no slashes, no newlines.
 Handle = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$")]
@@ -69,9 +70,12 @@ class Collection(_Strict):
     model_version: int = Field(default=1, gt=0, description="published version of each artifact")
 
 
+License = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.+-]*$")]
+
+
 class DocDefaults(_Strict):
-    license: Literal["mit", "apache-2.0"] = "mit"
-    network_architecture: Handle = "convnext"
+    license: License = Field(default="mit", description="license of the weights, lowercase SPDX-style id")
+    network_architecture: Handle | None = Field(default=None, description="default: the family's tfhub.dev id")
     format: Literal["saved_model_2", "saved_model", "hub"] = "saved_model_2"
     fine_tunable: bool = True
     colab: dict[Kind, str] = Field(default_factory=dict)
@@ -107,26 +111,6 @@ class PublishSettings(_Strict):
         return _check_url(v, ("https", "http")).rstrip("/")
 
 
-class Hierarchical(_Strict):
-    family: Literal["hierarchical"]
-    depths: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=4, max_length=4)]
-    dims: Annotated[list[Annotated[int, Field(gt=0)]], Field(min_length=4, max_length=4)]
-    layer_scale_init: float = 1e-6
-    layer_norm_eps: float = 1e-6
-
-
-class Isotropic(_Strict):
-    family: Literal["isotropic"]
-    depth: int = Field(gt=0)
-    dim: int = Field(gt=0)
-    patch_size: int = Field(default=16, gt=0)
-    layer_scale_init: float = Field(default=0.0, description="0 means no layer scale (no gamma)")
-    layer_norm_eps: float = 1e-6
-
-
-Architecture = Annotated[Hierarchical | Isotropic, Field(discriminator="family")]
-
-
 class EvalPreprocessing(_Strict):
     """How the official evaluation resizes: `shorter` keeps the aspect ratio then centre-crops."""
 
@@ -135,32 +119,35 @@ class EvalPreprocessing(_Strict):
 
 
 class CheckpointRef(_Strict):
-    url: str
+    url: str | None = None
+    path: str | None = Field(default=None, description="a local file, relative to the manifest's folder")
     sha256: Sha256 | None = None
 
 
 class VariantSpec(_Strict):
     name: Name
     architecture: str
-    pretrain: Dataset = "imagenet-1k"
-    finetune: Dataset | None = None
+    pretrain: Name = "imagenet-1k"
+    finetune: Name | None = None
     num_classes: int = Field(gt=0)
     resolution: int = Field(gt=0)
     checkpoint: CheckpointRef
     top1: float | None = Field(default=None, ge=0, le=100)
     eval: EvalPreprocessing | None = None
     description: Line | None = None
+    license: License | None = Field(default=None, description="the weights' license, if not docs.license")
 
 
 class ManifestModel(_Strict):
-    schema_version: Literal[1]
+    schema_version: Literal[2]
     publisher: Publisher
     collection: Collection
     docs: DocDefaults = Field(default_factory=DocDefaults)
     publish: PublishSettings
     checkpoint_base_url: str | None = None
     eval_presets: dict[int, EvalPreprocessing] = Field(default_factory=dict)
-    architectures: dict[Name, Architecture]
+    datasets: dict[Name, Dataset] = Field(default_factory=dict)
+    architectures: dict[Name, dict]  # each validated by the family it names
     variants: Annotated[list[VariantSpec], Field(min_length=1)]
 
     @field_validator("checkpoint_base_url")
@@ -173,14 +160,26 @@ class ManifestModel(_Strict):
 
 
 @dataclass(frozen=True)
+class DatasetRef:
+    """A dataset as the stages use it, its label file resolved to a path."""
+
+    key: str
+    title: str
+    classes: int
+    labels: Path | None
+    tfhub_id: str | None
+    classes_note: str | None = None
+
+
+@dataclass(frozen=True)
 class Variant:
     """One set of weights: built twice, as a classifier and as a feature extractor."""
 
     name: str
     architecture_name: str
-    architecture: Hierarchical | Isotropic
-    pretrain: str
-    finetune: str | None
+    architecture: ArchConfig
+    pretrain: DatasetRef
+    finetune: DatasetRef | None
     num_classes: int
     resolution: int
     checkpoint_url: str
@@ -188,34 +187,37 @@ class Variant:
     top1: float | None
     eval: EvalPreprocessing
     description: str | None
+    license: str
     version: int
 
     @property
-    def dataset(self) -> str:
+    def family(self) -> Family:
+        return FAMILIES[self.architecture.family]
+
+    @property
+    def dataset(self) -> DatasetRef:
         """The dataset the head predicts: the fine-tuning set if any, else the pre-training set."""
         return self.finetune or self.pretrain
 
     @property
-    def datasets(self) -> tuple[str, ...]:
-        return (self.pretrain,) if self.finetune in (None, self.pretrain) else (
-            self.pretrain, self.finetune)
+    def datasets(self) -> tuple[DatasetRef, ...]:
+        return (self.pretrain,) if self.finetune in (None, self.pretrain) else (self.pretrain, self.finetune)
 
     @property
     def feature_dim(self) -> int:
-        arch = self.architecture
-        return arch.dims[-1] if isinstance(arch, Hierarchical) else arch.dim
+        return self.architecture.feature_dim
 
     @property
     def min_input_size(self) -> int:
         """The smallest height or width the model takes: its total stride."""
-        arch = self.architecture
-        return 32 if isinstance(arch, Hierarchical) else arch.patch_size
+        return self.architecture.min_input_size
 
     def artifacts(self, kinds: tuple[str, ...] = KINDS) -> list[Artifact]:
         return [Artifact(self, kind) for kind in KINDS if kind in kinds]
 
-    def parameter_count(self, kind: str = "classifier") -> int:
-        return parameter_count(self.architecture, self.num_classes if kind == "classifier" else 0)
+    def parameter_count(self, kind: str = "classifier") -> int | None:
+        """None when the family knows it only once the model is built (a user's Keras file)."""
+        return self.architecture.parameter_count(self.num_classes if kind == "classifier" else 0)
 
 
 @dataclass(frozen=True)
@@ -253,7 +255,7 @@ class Manifest:
     collection: Collection
     docs: DocDefaults
     publish: PublishSettings
-    architectures: dict[str, Hierarchical | Isotropic]
+    architectures: dict[str, ArchConfig]
     variants: tuple[Variant, ...]
 
     def variant(self, name: str) -> Variant:
@@ -265,28 +267,6 @@ class Manifest:
 
     def artifacts(self, kinds: tuple[str, ...] = KINDS) -> list[Artifact]:
         return [a for v in self.variants for a in v.artifacts(kinds)]
-
-
-def parameter_count(arch: Hierarchical | Isotropic, num_classes: int) -> int:
-    """Parameters of the official model; `num_classes=0` counts the feature extractor."""
-
-    def block(c: int) -> int:
-        gamma = c if arch.layer_scale_init > 0 else 0
-        return (49 * c + c) + 2 * c + (c * 4 * c + 4 * c) + (4 * c * c + c) + gamma
-
-    if isinstance(arch, Hierarchical):
-        d = arch.dims
-        total = 3 * d[0] * 16 + d[0] + 2 * d[0]
-        total += sum(2 * d[i - 1] + d[i - 1] * d[i] * 4 + d[i] for i in range(1, 4))
-        total += sum(depth * block(c) for depth, c in zip(arch.depths, d, strict=True))
-        last = d[-1]
-    else:
-        last = arch.dim
-        total = 3 * last * arch.patch_size**2 + last + arch.depth * block(last)
-    total += 2 * last
-    if num_classes:
-        total += last * num_classes + num_classes
-    return total
 
 
 # --------------------------------------------------------------------------- loading
@@ -332,36 +312,74 @@ def parse_manifest(text: str, path: str | Path = "<manifest>") -> Manifest:
         raise ManifestError(str(path), ["the manifest must be a YAML mapping at the top level"])
     lines = _line_index(node)
 
+    if data.get("schema_version") == 1:
+        raise ManifestError(str(path), [
+            f"line {lines.get(('schema_version',), 1)}: schema_version 1 is no longer read: in schema 2 every "
+            f"architecture names its model family ({', '.join(FAMILIES)}) with that family's settings (see the "
+            "README's manifest section); then set schema_version: 2"])
     problems: list[tuple[int, str]] = []
     model = None
     try:
         model = ManifestModel.model_validate(data)
     except ValidationError as e:
-        for err in e.errors():
-            loc = _format_loc(err["loc"])
-            problems.append(_problem(lines, err["loc"], f"{loc}: {_message(err)}"))
+        problems += _validation_problems(e, (), lines)
+    architectures = _architectures(data.get("architectures"), lines, problems)
     problems += _semantic_problems(data, lines)
     if problems:
         # sorted by line so the output reads top to bottom; duplicates (same place, same words) once
         unique = sorted(set(problems), key=lambda p: (p[0], p[1]))
         raise ManifestError(str(path), [msg for _, msg in unique])
     assert model is not None
-    return _resolve(model, path)
+    return _resolve(model, architectures, path)
 
 
-def _resolve(m: ManifestModel, path: Path) -> Manifest:
+def _validation_problems(error: ValidationError, prefix: tuple, lines: dict) -> list[tuple[int, str]]:
+    out = []
+    for err in error.errors():
+        loc = prefix + tuple(err["loc"])
+        out.append(_problem(lines, loc, f"{_format_loc(loc)}: {_message(err)}"))
+    return out
+
+
+def _architectures(raw, lines: dict, problems: list) -> dict[str, ArchConfig]:
+    """Each entry validated by the family it names; problems located like the rest of the manifest."""
+    out: dict[str, ArchConfig] = {}
+    for key, entry in (raw or {}).items() if isinstance(raw, dict) else ():
+        if not isinstance(entry, dict):
+            continue  # the schema reports it
+        family = FAMILIES.get(entry.get("family")) if isinstance(entry.get("family"), str) else None
+        if family is None:
+            loc = ("architectures", key, "family")
+            problems.append(_problem(lines, loc, f"{_format_loc(loc)}: unknown family {entry.get('family')!r}; "
+                                                 f"known: {', '.join(sorted(FAMILIES))}"))
+            continue
+        try:
+            out[key] = family.parse(entry)
+        except ValidationError as e:
+            problems += _validation_problems(e, ("architectures", key), lines)
+    return out
+
+
+def _resolve(m: ManifestModel, architectures: dict[str, ArchConfig], path: Path) -> Manifest:
+    datasets = {key: DatasetRef(key, d.title, d.classes, path.parent / d.labels if d.labels else None, d.tfhub_id,
+                                d.classes_note) for key, d in m.datasets.items()}
+    builtin = {key: DatasetRef(key, d.title, d.classes, data_dir() / d.labels if d.labels else None, d.tfhub_id,
+                               d.classes_note) for key, d in builtin_datasets().items()}
+    datasets = builtin | datasets
     variants = []
     for spec in m.variants:
         url = spec.checkpoint.url
-        if m.checkpoint_base_url and "://" not in url:
+        if url is None:
+            url = str(path.parent / spec.checkpoint.path)
+        elif m.checkpoint_base_url and "://" not in url:
             url = urljoin(m.checkpoint_base_url.rstrip("/") + "/", url)
         variants.append(
             Variant(
                 name=spec.name,
                 architecture_name=spec.architecture,
-                architecture=m.architectures[spec.architecture],
-                pretrain=spec.pretrain,
-                finetune=spec.finetune,
+                architecture=architectures[spec.architecture],
+                pretrain=datasets[spec.pretrain],
+                finetune=datasets[spec.finetune] if spec.finetune else None,
                 num_classes=spec.num_classes,
                 resolution=spec.resolution,
                 checkpoint_url=url,
@@ -369,6 +387,7 @@ def _resolve(m: ManifestModel, path: Path) -> Manifest:
                 top1=spec.top1,
                 eval=spec.eval or m.eval_presets[spec.resolution],
                 description=spec.description,
+                license=spec.license or m.docs.license,
                 version=m.collection.model_version,
             )
         )
@@ -378,7 +397,7 @@ def _resolve(m: ManifestModel, path: Path) -> Manifest:
         collection=m.collection,
         docs=m.docs,
         publish=m.publish,
-        architectures=dict(m.architectures),
+        architectures=architectures,
         variants=tuple(variants),
     )
 
@@ -408,6 +427,9 @@ def _semantic_problems(data: dict, lines: dict) -> list[tuple[int, str]]:
     presets = data.get("eval_presets")
     preset_res = set(presets) if isinstance(presets, dict) else set()
     base = data.get("checkpoint_base_url")
+    declared = data.get("datasets") if isinstance(data.get("datasets"), dict) else {}
+    known_datasets = {k: d.classes for k, d in builtin_datasets().items()} | {
+        k: d.get("classes") if isinstance(d, dict) else None for k, d in declared.items()}
     variants = data.get("variants")
     if not isinstance(variants, list):
         return out
@@ -428,9 +450,14 @@ def _semantic_problems(data: dict, lines: dict) -> list[tuple[int, str]]:
             out.append(_problem(lines, ("variants", i, "architecture"),
                                 f"{at}.architecture: unknown architecture {arch!r}; "
                                 f"known: {', '.join(sorted(arch_names))}"))
+        for field in ("pretrain", "finetune"):
+            if isinstance(v.get(field), str) and v[field] not in known_datasets:
+                out.append(_problem(lines, ("variants", i, field),
+                                    f"{at}.{field}: unknown dataset {v[field]!r}; known: "
+                                    f"{', '.join(sorted(known_datasets))} (declare others under datasets:)"))
         dataset = v.get("finetune") or v.get("pretrain", "imagenet-1k")
         classes = v.get("num_classes")
-        expected = DATASET_CLASSES.get(dataset) if isinstance(dataset, str) else None
+        expected = known_datasets.get(dataset) if isinstance(dataset, str) else None
         if isinstance(classes, int) and expected and classes != expected:
             out.append(_problem(lines, ("variants", i, "num_classes"),
                                 f"{at}.num_classes: {classes} classes on a {dataset} head; "
@@ -442,6 +469,9 @@ def _semantic_problems(data: dict, lines: dict) -> list[tuple[int, str]]:
                                 f"add eval_presets.{res} or {at}.eval"))
         ckpt = v.get("checkpoint")
         url = ckpt.get("url") if isinstance(ckpt, dict) else None
+        if isinstance(ckpt, dict) and ("url" in ckpt) == ("path" in ckpt):
+            out.append(_problem(lines, ("variants", i, "checkpoint"),
+                                f"{at}.checkpoint: give either url or path (a file beside the manifest)"))
         if isinstance(url, str):
             try:
                 _check_url(url if "://" in url or not base else urljoin(str(base), url),
@@ -458,8 +488,6 @@ def _format_loc(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("hierarchical", "isotropic") and out.startswith("architectures"):
-            continue  # pydantic names the union member it tried; the user never wrote it
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"
@@ -511,7 +539,6 @@ def _line_index(node: yaml.Node | None) -> dict[tuple, int]:
 
 
 def _problem(lines: dict[tuple, int], loc: tuple, message: str) -> tuple[int, str]:
-    loc = tuple(p for p in loc if p not in ("hierarchical", "isotropic"))
     for end in range(len(loc), -1, -1):
         if loc[:end] in lines:
             line = lines[loc[:end]]

@@ -7,8 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from hubpub.errors import ParityError
-from hubpub.manifest import Hierarchical, Isotropic
-from hubpub.models import IMAGENET_MEAN, IMAGENET_STD, tap_layer_names
+from hubpub.families import ArchConfig, Family
 
 TOLERANCE = 1e-4  # max |Δ| of the final output (logits, or pooled features), fp32
 
@@ -55,23 +54,24 @@ def reference_images(height: int, width: int, batch: int = 2, seed: int = 0) -> 
     return np.clip(0.6 * base[None] + 0.4 * noise, 0, 1).astype(np.float32)
 
 
-def normalize(images: np.ndarray) -> np.ndarray:
-    return ((images - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)).astype(np.float32)
+def normalize(images: np.ndarray, family: Family) -> np.ndarray:
+    """What a `normalized`-convention model (and the reference) takes: (x - mean) / std."""
+    return ((images - np.float32(family.mean)) / np.float32(family.std)).astype(np.float32)
 
 
-def check_parity(keras_model, torch_model, arch: Hierarchical | Isotropic, images: np.ndarray, *,
+def check_parity(keras_model, torch_model, family: Family, arch: ArchConfig, images: np.ndarray, *,
                  classifier: bool, input_convention: str = "hub", tolerance: float = TOLERANCE,
                  raise_on_failure: bool = True) -> ParityReport:
     """Compare per-stage outputs, pooled features and logits; raise `ParityError` above tolerance."""
     import keras
     import torch
 
-    taps = tap_layer_names(arch, classifier)
+    taps = family.taps(arch, classifier)
     probe = keras.Model(keras_model.input, [keras_model.get_layer(n).output for n in taps.values()])
-    keras_in = images if input_convention == "hub" else normalize(images)
+    keras_in = images if input_convention == "hub" else normalize(images, family)
     keras_out = dict(zip(taps, (np.asarray(o) for o in probe(keras_in, training=False)), strict=True))
     with torch.no_grad():
-        ref = torch_model.forward_taps(torch.from_numpy(normalize(images).transpose(0, 3, 1, 2)))
+        ref = torch_model.forward_taps(torch.from_numpy(normalize(images, family).transpose(0, 3, 1, 2)))
     diffs = {}
     for name, k in keras_out.items():
         r = ref[name].numpy()

@@ -15,8 +15,24 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hubpub._files import write_atomic, write_json
+from hubpub._files import write_atomic
+from hubpub._torch import torch_available
+from hubpub.layout import Dist
 from hubpub.manifest import KINDS, Variant, artifact_name
+from hubpub.record import (
+    ArtifactRow,
+    BuildRecord,
+    BuildSummary,
+    CheckpointInfo,
+    Output,
+    ParityInfo,
+    RecordError,
+    RoundTrip,
+    Tarball,
+    read_record,
+    write_record,
+    write_summary,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,33 +50,45 @@ class Timings:
             self.seconds[name] = round(time.perf_counter() - start, 3)
 
 
-def build_ported(variant: Variant, checkpoint_path: Path, *, kind: str, input_convention: str = "hub"):
-    """Build the Keras model for one artifact and port the checkpoint into it by name."""
-    from hubpub.convert import port_weights, read_checkpoint
-    from hubpub.models import build_model
+def build_ported(variant: Variant, source: Path, *, kind: str, input_convention: str = "hub"):
+    """The Keras model of one artifact from its family, with the checkpoint ported into it by name
+    (or, for a family without a converter, the model the source file holds)."""
+    from hubpub.convert import port_weights, read_checkpoint, unported
+    from hubpub.errors import CheckpointError
 
-    classifier = kind == "classifier"
-    model = build_model(variant.architecture, num_classes=variant.num_classes if classifier else None,
-                        input_convention=input_convention, name=artifact_name(variant.name, kind))
-    with read_checkpoint(checkpoint_path) as ckpt:
-        report = port_weights(model, ckpt, variant.architecture, classifier=classifier, label=variant.name)
+    family, classifier = variant.family, kind == "classifier"
+    if input_convention not in family.input_conventions:
+        raise CheckpointError(f"{variant.name}: family {family.name} takes --input-convention "
+                              f"{' or '.join(family.input_conventions)}, not {input_convention}")
+    model = family.build(variant.architecture, num_classes=variant.num_classes if classifier else None,
+                         input_convention=input_convention, name=artifact_name(variant.name, kind), source=source)
+    if family.converter is None:
+        return model, unported(model, source)
+    with read_checkpoint(source) as ckpt:
+        report = port_weights(model, ckpt, family.converter, variant.architecture, classifier=classifier,
+                              label=variant.name)
     return model, report
+
+
+def has_reference(variant: Variant) -> bool:
+    return variant.family.reference is not None and torch_available()
 
 
 def _reference(variant: Variant, checkpoint_path: Path):
     """The PyTorch reference; its own scope, so the checkpoint's mapping goes once the reference does."""
     from hubpub.convert import official_tensors, read_checkpoint
-    from hubpub.reference import load_reference
 
+    family = variant.family
     with read_checkpoint(checkpoint_path) as ckpt:
-        return load_reference(variant.architecture, variant.num_classes, official_tensors(ckpt))
+        return family.reference(variant.architecture, variant.num_classes, official_tensors(ckpt, family.converter))
 
 
-def feature_extractor_of(classifier):
-    """The feature extractor sharing the classifier's weights: same graph, cut before the head."""
+def feature_extractor_of(classifier, variant: Variant):
+    """The feature extractor sharing the classifier's weights: same graph, cut where the family says."""
     import keras
 
-    return keras.Model(classifier.input, classifier.get_layer("head_norm").output, name=classifier.name + "_fe")
+    cut = classifier.get_layer(variant.architecture.feature_layer).output
+    return keras.Model(classifier.input, cut, name=classifier.name + "_fe")
 
 
 def measure_preprocess_gap(variant: Variant) -> dict | None:
@@ -72,26 +100,19 @@ def measure_preprocess_gap(variant: Variant) -> dict | None:
     return preprocess_gap(variant.resolution, variant.eval, found) if found else None
 
 
-def torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
                   kinds: tuple[str, ...] = KINDS, input_convention: str = "hub", parity: bool = True,
-                  on_stage=lambda artifact, stage: None, extra: dict[str, dict] | None = None,
-                  fetched=None) -> list[dict]:
+                  on_stage=lambda artifact, stage: None, inputs_keys: dict[str, str] | None = None,
+                  fetched=None) -> list[BuildRecord]:
     """fetch -> build -> port -> parity -> export -> round-trip -> pack, for each kind of a variant.
 
-    Writes `saved_models/<artifact>/`, `tars/<artifact>.tar.gz(.sha256)` and `reports/<artifact>.json`
-    under `out`, and returns the reports.
+    Writes the saved model, tarball (+ .sha256) and build record of each artifact into the dist
+    folder `out`, and returns the records.
     """
     with _collect_young_objects_only():
-        return _build_variant(variant, out, checkpoint=checkpoint, kinds=kinds, input_convention=input_convention,
-                              parity=parity, on_stage=on_stage, extra=extra, fetched=fetched)
+        return _build_variant(variant, Dist(out), checkpoint=checkpoint, kinds=kinds,
+                              input_convention=input_convention, parity=parity, on_stage=on_stage,
+                              inputs_keys=inputs_keys or {}, fetched=fetched)
 
 
 @contextlib.contextmanager
@@ -106,12 +127,11 @@ def _collect_young_objects_only():
         gc.unfreeze()
 
 
-def _build_variant(variant: Variant, out: Path, *, checkpoint, kinds, input_convention, parity, on_stage, extra,
-                   fetched) -> list[dict]:
+def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_convention, parity, on_stage,
+                   inputs_keys, fetched) -> list[BuildRecord]:
     from hubpub import __version__
     from hubpub.export import export_saved_model, round_trip
     from hubpub.fetch import fetch
-    from hubpub.labels import labels_path
     from hubpub.parity import check_parity, reference_images
     from hubpub.verify import reference_record
 
@@ -127,17 +147,18 @@ def _build_variant(variant: Variant, out: Path, *, checkpoint, kinds, input_conv
         base, port = build_ported(variant, fetched.path, kind=first, input_convention=input_convention)
     models = {first: base}
     if "feature-extractor" in kinds and first == "classifier":
-        models["feature-extractor"] = feature_extractor_of(base)
+        models["feature-extractor"] = feature_extractor_of(base, variant)
 
     parity_runs: dict[str, list] = {k: [] for k in models}
-    if parity and torch_available():
+    if parity and has_reference(variant):
         on_stage(variant.name, "parity")
         with timings.stage("parity"):
             reference = _reference(variant, fetched.path)
             for kind, model in models.items():
                 for h, w in default_parity_sizes(variant):
-                    report = check_parity(model, reference, variant.architecture, reference_images(h, w, batch=1),
-                                          classifier=kind == "classifier", input_convention=input_convention)
+                    report = check_parity(model, reference, variant.family, variant.architecture,
+                                          reference_images(h, w, batch=1), classifier=kind == "classifier",
+                                          input_convention=input_convention)
                     parity_runs[kind].append(report.to_dict())
             del reference
             gc.collect()
@@ -152,9 +173,10 @@ def _build_variant(variant: Variant, out: Path, *, checkpoint, kinds, input_conv
         on_stage(name, "export")
         with kt.stage("export"):
             exported = export_saved_model(
-                model, out / "saved_models" / name, kind=kind, resolution=variant.resolution, ev=variant.eval,
-                labels=labels_path(variant.dataset) if kind == "classifier" else None,
-                input_convention=input_convention, probe=rt_images)
+                model, dist.saved_model(name), kind=kind, resolution=variant.resolution, ev=variant.eval,
+                labels=variant.dataset.labels if kind == "classifier" else None,
+                input_convention=input_convention, normalization=(variant.family.mean, variant.family.std),
+                probe=rt_images)
             expected = exported.probe_outputs
         done[kind] = {"timings": kt, "exported": exported, "expected": expected,
                       "record": reference_record(expected, res, res, batch=2, seed=0),
@@ -173,7 +195,7 @@ def _build_variant(variant: Variant, out: Path, *, checkpoint, kinds, input_conv
             if i:
                 gc.collect()  # the previous reload, before this one makes another copy of the weights
             on_stage(name, "round-trip")
-            tarball = out / "tars" / f"{name}.tar.gz"
+            tarball = dist.tarball(name)
             packing = pool.submit(_pack_checked, exported.path, tarball)
             try:
                 with kt.stage("round_trip"):
@@ -181,7 +203,7 @@ def _build_variant(variant: Variant, out: Path, *, checkpoint, kinds, input_conv
             except BaseException:
                 # No tarball of a SavedModel that failed its round trip, even without its report.
                 wait([packing])
-                for path in (tarball, tarball.with_name(tarball.name + ".sha256")):
+                for path in (tarball, dist.tarball_sha256(name)):
                     path.unlink(missing_ok=True)
                 raise
             on_stage(name, "pack")
@@ -189,35 +211,35 @@ def _build_variant(variant: Variant, out: Path, *, checkpoint, kinds, input_conv
                 d["packed"] = packing.result()
         gap = gap_job.result()
 
-    reports = []
+    if parity_runs and any(parity_runs.values()):
+        parity_status = "passed"
+    elif not parity:
+        parity_status = "skipped (--no-parity)"
+    elif variant.family.reference is None:
+        parity_status = f"not checked: the {variant.family.name} family has no reference implementation"
+    else:
+        parity_status = "skipped (torch not installed)"
+    records = []
     for kind, d in done.items():
         name, kt, exported = artifact_name(variant.name, kind), d["timings"], d["exported"]
-        rt, packed = d["round_trip"], d["packed"]
-        runs = parity_runs.get(kind, [])
-        report = {
-            "artifact": name, "variant": variant.name, "kind": kind, "version": variant.version,
-            "hubpub_version": __version__, "input_convention": input_convention,
-            "random_weights": port.random_weights,
-            "checkpoint": {"source": str(source), "sha256": fetched.sha256, "layout": port.layout,
-                           "format": port.file_format},
-            "parameters": d["parameters"],
-            "parity": {"status": "passed" if runs else "skipped (torch not installed)" if parity else "skipped",
-                       "tolerance": runs[0]["tolerance"] if runs else None,
-                       "max_abs": max((r["max_abs"] for r in runs), default=None), "runs": runs},
-            "round_trip": {"tolerance": 1e-5, **rt},
-            "tarball": {"path": f"tars/{name}.tar.gz", "sha256": packed.sha256, "size": packed.size,
-                        "members": list(packed.members)},
-            "saved_model": f"saved_models/{name}",
-            "output": {"name": exported.output_name, "dim": exported.output_dim},
-            "signatures": {s.name: {"inputs": s.inputs, "outputs": s.outputs} for s in exported.signatures},
-            "timings": {**timings.seconds, **kt.seconds},
-            "reference": d["record"],
-            "preprocess_gap": gap,
-            **(extra or {}).get(kind, {}),
-        }
-        write_json(out / "reports" / f"{name}.json", report)
-        reports.append(report)
-    return reports
+        packed, runs = d["packed"], tuple(parity_runs.get(kind, []))
+        record = BuildRecord(
+            artifact=name, variant=variant.name, kind=kind, family=variant.family.name, version=variant.version,
+            hubpub_version=__version__, input_convention=input_convention, random_weights=port.random_weights,
+            checkpoint=CheckpointInfo(str(source), fetched.sha256, port.layout, port.file_format),
+            parameters=d["parameters"],
+            parity=ParityInfo(parity_status, runs[0]["tolerance"] if runs else None,
+                              max((r["max_abs"] for r in runs), default=None), runs),
+            round_trip=RoundTrip(tolerance=1e-5, **d["round_trip"]),
+            tarball=Tarball(dist.relative(packed.path), packed.sha256, packed.size, tuple(packed.members)),
+            saved_model=dist.relative(exported.path),
+            output=Output(exported.output_name, exported.output_dim),
+            signatures={s.name: {"inputs": s.inputs, "outputs": s.outputs} for s in exported.signatures},
+            timings={**timings.seconds, **kt.seconds}, reference=d["record"], preprocess_gap=gap,
+            inputs_key=inputs_keys.get(kind))
+        write_record(dist.report(name), record)
+        records.append(record)
+    return records
 
 
 def _pack_checked(saved_model: Path, tarball: Path):
@@ -232,7 +254,12 @@ def parity_for_variant(variant: Variant, checkpoint_path: Path, *, sizes: list[t
                        kinds: tuple[str, ...] = ("classifier", "feature-extractor"),
                        input_convention: str = "hub", batch: int = 2) -> dict:
     """Parity of each kind against the reference, at each size (default: native and non-square)."""
+    from hubpub.errors import ParityError
     from hubpub.parity import check_parity, reference_images
+
+    if variant.family.reference is None:
+        raise ParityError(f"{variant.name}: the {variant.family.name} family has no reference implementation to "
+                          "check parity against")
 
     sizes = sizes or default_parity_sizes(variant)
     out: dict = {}
@@ -245,7 +272,7 @@ def parity_for_variant(variant: Variant, checkpoint_path: Path, *, sizes: list[t
         runs = []
         for h, w in sizes:
             images = reference_images(h, w, batch=batch)
-            runs.append(check_parity(model, reference, variant.architecture, images,
+            runs.append(check_parity(model, reference, variant.family, variant.architecture, images,
                                      classifier=kind == "classifier", input_convention=input_convention,
                                      raise_on_failure=False).to_dict())
         out[kind] = {"port": {"layout": port.layout, "format": port.file_format, "assigned": port.assigned,
@@ -255,6 +282,19 @@ def parity_for_variant(variant: Variant, checkpoint_path: Path, *, sizes: list[t
         del model
         gc.collect()
     return out
+
+
+def verify_parity_report(variant: Variant, checkpoint: str, report_path: Path, **options) -> dict:
+    """`parity_for_variant` on a checkpoint path or URL, its report written to `report_path`; per kind."""
+    from hubpub._files import write_json
+    from hubpub.fetch import fetch
+    from hubpub.parity import TOLERANCE
+
+    fetched = fetch(checkpoint)
+    result = parity_for_variant(variant, fetched.path, **options)
+    write_json(report_path, {"variant": variant.name, "checkpoint": checkpoint, "checkpoint_sha256": fetched.sha256,
+                             "tolerance": TOLERANCE, "kinds": result})
+    return result
 
 
 def default_parity_sizes(variant: Variant) -> list[tuple[int, int]]:
@@ -271,29 +311,31 @@ LOCK_NAME = "collection.lock"
 def inputs_key(variant: Variant, kind: str, checkpoint_sha256: str, input_convention: str, parity: bool) -> str:
     """What an artifact's bytes depend on: its manifest entry, the checkpoint, hubpub's version."""
     import hashlib
-    from dataclasses import asdict
 
     from hubpub import __version__
 
-    entry = {k: v for k, v in asdict(variant).items() if k not in ("architecture", "eval", "description")}
-    entry |= {"architecture": variant.architecture.model_dump(), "eval": variant.eval.model_dump()}
+    entry = {"name": variant.name, "architecture": variant.architecture.model_dump(),
+             "datasets": [(d.key, d.classes) for d in variant.datasets], "num_classes": variant.num_classes,
+             "resolution": variant.resolution, "checkpoint_url": variant.checkpoint_url,
+             "eval": variant.eval.model_dump(), "version": variant.version}
     blob = json.dumps({"variant": entry, "kind": kind, "checkpoint_sha256": checkpoint_sha256,
                        "hubpub": __version__, "input_convention": input_convention, "parity": parity},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def up_to_date(out: Path, name: str, key: str) -> dict | None:
-    """The artifact's report if its outputs exist and were built from the same inputs."""
+def up_to_date(dist: Dist, name: str, key: str) -> BuildRecord | None:
+    """The artifact's record if its outputs exist and were built from the same inputs (and with the
+    same record schema: an old record means a rebuild)."""
     try:
-        report = json.loads((out / "reports" / f"{name}.json").read_text())
-    except (OSError, ValueError):
+        record = read_record(dist.report(name))
+    except RecordError:
         return None
-    tar = out / "tars" / f"{name}.tar.gz"
-    if (report.get("inputs_key") != key or not tar.is_file() or tar.stat().st_size != report["tarball"]["size"]
-            or not (out / "saved_models" / name / "saved_model.pb").is_file()):
+    tar = dist.tarball(name)
+    if (record.inputs_key != key or not tar.is_file() or tar.stat().st_size != record.tarball.size
+            or not (dist.saved_model(name) / "saved_model.pb").is_file()):
         return None
-    return report
+    return record
 
 
 def read_lock(path: Path) -> dict[str, dict]:
@@ -344,7 +386,21 @@ def worker_threads(jobs: int) -> int | None:
     return max(1, cpus // jobs)
 
 
-def run_variant(job: VariantJob, events=None) -> dict:
+@dataclass(frozen=True)
+class VariantResult:
+    """What a worker sends back: each kind's record with its status, or the error."""
+
+    variant: str
+    ok: bool
+    seconds: float
+    records: tuple[tuple[str, BuildRecord], ...] = ()  # (status, record) per kind
+    checkpoint_url: str | None = None
+    checkpoint_sha256: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+
+def run_variant(job: VariantJob, events=None) -> VariantResult:
     """Worker: fetch, check what is up to date, build the rest. Returns plain results, never raises."""
     import traceback
 
@@ -362,7 +418,7 @@ def run_variant(job: VariantJob, events=None) -> dict:
     start = time.perf_counter()
     try:
         variant = load_manifest(job.manifest_path).variant(job.variant)
-        out = Path(job.out)
+        dist = Dist(job.out)
         emit(variant.name, "fetch")
         fetch_start = time.perf_counter()
         fetched = fetch(job.checkpoint or variant.checkpoint_url, sha256=job.expected_sha256)
@@ -372,25 +428,21 @@ def run_variant(job: VariantJob, events=None) -> dict:
         import_tensorflow()  # after the fetch: a missing checkpoint fails without the seconds of this import
         keys = {k: inputs_key(variant, k, fetched.sha256, job.input_convention, job.parity) for k in job.kinds}
         done = {} if job.force else {k: r for k in job.kinds
-                                     if (r := up_to_date(out, artifact_name(variant.name, k), keys[k]))}
+                                     if (r := up_to_date(dist, artifact_name(variant.name, k), keys[k]))}
         todo = tuple(k for k in job.kinds if k not in done)
-        reports = {k: {**r, "status": "up to date"} for k, r in done.items()}
+        records = {k: ("up to date", r) for k, r in done.items()}
         if todo:
-            built = build_variant(variant, out, checkpoint=job.checkpoint, kinds=todo,
+            built = build_variant(variant, dist.root, checkpoint=job.checkpoint, kinds=todo,
                                   input_convention=job.input_convention, parity=job.parity, on_stage=emit,
-                                  extra={k: {"inputs_key": keys[k]} for k in todo}, fetched=fetched)
-            for r in built:
-                r["timings"]["fetch"] = fetch_seconds
-            reports |= {r["kind"]: {**r, "status": "built"} for r in built}
-        return {"variant": variant.name, "ok": True, "checkpoint_sha256": fetched.sha256,
-                "checkpoint_url": job.checkpoint or variant.checkpoint_url,
-                "reports": [reports[k] for k in job.kinds], "seconds": time.perf_counter() - start}
+                                  inputs_keys=keys, fetched=fetched)
+            records |= {r.kind: ("built", r.replace(timings={**r.timings, "fetch": fetch_seconds})) for r in built}
+        return VariantResult(variant.name, True, time.perf_counter() - start, tuple(records[k] for k in job.kinds),
+                             job.checkpoint or variant.checkpoint_url, fetched.sha256)
     except HubpubError as e:
-        return {"variant": job.variant, "ok": False, "error": str(e).splitlines()[0],
-                "seconds": time.perf_counter() - start}
+        return VariantResult(job.variant, False, time.perf_counter() - start, error=str(e).splitlines()[0])
     except Exception as e:  # a bug: keep the traceback for -v, and let the other variants go on
-        return {"variant": job.variant, "ok": False, "error": f"internal error: {type(e).__name__}: {e}",
-                "traceback": traceback.format_exc(), "seconds": time.perf_counter() - start}
+        return VariantResult(job.variant, False, time.perf_counter() - start,
+                             error=f"internal error: {type(e).__name__}: {e}", traceback=traceback.format_exc())
 
 
 def _ignore_sigint() -> None:
@@ -421,15 +473,15 @@ def clean_interrupted(out: Path) -> None:
     """Remove temp files an interrupted run left beside the final names (never the final files)."""
     import shutil
 
-    for sub in ("saved_models", "tars", "reports"):
-        for tmp in (out / sub).glob(".*tmp") if (out / sub).is_dir() else []:
+    for sub in Dist(out).temp_dirs():
+        for tmp in sub.glob(".*tmp") if sub.is_dir() else []:
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
 
 
 def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS, jobs: int = 1,
               shard: tuple[int, int] | None = None, force: bool = False, checkpoints: dict[str, str] | None = None,
               input_convention: str = "hub", parity: bool = True, lock_path: Path | None = None,
-              progress=None) -> dict:
+              progress=None) -> BuildSummary:
     """Build every selected variant in worker processes (a fresh one per variant), then write the report.
 
     A fresh process per variant frees its memory and keeps SavedModel bytes reproducible. One
@@ -463,7 +515,7 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
         jobs_list.append(VariantJob(str(manifest.path), v.name, str(out), source, expected, kinds, input_convention,
                                     parity, force, threads))
 
-    results: dict[str, dict] = {}
+    results: dict[str, VariantResult] = {}
     ctx = mp.get_context("spawn")
     # Ctrl-C reaches every process of the terminal's group: the helpers ignore it, and this process
     # stops them, so the user sees one line and no traceback from a worker or the queue's thread.
@@ -493,11 +545,10 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
                 try:
                     result = fut.result()
                 except BrokenProcessPool as e:
-                    result = {"variant": job.variant, "ok": False,
-                              "error": f"worker process died (out of memory?): {e}", "seconds": 0.0}
+                    result = VariantResult(job.variant, False, 0.0, error=f"worker process died (out of memory?): {e}")
                 results[job.variant] = result
                 if progress is not None:
-                    progress(job.variant, "done" if result["ok"] else f"FAILED: {result['error']}")
+                    progress(job.variant, "done" if result.ok else f"FAILED: {result.error}")
         except KeyboardInterrupt:
             _stop_workers(pool)
             clean_interrupted(out)
@@ -510,9 +561,9 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     # The lock records the hash of every official checkpoint downloaded; later builds are checked against it.
     changed = False
     for v in variants:
-        r = results.get(v.name, {})
-        if r.get("ok") and v.name not in checkpoints and lock.get(v.name, {}).get("sha256") != r["checkpoint_sha256"]:
-            lock[v.name] = {"url": r["checkpoint_url"], "sha256": r["checkpoint_sha256"]}
+        r = results.get(v.name)
+        if r and r.ok and v.name not in checkpoints and lock.get(v.name, {}).get("sha256") != r.checkpoint_sha256:
+            lock[v.name] = {"url": r.checkpoint_url, "sha256": r.checkpoint_sha256}
             changed = True
     if changed:
         write_lock(lock_path, lock)
@@ -520,22 +571,76 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     rows = []
     for v in variants:
         r = results[v.name]
-        if not r["ok"]:
-            rows += [{"artifact": artifact_name(v.name, k), "variant": v.name, "kind": k, "status": "failed",
-                      "error": r["error"], "seconds": round(r["seconds"], 1)} for k in kinds]
+        if not r.ok:
+            rows += [ArtifactRow(artifact_name(v.name, k), v.name, k, "failed", round(r.seconds, 1), error=r.error)
+                     for k in kinds]
             continue
-        for rep in r["reports"]:
-            rows.append({"artifact": rep["artifact"], "variant": v.name, "kind": rep["kind"], "status": rep["status"],
-                         "parameters": rep["parameters"], "tarball_size": rep["tarball"]["size"],
-                         "tarball_sha256": rep["tarball"]["sha256"], "parity_max_abs": rep["parity"]["max_abs"],
-                         "seconds": round(sum(rep["timings"].values()), 1) if rep["status"] == "built" else 0.0,
-                         "random_weights": rep.get("random_weights", False)})
-    report = {"hubpub_version": __import__("hubpub").__version__, "manifest": str(manifest.path),
-              "shard": f"{shard[0]}/{shard[1]}" if shard else None, "jobs": jobs, "threads_per_worker": threads,
-              "artifacts": rows,
-              "failed": sorted({r["variant"] for r in rows if r["status"] == "failed"})}
-    tracebacks = {k: r["traceback"] for k, r in results.items() if "traceback" in r}
-    for name, tb in tracebacks.items():
-        log.debug("%s:\n%s", name, tb)
-    write_json(out / "build-report.json", report)
-    return report
+        for status, rec in r.records:
+            rows.append(ArtifactRow(rec.artifact, v.name, rec.kind, status,
+                                    round(sum(rec.timings.values()), 1) if status == "built" else 0.0,
+                                    rec.parameters, rec.tarball.size, rec.tarball.sha256, rec.parity.max_abs,
+                                    rec.random_weights))
+    summary = BuildSummary(__import__("hubpub").__version__, str(manifest.path),
+                           f"{shard[0]}/{shard[1]}" if shard else None, jobs, threads, tuple(rows))
+    for name, r in results.items():
+        if r.traceback:
+            log.debug("%s:\n%s", name, r.traceback)
+    write_summary(Dist(out).build_report, summary)
+    return summary
+
+
+# --------------------------------------------------------------------------- the collection, end to end
+
+
+@dataclass(frozen=True)
+class CollectionResult:
+    summary: BuildSummary
+    docs: object | None  # hubpub.docs.RenderResult, when rendered
+    docs_note: str  # why the docs were not rendered, else ""
+    public_url_base: str
+    published: object | None  # hubpub.publish.PublishResult, when published
+
+
+def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS,
+                     jobs: int = 1, shard: tuple[int, int] | None = None, force: bool = False,
+                     checkpoints: dict[str, str] | None = None, input_convention: str = "hub", parity: bool = True,
+                     publish_dest: str | None = None, public_url: str | None = None,
+                     progress=None) -> CollectionResult:
+    """build-all: every selected artifact, then the docs for the destination, then (if asked) publish."""
+    from hubpub.destination import Destination
+    from hubpub.docs import load_reports, render_docs
+    from hubpub.errors import HubpubError
+    from hubpub.manifest import iter_selected
+    from hubpub.publish import destination_url
+    from hubpub.publish import publish as run_publish
+
+    dest = Destination.parse(publish_dest or manifest.publish.destination)
+    base = destination_url(manifest, dest, public_url)  # before any work: a bad destination fails now
+    if not select_shard(list(iter_selected(manifest, only)), shard):
+        raise HubpubError(f"no variant matches --only {' '.join(only)}" + (f" in shard {shard[0]}/{shard[1]}"
+                                                                           if shard else ""))
+    summary = build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
+                        checkpoints=checkpoints, input_convention=input_convention, parity=parity,
+                        progress=progress)
+    docs, note = None, ""
+    if not load_reports(out):
+        note = "nothing built, no docs rendered"
+    elif shard:
+        note = "not rendered for a shard; render them once at the end with `hubpub docs`"
+    else:
+        docs = render_docs(manifest, dist=out, out=Dist(out).docs, public_url_base=base)
+    published = None
+    if publish_dest and not summary.failed:
+        published = run_publish(manifest, out, dest, public_url=public_url)
+    return CollectionResult(summary, docs, note, base, published)
+
+
+def demo_checkpoint(variant: Variant, out: Path) -> tuple[Path, bool]:
+    """The demo's random-weight checkpoint in the official layout (made once); (path, made now)."""
+    from hubpub.convert import RANDOM_WEIGHTS_KEY, save_checkpoint
+
+    path = Dist(out).demo / f"{variant.name}.random.safetensors"
+    if path.is_file():
+        return path, False
+    tensors = variant.family.random_checkpoint(variant.architecture, variant.num_classes)
+    return save_checkpoint(tensors, path, metadata={RANDOM_WEIGHTS_KEY: "true"}), True

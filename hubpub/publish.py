@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,9 +23,11 @@ import google_crc32c
 from hubpub._files import cleanup_created_dirs, temp_name
 from hubpub.destination import Destination, public_url_base
 from hubpub.errors import PublishError
+from hubpub.layout import Dist
 from hubpub.manifest import Manifest
 from hubpub.package import check_tarball
 from hubpub.progress import progress_bar
+from hubpub.record import RecordError, read_record
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Upload:
     crc32c: str  # base64 of the big-endian CRC32C, as GCS reports it
     public_url: str
     artifact: str | None = None  # None for a doc
+    random_weights: bool = False  # a demo artifact: never to a bucket
 
     @property
     def mutable(self) -> bool:
@@ -74,22 +76,24 @@ def plan_publish(manifest: Manifest, dist: Path, base: str) -> list[Upload]:
     """Every tarball (+ .sha256) with a build report, and every rendered doc, with its object name
     and its public URL below `base`."""
     uploads: list[Upload] = []
-    reports_dir = dist / "reports"
+    layout = Dist(dist)
     for artifact in manifest.artifacts():
-        report_path = reports_dir / f"{artifact.name}.json"
-        tar = dist / "tars" / f"{artifact.name}.tar.gz"
-        if not report_path.is_file() or not tar.is_file():
+        tar = layout.tarball(artifact.name)
+        if not layout.report(artifact.name).is_file() or not tar.is_file():
             continue
-        report = json.loads(report_path.read_text())
+        try:
+            record = read_record(layout.report(artifact.name))
+        except RecordError as e:
+            raise PublishError(str(e)) from None
         for source, relative in ((tar, artifact.asset_object),
-                                 (tar.with_name(tar.name + ".sha256"), artifact.asset_object + ".sha256")):
+                                 (layout.tarball_sha256(artifact.name), artifact.asset_object + ".sha256")):
             if not source.is_file():
                 raise PublishError(f"{source}: missing; rebuild {artifact.name}")
             uploads.append(Upload(source, relative, source.stat().st_size, crc32c_of(source),
-                                  f"{base}/{relative}", artifact.name))
-        if report.get("tarball", {}).get("sha256") and report["tarball"]["size"] != tar.stat().st_size:
+                                  f"{base}/{relative}", artifact.name, record.random_weights))
+        if record.tarball.size != tar.stat().st_size:
             raise PublishError(f"{tar}: does not match its build report; rebuild {artifact.name}")
-    docs = dist / "docs"
+    docs = layout.docs
     for path in sorted(docs.rglob("*.md")) if docs.is_dir() else []:
         relative = "docs/" + path.relative_to(docs).as_posix()
         uploads.append(Upload(path, relative, path.stat().st_size, crc32c_of(path), f"{base}/{relative}"))
@@ -103,7 +107,7 @@ def check_docs_against_plan(dist: Path, uploads: list[Upload], base: str, dest: 
     `fix` is the command that renders the docs for this destination."""
     from hubpub.docs.validate import validate_docs
 
-    docs_root = dist / "docs"
+    docs_root = Dist(dist).docs
     if not docs_root.is_dir():
         raise PublishError(f"{docs_root}: no rendered docs; run `hubpub docs` first")
     urls = {u.public_url for u in uploads if u.relative.endswith(".tar.gz")}
@@ -301,7 +305,7 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
     if not uploads:
         raise PublishError(f"{dist}: nothing to publish (no tarballs with build reports, no docs); run a build first")
     if dest.is_gcs:
-        random = sorted({u.artifact for u in uploads if u.artifact and _random_weights(dist, u.artifact)})
+        random = sorted({u.artifact for u in uploads if u.random_weights})
         if random:
             raise PublishError(f"refusing to publish random-weight (demo) artifacts to {dest}: {', '.join(random)}")
     store = open_store(dest, deadline=deadline, timeout=timeout, chunk_bytes=chunk_bytes)
@@ -378,23 +382,16 @@ def _upload_one(store, dest: Destination, u: Upload, replacing: Stat | None, bar
     return Outcome(u, "updated" if u.mutable else "overwritten")
 
 
-def _random_weights(dist: Path, artifact: str) -> bool:
-    try:
-        return bool(json.loads((dist / "reports" / f"{artifact}.json").read_text()).get("random_weights"))
-    except (OSError, ValueError):
-        return False
-
-
 def verify_published(manifest: Manifest, dist: Path, dest: Destination, result: PublishResult,
                      *, fine_tune: bool = False):
     """hub.KerasLayer on one published tarball, compared with its build record: read back from the
     bucket at its public URL, or from the destination directory."""
-    from hubpub.verify import read_record, verify_handle
+    from hubpub.verify import read_reference, verify_handle
 
     tar = next((o.upload for o in result.outcomes if o.upload.relative.endswith(".tar.gz")), None)
     if tar is None:
         raise PublishError("nothing published to verify")
-    record = read_record(dist / "reports" / f"{tar.artifact}.json")
+    record = read_reference(Dist(dist).report(tar.artifact))
     handle = tar.public_url if dest.is_gcs else str(dest.path / dest.key(tar.relative))
     return verify_handle(handle, record, fine_tune=fine_tune)
 

@@ -7,7 +7,6 @@ Compares the outputs on the reference inputs with those recorded at build time, 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import tempfile
@@ -23,7 +22,7 @@ from hubpub.parity import reference_images
 
 VERIFY_TOLERANCE = 1e-4
 RECORDED_COLUMNS = 64
-# The largest unpacked archive verify accepts (--max-unpacked): ConvNeXt-XL at 21k classes is 1.6 GB.
+# The largest unpacked archive verify accepts (--max-unpacked); the largest model built here so far is 1.6 GB.
 DEFAULT_MAX_UNPACKED = 16 * 2**30  # enough to pin the outputs down without a 21841-wide table in every report
 
 
@@ -66,23 +65,23 @@ def resolve_handle(handle: str) -> str:
     return handle
 
 
-def read_record(report_path: Path) -> dict:
+def read_reference(report_path: Path) -> dict:
     """The reference record of a build report (`reports/<artifact>.json`), checked for what verify reads."""
+    from hubpub.record import RecordError, read_record
+
     try:
-        report = json.loads(Path(report_path).read_text(encoding="utf-8"))
-        record = report["reference"]
+        record = read_record(report_path).reference
+    except RecordError as e:
+        raise VerifyError(f"{e} (or pass --report with the artifact's build report)") from None
+    try:
         inputs, outputs = record["inputs"], record["outputs"]
         for key in ("height", "width", "batch", "seed"):
             int(inputs[key])
         np.asarray(outputs["columns"], dtype=np.float64).reshape(int(inputs["batch"]), -1)
         int(outputs["dim"]), list(outputs["argmax"]), list(outputs["l2"])
-    except OSError as e:
-        raise VerifyError(f"{report_path}: cannot read the build report: {e.strerror or e}; pass --report") from None
-    except ValueError as e:
-        raise VerifyError(f"{report_path}: not a build report (invalid JSON or values: {e})") from None
-    except (KeyError, TypeError) as e:
-        raise VerifyError(f"{report_path}: not a build report with a reference record (missing {e}); "
-                          "rebuild the artifact or pass the right --report") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise VerifyError(f"{report_path}: the build report's reference record is incomplete ({e}); "
+                          "rebuild the artifact") from None
     return record
 
 

@@ -24,7 +24,7 @@ def manifest_text() -> str:
 
 
 MICRO_MANIFEST = """\
-schema_version: 1
+schema_version: 2
 publisher: {handle: testpub, name: Test Publisher, description: Models for the test suite.}
 collection: {name: micro, description: Micro ConvNeXt models for tests.}
 publish: {destination: PUBLISH_DIR, public_url_base: "http://127.0.0.1:9/bucket/micro"}
@@ -32,9 +32,9 @@ eval_presets:
   224: {resize: shorter, crop_pct: 0.875}
   384: {resize: squash, crop_pct: 1.0}
 architectures:
-  micro: {family: hierarchical, depths: [1, 1, 2, 1], dims: [8, 16, 32, 64]}
-  micro_other: {family: hierarchical, depths: [1, 1, 3, 1], dims: [8, 16, 32, 64]}
-  micro_iso: {family: isotropic, depth: 2, dim: 32, patch_size: 16, layer_scale_init: 0.0}
+  micro: {family: convnext, depths: [1, 1, 2, 1], dims: [8, 16, 32, 64]}
+  micro_other: {family: convnext, depths: [1, 1, 3, 1], dims: [8, 16, 32, 64]}
+  micro_iso: {family: convnext, style: isotropic, depth: 2, dim: 32, patch_size: 16, layer_scale_init: 0.0}
 variants:
   - {name: micro_1k_224, architecture: micro, num_classes: 1000, resolution: 224, top1: 50.0,
      checkpoint: {url: "http://127.0.0.1:9/micro_1k_224.pth"}}
@@ -63,10 +63,10 @@ def micro_manifest(micro_manifest_path):
 @pytest.fixture(scope="session")
 def micro_checkpoints(micro_manifest, tmp_path_factory) -> dict[str, Path]:
     """One random official-format checkpoint per micro variant (safetensors: no torch needed)."""
-    from hubpub.convert import random_checkpoint, save_checkpoint
+    from hubpub.convert import save_checkpoint
 
     d = tmp_path_factory.mktemp("ckpt")
-    return {v.name: save_checkpoint(random_checkpoint(v.architecture, v.num_classes, seed=i),
+    return {v.name: save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes, seed=i),
                                     d / f"{v.name}.safetensors")
             for i, v in enumerate(micro_manifest.variants)}
 

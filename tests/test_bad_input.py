@@ -194,12 +194,24 @@ def test_verify_errors_name_the_path_given(micro_dist, tmp_path, hub_cache):
 
 def test_verify_report_missing_keys(micro_dist, tmp_path):
     report = tmp_path / "r.json"
+    target = micro_dist / "saved_models/micro_1k_224"
     report.write_text(json.dumps({"artifact": "x", "reference": {"inputs": {"height": 8}}}))
-    [error] = run("verify", micro_dist / "saved_models/micro_1k_224", "--report", report)
-    assert error == f"error: {report}: not a build report with a reference record (missing 'outputs'); " \
-                    "rebuild the artifact or pass the right --report"
+    [error] = run("verify", target, "--report", report)
+    assert error == f"error: {report}: not a build report of this hubpub (schema None, expected 2); rebuild " \
+                    "the artifact (or pass --report with the artifact's build report)"
+    record = json.loads((micro_dist / "reports/micro_1k_224.json").read_text())
+    del record["tarball"]
+    report.write_text(json.dumps(record))
+    [error] = run("verify", target, "--report", report)
+    assert error.startswith(f"error: {report}: incomplete build report (KeyError: 'tarball'); rebuild the artifact")
+    record = json.loads((micro_dist / "reports/micro_1k_224.json").read_text())
+    del record["reference"]["outputs"]
+    report.write_text(json.dumps(record))
+    [error] = run("verify", target, "--report", report)
+    assert error == f"error: {report}: the build report's reference record is incomplete ('outputs'); rebuild " \
+                    "the artifact"
     report.write_text("{not json")
-    [error] = run("verify", micro_dist / "saved_models/micro_1k_224", "--report", report)
+    [error] = run("verify", target, "--report", report)
     assert error.startswith(f"error: {report}: not a build report (invalid JSON")
 
 

@@ -11,31 +11,32 @@ import yaml
 from click.testing import CliRunner
 
 from hubpub.cli import cli
-from hubpub.convert import (
-    detect_layout,
-    official_tensors,
-    port_weights,
-    random_checkpoint,
-    read_checkpoint,
-    save_checkpoint,
-    to_timm,
-)
+from hubpub.convert import official_tensors, port_weights, read_checkpoint, save_checkpoint
 from hubpub.convert import rules as rules_mod
 from hubpub.errors import CheckpointError
-from hubpub.manifest import Hierarchical
-from hubpub.models import build_model
+from hubpub.families import family_of
+from hubpub.families.convnext.config import Hierarchical
+from hubpub.families.convnext.rules import to_timm
 from hubpub.parity import TOLERANCE, check_parity, reference_images
-from hubpub.reference import load_reference
 
-MICRO = Hierarchical(family="hierarchical", depths=[1, 1, 2, 1], dims=[8, 16, 32, 64])
+MICRO = Hierarchical(family="convnext", depths=[1, 1, 2, 1], dims=[8, 16, 32, 64])
+
+
+def random_checkpoint(arch, num_classes, seed=0):
+    return family_of(arch).random_checkpoint(arch, num_classes, seed)
+
+
+def build_model(arch, num_classes):
+    return family_of(arch).build(arch, num_classes=num_classes, input_convention="hub", name="model")
 
 
 def _parity(arch, path, num_classes=10, size=(64, 96), classifier=True):
+    family = family_of(arch)
     model = build_model(arch, num_classes=num_classes if classifier else None)
     with read_checkpoint(path) as ckpt:
-        port = port_weights(model, ckpt, arch, classifier=classifier)
-        ref = load_reference(arch, num_classes, official_tensors(ckpt))
-    report = check_parity(model, ref, arch, reference_images(*size), classifier=classifier,
+        port = port_weights(model, ckpt, family.converter, arch, classifier=classifier)
+        ref = family.reference(arch, num_classes, official_tensors(ckpt, family.converter))
+    report = check_parity(model, ref, family, arch, reference_images(*size), classifier=classifier,
                           raise_on_failure=False)
     return port, report
 
@@ -100,7 +101,7 @@ def test_full_size_tiny_parity(tmp_path, root):
     from hubpub.pipeline import parity_for_variant
 
     v = load_manifest(root / "collection.yaml").variant("convnext_tiny_1k_224")
-    path = save_checkpoint(random_checkpoint(v.architecture, 1000, seed=3), tmp_path / "tiny.safetensors")
+    path = save_checkpoint(v.family.random_checkpoint(v.architecture, 1000, seed=3), tmp_path / "tiny.safetensors")
     result = parity_for_variant(v, path, kinds=("classifier",))
     runs = result["classifier"]["runs"]
     assert [tuple(r["size"]) for r in runs] == [(224, 224), (256, 320)]
@@ -114,7 +115,7 @@ def test_full_size_tiny_parity(tmp_path, root):
 def _port(path, arch=MICRO, classifier=True):
     model = build_model(arch, num_classes=10 if classifier else None)
     with read_checkpoint(path) as ckpt:
-        return port_weights(model, ckpt, arch, classifier=classifier)
+        return port_weights(model, ckpt, family_of(arch).converter, arch, classifier=classifier)
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors", ".npz"])
@@ -159,7 +160,7 @@ def test_extra_key(tmp_path):
 
 
 def test_wrong_architecture(tmp_path):
-    other = Hierarchical(family="hierarchical", depths=[1, 1, 3, 1], dims=[8, 16, 32, 64])
+    other = Hierarchical(family="convnext", depths=[1, 1, 3, 1], dims=[8, 16, 32, 64])
     path = save_checkpoint(random_checkpoint(other, 10), tmp_path / "c.safetensors")
     with pytest.raises(CheckpointError, match=r"checkpoint is hierarchical depths \[1, 1, 3, 1\].*"
                                               r"variant's architecture is hierarchical depths \[1, 1, 2, 1\]"):
@@ -173,7 +174,7 @@ def test_isotropic_checkpoint_for_hierarchical_variant(micro_checkpoints):
 
 def test_unknown_layout():
     with pytest.raises(CheckpointError, match="unrecognised checkpoint layout"):
-        detect_layout(["encoder.layer.0.weight"])
+        family_of(MICRO).converter.to_official(["encoder.layer.0.weight"])
 
 
 def test_safetensors_path_needs_no_torch(tmp_path):
@@ -182,12 +183,13 @@ def test_safetensors_path_needs_no_torch(tmp_path):
 import sys
 sys.modules["torch"] = None  # any import of torch now fails
 from hubpub.convert import read_checkpoint, port_weights
-from hubpub.manifest import Hierarchical
-from hubpub.models import build_model
-arch = Hierarchical(family="hierarchical", depths=[1, 1, 2, 1], dims=[8, 16, 32, 64])
-m = build_model(arch, num_classes=10)
+from hubpub.families import FAMILIES
+from hubpub.families.convnext.config import Hierarchical
+arch = Hierarchical(family="convnext", depths=[1, 1, 2, 1], dims=[8, 16, 32, 64])
+family = FAMILIES["convnext"]
+m = family.build(arch, num_classes=10, input_convention="hub", name="m")
 with read_checkpoint({str(path)!r}) as c:
-    print(port_weights(m, c, arch, classifier=True).assigned)
+    print(port_weights(m, c, family.converter, arch, classifier=True).assigned)
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -219,17 +221,18 @@ def test_cli_verify_parity_wrong_checkpoint_is_one_clear_error(micro_manifest_pa
 
 SLOW = pytest.mark.skipif(not os.environ.get("HUBPUB_SLOW"),
                           reason="full-size models of every variant: opt in with HUBPUB_SLOW=1")
-_MANIFEST = yaml.safe_load((Path(__file__).parents[1] / "collection.yaml").read_text())
-ALL_VARIANTS = [v["name"] for v in _MANIFEST["variants"]]
+MANIFESTS = ("collection.yaml", "convnext_v2.yaml")  # ConvNeXt and ConvNeXt V2
+ALL_VARIANTS = [(m, v["name"]) for m in MANIFESTS
+                for v in yaml.safe_load((Path(__file__).parents[1] / m).read_text())["variants"]]
 
 
 @SLOW
-@pytest.mark.parametrize("name", ALL_VARIANTS)
-def test_full_size_parity_every_variant(tmp_path, root, name):
+@pytest.mark.parametrize("manifest,name", ALL_VARIANTS)
+def test_full_size_parity_every_variant(tmp_path, root, manifest, name):
     from hubpub.manifest import load_manifest
     from hubpub.pipeline import parity_for_variant
 
-    v = load_manifest(root / "collection.yaml").variant(name)
+    v = load_manifest(root / manifest).variant(name)
     path = save_checkpoint(random_checkpoint(v.architecture, v.num_classes), tmp_path / "c.pth")
     result = parity_for_variant(v, path, batch=1)
     assert all(r["passed"] for r in result.values()), result
@@ -241,7 +244,7 @@ def test_keras_model_serialises_with_its_custom_layers(tmp_path):
 
     model = build_model(MICRO, num_classes=10)
     port_weights(model, read_checkpoint(save_checkpoint(random_checkpoint(MICRO, 10), tmp_path / "c.npz")),
-                 MICRO, classifier=True)
+                 family_of(MICRO).converter, MICRO, classifier=True)
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras")
     x = np.random.default_rng(0).random((1, 48, 80, 3), dtype=np.float32)

@@ -68,9 +68,11 @@ def test_host_preprocessing_is_pixel_exact(case, res, ev):
 def test_normalised_values_match_torchvision_arithmetic():
     import torch
 
+    from hubpub.families import FAMILIES
     from hubpub.parity import normalize
 
-    ours = normalize(preprocess_pil(CASES["landscape"](), 224, SHORTER).astype(np.float32) / 255.0)
+    ours = normalize(preprocess_pil(CASES["landscape"](), 224, SHORTER).astype(np.float32) / 255.0,
+                     FAMILIES["convnext"])
     t = torch.from_numpy(official_reference(CASES["landscape"](), 224, False).copy()).permute(2, 0, 1).float() / 255
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
     ref = ((t - mean[:, None, None]) / std[:, None, None]).permute(1, 2, 0).numpy()
@@ -106,7 +108,7 @@ def colour_model(tmp_path_factory):
     import keras
 
     from hubpub.export import export_saved_model
-    from hubpub.labels import labels_path
+    from hubpub.resources import data_dir
 
     inputs = keras.Input((None, None, 3))
     x = keras.layers.GlobalAveragePooling2D()(inputs)
@@ -120,7 +122,8 @@ def colour_model(tmp_path_factory):
     bias[:10] = -(c**2)
     dense.set_weights([kernel, bias])
     path = tmp_path_factory.mktemp("colour") / "colour_model"
-    export_saved_model(model, path, kind="classifier", resolution=224, ev=SHORTER, labels=labels_path("imagenet-1k"))
+    export_saved_model(model, path, kind="classifier", resolution=224, ev=SHORTER,
+                       labels=data_dir() / "labels/imagenet-1k.txt")
     return path
 
 
@@ -131,9 +134,10 @@ def _solid(path, k, size=(300, 200)):
 
 @pytest.fixture
 def colour_data(tmp_path, root):
-    from hubpub.labels import labels_path, read_labels
+    from hubpub.labels import read_labels
+    from hubpub.resources import data_dir
 
-    synsets = [s for s, _ in read_labels(labels_path("imagenet-1k"))]
+    synsets = [s for s, _ in read_labels(data_dir() / "labels/imagenet-1k.txt")]
     data = tmp_path / "val"
     expected1 = expected5 = n = 0
     for cls in range(10):

@@ -87,9 +87,8 @@ def test_serving_bytes_decodes_and_preprocesses(micro_dist, micro_manifest):
 
 def test_round_trip_catches_a_different_model(micro_dist, micro_manifest):
     from hubpub.export import round_trip
-    from hubpub.models import build_model
-
-    other = build_model(micro_manifest.variant("micro_1k_224").architecture, num_classes=1000)
+    v = micro_manifest.variant("micro_1k_224")
+    other = v.family.build(v.architecture, num_classes=1000, input_convention="hub", name="other")
     images = np.random.default_rng(0).random((1, 64, 64, 3), dtype=np.float32)
     with pytest.raises(ExportError, match="differs from the in-memory model"):
         round_trip(np.asarray(other(images)), micro_dist / "saved_models" / "micro_1k_224", images, kind="classifier")
@@ -283,18 +282,18 @@ def test_normalized_convention_build(micro_manifest, micro_checkpoints, tmp_path
     v = micro_manifest.variant("micro_1k_224")
     (report,) = build_variant(v, tmp_path, checkpoint=str(micro_checkpoints[v.name]), kinds=("classifier",),
                               input_convention="normalized")
-    assert report["input_convention"] == "normalized" and report["parity"]["max_abs"] <= 1e-4
+    assert report.input_convention == "normalized" and report.parity.max_abs <= 1e-4
     loaded = tf.saved_model.load(str(tmp_path / "saved_models" / v.name))
     image = np.random.default_rng(0).integers(0, 256, (240, 300, 3), dtype=np.uint8)
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG")
     got = loaded.signatures["serving_bytes"](images=tf.constant([buf.getvalue()]))["logits"].numpy()
-    x = normalize(preprocess_tf(image, 224, v.eval).numpy()[None])
+    x = normalize(preprocess_tf(image, 224, v.eval).numpy()[None], v.family)
     want = loaded.signatures["serving_default"](images=tf.constant(x))["logits"].numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
     render_docs(micro_manifest, dist=tmp_path, out=tmp_path / "docs")
     doc = (tmp_path / "docs/assets/docs/testpub/models/micro_1k_224/1.md").read_text()
-    assert "normalised by the\n  caller with the ImageNet mean" in doc
+    assert "normalised by the\n  caller with the mean (0.485, 0.456, 0.406)" in doc
 
 
 def _model_graphs(saved_model: Path) -> list[str]:
@@ -343,7 +342,7 @@ def test_export_traces_the_model_once(micro_manifest, micro_checkpoints, tmp_pat
     """One concrete graph of the model serves __call__ (training=True and False, the model being
     training-invariant), serving_default and serving_bytes: the model is traced exactly once."""
     from hubpub.export import export_saved_model, training_invariant
-    from hubpub.models.convnext import LayerScale
+    from hubpub.families.convnext.model import LayerScale
     from hubpub.pipeline import build_ported
 
     v = micro_manifest.variant("micro_1k_224")

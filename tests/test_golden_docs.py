@@ -20,12 +20,13 @@ from hubpub.docs import (
 )
 from hubpub.docs.validate import validate_docs
 from hubpub.manifest import parse_manifest
+from hubpub.record import BuildRecord, CheckpointInfo, Output, ParityInfo, RoundTrip, Tarball
 
 GOLDEN = Path(__file__).parent / "golden" / "docs"
 UPDATE = os.environ.get("HUBPUB_UPDATE_GOLDEN") == "1"
 
 MANIFEST = """\
-schema_version: 1
+schema_version: 2
 publisher: {handle: goldpub, name: Golden Publisher, description: ConvNeXt models rendered for review.}
 collection: {name: convnext, description: "ConvNeXt image classifiers and feature extractors, every kind of doc."}
 publish: {destination: gs://golden-bucket/convnext, public_url_base: "https://storage.googleapis.com/golden-bucket/convnext"}
@@ -33,9 +34,13 @@ checkpoint_base_url: https://dl.fbaipublicfiles.com/convnext/
 eval_presets:
   224: {resize: shorter, crop_pct: 0.875}
   384: {resize: squash, crop_pct: 1.0}
+datasets:
+  shapes: {title: Shapes, classes: 3, labels: shapes.txt}
 architectures:
-  tiny: {family: hierarchical, depths: [3, 3, 9, 3], dims: [96, 192, 384, 768]}
-  iso_small: {family: isotropic, depth: 18, dim: 384, patch_size: 16, layer_scale_init: 0.0}
+  tiny: {family: convnext, depths: [3, 3, 9, 3], dims: [96, 192, 384, 768]}
+  v2_tiny: {family: convnext_v2, depths: [3, 3, 9, 3], dims: [96, 192, 384, 768]}
+  mine: {family: keras, features: features, feature_width: 16, title: ShapeNet-S}
+  iso_small: {family: convnext, style: isotropic, depth: 18, dim: 384, patch_size: 16, layer_scale_init: 0.0}
 variants:
   - {name: convnext_tiny_1k_224, architecture: tiny, num_classes: 1000, resolution: 224, top1: 82.1,
      checkpoint: {url: convnext_tiny_1k_224_ema.pth}}
@@ -46,12 +51,17 @@ variants:
   - {name: convnext_iso_small_1k_224, architecture: iso_small, num_classes: 1000, resolution: 224, top1: 78.7,
      description: "The isotropic variant: no downsampling, one stage of 18 blocks.",
      checkpoint: {url: convnext_iso_small_1k_224_ema.pth}}
+  - {name: convnextv2_tiny_21k_1k_224, architecture: v2_tiny, pretrain: imagenet-21k, finetune: imagenet-1k,
+     num_classes: 1000, resolution: 224, top1: 83.9, license: cc-by-nc-4.0,
+     checkpoint: {url: "https://dl.fbaipublicfiles.com/convnext/convnextv2/im22k/convnextv2_tiny_22k_224_ema.pt"}}
+  - {name: shapenet_s, architecture: mine, pretrain: shapes, num_classes: 3, resolution: 64, top1: 97.0,
+     eval: {resize: squash, crop_pct: 1.0}, checkpoint: {path: shapenet.keras}}
 """
 
 # (case, variant, kind, options): every dataset shape x kind with official weights, then the variations.
-CASES = [(f"{v}__{k}", v, k, {}) for v in ("convnext_tiny_1k_224", "convnext_tiny_22k_224",
-                                           "convnext_tiny_22k_1k_384", "convnext_iso_small_1k_224")
-         for k in ("classifier", "feature-extractor")]
+VARIANTS = ("convnext_tiny_1k_224", "convnext_tiny_22k_224", "convnext_tiny_22k_1k_384", "convnext_iso_small_1k_224",
+            "convnextv2_tiny_21k_1k_224", "shapenet_s")
+CASES = [(f"{v}__{k}", v, k, {}) for v in VARIANTS for k in ("classifier", "feature-extractor")]
 CASES += [
     ("random_weights__classifier", "convnext_tiny_1k_224", "classifier", {"random_weights": True}),
     ("random_weights__feature-extractor", "convnext_tiny_1k_224", "feature-extractor", {"random_weights": True}),
@@ -69,23 +79,26 @@ def manifest(tmp_path_factory):
     return parse_manifest(MANIFEST, tmp_path_factory.mktemp("golden") / "collection.yaml")
 
 
-def fake_report(artifact, *, random_weights=False, input_convention="hub", parity=True) -> dict:
-    """A build report with fixed numbers: the fields the templates read, as the pipeline writes them."""
+def fake_report(artifact, *, random_weights=False, input_convention="hub", parity=True) -> BuildRecord:
+    """A build record with fixed numbers, as the pipeline writes it."""
     v = artifact.variant
     clf = artifact.kind == "classifier"
-    runs = [{"size": [v.resolution, v.resolution]}, {"size": [v.resolution + 32, v.resolution + 96]}]
-    return {
-        "artifact": artifact.name, "kind": artifact.kind, "hubpub_version": "0.1.0",
-        "input_convention": input_convention, "random_weights": random_weights,
-        "parameters": v.parameter_count(artifact.kind),
-        "output": {"name": "logits" if clf else "feature_vector", "dim": v.num_classes if clf else v.feature_dim},
-        "parity": ({"status": "passed", "tolerance": 1e-4, "max_abs": 2.7e-06, "runs": runs} if parity else
-                   {"status": "skipped (torch not installed)", "tolerance": None, "max_abs": None, "runs": []}),
-        "round_trip": {"tolerance": 1e-5, "call": 0.0, "serving_default": 4.8e-07},
-        "tarball": {"sha256": "0" * 63 + "1", "size": 106_131_456},
-        "preprocess_gap": {"mean": 0.194, "max": 7.0, "photos": ["astronaut.jpg", "chelsea.jpg", "coffee.jpg",
-                                                                  "rocket.jpg"]},
-    }
+    runs = ({"size": [v.resolution, v.resolution]}, {"size": [v.resolution + 32, v.resolution + 96]})
+    return BuildRecord(
+        artifact=artifact.name, variant=v.name, kind=artifact.kind, family=v.family.name, version=1,
+        hubpub_version="0.1.0", input_convention=input_convention, random_weights=random_weights,
+        checkpoint=CheckpointInfo(v.checkpoint_url, "0" * 64, "official", "pth"),
+        parameters=v.parameter_count(artifact.kind) or 1443,
+        parity=(ParityInfo("passed", 1e-4, 2.7e-06, runs) if parity and v.family.reference else
+                ParityInfo("skipped (torch not installed)" if v.family.reference else
+                           f"not checked: the {v.family.name} family has no reference implementation", None, None)),
+        round_trip=RoundTrip(1e-5, 0.0, 4.8e-07),
+        tarball=Tarball(f"tars/{artifact.name}.tar.gz", "0" * 63 + "1", 106_131_456, ()),
+        saved_model=f"saved_models/{artifact.name}",
+        output=Output("logits" if clf else "feature_vector", v.num_classes if clf else v.feature_dim),
+        signatures={}, timings={}, reference={},
+        preprocess_gap={"mean": 0.194, "max": 7.0, "photos": ["astronaut.jpg", "chelsea.jpg", "coffee.jpg",
+                                                               "rocket.jpg"]})
 
 
 def _rendered(manifest) -> dict[str, str]:
@@ -141,4 +154,4 @@ def test_golden_tree_passes_the_validator(manifest, tmp_path):
     (tmp_path / pub / "collections" / "convnext" / "1.md").write_text(rendered["collection.md"])
     (tmp_path / pub / f"{pub}.md").write_text(rendered["publisher.md"])
     docs = validate_docs(tmp_path)
-    assert len(docs) == 10
+    assert len(docs) == 2 + 2 * len(VARIANTS)

@@ -21,9 +21,10 @@ def test_real_manifest_loads(root):
     # 28.59M is the published parameter count of ConvNeXt-T.
     assert tiny.parameter_count() == 28_589_128
     assert m.variant("convnext_base_21k_224").num_classes == 21841
-    assert m.variant("convnext_base_21k_1k_224").datasets == ("imagenet-21k", "imagenet-1k")
+    assert [d.key for d in m.variant("convnext_base_21k_1k_224").datasets] == ["imagenet-21k", "imagenet-1k"]
     iso = m.variant("convnext_iso_base_1k_224")
-    assert iso.architecture.family == "isotropic" and iso.architecture.layer_scale_init == 0
+    assert iso.architecture.family == "convnext" and iso.architecture.style == "isotropic"
+    assert iso.architecture.layer_scale_init == 0
     assert iso.feature_dim == 768
 
 
@@ -61,8 +62,19 @@ BROKEN = [
      r"publisher\.name: must be a single non-empty line"),
     ("bad architecture depths", lambda t: _break(t, "depths: [3, 3, 9, 3]", "depths: [3, 3, 9]"),
      r"architectures\.tiny\.depths: .*at least 4"),
-    ("unknown family", lambda t: _break(t, "tiny:   {family: hierarchical", "tiny:   {family: pyramid"),
-     r"architectures\.tiny: .*family"),
+    ("unknown family", lambda t: _break(t, "tiny:   {family: convnext", "tiny:   {family: pyramid"),
+     r"line 41: architectures\.tiny\.family: unknown family 'pyramid'; known: convnext, convnext_v2, keras"),
+    ("a family's own setting", lambda t: _break(t, "iso_small: {family: convnext, style: isotropic, depth: 18",
+                                                "iso_small: {family: convnext, style: isotropic, depth: -1"),
+     r"line 46: architectures\.iso_small\.depth: .*greater than 0"),
+    ("unknown key in a family's settings", lambda t: _break(t, "tiny:   {family: convnext,",
+                                                            "tiny:   {family: convnext, colour: red,"),
+     r"architectures\.tiny\.colour: unknown key"),
+    ("schema 1", lambda t: _break(t, "schema_version: 2", "schema_version: 1"),
+     r"line 3: schema_version 1 is no longer read: .*names its model family \(convnext, convnext_v2, keras\)"),
+    ("unknown dataset", lambda t: _break(t, "architecture: base, pretrain: imagenet-21k,",
+                                         "architecture: base, pretrain: imagenet-22k,"),
+     r"variants\[\d+\]\.pretrain: unknown dataset 'imagenet-22k'; known: imagenet-1k, imagenet-21k"),
     ("no eval preset for a resolution",
      lambda t: _break(t, "resolution: 384, top1: 85.1", "resolution: 512, top1: 85.1"),
      r"variants\[3\]\.eval: no eval preprocessing for resolution 512"),

@@ -17,7 +17,7 @@ from hubpub.pipeline import build_all, select_shard, worker_threads
 
 
 def _artifacts(report):
-    return {r["artifact"]: r for r in report["artifacts"]}
+    return {r.artifact: r for r in report.artifacts}
 
 
 def test_build_all_then_incremental(micro_manifest, micro_checkpoints, tmp_path):
@@ -28,21 +28,21 @@ def test_build_all_then_incremental(micro_manifest, micro_checkpoints, tmp_path)
                        progress=lambda name, stage: events.append((name, stage)))
     rows = _artifacts(report)
     assert sorted(rows) == ["micro_1k_224", "micro_1k_224_fe", "micro_iso_1k_224", "micro_iso_1k_224_fe"]
-    assert {r["status"] for r in rows.values()} == {"built"}
-    assert all(r["parity_max_abs"] <= 1e-4 for r in rows.values())
+    assert {r.status for r in rows.values()} == {"built"}
+    assert all(r.parity_max_abs <= 1e-4 for r in rows.values())
     assert ("micro_1k_224_fe", "pack") in events and ("micro_iso_1k_224", "done") in events
     on_disk = json.loads((tmp_path / "build-report.json").read_text())
-    assert _artifacts(on_disk).keys() == rows.keys()
+    assert {r["artifact"] for r in on_disk["artifacts"]} == rows.keys() and on_disk["failed"] == []
     assert (on_disk["jobs"], on_disk["threads_per_worker"]) == (2, worker_threads(2))
     mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "tars").iterdir()}
 
     again = build_all(micro_manifest, tmp_path, only=only, checkpoints=ckpts, lock_path=tmp_path / "lock")
-    assert {r["status"] for r in again["artifacts"]} == {"up to date"}
+    assert {r.status for r in again.artifacts} == {"up to date"}
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "tars").iterdir()} == mtimes  # no model work
 
     forced = build_all(micro_manifest, tmp_path, only=("micro_iso_1k_224",), kinds=("feature-extractor",),
                        checkpoints=ckpts, force=True, lock_path=tmp_path / "lock", parity=False)
-    assert [(r["artifact"], r["status"]) for r in forced["artifacts"]] == [("micro_iso_1k_224_fe", "built")]
+    assert [(r.artifact, r.status) for r in forced.artifacts] == [("micro_iso_1k_224_fe", "built")]
 
 
 def test_workers_share_the_cpus(monkeypatch):
@@ -57,10 +57,10 @@ def test_one_failure_does_not_stop_the_others(micro_manifest, micro_checkpoints,
     report = build_all(micro_manifest, tmp_path, only=("micro_1k_224", "micro_iso_1k_224"), checkpoints=ckpts,
                        parity=False, lock_path=tmp_path / "lock")
     rows = _artifacts(report)
-    assert report["failed"] == ["micro_1k_224"]
-    assert rows["micro_1k_224"]["status"] == "failed"
-    assert "checkpoint is isotropic depth 2 dim 32" in rows["micro_1k_224"]["error"]
-    assert rows["micro_iso_1k_224"]["status"] == rows["micro_iso_1k_224_fe"]["status"] == "built"
+    assert report.failed == ["micro_1k_224"]
+    assert rows["micro_1k_224"].status == "failed"
+    assert "checkpoint is isotropic depth 2 dim 32" in rows["micro_1k_224"].error
+    assert rows["micro_iso_1k_224"].status == rows["micro_iso_1k_224_fe"].status == "built"
 
 
 def test_shards_are_disjoint_deterministic_and_complete(root):
@@ -86,7 +86,7 @@ def test_lock_file_records_and_then_enforces_the_checkpoint_hash(micro_manifest_
     try:
         first = build_all(manifest, tmp_path / "dist", only=("micro_iso_1k_224",), kinds=("feature-extractor",),
                           parity=False)
-        assert not first["failed"]
+        assert not first.failed
         lock = (tmp_path / "collection.lock").read_text()
         assert "micro_iso_1k_224" in lock and "sha256:" in lock
         # The server now serves other bytes under the same URL; a fresh cache must notice.
@@ -94,8 +94,8 @@ def test_lock_file_records_and_then_enforces_the_checkpoint_hash(micro_manifest_
         os.environ["HUBPUB_CACHE"] = str(tmp_path / "cache2")
         second = build_all(manifest, tmp_path / "dist", only=("micro_iso_1k_224",), kinds=("feature-extractor",),
                            parity=False)
-        assert second["failed"] == ["micro_iso_1k_224"]
-        assert "sha256 mismatch: expected" in second["artifacts"][0]["error"]
+        assert second.failed == ["micro_iso_1k_224"]
+        assert "sha256 mismatch: expected" in second.artifacts[0].error
     finally:
         del os.environ["HUBPUB_CACHE"]
 

@@ -51,8 +51,8 @@ def test_installed_wheel_renders_docs_from_an_empty_directory(wheel, micro_manif
         assert proc.returncode == 0, proc.stderr[-2000:]
         return proc.stdout
 
-    where = subprocess.check_output([str(python), "-c", "import hubpub, hubpub.labels as l; print(hubpub.__file__); "
-                                     "print(l.labels_path('imagenet-21k'))"], cwd=work, text=True).split()
+    where = subprocess.check_output([str(python), "-c", "import hubpub, hubpub.resources as r; print(hubpub.__file__); "
+                                     "print(r.data_dir() / 'labels/imagenet-21k.txt')"], cwd=work, text=True).split()
     assert all(p.startswith(str(venv)) for p in where), where
     assert "ok: publisher testpub" in hubpub("validate")
     assert "micro_iso_1k_224_fe" in hubpub("list")

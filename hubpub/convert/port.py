@@ -7,19 +7,15 @@ and mismatched. Tensors are loaded, transformed and assigned one at a time.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from hubpub.convert.readers import Checkpoint
-from hubpub.convert.rules import apply_transform, rules_for, timm_to_official, transformed_shape
+from hubpub.convert.rules import apply_transform, transformed_shape
 from hubpub.convert.synthetic import RANDOM_WEIGHTS_KEY
 from hubpub.errors import CheckpointError
-from hubpub.manifest import Hierarchical, Isotropic
-
-LAYOUTS = ("official", "official-isotropic", "timm")
+from hubpub.families.base import ArchConfig, Converter
 
 
 @dataclass(frozen=True)
@@ -42,57 +38,24 @@ class _Plan:
     missing: list[str] = field(default_factory=list)
 
 
-def detect_layout(keys) -> str:
-    """Which naming scheme a checkpoint uses, from its keys alone."""
-    keys = set(keys)
-    if "downsample_layers.0.0.weight" in keys:
-        return "official"
-    if "stem.weight" in keys and any(k.startswith("blocks.") for k in keys):
-        return "official-isotropic"
-    if "stem.0.weight" in keys or any(k.startswith("stages.0.blocks.") for k in keys):
-        return "timm"
-    sample = ", ".join(sorted(keys)[:4])
-    raise CheckpointError(f"unrecognised checkpoint layout (not official ConvNeXt nor timm); keys: {sample}, ...")
-
-
-def infer_architecture(shapes: Mapping[str, tuple[int, ...]]) -> dict:
-    """Depths and dims of an official-named checkpoint, for a readable wrong-architecture error."""
-    if "stem.weight" in shapes:
-        depth = 1 + max((int(m.group(1)) for k in shapes if (m := re.match(r"blocks\.(\d+)\.", k))),
-                        default=-1)
-        return {"family": "isotropic", "depth": depth, "dim": shapes["stem.weight"][0]}
-    depths, dims = [], []
-    for s in range(4):
-        blocks = {int(m.group(1)) for k in shapes if (m := re.match(rf"stages\.{s}\.(\d+)\.", k))}
-        depths.append(max(blocks) + 1 if blocks else 0)
-        dw = [v for k, v in shapes.items() if re.fullmatch(rf"stages\.{s}\.\d+\.dwconv\.weight", k)]
-        dims.append(dw[0][0] if dw else 0)
-    return {"family": "hierarchical", "depths": depths, "dims": dims}
-
-
-def _describe(arch: Hierarchical | Isotropic | dict) -> str:
-    a = arch if isinstance(arch, dict) else arch.model_dump()
-    if a["family"] == "isotropic":
-        return f"isotropic depth {a['depth']} dim {a['dim']}"
-    return f"hierarchical depths {list(a['depths'])} dims {list(a['dims'])}"
-
-
-def port_weights(model, checkpoint: Checkpoint, arch: Hierarchical | Isotropic, *, classifier: bool,
+def port_weights(model, checkpoint: Checkpoint, converter: Converter, arch: ArchConfig, *, classifier: bool,
                  label: str = "") -> PortReport:
     """Assign every weight of `model` from `checkpoint`; raise `CheckpointError` on any misfit."""
     where = f"{checkpoint.path}" + (f" -> {label}" if label else "")
-    layout = detect_layout(checkpoint.keys())
-    official = {(timm_to_official(k) if layout == "timm" else k) or k: k for k in checkpoint}
+    try:
+        layout, names = converter.to_official(checkpoint.keys())
+    except CheckpointError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+    official = {name: key for key, name in names.items()}
     shapes = {name: checkpoint.shape(key) for name, key in official.items()}
 
-    found = infer_architecture(shapes)
-    if _describe(found) != _describe(arch):
+    found = converter.infer(shapes)
+    if found != arch.describe():
         # A whole-architecture mismatch would drown in hundreds of key errors; name it once.
-        raise CheckpointError(
-            f"{where}: checkpoint is {_describe(found)}, but the variant's architecture is {_describe(arch)}")
+        raise CheckpointError(f"{where}: checkpoint is {found}, but the variant's architecture is {arch.describe()}")
 
     weights = {f"{layer.name}/{w.name}": w for layer in model.layers for w in layer.weights}
-    plan = _plan(official, shapes, weights, arch, classifier)
+    plan = _plan(official, shapes, weights, converter.rules(arch), classifier)
     problems = []
     for title, items in (("missing", plan.missing), ("unexpected", plan.unexpected),
                          ("shape mismatch", plan.mismatched)):
@@ -114,10 +77,9 @@ def port_weights(model, checkpoint: Checkpoint, arch: Hierarchical | Isotropic, 
                       weight_bytes=nbytes, random_weights=checkpoint.metadata.get(RANDOM_WEIGHTS_KEY) == "true")
 
 
-def _plan(official: dict[str, str], shapes: dict[str, tuple], weights: dict, arch, classifier: bool) -> _Plan:
+def _plan(official: dict[str, str], shapes: dict[str, tuple], weights: dict, rules, classifier: bool) -> _Plan:
     plan = _Plan()
     filled: dict[str, str] = {}
-    rules = rules_for(arch)
     for name in sorted(official):
         matches = [(r, t) for r in rules if (t := r.match(name)) is not None]
         if not matches:
@@ -144,8 +106,14 @@ def _plan(official: dict[str, str], shapes: dict[str, tuple], weights: dict, arc
     return plan
 
 
-def official_tensors(checkpoint: Checkpoint):
+def official_tensors(checkpoint: Checkpoint, converter: Converter):
     """Yield (official name, array) for every tensor, whatever the checkpoint's layout."""
-    layout = detect_layout(checkpoint.keys())
+    _, names = converter.to_official(checkpoint.keys())
     for key in checkpoint:
-        yield (timm_to_official(key) or key) if layout == "timm" else key, checkpoint[key]
+        yield names[key], checkpoint[key]
+
+
+def unported(model, source) -> PortReport:
+    """The report for a model that came with its weights (a family without a converter)."""
+    return PortReport(layout="model file", file_format=str(source).rsplit(".", 1)[-1], assigned=0, dropped=(),
+                      parameters=int(model.count_params()), weight_bytes=0)

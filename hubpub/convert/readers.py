@@ -125,7 +125,7 @@ def _read_npz(path: Path) -> Checkpoint:
 
 
 def _read_pth(path: Path) -> Checkpoint:
-    from hubpub.reference import require_torch
+    from hubpub._torch import require_torch
 
     torch = require_torch()
     mapped = True

@@ -1,7 +1,7 @@
-"""Declarative key rules: timm names -> official names, and official names -> Keras weights.
+"""Declarative key rules, the machinery: a checkpoint key pattern -> a Keras weight, and prefix renames.
 
 A pattern uses `{s}`, `{b}`, `{i}` for integer fields; a target reuses them. Rules are matched by
-name only; nothing depends on the order of parameters in a file.
+name only; nothing depends on the order of parameters in a file. Each family states its own rules.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hubpub.manifest import Hierarchical, Isotropic
-
 # How a PyTorch tensor becomes a Keras weight. Explicit axis orders: a bare `.transpose()`
 # reverses all axes and silently swaps H and W of square kernels (a bug the original port shipped).
 TRANSFORMS: dict[str, tuple[int, ...] | None] = {
@@ -21,15 +19,20 @@ TRANSFORMS: dict[str, tuple[int, ...] | None] = {
     "conv": (2, 3, 1, 0),       # (O, I, H, W) -> (H, W, I, O)
     "depthwise": (2, 3, 0, 1),  # (C, 1, H, W) -> (H, W, C, 1)
     "linear": (1, 0),           # (out, in) -> (in, out)
+    "squeeze": None,            # (1, ..., 1, C) -> (C,): a broadcastable parameter stored as a vector
 }
 
 
 def apply_transform(name: str, array: np.ndarray) -> np.ndarray:
+    if name == "squeeze":
+        return array.reshape(array.shape[-1:])
     axes = TRANSFORMS[name]
     return array if axes is None else np.transpose(array, axes)
 
 
 def transformed_shape(name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if name == "squeeze":
+        return tuple(shape[-1:]) if all(n == 1 for n in shape[:-1]) else shape
     axes = TRANSFORMS[name]
     if axes is None:
         return shape
@@ -62,68 +65,6 @@ class Rule:
         return self.target.format(**m.groupdict()) if m else None
 
 
-def _block_rules(src: str, dst: str) -> list[Rule]:
-    return [
-        Rule(f"{src}.dwconv.weight", f"{dst}_dwconv/kernel", "depthwise"),
-        Rule(f"{src}.dwconv.bias", f"{dst}_dwconv/bias"),
-        Rule(f"{src}.norm.weight", f"{dst}_norm/gamma"),
-        Rule(f"{src}.norm.bias", f"{dst}_norm/beta"),
-        Rule(f"{src}.pwconv1.weight", f"{dst}_pwconv1/kernel", "linear"),
-        Rule(f"{src}.pwconv1.bias", f"{dst}_pwconv1/bias"),
-        Rule(f"{src}.pwconv2.weight", f"{dst}_pwconv2/kernel", "linear"),
-        Rule(f"{src}.pwconv2.bias", f"{dst}_pwconv2/bias"),
-        Rule(f"{src}.gamma", f"{dst}_layer_scale/gamma"),
-    ]
-
-
-_HEAD_RULES = [
-    Rule("norm.weight", "head_norm/gamma"),
-    Rule("norm.bias", "head_norm/beta"),
-    Rule("head.weight", "head_fc/kernel", "linear", head=True),
-    Rule("head.bias", "head_fc/bias", head=True),
-]
-
-HIERARCHICAL_RULES: tuple[Rule, ...] = (
-    Rule("downsample_layers.0.0.weight", "stem_conv/kernel", "conv"),
-    Rule("downsample_layers.0.0.bias", "stem_conv/bias"),
-    Rule("downsample_layers.0.1.weight", "stem_norm/gamma"),
-    Rule("downsample_layers.0.1.bias", "stem_norm/beta"),
-    Rule("downsample_layers.{s}.0.weight", "stage_{s}_downsample_norm/gamma"),
-    Rule("downsample_layers.{s}.0.bias", "stage_{s}_downsample_norm/beta"),
-    Rule("downsample_layers.{s}.1.weight", "stage_{s}_downsample_conv/kernel", "conv"),
-    Rule("downsample_layers.{s}.1.bias", "stage_{s}_downsample_conv/bias"),
-    *_block_rules("stages.{s}.{b}", "stage_{s}_block_{b}"),
-    *_HEAD_RULES,
-)
-
-ISOTROPIC_RULES: tuple[Rule, ...] = (
-    Rule("stem.weight", "stem_conv/kernel", "conv"),
-    Rule("stem.bias", "stem_conv/bias"),
-    *_block_rules("blocks.{i}", "block_{i}"),
-    *_HEAD_RULES,
-)
-
-
-def rules_for(arch: Hierarchical | Isotropic) -> tuple[Rule, ...]:
-    return HIERARCHICAL_RULES if isinstance(arch, Hierarchical) else ISOTROPIC_RULES
-
-
-# timm prefix <-> official prefix; the rest of the key is unchanged.
-TIMM_NAMES: tuple[tuple[str, str], ...] = (
-    ("stem.0.", "downsample_layers.0.0."),
-    ("stem.1.", "downsample_layers.0.1."),
-    ("stages.{s}.downsample.0.", "downsample_layers.{s}.0."),
-    ("stages.{s}.downsample.1.", "downsample_layers.{s}.1."),
-    ("stages.{s}.blocks.{b}.conv_dw.", "stages.{s}.{b}.dwconv."),
-    ("stages.{s}.blocks.{b}.norm.", "stages.{s}.{b}.norm."),
-    ("stages.{s}.blocks.{b}.mlp.fc1.", "stages.{s}.{b}.pwconv1."),
-    ("stages.{s}.blocks.{b}.mlp.fc2.", "stages.{s}.{b}.pwconv2."),
-    ("stages.{s}.blocks.{b}.gamma", "stages.{s}.{b}.gamma"),
-    ("head.norm.", "norm."),
-    ("head.fc.", "head."),
-)
-
-
 def rename(key: str, table: tuple[tuple[str, str], ...], reverse: bool = False) -> str | None:
     """Rename a key by the first (source, target) prefix pair that matches; None if none does."""
     for src, dst in table:
@@ -135,11 +76,3 @@ def rename(key: str, table: tuple[tuple[str, str], ...], reverse: bool = False) 
             rest = fields.pop("rest")
             return dst.format(**fields) + rest
     return None
-
-
-def timm_to_official(key: str) -> str | None:
-    return rename(key, TIMM_NAMES)
-
-
-def official_to_timm(key: str) -> str | None:
-    return rename(key, TIMM_NAMES, reverse=True)

@@ -23,13 +23,14 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from hubpub import __version__
 from hubpub._files import cleanup_created_dirs, write_atomic
-from hubpub.docs.validate import validate_docs
+from hubpub.docs.validate import validate_docs, vocabularies
 from hubpub.errors import DocsError
-from hubpub.manifest import Artifact, Hierarchical, Manifest
+from hubpub.families import Family
+from hubpub.layout import Dist
+from hubpub.manifest import Artifact, Manifest
+from hubpub.record import BuildRecord, RecordError, read_record
 from hubpub.resources import packaged_templates_dir
 
-DATASET_IDS = {"imagenet-1k": "imagenet-ilsvrc-2012-cls", "imagenet-21k": "imagenet-21k"}
-DATASET_NAMES = {"imagenet-1k": "ImageNet-1k", "imagenet-21k": "ImageNet-21k"}
 TASKS = {"classifier": "image-classification", "feature-extractor": "image-feature-vector"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|!])")
 
@@ -101,20 +102,6 @@ def _template_line(error: Exception, template: str):
                  if f.filename.endswith(template)), "?")
 
 
-def display_name(architecture: str) -> str:
-    """`tiny` -> ConvNeXt-T, `iso_base` -> isotropic ConvNeXt-B, as the paper names them."""
-    short = {"tiny": "T", "small": "S", "base": "B", "large": "L", "xlarge": "XL"}
-    iso = architecture.startswith("iso_")
-    core = architecture.removeprefix("iso_")
-    return ("isotropic " if iso else "") + f"ConvNeXt-{short.get(core, core)}"
-
-
-def _architecture_summary(arch) -> dict:
-    if isinstance(arch, Hierarchical):
-        return {"family": "hierarchical", "depths": list(arch.depths), "dims": list(arch.dims)}
-    return {"family": "isotropic", "depth": arch.depth, "dim": arch.dim, "patch_size": arch.patch_size}
-
-
 def model_doc_path(publisher: str, artifact: Artifact) -> str:
     """A model doc's path below `assets/docs/`."""
     return f"{publisher}/models/{artifact.name}/{artifact.version}.md"
@@ -128,53 +115,71 @@ def _links(manifest: Manifest, artifact: Artifact, public_url_base: str) -> dict
             "tfhub_url": f"https://tfhub.dev/{pub}/{artifact.name}/{artifact.version}"}
 
 
-def model_context(manifest: Manifest, artifact: Artifact, report: dict, eval_report: dict | None = None, *,
+def _family(family: Family) -> dict:
+    d = family.docs
+    return {"name": family.name, "title": d.title, "paper": d.paper, "references": list(d.references),
+            "code": d.code, "ported": family.converter is not None}
+
+
+def model_context(manifest: Manifest, artifact: Artifact, record: BuildRecord, eval_report: dict | None = None, *,
                   public_url_base: str | None = None) -> dict:
     v = artifact.variant
+    arch, family = v.architecture, v.family
     base = public_url_base or manifest.publish.public_url_base
-    dataset_kind = "21k-1k" if v.finetune and v.pretrain != v.finetune else (
-        "21k" if v.dataset == "imagenet-21k" else "1k")
+    if v.finetune and v.finetune != v.pretrain:
+        trained = f"pre-trained on {v.pretrain.title} and fine-tuned on {v.finetune.title}"
+    else:
+        trained = f"trained on {v.dataset.title}"
     return {
         "hubpub_version": __version__,
         "publisher": manifest.publisher.model_dump(),
         "collection": manifest.collection.model_dump(),
         "docs": manifest.docs.model_dump(),
+        "family": _family(family),
+        "network_architecture": manifest.docs.network_architecture or family.docs.network_architecture,
+        # the license is stated in the text always; as metadata only with an id the validator knows
+        "license": {"id": v.license, "tag": v.license if v.license in vocabularies()["license"] else None},
         "colab": manifest.docs.colab.get(artifact.kind),
         "artifact": {"name": artifact.name, "kind": artifact.kind, "version": artifact.version,
                      "task": TASKS[artifact.kind], **_links(manifest, artifact, base),
-                     "output_name": report["output"]["name"], "output_dim": report["output"]["dim"]},
-        "variant": {"name": v.name, "architecture": v.architecture_name, "display": display_name(v.architecture_name),
-                    "arch": _architecture_summary(v.architecture), "resolution": v.resolution,
-                    "num_classes": v.num_classes, "pretrain": DATASET_NAMES[v.pretrain],
-                    "finetune": DATASET_NAMES[v.finetune] if v.finetune else None,
-                    "dataset_kind": dataset_kind, "top1": v.top1, "description": v.description,
-                    "eval": v.eval.model_dump(), "checkpoint_url": v.checkpoint_url,
-                    "resize_to": int(v.resolution / v.eval.crop_pct)},
-        "datasets": [DATASET_IDS[d] for d in v.datasets],
-        "report": report,
+                     "output_name": record.output.name, "output_dim": record.output.dim,
+                     "features": family.docs.features or f"the output of its layer `{arch.feature_layer}`"},
+        "variant": {"name": v.name, "architecture": v.architecture_name, "display": arch.display_name(
+                        v.architecture_name), "summary": arch.doc_summary(v.architecture_name),
+                    "resolution": v.resolution, "num_classes": v.num_classes, "trained": trained,
+                    "dataset": v.dataset.title, "classes_note": v.dataset.classes_note, "top1": v.top1,
+                    "description": v.description, "eval": v.eval.model_dump(), "checkpoint_url": v.checkpoint_url,
+                    "checkpoint_name": v.checkpoint_url.replace("\\", "/").rsplit("/", 1)[-1],
+                    "resize_to": int(v.resolution / v.eval.crop_pct), "mean": list(family.mean),
+                    "std": list(family.std)},
+        "datasets": [d.tfhub_id for d in v.datasets if d.tfhub_id],
+        "report": record,
         "eval_report": eval_report,
     }
 
 
-def collection_context(manifest: Manifest, built: list[tuple[Artifact, dict]],
+def collection_context(manifest: Manifest, built: list[tuple[Artifact, BuildRecord]],
                        eval_reports: dict[str, dict], *, public_url_base: str | None = None) -> dict:
     base = public_url_base or manifest.publish.public_url_base
     rows = []
-    for artifact, report in built:
+    for artifact, record in built:
         v = artifact.variant
         rows.append({"name": artifact.name, "kind": artifact.kind, "variant": v.name,
                      **_links(manifest, artifact, base),
-                     "resolution": v.resolution, "top1": v.top1, "parameters": report["parameters"],
-                     "datasets": " → ".join(DATASET_NAMES[d] for d in v.datasets),
+                     "resolution": v.resolution, "top1": v.top1, "parameters": record.parameters,
+                     "datasets": " → ".join(d.title for d in v.datasets),
                      "ours_top1": (eval_reports.get(artifact.name) or {}).get("top1"),
-                     "random_weights": report.get("random_weights", False)})
-    datasets = sorted({DATASET_IDS[d] for a, _ in built for d in a.variant.datasets})
+                     "random_weights": record.random_weights})
+    families = {a.variant.family.name: _family(a.variant.family) for a, _ in built}
+    archs = {manifest.docs.network_architecture or a.variant.family.docs.network_architecture for a, _ in built}
     return {"hubpub_version": __version__, "publisher": manifest.publisher.model_dump(),
             "collection": manifest.collection.model_dump(), "docs": manifest.docs.model_dump(),
-            "public_url_base": base,
+            "public_url_base": base, "families": list(families.values()),
+            "network_architectures": sorted(a for a in archs if a),
             "classifiers": [r for r in rows if r["kind"] == "classifier"],
             "feature_extractors": [r for r in rows if r["kind"] == "feature-extractor"],
-            "tasks": sorted({TASKS[a.kind] for a, _ in built}), "datasets": datasets,
+            "tasks": sorted({TASKS[a.kind] for a, _ in built}),
+            "datasets": sorted({d.tfhub_id for a, _ in built for d in a.variant.datasets if d.tfhub_id}),
             "random_weights": any(r["random_weights"] for r in rows)}
 
 
@@ -185,17 +190,29 @@ class RenderResult:
     skipped: tuple[str, ...]  # artifacts without a build report
 
 
-def load_reports(dist: Path, suffix: str = ".json") -> dict[str, dict]:
+def load_reports(dist: Path) -> dict[str, BuildRecord]:
+    """The build record of every artifact built into `dist`; a record of an older hubpub is an error
+    that says to rebuild, never a doc rendered from misread numbers."""
     reports = {}
-    folder = dist / "reports"
-    for path in sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []:
-        name = path.name.removesuffix(suffix)
-        if suffix == ".json" and "." in name:  # *.eval.json, *.parity.json
+    folder = Dist(dist).reports
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if path.name.endswith((".eval.json", ".parity.json")):
             continue
         try:
-            reports[name] = json.loads(path.read_text())
+            reports[path.name.removesuffix(".json")] = read_record(path)
+        except RecordError as e:
+            raise DocsError(str(e)) from None
+    return reports
+
+
+def load_eval_reports(dist: Path) -> dict[str, dict]:
+    reports = {}
+    folder = Dist(dist).reports
+    for path in sorted(folder.glob("*.eval.json")) if folder.is_dir() else []:
+        try:
+            reports[path.name.removesuffix(".eval.json")] = json.loads(path.read_text())
         except ValueError as e:
-            raise DocsError(f"{path}: unreadable report: {e}") from None
+            raise DocsError(f"{path}: unreadable eval report: {e}") from None
     return reports
 
 
@@ -218,22 +235,18 @@ def render_docs(manifest: Manifest, *, dist: Path, out: Path, templates_dir: Pat
         raise DocsError(f"model template {model_template!r} not found: neither a file nor a template in "
                         f"{', '.join(env.loader.searchpath)}")
     reports = load_reports(dist)
-    evals = load_reports(dist, ".eval.json")
+    evals = load_eval_reports(dist)
     built = [(a, reports[a.name]) for a in manifest.artifacts() if a.name in reports]
     skipped = [a.name for a in manifest.artifacts() if a.name not in reports]
     if not built:
-        raise DocsError(f"{dist}/reports: no build report for any artifact of {manifest.path}; "
+        raise DocsError(f"{Dist(dist).reports}: no build report for any artifact of {manifest.path}; "
                         "run `hubpub build` first")
 
     pub = manifest.publisher.handle
     files: dict[str, str] = {f"{pub}/{pub}.md": render(env, "publisher.md.j2", {
         "publisher": manifest.publisher.model_dump(), "collection": manifest.collection.model_dump()})}
     for artifact, report in built:
-        try:
-            ctx = model_context(manifest, artifact, report, evals.get(artifact.name), public_url_base=public_url_base)
-        except (KeyError, TypeError) as e:
-            raise DocsError(f"{dist}/reports/{artifact.name}.json: the build report lacks {e}; "
-                            f"rebuild {artifact.variant.name}") from None
+        ctx = model_context(manifest, artifact, report, evals.get(artifact.name), public_url_base=public_url_base)
         files[model_doc_path(pub, artifact)] = render(env, model_template, ctx)
     files[f"{pub}/collections/{manifest.collection.name}/{manifest.collection.version}.md"] = render(
         env, "collection.md.j2", collection_context(manifest, built, evals, public_url_base=public_url_base))

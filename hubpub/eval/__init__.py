@@ -152,3 +152,46 @@ def evaluate(predict, dataset: Dataset, *, resolution: int, ev: EvalPreprocessin
         raise EvalError(f"no image could be evaluated ({len(corrupt)} corrupt)")
     return EvalResult(100.0 * c1 / n, 100.0 * c5 / n, n, c1, c5, corrupt, dataset.unknown,
                       time.perf_counter() - start)
+
+
+def evaluate_artifact(manifest, artifact_or_url: str, data: Path, *, dist: Path, labels_file: Path | None = None,
+                      limit: int | None = None, batch_size: int = 32) -> tuple[str, EvalResult, Path, Dataset]:
+    """Evaluate a classifier (artifact name: its built SavedModel; or a directory or URL named after it)
+    and write its eval report beside its build record; (artifact, result, report path, dataset scanned)."""
+    import tensorflow as tf
+    import tensorflow_hub as hub
+
+    from hubpub._files import write_json
+    from hubpub.labels import read_labels
+    from hubpub.layout import Dist
+    from hubpub.progress import progress_bar
+
+    layout = Dist(dist)
+    by_name = {a.name: a for a in manifest.artifacts()}
+    handle = artifact_or_url
+    name = artifact_or_url if artifact_or_url in by_name else None
+    if name:
+        handle = str(layout.saved_model(name))
+    else:  # .../<artifact>/<version>.tar.gz, or a directory named after the artifact
+        parts = artifact_or_url.rstrip("/").split("?")[0].split("/")
+        name = next((p for p in reversed(parts) if p in by_name), None)
+    if name is None:
+        raise EvalError(f"{artifact_or_url}: not an artifact of {manifest.path} (cannot tell its resolution)")
+    artifact = by_name[name]
+    if artifact.kind != "classifier":
+        raise EvalError(f"{name} is a feature extractor; evaluate its classifier {artifact.variant.name}")
+    try:
+        local = Path(hub.resolve(handle))
+        layer = hub.KerasLayer(str(local))
+    except Exception as e:
+        raise EvalError(f"{handle}: cannot load the model: {type(e).__name__}: {e}") from None
+    synsets = [label[0] for label in read_labels(local / "assets" / "labels.txt")]
+    dataset = scan_dataset(data, synsets, labels_file)
+    v = artifact.variant
+    total = min(len(dataset.items), limit or len(dataset.items))
+    with progress_bar(total=total, unit="img", desc=f"eval {name}") as bar:
+        result = evaluate(lambda x: layer(tf.constant(x)).numpy(), dataset, resolution=v.resolution, ev=v.eval,
+                          batch_size=batch_size, limit=limit, progress=bar.update)
+    report = {"artifact": name, "handle": handle, "data": str(data), "preprocessing": v.eval.model_dump(),
+              "resolution": v.resolution, "published_top1": v.top1, **result.to_dict()}
+    return name, result, write_json(layout.eval_report(name), report), dataset

@@ -1,4 +1,4 @@
-"""The official ConvNeXt eval transform, on the host (Pillow) and in-graph (TensorFlow).
+"""The official (ConvNeXt and timm style) eval transform, on the host (Pillow) and in-graph (TensorFlow).
 
 Official (torchvision): at 224, Resize(int(224 / 0.875) = 256) of the shorter side, bicubic, aspect
 kept (the longer side is int(256 * long / short)), then CenterCrop(224) with offsets

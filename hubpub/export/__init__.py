@@ -45,18 +45,21 @@ class ExportResult:
 
 def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int, ev: EvalPreprocessing,
                        labels: Path | None = None, input_convention: str = "hub",
+                       normalization: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
                        probe: np.ndarray | None = None) -> ExportResult:
     """Write `model` as a Reusable SavedModel at `out_dir`, atomically (temp dir, then rename).
 
     `serving_bytes` decodes to [0, 1]; for a `normalized`-convention model it also applies the
-    ImageNet mean/std the model expects from its caller. With `probe` images, the result carries
-    the in-memory model's outputs on them (`probe_outputs`), for the round trip to compare with.
+    `normalization` (mean, std) the model expects from its caller. With `probe` images, the result
+    carries the in-memory model's outputs on them (`probe_outputs`), for the round trip to compare with.
     """
     import tensorflow as tf
 
     from hubpub._tf import graph_optimisation_off
     from hubpub.eval.preprocess import decode_and_preprocess
-    from hubpub.models import IMAGENET_MEAN, IMAGENET_STD
+
+    if input_convention == "normalized" and normalization is None:
+        raise ValueError("a normalized-convention export needs the (mean, std) its callers apply")
 
     out_dir = Path(out_dir)
     output_name = OUTPUT_NAMES[kind]
@@ -69,7 +72,8 @@ def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int
     obj.trainable_variables = [w.value for w in model.trainable_weights]
     obj.regularization_losses = []
 
-    image_spec = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+    # Any batch; height and width as the model takes them (free for ConvNeXt, maybe fixed for a user's model).
+    image_spec = tf.TensorSpec([None, *model.input.shape[1:]], tf.float32, name="images")
     invariant = training_invariant(model)
     with _tracing_for_save(options):  # traced once, and the save reuses the traces
         # Concrete functions, called as such: a tf.function called with the [None, 224, 224, 3]
@@ -97,7 +101,8 @@ def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int
             batch = tf.map_fn(lambda s: decode_and_preprocess(s, resolution, ev), images,
                               fn_output_signature=tf.TensorSpec([resolution, resolution, 3], tf.float32))
             if input_convention == "normalized":
-                batch = (batch - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+                mean, std = normalization
+                batch = (batch - tf.constant(mean)) / tf.constant(std)
             return {output_name: forward(batch)}
 
         for training in (False, True):
@@ -128,16 +133,17 @@ def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int
 
 def training_invariant(model) -> bool:
     """Whether `model` computes the same with `training=True` as without: then one traced graph
-    serves both. True only when every layer is of a type known to ignore `training` (Dense takes
-    the argument, and ignores it); anything else, Dropout say, gets its own training graph."""
+    serves both. True only when every layer is of a Keras type known to ignore `training` (Dense
+    takes the argument, and ignores it), or a family's layer that says so (`training_invariant =
+    True`); anything else, Dropout say, gets its own training graph."""
     import keras
-
-    from hubpub.models.convnext import FromTokens, LayerScale, ToTokens
 
     invariant = {keras.layers.InputLayer, keras.layers.Normalization, keras.layers.Conv2D,
                  keras.layers.DepthwiseConv2D, keras.layers.LayerNormalization, keras.layers.Dense,
-                 keras.layers.Add, keras.layers.GlobalAveragePooling2D, LayerScale, ToTokens, FromTokens}
-    return all(type(layer) in invariant for layer in model.layers)
+                 keras.layers.Add, keras.layers.GlobalAveragePooling2D, keras.layers.Activation,
+                 keras.layers.Flatten, keras.layers.Rescaling}
+    return all(type(layer) in invariant or getattr(type(layer), "training_invariant", False) is True
+               for layer in model.layers)
 
 
 def _tracing_for_save(options):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from hubpub.manifest import Hierarchical, Isotropic
+from hubpub.families.convnext.config import ConvNeXtConfig, Hierarchical, Isotropic
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -22,6 +22,8 @@ INPUT_CONVENTIONS = ("hub", "normalized")
 @keras.saving.register_keras_serializable(package="hubpub")
 class LayerScale(keras.layers.Layer):
     """Per-channel scale of a block's residual branch (`gamma` in the official code)."""
+
+    training_invariant = True  # computes the same with training=True: the export traces one graph
 
     def __init__(self, dim: int, init_value: float = 1e-6, **kwargs):
         super().__init__(**kwargs)
@@ -49,6 +51,8 @@ class ToTokens(keras.layers.Layer):
     tiny model 20 -> 25.7 img/s at batch 8 on 2 threads).
     """
 
+    training_invariant = True
+
     def call(self, x):
         return keras.ops.reshape(x, (-1, x.shape[-1]))
 
@@ -60,6 +64,8 @@ class ToTokens(keras.layers.Layer):
 class FromTokens(keras.layers.Layer):
     """[B*H*W, C] back to the spatial shape of a reference [B, H, W, C] tensor."""
 
+    training_invariant = True
+
     def call(self, inputs):
         tokens, like = inputs
         return keras.ops.reshape(tokens, keras.ops.shape(like))
@@ -68,8 +74,12 @@ class FromTokens(keras.layers.Layer):
         return input_shapes[1]
 
 
-def _block(x, dim: int, prefix: str, layer_scale_init: float, eps: float):
-    """dwconv 7x7 -> LayerNorm -> Linear(4C) -> GELU (erf) -> Linear(C) -> [gamma] -> residual."""
+def block(x, dim: int, prefix: str, layer_scale_init: float, eps: float, after_gelu=None):
+    """dwconv 7x7 -> LayerNorm -> Linear(4C) -> GELU (erf) [-> after_gelu] -> Linear(C) -> [gamma] -> residual.
+
+    `after_gelu(tokens, like)` adds a family's layer on the [B*H*W, 4C] tokens (ConvNeXt V2's GRN);
+    `like` is the [B, H, W, C] tensor that gives it back its spatial shape.
+    """
     shortcut = x
     # DepthwiseConv2D, not Conv2D(groups=C): the grouped form goes through XLA on CPU, ~6x slower.
     x = keras.layers.DepthwiseConv2D(7, padding="same", name=f"{prefix}_dwconv")(x)
@@ -77,6 +87,8 @@ def _block(x, dim: int, prefix: str, layer_scale_init: float, eps: float):
     x = ToTokens(name=f"{prefix}_tokens")(x)
     x = keras.layers.LayerNormalization(epsilon=eps, name=f"{prefix}_norm")(x)
     x = keras.layers.Dense(4 * dim, activation="gelu", name=f"{prefix}_pwconv1")(x)
+    if after_gelu is not None:
+        x = after_gelu(x, spatial)
     x = keras.layers.Dense(dim, name=f"{prefix}_pwconv2")(x)
     if layer_scale_init > 0:
         x = LayerScale(dim, layer_scale_init, name=f"{prefix}_layer_scale")(x)
@@ -84,34 +96,29 @@ def _block(x, dim: int, prefix: str, layer_scale_init: float, eps: float):
     return keras.layers.Add(name=f"{prefix}_add")([shortcut, x])
 
 
-def _hierarchical(x, arch: Hierarchical):
-    eps = arch.layer_norm_eps
-    x = keras.layers.Conv2D(arch.dims[0], 4, strides=4, name="stem_conv")(x)
+def hierarchical(x, depths, dims, eps: float, make_block):
+    """Stem, then per stage: [LayerNorm + 2x2 downsampling,] `make_block(x, dim, prefix)` per block."""
+    x = keras.layers.Conv2D(dims[0], 4, strides=4, name="stem_conv")(x)
     x = keras.layers.LayerNormalization(epsilon=eps, name="stem_norm")(x)
-    for s, (depth, dim) in enumerate(zip(arch.depths, arch.dims, strict=True)):
+    for s, (depth, dim) in enumerate(zip(depths, dims, strict=True)):
         if s > 0:
             x = keras.layers.LayerNormalization(epsilon=eps, name=f"stage_{s}_downsample_norm")(x)
             x = keras.layers.Conv2D(dim, 2, strides=2, name=f"stage_{s}_downsample_conv")(x)
         for b in range(depth):
-            x = _block(x, dim, f"stage_{s}_block_{b}", arch.layer_scale_init, eps)
+            x = make_block(x, dim, f"stage_{s}_block_{b}")
     return x
 
 
 def _isotropic(x, arch: Isotropic):
     x = keras.layers.Conv2D(arch.dim, arch.patch_size, strides=arch.patch_size, name="stem_conv")(x)
     for i in range(arch.depth):
-        x = _block(x, arch.dim, f"block_{i}", arch.layer_scale_init, arch.layer_norm_eps)
+        x = block(x, arch.dim, f"block_{i}", arch.layer_scale_init, arch.layer_norm_eps)
     return x
 
 
-def build_model(
-    arch: Hierarchical | Isotropic,
-    *,
-    num_classes: int | None,
-    input_convention: str = "hub",
-    name: str = "convnext",
-) -> keras.Model:
-    """Build a classifier (`num_classes` set: logits) or a feature extractor (`None`: pooled features)."""
+def image_model(body, *, eps: float, num_classes: int | None, input_convention: str, name: str) -> keras.Model:
+    """images -> [normalize] -> `body` -> pool -> LayerNorm [-> head]: a classifier (logits) when
+    `num_classes` is set, else a feature extractor (pooled features)."""
     if input_convention not in INPUT_CONVENTIONS:
         raise ValueError(f"input_convention must be one of {INPUT_CONVENTIONS}, not {input_convention!r}")
     inputs = keras.Input((None, None, 3), dtype="float32", name="images")
@@ -119,22 +126,42 @@ def build_model(
     if input_convention == "hub":
         x = keras.layers.Normalization(
             mean=IMAGENET_MEAN, variance=np.square(IMAGENET_STD), name="normalize")(x)
-    x = _hierarchical(x, arch) if isinstance(arch, Hierarchical) else _isotropic(x, arch)
+    x = body(x)
     x = keras.layers.GlobalAveragePooling2D(name="head_pool")(x)
-    x = keras.layers.LayerNormalization(epsilon=arch.layer_norm_eps, name="head_norm")(x)
+    x = keras.layers.LayerNormalization(epsilon=eps, name="head_norm")(x)
     if num_classes:
         x = keras.layers.Dense(num_classes, name="head_fc")(x)
     return keras.Model(inputs, x, name=name)
 
 
-def tap_layer_names(arch: Hierarchical | Isotropic, classifier: bool = True) -> dict[str, str]:
+def build_model(arch: ConvNeXtConfig, *, num_classes: int | None, input_convention: str = "hub",
+                name: str = "convnext", source=None) -> keras.Model:
+    """Build a classifier (`num_classes` set: logits) or a feature extractor (`None`: pooled features).
+
+    `source` (the checkpoint) is not read here: its weights are ported into the model afterwards."""
+    eps = arch.layer_norm_eps
+    if isinstance(arch, Hierarchical):
+        def body(x):
+            return hierarchical(x, arch.depths, arch.dims, eps,
+                                lambda y, dim, prefix: block(y, dim, prefix, arch.layer_scale_init, eps))
+    else:
+        def body(x):
+            return _isotropic(x, arch)
+    return image_model(body, eps=eps, num_classes=num_classes, input_convention=input_convention, name=name)
+
+
+def hierarchical_taps(depths, classifier: bool) -> dict[str, str]:
+    taps = {"stem": "stem_norm"}
+    taps |= {f"stage_{s}": f"stage_{s}_block_{d - 1}_add" for s, d in enumerate(depths)}
+    return taps | head_taps(classifier)
+
+
+def head_taps(classifier: bool) -> dict[str, str]:
+    return {"pooled": "head_norm", **({"logits": "head_fc"} if classifier else {})}
+
+
+def tap_layer_names(arch: ConvNeXtConfig, classifier: bool = True) -> dict[str, str]:
     """Intermediate outputs compared against the reference: name -> Keras layer name."""
     if isinstance(arch, Hierarchical):
-        taps = {"stem": "stem_norm"}
-        taps |= {f"stage_{s}": f"stage_{s}_block_{d - 1}_add" for s, d in enumerate(arch.depths)}
-    else:
-        taps = {"stem": "stem_conv", "blocks": f"block_{arch.depth - 1}_add"}
-    taps["pooled"] = "head_norm"
-    if classifier:
-        taps["logits"] = "head_fc"
-    return taps
+        return hierarchical_taps(arch.depths, classifier)
+    return {"stem": "stem_conv", "blocks": f"block_{arch.depth - 1}_add"} | head_taps(classifier)

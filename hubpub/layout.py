@@ -1,0 +1,52 @@
+"""The dist folder: where every file a build, the docs and the demo write lives. The one place that
+knows these names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Dist:
+    """`dist/` and the paths of everything in it, for an artifact name (`<variant>` or `<variant>_fe`)."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+
+    # The folders; `docs` is what `publish` uploads under `docs/` (the tfhub.dev tree is `docs/assets/docs/`),
+    # `published` the demo's local destination.
+    saved_models = property(lambda self: self.root / "saved_models")
+    tars = property(lambda self: self.root / "tars")
+    reports = property(lambda self: self.root / "reports")
+    docs = property(lambda self: self.root / "docs")
+    demo = property(lambda self: self.root / "demo")
+    published = property(lambda self: self.root / "published")
+    build_report = property(lambda self: self.root / "build-report.json")
+
+    def saved_model(self, artifact: str) -> Path:
+        return self.saved_models / artifact
+
+    def tarball(self, artifact: str) -> Path:
+        return self.tars / f"{artifact}.tar.gz"
+
+    def tarball_sha256(self, artifact: str) -> Path:
+        return self.tars / f"{artifact}.tar.gz.sha256"
+
+    def report(self, artifact: str) -> Path:
+        return self.reports / f"{artifact}.json"
+
+    def eval_report(self, artifact: str) -> Path:
+        return self.reports / f"{artifact}.eval.json"
+
+    def parity_report(self, variant: str) -> Path:
+        return self.reports / f"{variant}.parity.json"
+
+    def relative(self, path: Path) -> str:
+        return Path(path).relative_to(self.root).as_posix()
+
+    def temp_dirs(self) -> tuple[Path, ...]:
+        """Where an interrupted build can leave temp files beside the final names."""
+        return self.saved_models, self.tars, self.reports

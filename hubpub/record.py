@@ -1,0 +1,172 @@
+"""The build record of an artifact (`reports/<artifact>.json`) and the build-all summary, as typed
+values: written and read here only. A record of another schema version is not read (its artifact
+is rebuilt), never half-understood."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hubpub._files import write_json
+from hubpub.errors import HubpubError
+
+SCHEMA_VERSION = 2
+
+
+class RecordError(HubpubError):
+    """A build record cannot be read: missing, not JSON, another schema, or incomplete."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    source: str
+    sha256: str
+    layout: str  # "official", "timm", ...; "model file" for a family without porting
+    format: str
+
+
+@dataclass(frozen=True)
+class ParityInfo:
+    status: str  # "passed", "skipped (...)"
+    tolerance: float | None
+    max_abs: float | None
+    runs: tuple[dict, ...] = ()  # per input size: `ParityReport.to_dict()`
+
+
+@dataclass(frozen=True)
+class RoundTrip:
+    tolerance: float
+    call: float
+    serving_default: float
+
+    @property
+    def max_abs(self) -> float:
+        return max(self.call, self.serving_default)
+
+
+@dataclass(frozen=True)
+class Tarball:
+    path: str  # relative to dist/
+    sha256: str
+    size: int
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str  # "logits" or "feature_vector"
+    dim: int
+
+
+@dataclass(frozen=True)
+class BuildRecord:
+    """Everything a build proved about one artifact; the docs, publish and verify read it."""
+
+    artifact: str
+    variant: str
+    kind: str
+    family: str
+    version: int
+    hubpub_version: str
+    input_convention: str
+    random_weights: bool
+    checkpoint: CheckpointInfo
+    parameters: int
+    parity: ParityInfo
+    round_trip: RoundTrip
+    tarball: Tarball
+    saved_model: str  # relative to dist/
+    output: Output
+    signatures: dict[str, dict]
+    timings: dict[str, float]
+    reference: dict  # what `verify` compares with (`hubpub.verify.reference_record`)
+    preprocess_gap: dict | None
+    inputs_key: str | None = None  # what the artifact's bytes depend on (build-all's incremental check)
+    schema_version: int = SCHEMA_VERSION
+
+    def replace(self, **changes) -> BuildRecord:
+        return dataclasses.replace(self, **changes)
+
+
+def write_record(path: Path, record: BuildRecord) -> Path:
+    return write_json(path, dataclasses.asdict(record))
+
+
+def read_record(path: Path) -> BuildRecord:
+    """Read a build record; `RecordError` says why not (the caller decides: rebuild, or tell the user)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise RecordError(f"{path}: cannot read the build report: {e.strerror or e}") from None
+    except ValueError as e:
+        raise RecordError(f"{path}: not a build report (invalid JSON: {e})") from None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION:
+        found = data.get("schema_version") if isinstance(data, dict) else None
+        raise RecordError(f"{path}: not a build report of this hubpub (schema {found}, expected {SCHEMA_VERSION}); "
+                          "rebuild the artifact")
+    try:
+        return _build(BuildRecord, data)
+    except (KeyError, TypeError, ValueError) as e:
+        raise RecordError(f"{path}: incomplete build report ({type(e).__name__}: {e}); rebuild the artifact") from None
+
+
+def _build(cls, data: dict):
+    """A dataclass from its `asdict` form: nested dataclasses and tuples restored, unknown keys refused."""
+    hints = typing.get_type_hints(cls)
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise KeyError(f"unknown fields {sorted(unknown)}")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise KeyError(f.name)
+            continue
+        value, hint = data[f.name], hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            value = _build(hint, value)
+        elif typing.get_origin(hint) is tuple:
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)
+
+
+# --------------------------------------------------------------------------- build-all summary
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    """One line of `build-report.json`."""
+
+    artifact: str
+    variant: str
+    kind: str
+    status: str  # "built", "up to date", "failed"
+    seconds: float
+    parameters: int | None = None
+    tarball_size: int | None = None
+    tarball_sha256: str | None = None
+    parity_max_abs: float | None = None
+    random_weights: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    hubpub_version: str
+    manifest: str
+    shard: str | None
+    jobs: int
+    threads_per_worker: int | None
+    artifacts: tuple[ArtifactRow, ...] = field(default_factory=tuple)
+
+    @property
+    def failed(self) -> list[str]:
+        return sorted({r.variant for r in self.artifacts if r.status == "failed"})
+
+
+def write_summary(path: Path, summary: BuildSummary) -> Path:
+    return write_json(path, {**dataclasses.asdict(summary), "failed": summary.failed})
