@@ -196,3 +196,24 @@ def test_demo_end_to_end_with_full_size_tiny(tmp_path, root):
     assert "published to" in again.stdout and "updated" in again.stdout and "5. verified:" in again.stdout
     doc = (tmp_path / "dist/published/docs/assets/docs/hubpub/models/convnext_tiny_1k_224/1.md").read_text()
     assert "(this artifact, hubpub eval)" in doc
+
+
+def test_an_old_build_record_is_rebuilt_not_misread(micro_manifest, micro_dist, tmp_path):
+    """A record of another schema version is never read: build-all rebuilds it, docs ask for a rebuild."""
+    from hubpub.docs import render_docs
+    from hubpub.errors import DocsError
+    from hubpub.layout import Dist
+    from hubpub.pipeline import up_to_date
+
+    dist = Dist(tmp_path / "dist")
+    for folder in ("saved_models", "tars", "reports"):
+        shutil.copytree(micro_dist / folder, dist.root / folder)
+    path = dist.report("micro_1k_224")
+    record = json.loads(path.read_text())
+    path.write_text(json.dumps({**record, "inputs_key": "k"}))
+    assert up_to_date(dist, "micro_1k_224", "k").artifact == "micro_1k_224"
+    path.write_text(json.dumps({**record, "inputs_key": "k", "schema_version": 1}))
+    assert up_to_date(dist, "micro_1k_224", "k") is None
+    with pytest.raises(DocsError, match=r"micro_1k_224\.json: not a build report of this hubpub \(schema 1, "
+                                        r"expected 2\); rebuild the artifact"):
+        render_docs(micro_manifest, dist=dist.root, out=dist.docs)

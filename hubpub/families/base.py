@@ -8,6 +8,7 @@ reference that proves the port, and the words its docs use. The stages call only
 from __future__ import annotations
 
 import importlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from hubpub.convert.rules import Rule
 
 
-class ArchConfig(BaseModel):
+class ArchConfig(BaseModel, ABC):
     """One `architectures` entry of a manifest, as its family validates it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -27,27 +28,27 @@ class ArchConfig(BaseModel):
     family: str
 
     @property
+    @abstractmethod
     def feature_dim(self) -> int:
         """Width of the feature vector the feature extractor returns."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def min_input_size(self) -> int:
         """The smallest input height or width the model takes (its total stride)."""
-        return 1
 
     @property
+    @abstractmethod
     def feature_layer(self) -> str:
         """The layer whose output is the feature vector: where the feature extractor is cut."""
-        raise NotImplementedError
 
-    def parameter_count(self, num_classes: int) -> int:
-        """Parameters of the model; `num_classes=0` counts the feature extractor."""
-        raise NotImplementedError
+    @abstractmethod
+    def parameter_count(self, num_classes: int) -> int | None:
+        """Parameters of the model (`num_classes=0`: the feature extractor); None if known only once built."""
 
+    @abstractmethod
     def describe(self) -> str:
         """One line for errors and listings: `hierarchical depths [3, 3, 9, 3] dims [...]`."""
-        raise NotImplementedError
 
     def display_name(self, key: str) -> str:
         """How the docs name an architecture, from its manifest key: `tiny` -> ConvNeXt-T."""
@@ -119,7 +120,7 @@ class Family:
         out = {}
         for key, shape in self.converter.official_shapes(arch, num_classes).items():
             leaf = key.rsplit(".", 1)[-1]
-            if leaf in ("gamma", "beta") and len(shape) != 1 or key.endswith(".gamma"):  # layer scale, GRN
+            if key.endswith(".gamma") or (leaf in ("gamma", "beta") and len(shape) > 1):  # layer scale, GRN
                 value = rng.uniform(0.2, 1.0, shape) * rng.choice([-1.0, 1.0], shape)
             elif len(shape) == 1 and leaf == "weight":  # LayerNorm scale
                 value = rng.uniform(0.5, 1.5, shape)

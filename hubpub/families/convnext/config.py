@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
@@ -28,8 +29,9 @@ class ConvNeXtBase(ArchConfig):
     def min_input_size(self) -> int:
         return 32  # stem 4, then three 2x2 downsamplings
 
+    @abstractmethod
     def official_shapes(self, num_classes: int) -> dict[str, tuple[int, ...]]:
-        raise NotImplementedError
+        """Every key of the official state_dict with its shape, in the official order: the one declaration."""
 
     def parameter_count(self, num_classes: int) -> int:
         return shapes_parameter_count(self.official_shapes(num_classes))
