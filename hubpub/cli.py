@@ -58,6 +58,7 @@ class _Group(click.Group):
         return code
 
 
+no_keras_option = click.option("--no-keras", is_flag=True, help="Build no Keras 3 (.keras) artifact.")
 manifest_option = click.option(
     "--manifest", "manifest_path", type=click.Path(path_type=Path), default="collection.yaml",
     show_default=True, help="The collection manifest.")
@@ -159,23 +160,26 @@ def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_conven
 @click.option("--input-convention", type=click.Choice(["hub", "normalized"]), default="hub", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default="dist", show_default=True)
 @click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
+@no_keras_option
 @manifest_option
 def build(variant: str, checkpoint: str | None, kinds: str, input_convention: str, out: Path,
-          no_parity: bool, manifest_path: Path) -> None:
+          no_parity: bool, no_keras: bool, manifest_path: Path) -> None:
     """Build, port, check parity, export, round-trip and pack both kinds of one variant."""
     from hubpub.pipeline import build_variant
 
     v = load_manifest(manifest_path).variant(variant)
     records = build_variant(v, out, checkpoint=checkpoint, kinds=_kinds(kinds), input_convention=input_convention,
-                            parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s))
-    rows = [("artifact", "params", "tarball", "parity max |Δ|", "round-trip", "seconds")]
+                            parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s),
+                            keras_file=not no_keras)
+    rows = [("artifact", "params", "tarball", "parity max |Δ|", "round-trip", ".keras vs SavedModel", "seconds")]
     for r in records:
         rows.append((r.artifact, f"{r.parameters / 1e6:.2f}M", f"{r.tarball.size / 2**20:.1f} MiB",
                      f"{r.parity.max_abs:.2e}" if r.parity.max_abs is not None else r.parity.status,
-                     f"{r.round_trip.max_abs:.1e}", f"{sum(r.timings.values()):.1f}"))
+                     f"{r.round_trip.max_abs:.1e}", "-" if r.keras is None else f"{r.keras.max_abs:.1e}",
+                     f"{sum(r.timings.values()):.1f}"))
     click.echo(_table(rows))
     dist = Dist(out)
-    click.echo(f"wrote {dist.tars}, {dist.saved_models}, {dist.reports}")
+    click.echo(f"wrote {dist.tars}, {dist.saved_models}, {dist.keras_files}, {dist.reports}")
 
 
 @cli.command()
@@ -384,7 +388,7 @@ class _StageProgress:
 def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: str, jobs: int = 1,
                shard: str | None = None, force: bool = False, checkpoints: tuple[str, ...] = (),
                input_convention: str = "hub", no_parity: bool = False, publish_dest: str | None = None,
-               public_url: str | None = None):
+               public_url: str | None = None, no_keras: bool = False):
     """build-all's arguments to the library and its result to the terminal; shared with the demo."""
     from hubpub.pipeline import build_collection
 
@@ -394,7 +398,8 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
         result = build_collection(manifest, out, only=only, kinds=_kinds(kinds), jobs=jobs, shard=_shard(shard),
                                   force=force, checkpoints=_checkpoint_overrides(checkpoints),
                                   input_convention=input_convention, parity=not no_parity,
-                                  publish_dest=publish_dest, public_url=public_url, progress=progress)
+                                  publish_dest=publish_dest, public_url=public_url, progress=progress,
+                                  keras_file=not no_keras)
     finally:
         progress.close()
     rows = [("artifact", "status", "params", "tarball", "parity max |Δ|", "seconds")]
@@ -433,15 +438,16 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
               help="Use this checkpoint instead of the manifest's URL (repeatable).")
 @click.option("--input-convention", type=click.Choice(["hub", "normalized"]), default="hub", show_default=True)
 @click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
+@no_keras_option
 @click.option("--publish", "publish_dest", default=None, metavar="DEST",
               help="Then publish to gs://BUCKET/PREFIX or DIR (the docs link there).")
 @public_url_option
 def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
-                  publish_dest, public_url) -> None:
+                  no_keras, publish_dest, public_url) -> None:
     """Build every artifact of the collection: incremental, resumable, parallel, shardable."""
     _, result = _build_all(manifest_path, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                            checkpoints=checkpoints, input_convention=input_convention, no_parity=no_parity,
-                           publish_dest=publish_dest, public_url=public_url)
+                           publish_dest=publish_dest, public_url=public_url, no_keras=no_keras)
     if result.summary.failed:
         failed = result.summary.failed
         raise HubpubError(f"{len(failed)} variant(s) failed: {', '.join(failed)}")

@@ -21,6 +21,7 @@ class Dist:
     saved_models = property(lambda self: self.root / "saved_models")
     tars = property(lambda self: self.root / "tars")
     reports = property(lambda self: self.root / "reports")
+    keras_files = property(lambda self: self.root / "keras")
     docs = property(lambda self: self.root / "docs")
     demo = property(lambda self: self.root / "demo")
     published = property(lambda self: self.root / "published")
@@ -34,6 +35,12 @@ class Dist:
 
     def tarball_sha256(self, artifact: str) -> Path:
         return self.tars / f"{artifact}.tar.gz.sha256"
+
+    def keras(self, artifact: str) -> Path:
+        return self.keras_files / f"{artifact}.keras"
+
+    def keras_sha256(self, artifact: str) -> Path:
+        return self.keras_files / f"{artifact}.keras.sha256"
 
     def report(self, artifact: str) -> Path:
         return self.reports / f"{artifact}.json"
@@ -49,4 +56,4 @@ class Dist:
 
     def temp_dirs(self) -> tuple[Path, ...]:
         """Where an interrupted build can leave temp files beside the final names."""
-        return self.saved_models, self.tars, self.reports
+        return self.saved_models, self.tars, self.keras_files, self.reports

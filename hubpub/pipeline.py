@@ -24,6 +24,7 @@ from hubpub.record import (
     BuildRecord,
     BuildSummary,
     CheckpointInfo,
+    KerasFile,
     Output,
     ParityInfo,
     RecordError,
@@ -103,7 +104,7 @@ def measure_preprocess_gap(variant: Variant) -> dict | None:
 def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
                   kinds: tuple[str, ...] = KINDS, input_convention: str = "hub", parity: bool = True,
                   on_stage=lambda artifact, stage: None, inputs_keys: dict[str, str] | None = None,
-                  fetched=None) -> list[BuildRecord]:
+                  fetched=None, keras_file: bool = True) -> list[BuildRecord]:
     """fetch -> build -> port -> parity -> export -> round-trip -> pack, for each kind of a variant.
 
     Writes the saved model, tarball (+ .sha256) and build record of each artifact into the dist
@@ -112,7 +113,7 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
     with _collect_young_objects_only():
         return _build_variant(variant, Dist(out), checkpoint=checkpoint, kinds=kinds,
                               input_convention=input_convention, parity=parity, on_stage=on_stage,
-                              inputs_keys=inputs_keys or {}, fetched=fetched)
+                              inputs_keys=inputs_keys or {}, fetched=fetched, keras_file=keras_file)
 
 
 @contextlib.contextmanager
@@ -128,10 +129,11 @@ def _collect_young_objects_only():
 
 
 def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_convention, parity, on_stage,
-                   inputs_keys, fetched) -> list[BuildRecord]:
+                   inputs_keys, fetched, keras_file) -> list[BuildRecord]:
     from hubpub import __version__
     from hubpub.export import export_saved_model, round_trip
     from hubpub.fetch import fetch
+    from hubpub.keras_artifact import export_keras
     from hubpub.parity import check_parity, reference_images
     from hubpub.verify import reference_record
 
@@ -181,6 +183,17 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
         done[kind] = {"timings": kt, "exported": exported, "expected": expected,
                       "record": reference_record(expected, res, res, batch=2, seed=0),
                       "parameters": int(model.count_params())}
+    # The Keras 3 files after every SavedModel: their build resets Keras' name counters.
+    for kind, model in models.items() if keras_file else ():
+        name, kt = artifact_name(variant.name, kind), done[kind]["timings"]
+        on_stage(name, "keras")
+        with kt.stage("keras"):
+            done[kind]["keras"] = export_keras(
+                model, lambda kind=kind: variant.family.build(
+                    variant.architecture, num_classes=variant.num_classes if kind == "classifier" else None,
+                    input_convention=input_convention, name=artifact_name(variant.name, kind),
+                    source=fetched.path, portable=True),
+                dist.keras(name), rt_images, done[kind]["expected"])
     # The reloads below would otherwise hold a second copy of the weights next to the Keras model.
     del models, base
     gc.collect()
@@ -236,7 +249,9 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
             output=Output(exported.output_name, exported.output_dim),
             signatures={s.name: {"inputs": s.inputs, "outputs": s.outputs} for s in exported.signatures},
             timings={**timings.seconds, **kt.seconds}, reference=d["record"], preprocess_gap=gap,
-            inputs_key=inputs_keys.get(kind))
+            inputs_key=inputs_keys.get(kind),
+            keras=KerasFile(dist.relative(d["keras"].path), d["keras"].sha256, d["keras"].size,
+                            d["keras"].max_abs) if "keras" in d else None)
         write_record(dist.report(name), record)
         records.append(record)
     return records
@@ -308,7 +323,8 @@ def default_parity_sizes(variant: Variant) -> list[tuple[int, int]]:
 LOCK_NAME = "collection.lock"
 
 
-def inputs_key(variant: Variant, kind: str, checkpoint_sha256: str, input_convention: str, parity: bool) -> str:
+def inputs_key(variant: Variant, kind: str, checkpoint_sha256: str, input_convention: str, parity: bool,
+               keras_file: bool = True) -> str:
     """What an artifact's bytes depend on: its manifest entry, the checkpoint, hubpub's version."""
     import hashlib
 
@@ -319,7 +335,8 @@ def inputs_key(variant: Variant, kind: str, checkpoint_sha256: str, input_conven
              "resolution": variant.resolution, "checkpoint_url": variant.checkpoint_url,
              "eval": variant.eval.model_dump(), "version": variant.version}
     blob = json.dumps({"variant": entry, "kind": kind, "checkpoint_sha256": checkpoint_sha256,
-                       "hubpub": __version__, "input_convention": input_convention, "parity": parity},
+                       "hubpub": __version__, "input_convention": input_convention, "parity": parity,
+                       "keras": keras_file},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -334,6 +351,9 @@ def up_to_date(dist: Dist, name: str, key: str) -> BuildRecord | None:
     tar = dist.tarball(name)
     if (record.inputs_key != key or not tar.is_file() or tar.stat().st_size != record.tarball.size
             or not (dist.saved_model(name) / "saved_model.pb").is_file()):
+        return None
+    keras = dist.keras(name)
+    if record.keras is not None and (not keras.is_file() or keras.stat().st_size != record.keras.size):
         return None
     return record
 
@@ -368,6 +388,7 @@ class VariantJob:
     parity: bool
     force: bool
     threads: int | None = None  # CPU threads for TensorFlow and PyTorch in this worker; None: all
+    keras_file: bool = True  # also the Keras 3 artifact
 
 
 # What the worker's libraries read for their thread pools, at their first use.
@@ -426,7 +447,8 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
         from hubpub._tf import import_tensorflow
 
         import_tensorflow()  # after the fetch: a missing checkpoint fails without the seconds of this import
-        keys = {k: inputs_key(variant, k, fetched.sha256, job.input_convention, job.parity) for k in job.kinds}
+        keys = {k: inputs_key(variant, k, fetched.sha256, job.input_convention, job.parity, job.keras_file)
+                for k in job.kinds}
         done = {} if job.force else {k: r for k in job.kinds
                                      if (r := up_to_date(dist, artifact_name(variant.name, k), keys[k]))}
         todo = tuple(k for k in job.kinds if k not in done)
@@ -434,7 +456,7 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
         if todo:
             built = build_variant(variant, dist.root, checkpoint=job.checkpoint, kinds=todo,
                                   input_convention=job.input_convention, parity=job.parity, on_stage=emit,
-                                  inputs_keys=keys, fetched=fetched)
+                                  inputs_keys=keys, fetched=fetched, keras_file=job.keras_file)
             records |= {r.kind: ("built", r.replace(timings={**r.timings, "fetch": fetch_seconds})) for r in built}
         return VariantResult(variant.name, True, time.perf_counter() - start, tuple(records[k] for k in job.kinds),
                              job.checkpoint or variant.checkpoint_url, fetched.sha256)
@@ -481,7 +503,7 @@ def clean_interrupted(out: Path) -> None:
 def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS, jobs: int = 1,
               shard: tuple[int, int] | None = None, force: bool = False, checkpoints: dict[str, str] | None = None,
               input_convention: str = "hub", parity: bool = True, lock_path: Path | None = None,
-              progress=None) -> BuildSummary:
+              progress=None, keras_file: bool = True) -> BuildSummary:
     """Build every selected variant in worker processes (a fresh one per variant), then write the report.
 
     A fresh process per variant frees its memory and keeps SavedModel bytes reproducible. One
@@ -513,7 +535,7 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
         expected = v.checkpoint_sha256 or (locked.get("sha256") if source is None
                                            and locked.get("url") == v.checkpoint_url else None)
         jobs_list.append(VariantJob(str(manifest.path), v.name, str(out), source, expected, kinds, input_convention,
-                                    parity, force, threads))
+                                    parity, force, threads, keras_file))
 
     results: dict[str, VariantResult] = {}
     ctx = mp.get_context("spawn")
@@ -605,7 +627,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
                      jobs: int = 1, shard: tuple[int, int] | None = None, force: bool = False,
                      checkpoints: dict[str, str] | None = None, input_convention: str = "hub", parity: bool = True,
                      publish_dest: str | None = None, public_url: str | None = None,
-                     progress=None) -> CollectionResult:
+                     progress=None, keras_file: bool = True) -> CollectionResult:
     """build-all: every selected artifact, then the docs for the destination, then (if asked) publish."""
     from hubpub.destination import Destination
     from hubpub.docs import load_reports, render_docs
@@ -621,7 +643,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
                                                                            if shard else ""))
     summary = build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                         checkpoints=checkpoints, input_convention=input_convention, parity=parity,
-                        progress=progress)
+                        progress=progress, keras_file=keras_file)
     docs, note = None, ""
     if not load_reports(out):
         note = "nothing built, no docs rendered"

@@ -13,7 +13,7 @@ from pathlib import Path
 from hubpub._files import write_json
 from hubpub.errors import HubpubError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: the Keras 3 file
 
 
 class RecordError(HubpubError):
@@ -56,6 +56,16 @@ class Tarball:
 
 
 @dataclass(frozen=True)
+class KerasFile:
+    """The `.keras` artifact: layers Keras ships, loads with `keras.saving.load_model` without hubpub."""
+
+    path: str  # relative to dist/
+    sha256: str
+    size: int
+    max_abs: float  # reloaded on the TensorFlow backend against the SavedModel's outputs
+
+
+@dataclass(frozen=True)
 class Output:
     name: str  # "logits" or "feature_vector"
     dim: int
@@ -85,6 +95,7 @@ class BuildRecord:
     reference: dict  # what `verify` compares with (`hubpub.verify.reference_record`)
     preprocess_gap: dict | None
     inputs_key: str | None = None  # what the artifact's bytes depend on (build-all's incremental check)
+    keras: KerasFile | None = None  # None when built without it (--no-keras)
     schema_version: int = SCHEMA_VERSION
 
     def replace(self, **changes) -> BuildRecord:
@@ -126,8 +137,9 @@ def _build(cls, data: dict):
                 raise KeyError(f.name)
             continue
         value, hint = data[f.name], hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            value = _build(hint, value)
+        nested = next((t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t)), None)
+        if nested is not None and value is not None:  # a record, or an optional one
+            value = _build(nested, value)
         elif typing.get_origin(hint) is tuple:
             value = tuple(value)
         values[f.name] = value

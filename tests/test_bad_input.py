@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from hubpub.cli import cli
+from hubpub.record import SCHEMA_VERSION
 
 BOMB = """\
 a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]
@@ -197,8 +198,8 @@ def test_verify_report_missing_keys(micro_dist, tmp_path):
     target = micro_dist / "saved_models/micro_1k_224"
     report.write_text(json.dumps({"artifact": "x", "reference": {"inputs": {"height": 8}}}))
     [error] = run("verify", target, "--report", report)
-    assert error == f"error: {report}: not a build report of this hubpub (schema None, expected 2); rebuild " \
-                    "the artifact (or pass --report with the artifact's build report)"
+    assert error == f"error: {report}: not a build report of this hubpub (schema None, expected " \
+                    f"{SCHEMA_VERSION}); rebuild the artifact (or pass --report with the artifact's build report)"
     record = json.loads((micro_dist / "reports/micro_1k_224.json").read_text())
     del record["tarball"]
     report.write_text(json.dumps(record))

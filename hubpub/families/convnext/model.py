@@ -74,25 +74,32 @@ class FromTokens(keras.layers.Layer):
         return input_shapes[1]
 
 
-def block(x, dim: int, prefix: str, layer_scale_init: float, eps: float, after_gelu=None):
+def block(x, dim: int, prefix: str, layer_scale_init: float, eps: float, after_gelu=None, portable: bool = False):
     """dwconv 7x7 -> LayerNorm -> Linear(4C) -> GELU (erf) [-> after_gelu] -> Linear(C) -> [gamma] -> residual.
 
-    `after_gelu(tokens, like)` adds a family's layer on the [B*H*W, 4C] tokens (ConvNeXt V2's GRN);
-    `like` is the [B, H, W, C] tensor that gives it back its spatial shape.
+    `after_gelu(x, like, portable)` adds a family's layer after the GELU (ConvNeXt V2's GRN): on the
+    [B*H*W, 4C] tokens, with `like` the [B, H, W, C] tensor that gives back their spatial shape; or,
+    `portable`, on the [B, H, W, 4C] map. The portable block uses only layers Keras ships (Dense on
+    4-D input, the layer scale as a bias-free 1x1 depthwise convolution), for a `.keras` file that
+    loads without hubpub; the default one runs the MLP as 2-D matmuls, which TensorFlow fuses.
     """
     shortcut = x
     # DepthwiseConv2D, not Conv2D(groups=C): the grouped form goes through XLA on CPU, ~6x slower.
     x = keras.layers.DepthwiseConv2D(7, padding="same", name=f"{prefix}_dwconv")(x)
     spatial = x
-    x = ToTokens(name=f"{prefix}_tokens")(x)
+    if not portable:
+        x = ToTokens(name=f"{prefix}_tokens")(x)
     x = keras.layers.LayerNormalization(epsilon=eps, name=f"{prefix}_norm")(x)
     x = keras.layers.Dense(4 * dim, activation="gelu", name=f"{prefix}_pwconv1")(x)
     if after_gelu is not None:
-        x = after_gelu(x, spatial)
+        x = after_gelu(x, spatial, portable)
     x = keras.layers.Dense(dim, name=f"{prefix}_pwconv2")(x)
-    if layer_scale_init > 0:
+    if layer_scale_init > 0 and portable:
+        x = keras.layers.DepthwiseConv2D(1, use_bias=False, name=f"{prefix}_layer_scale")(x)
+    elif layer_scale_init > 0:
         x = LayerScale(dim, layer_scale_init, name=f"{prefix}_layer_scale")(x)
-    x = FromTokens(name=f"{prefix}_spatial")([x, spatial])
+    if not portable:
+        x = FromTokens(name=f"{prefix}_spatial")([x, spatial])
     return keras.layers.Add(name=f"{prefix}_add")([shortcut, x])
 
 
@@ -109,10 +116,10 @@ def hierarchical(x, depths, dims, eps: float, make_block):
     return x
 
 
-def _isotropic(x, arch: Isotropic):
+def _isotropic(x, arch: Isotropic, portable: bool):
     x = keras.layers.Conv2D(arch.dim, arch.patch_size, strides=arch.patch_size, name="stem_conv")(x)
     for i in range(arch.depth):
-        x = block(x, arch.dim, f"block_{i}", arch.layer_scale_init, arch.layer_norm_eps)
+        x = block(x, arch.dim, f"block_{i}", arch.layer_scale_init, arch.layer_norm_eps, portable=portable)
     return x
 
 
@@ -135,18 +142,19 @@ def image_model(body, *, eps: float, num_classes: int | None, input_convention: 
 
 
 def build_model(arch: ConvNeXtConfig, *, num_classes: int | None, input_convention: str = "hub",
-                name: str = "convnext", source=None) -> keras.Model:
-    """Build a classifier (`num_classes` set: logits) or a feature extractor (`None`: pooled features).
+                name: str = "convnext", source=None, portable: bool = False) -> keras.Model:
+    """Build a classifier (`num_classes` set: logits) or a feature extractor (`None`: pooled features);
+    `portable`: of layers Keras ships only (see `block`), with the same layer names.
 
     `source` (the checkpoint) is not read here: its weights are ported into the model afterwards."""
     eps = arch.layer_norm_eps
     if isinstance(arch, Hierarchical):
         def body(x):
-            return hierarchical(x, arch.depths, arch.dims, eps,
-                                lambda y, dim, prefix: block(y, dim, prefix, arch.layer_scale_init, eps))
+            return hierarchical(x, arch.depths, arch.dims, eps, lambda y, dim, prefix: block(
+                y, dim, prefix, arch.layer_scale_init, eps, portable=portable))
     else:
         def body(x):
-            return _isotropic(x, arch)
+            return _isotropic(x, arch, portable)
     return image_model(body, eps=eps, num_classes=num_classes, input_convention=input_convention, name=name)
 
 

@@ -42,13 +42,31 @@ class GRN(keras.layers.Layer):
         return {**super().get_config(), "eps": self.eps}
 
 
+def portable_grn(x, name: str, eps: float = 1e-6):
+    """GRN of Keras' own layers and ops on the [B, H, W, C] map, for the `.keras` artifact.
+
+    The L2 norm over H x W is sqrt(H*W) times the root mean square; the factor cancels in G / mean(G),
+    up to the epsilon, which shrinks by it (1e-6 against O(1) means: far below float32 resolution).
+    `gamma * (x * N) + beta` is a 1x1 depthwise convolution with bias, holding gamma and beta.
+    """
+    ops = keras.ops
+    gx = ops.sqrt(ops.mean(ops.square(x), axis=(1, 2), keepdims=True))
+    nx = gx / (ops.mean(gx, axis=-1, keepdims=True) + eps)
+    scaled = keras.layers.DepthwiseConv2D(1, name=name)(keras.layers.Multiply(name=f"{name}_apply")([x, nx]))
+    return keras.layers.Add(name=f"{name}_residual")([scaled, x])
+
+
 def build_model(arch, *, num_classes: int | None, input_convention: str = "hub", name: str = "convnext_v2",
-                source=None):
+                source=None, portable: bool = False):
     eps = arch.layer_norm_eps
 
     def make_block(x, dim, prefix):
-        return block(x, dim, prefix, 0.0, eps,
-                     after_gelu=lambda tokens, like: GRN(name=f"{prefix}_grn")([tokens, like]))
+        def after_gelu(y, like, portable_graph):
+            if portable_graph:
+                return portable_grn(y, f"{prefix}_grn")
+            return GRN(name=f"{prefix}_grn")([y, like])
+
+        return block(x, dim, prefix, 0.0, eps, after_gelu=after_gelu, portable=portable)
 
     return image_model(lambda x: hierarchical(x, arch.depths, arch.dims, eps, make_block), eps=eps,
                        num_classes=num_classes, input_convention=input_convention, name=name)

@@ -48,7 +48,8 @@ class KerasFile(ArchConfig):
         return f"{self.display_name(key)}: a Keras model, features from its layer `{self.features}`"
 
 
-def _build(arch: KerasFile, *, num_classes, input_convention, name, source=None):
+def _build(arch: KerasFile, *, num_classes, input_convention, name, source=None, portable=False):
+    """The model the file holds (already of Keras's own layers: `portable` changes nothing)."""
     import keras
 
     if source is None:

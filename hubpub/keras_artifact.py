@@ -1,0 +1,140 @@
+"""The Keras 3 artifact: a `.keras` file of layers Keras ships, loadable on TensorFlow, JAX or PyTorch
+with `keras.saving.load_model` and no hubpub.
+
+Built from the family's portable graph (same layer names, standard layers only) with the weights of
+the fast model copied by layer name, checked equal to it, and written reproducibly: Keras stamps the
+save time into `metadata.json` and the zip entries; both are fixed here, as for the SavedModel.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hubpub._files import atomic_path, sha256_file, write_atomic
+from hubpub.errors import ExportError
+
+KERAS_TOLERANCE = 1e-5  # the portable graph against the fast one, same weights, fp32
+FIXED_DATE = "2000-01-01@00:00:00"
+FIXED_ZIP_TIME = (2000, 1, 1, 0, 0, 0)
+
+
+@dataclass(frozen=True)
+class KerasArtifact:
+    path: Path
+    sha256: str
+    size: int
+    max_abs: float  # the reloaded file against the fast model on the probe images
+
+
+def portable_copy(fast, build_portable):
+    """`build_portable()`'s model with `fast`'s weights, layer by layer by name (reshaped where the
+    portable layer stores the same numbers in another shape: a (C,) scale as a (1, 1, C, 1) kernel)."""
+    import keras
+
+    # Keras numbers unnamed operations (GRN's keras.ops) from a process-wide counter: reset it, so the
+    # file's layer names, and so its bytes, do not depend on what was built before in this process.
+    keras.backend.clear_session()
+    portable = build_portable()
+    for layer in portable.layers:
+        if not layer.weights:
+            continue
+        try:
+            source = fast.get_layer(layer.name)
+        except ValueError:
+            raise ExportError(f"{fast.name}: the portable graph's layer {layer.name!r} has no twin") from None
+        if len(source.weights) != len(layer.weights):
+            raise ExportError(f"{fast.name}: layer {layer.name!r} holds {len(source.weights)} weights, its portable "
+                              f"twin {len(layer.weights)}")
+        for target, value in zip(layer.weights, source.weights, strict=True):
+            array = np.asarray(value.numpy())
+            if array.size != int(np.prod(target.shape)):
+                raise ExportError(f"{fast.name}: {value.path} {array.shape} does not fit {target.path} {target.shape}")
+            target.assign(array.reshape(target.shape))
+    return portable
+
+
+def save_keras(model, path: Path) -> tuple[str, int]:
+    """Save `model` as a `.keras` file whose bytes depend only on the model; write `<path>.sha256`."""
+    with atomic_path(path) as tmp:
+        raw = tmp.with_name(tmp.name + ".raw.keras")
+        try:
+            model.save(raw)
+            _normalise_zip(raw, tmp)
+        finally:
+            raw.unlink(missing_ok=True)
+    digest = sha256_file(path)
+    write_atomic(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
+    return digest, path.stat().st_size
+
+
+def _normalise_zip(source: Path, target: Path) -> None:
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as zout:
+        for info in sorted(zin.infolist(), key=lambda i: i.filename):
+            data = zin.read(info)
+            if info.filename == "metadata.json":
+                meta = json.loads(data)
+                meta["date_saved"] = FIXED_DATE  # changes from save to save
+                data = json.dumps(meta, sort_keys=True).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared_objects(json.loads(data))).encode()
+            entry = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
+            entry.external_attr = 0o644 << 16
+            zout.writestr(entry, data)
+
+
+def _renumber_shared_objects(config):
+    """Keras marks objects shared between layers (a dtype policy) with their Python `id()`: a memory
+    address, different in every process. Number them 1, 2, ... in order of appearance instead."""
+    numbers: dict[int, int] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            return {k: (numbers.setdefault(v, len(numbers) + 1) if k == "shared_object_id" else walk(v))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(config)
+
+
+def check_keras_file(path: Path, images: np.ndarray, expected: np.ndarray) -> float:
+    """Load the file as a user would (no custom objects, safe mode) and compare with `expected`."""
+    import keras
+
+    with zipfile.ZipFile(path) as z:
+        config = z.read("config.json").decode()
+    if '"hubpub>' in config:
+        raise ExportError(f"{path}: refers to hubpub's own layers; it would not load without hubpub")
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        got = np.asarray(model(images, training=False))
+    except Exception as e:
+        raise ExportError(f"{path}: the Keras file does not load: {type(e).__name__}: {e}") from None
+    delta = float(np.abs(got - expected).max())
+    if not delta <= KERAS_TOLERANCE:
+        raise ExportError(f"{path}: the Keras file's outputs differ from the SavedModel's by {delta:.3g} "
+                          f"(tolerance {KERAS_TOLERANCE:g})")
+    return delta
+
+
+def export_keras(fast, build_portable, path: Path, images: np.ndarray, expected: np.ndarray) -> KerasArtifact:
+    """The whole stage: portable copy of `fast`, reproducible `.keras` at `path`, reloaded and compared
+    with `expected` (the SavedModel's outputs on `images`). A file that fails the check is removed."""
+    portable = portable_copy(fast, build_portable)
+    digest, size = save_keras(portable, path)
+    try:
+        delta = check_keras_file(path, images, expected)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+        raise
+    return KerasArtifact(path, digest, size, delta)
+
+
+__all__ = ["KERAS_TOLERANCE", "KerasArtifact", "export_keras", "portable_copy", "save_keras"]

@@ -1,0 +1,114 @@
+"""The Keras 3 artifact: loads with `keras.saving.load_model` in a fresh process that cannot import hubpub,
+on TensorFlow, PyTorch and JAX, reproduces the SavedModel (1e-5 on TensorFlow, 1e-4 on the others)
+and trains one `fit` step."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from hubpub.parity import reference_images
+
+LOAD = r"""
+import json, sys
+sys.modules["hubpub"] = None  # a consumer's process: hubpub cannot be imported
+import numpy as np
+import keras
+path, images_path, kind = sys.argv[1], sys.argv[2], sys.argv[3]
+model = keras.saving.load_model(path)
+images = np.load(images_path)
+out = {"backend": keras.backend.backend(), "outputs": keras.ops.convert_to_numpy(model(images)).tolist(),
+       "layer": model.get_layer("stage_2_block_1_pwconv1").name, "parameters": model.count_params()}
+if kind == "classifier":
+    before = np.array(model.get_layer("stage_0_block_0_dwconv").get_weights()[0])
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(images, np.array([1, 2]), epochs=1, batch_size=2, verbose=0)
+    after = np.array(model.get_layer("stage_0_block_0_dwconv").get_weights()[0])
+    out["loss"] = float(history.history["loss"][0])
+    out["changed"] = bool(np.abs(after - before).max() > 0)
+print("RESULT " + json.dumps(out))
+"""
+
+BACKENDS = [("tensorflow", 1e-5), ("torch", 1e-4), ("jax", 1e-4)]
+
+
+@pytest.fixture(scope="module")
+def saved_model_outputs(micro_dist, tmp_path_factory):
+    """The SavedModel's outputs on the record's inputs, and those inputs in a .npy file."""
+    import tensorflow as tf
+
+    folder = tmp_path_factory.mktemp("keras_inputs")
+    out = {}
+    for name in ("micro_1k_224", "micro_1k_224_fe"):
+        record = json.loads((micro_dist / "reports" / f"{name}.json").read_text())["reference"]["inputs"]
+        images = reference_images(record["height"], record["width"], record["batch"], record["seed"])
+        np.save(folder / f"{name}.npy", images)
+        loaded = tf.saved_model.load(str(micro_dist / "saved_models" / name))
+        out[name] = (folder / f"{name}.npy", loaded(tf.constant(images)).numpy())
+    return out
+
+
+@pytest.mark.parametrize("backend,tolerance", BACKENDS, ids=[b for b, _ in BACKENDS])
+def test_keras_artifact_on_every_backend_without_hubpub(micro_dist, saved_model_outputs, backend, tolerance):
+    if backend != "tensorflow" and importlib.util.find_spec(backend) is None:
+        pytest.skip(f"the {backend} backend is not installed (make test installs it: the dev and torch extras)")
+    for name, kind in (("micro_1k_224", "classifier"), ("micro_1k_224_fe", "feature-extractor")):
+        images_path, expected = saved_model_outputs[name]
+        env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""}
+        proc = subprocess.run([sys.executable, "-c", LOAD, str(micro_dist / "keras" / f"{name}.keras"),
+                               str(images_path), kind], capture_output=True, text=True, env=env, timeout=300,
+                              cwd=micro_dist)  # not the repository: its hubpub/ folder is not on the path
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+        assert result["backend"] == backend
+        delta = np.abs(np.asarray(result["outputs"]) - expected).max()
+        assert delta <= tolerance, f"{name} on {backend}: max |Δ| {delta:.3g} > {tolerance:g}"
+        assert result["layer"] == "stage_2_block_1_pwconv1"  # the official names, as in the paper's tree
+        if kind == "classifier":
+            assert np.isfinite(result["loss"]) and result["changed"], result
+
+
+def test_keras_artifact_is_recorded_and_reproducible(micro_dist, micro_manifest, micro_checkpoints, tmp_path):
+    from hubpub._files import sha256_file
+    from hubpub.pipeline import build_variant
+    from hubpub.record import read_record
+
+    record = read_record(micro_dist / "reports" / "micro_1k_224.json")
+    path = micro_dist / record.keras.path
+    assert record.keras.sha256 == sha256_file(path) == (path.parent / (path.name + ".sha256")).read_text().split()[0]
+    assert record.keras.max_abs <= 1e-5 and record.keras.size == path.stat().st_size
+    with zipfile.ZipFile(path) as z:
+        assert sorted(z.namelist()) == ["config.json", "metadata.json", "model.weights.h5"]
+        assert '"hubpub>' not in z.read("config.json").decode()  # only layers Keras ships
+        assert json.loads(z.read("metadata.json"))["date_saved"] == "2000-01-01@00:00:00"
+        assert {i.date_time for i in z.infolist()} == {(2000, 1, 1, 0, 0, 0)}
+    # a second build, in this process (after other builds), gives the same bytes
+    v = micro_manifest.variant("micro_1k_224")
+    again = build_variant(v, tmp_path, checkpoint=str(micro_checkpoints[v.name]), kinds=("classifier",),
+                          parity=False)
+    assert again[0].keras.sha256 == record.keras.sha256
+
+
+def test_portable_graph_of_convnext_v2_matches_its_fast_graph(tmp_path):
+    """GRN built from Keras ops on the 4-D map, against the GRN layer on tokens, same weights."""
+    from hubpub.convert import port_weights, read_checkpoint, save_checkpoint
+    from hubpub.families import FAMILIES
+    from hubpub.keras_artifact import export_keras
+
+    family = FAMILIES["convnext_v2"]
+    arch = family.parse({"family": "convnext_v2", "depths": [1, 1, 2, 1], "dims": [8, 16, 32, 64]})
+    ckpt = save_checkpoint(family.random_checkpoint(arch, 10, seed=7), tmp_path / "c.safetensors")
+    model = family.build(arch, num_classes=10, input_convention="hub", name="v2")
+    with read_checkpoint(ckpt) as c:
+        port_weights(model, c, family.converter, arch, classifier=True)
+    images = reference_images(64, 96, 2)
+    result = export_keras(model, lambda: family.build(arch, num_classes=10, input_convention="hub", name="v2",
+                                                      portable=True), tmp_path / "v2.keras", images,
+                          np.asarray(model(images)))
+    assert result.max_abs <= 1e-5
