@@ -190,17 +190,24 @@ def build(variant: str, checkpoint: str | None, kinds: str, input_convention: st
 @click.option("--max-unpacked", default="16G", show_default=True, metavar="SIZE",
               help="Refuse an archive that unpacks to more than this (e.g. 500M, 32G).")
 def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked: str) -> None:
-    """Load HANDLE (URL, .tar.gz or directory) with hub.KerasLayer and compare with the build's record."""
-    from hubpub.verify import read_reference, verify_handle
+    """Load HANDLE with hub.KerasLayer (a URL, .tar.gz or directory) or keras.saving.load_model (a .keras
+    file or URL) and compare with the build's record."""
+    from hubpub.verify import read_reference, verify_handle, verify_keras
 
     limit = _byte_size(max_unpacked)
     if report_path is None:
         parts = handle.split("?")[0].rstrip("/").split("/")
         # .../<artifact>/<version>.tar.gz (published), .../<artifact>.tar.gz (dist/tars) or a directory
-        name = parts[-2] if len(parts) > 1 and parts[-1].removesuffix(".tar.gz").isdigit() else parts[-1]
-        report_path = Dist("dist").report(name.removesuffix(".tar.gz"))
-    result = verify_handle(handle, read_reference(report_path), fine_tune=fine_tune, max_unpacked=limit)
-    click.echo(f"{handle}: loads with hub.KerasLayer; outputs match the build (max |Δ| {result.max_abs:.2e})")
+        last = parts[-1].removesuffix(".tar.gz").removesuffix(".keras")
+        name = parts[-2] if len(parts) > 1 and last.isdigit() else last
+        report_path = Dist("dist").report(name)
+    if handle.split("?")[0].endswith(".keras"):
+        result = verify_keras(handle, read_reference(report_path), fine_tune=fine_tune, max_bytes=limit)
+        loader = "keras.saving.load_model"
+    else:
+        result = verify_handle(handle, read_reference(report_path), fine_tune=fine_tune, max_unpacked=limit)
+        loader = "hub.KerasLayer"
+    click.echo(f"{handle}: loads with {loader}; outputs match the build (max |Δ| {result.max_abs:.2e})")
     if result.fine_tune:
         ft = result.fine_tune
         click.echo(f"fine-tune: loss {ft['loss']:.4f}, {ft['backbone_weights_changed']}/{ft['backbone_weights']} "

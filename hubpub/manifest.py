@@ -240,6 +240,11 @@ class Artifact:
         """The tarball's object name under the destination: one URL per version, never reused."""
         return f"{self.name}/{self.version}.tar.gz"
 
+    @property
+    def keras_object(self) -> str:
+        """The Keras 3 file's object name, beside the tarball."""
+        return f"{self.name}/{self.version}.keras"
+
     def asset_url(self, publish: PublishSettings) -> str:
         return f"{publish.public_url_base}/{self.asset_object}"
 

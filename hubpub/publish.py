@@ -85,13 +85,18 @@ def plan_publish(manifest: Manifest, dist: Path, base: str) -> list[Upload]:
             record = read_record(layout.report(artifact.name))
         except RecordError as e:
             raise PublishError(str(e)) from None
-        for source, relative in ((tar, artifact.asset_object),
-                                 (layout.tarball_sha256(artifact.name), artifact.asset_object + ".sha256")):
+        files = [(tar, artifact.asset_object),
+                 (layout.tarball_sha256(artifact.name), artifact.asset_object + ".sha256")]
+        if record.keras is not None:
+            files += [(layout.keras(artifact.name), artifact.keras_object),
+                      (layout.keras_sha256(artifact.name), artifact.keras_object + ".sha256")]
+        for source, relative in files:
             if not source.is_file():
                 raise PublishError(f"{source}: missing; rebuild {artifact.name}")
             uploads.append(Upload(source, relative, source.stat().st_size, crc32c_of(source),
                                   f"{base}/{relative}", artifact.name, record.random_weights))
-        if record.tarball.size != tar.stat().st_size:
+        if record.tarball.size != tar.stat().st_size or (
+                record.keras is not None and record.keras.size != layout.keras(artifact.name).stat().st_size):
             raise PublishError(f"{tar}: does not match its build report; rebuild {artifact.name}")
     docs = layout.docs
     for path in sorted(docs.rglob("*.md")) if docs.is_dir() else []:

@@ -113,6 +113,54 @@ def verify_handle(handle: str, record: dict, *, fine_tune: bool = False,
     return VerifyResult(handle, delta, tuned)
 
 
+def verify_keras(handle: str, record: dict, *, fine_tune: bool = False,
+                 max_bytes: int = DEFAULT_MAX_UNPACKED) -> VerifyResult:
+    """Load a Keras 3 artifact (path or URL) as its users do, with `keras.saving.load_model` and no
+    custom objects, compare with `record`, and with `fine_tune` train one step with a new head."""
+    import keras
+
+    from hubpub.errors import FetchError
+    from hubpub.fetch import download
+
+    with tempfile.TemporaryDirectory(prefix="hubpub-verify-") as tmp:
+        path = Path(handle)
+        if "://" in handle:
+            path = Path(tmp) / "model.keras"
+            try:
+                download(resolve_handle(handle), path, max_bytes=max_bytes, shown_as=handle)
+            except FetchError as e:
+                raise VerifyError(str(e)) from None
+        elif not path.is_file():
+            raise VerifyError(f"{handle}: no such file")
+        try:
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as e:  # Keras raises many types for a damaged or foreign file
+            raise VerifyError(f"{handle}: keras.saving.load_model could not load it: {type(e).__name__}: "
+                              f"{_first_line(e, str(path), handle)}") from None
+        images = reference_images(**record["inputs"])
+        try:
+            delta = compare_to_record(keras.ops.convert_to_numpy(model(images, training=False)), record)
+        except VerifyError as e:
+            raise VerifyError(f"{handle}: {e}") from None
+        return VerifyResult(handle, delta, _keras_fit_step(model, images, handle) if fine_tune else None)
+
+
+def _keras_fit_step(model, images: np.ndarray, handle: str) -> dict:
+    import keras
+
+    tuned = keras.Sequential([model, keras.layers.Dense(3, name="new_head")])
+    before = [np.array(keras.ops.convert_to_numpy(w)) for w in model.trainable_weights]
+    tuned.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    loss = float(tuned.fit(images, np.arange(len(images)) % 3, epochs=1, batch_size=len(images),
+                           verbose=0).history["loss"][0])
+    changed = sum(not np.array_equal(b, keras.ops.convert_to_numpy(w))
+                  for b, w in zip(before, model.trainable_weights, strict=True))
+    if not np.isfinite(loss) or changed == 0:
+        raise VerifyError(f"{handle}: fine-tuning step failed: loss {loss}, {changed} weights changed")
+    return {"loss": loss, "backbone_weights_changed": changed, "backbone_weights": len(before)}
+
+
 def _first_line(error: Exception, url: str, handle: str) -> str:
     """The error's first line, with verify's throwaway URL and paths turned into what the user gave."""
     line = (str(error).strip().splitlines() or [""])[0].replace(url, handle)

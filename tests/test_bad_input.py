@@ -221,7 +221,7 @@ def test_verify_report_missing_keys(micro_dist, tmp_path):
 
 def _dist_with_docs(micro_manifest_path, micro_dist, tmp_path) -> Path:
     dist = tmp_path / "dist"
-    for sub in ("tars", "reports"):
+    for sub in ("tars", "keras", "reports"):
         shutil.copytree(micro_dist / sub, dist / sub)
     result = CliRunner().invoke(cli, ["docs", "--manifest", str(micro_manifest_path), "--dist", str(dist)])
     assert result.exit_code == 0, result.output
@@ -248,12 +248,12 @@ def test_publish_failure_midway_says_what_did_upload(micro_manifest_path, micro_
     (dest / "micro_1k_224_fe").write_text("in the way")
     errors = run("publish", "--manifest", micro_manifest_path, "--dist", dist, "--dest", dest,
                  "--public-url", "http://127.0.0.1:9/bucket/micro", "--jobs", "1")
-    assert errors[0] == f"error: {dest}: 2 of 8 upload(s) failed; 6 succeeded and stay published (rerun to " \
+    assert errors[0] == f"error: {dest}: 4 of 12 upload(s) failed; 8 succeeded and stay published (rerun to " \
                         "upload the rest)"
     assert sum("micro_1k_224_fe/1.tar.gz" in e and "cannot write" in e for e in errors) == 2
     uploaded = sorted(e.removeprefix("error: uploaded: ") for e in errors if e.startswith("error: uploaded: "))
     assert uploaded == sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and p.parent != dest)
-    assert "micro_1k_224/1.tar.gz" in uploaded and len(uploaded) == 6
+    assert "micro_1k_224/1.tar.gz" in uploaded and "micro_1k_224/1.keras" in uploaded and len(uploaded) == 8
 
 
 def test_refused_publish_leaves_no_folder(micro_manifest_path, micro_dist, tmp_path):

@@ -35,7 +35,7 @@ def test_model_doc_content(docs_tree, micro_dist):
     assert "<!-- task: image-classification -->" in clf and "<!-- task: image-feature-vector -->" in fe
     assert "<!-- asset-path: http://127.0.0.1:9/bucket/micro/micro_1k_224/1.tar.gz -->" in clf
     assert "<!-- dataset: imagenet-ilsvrc-2012-cls -->" in clf
-    assert "trainable=True" in clf and "TFSMLayer" in clf and "serving_bytes" in clf
+    assert "trainable=True" in clf and "keras.saving.load_model(path)" in clf and "serving_bytes" in clf
     assert "assets/labels.txt" in clf and "assets/labels.txt" not in fe
     report = json.loads((micro_dist / "reports" / "micro_1k_224.json").read_text())
     assert report["tarball"]["sha256"] in clf

@@ -20,7 +20,7 @@ from hubpub.docs import (
 )
 from hubpub.docs.validate import validate_docs
 from hubpub.manifest import parse_manifest
-from hubpub.record import BuildRecord, CheckpointInfo, Output, ParityInfo, RoundTrip, Tarball
+from hubpub.record import BuildRecord, CheckpointInfo, KerasFile, Output, ParityInfo, RoundTrip, Tarball
 
 GOLDEN = Path(__file__).parent / "golden" / "docs"
 UPDATE = os.environ.get("HUBPUB_UPDATE_GOLDEN") == "1"
@@ -70,6 +70,7 @@ CASES += [
      {"input_convention": "normalized"}),
     ("no_parity__classifier", "convnext_iso_small_1k_224", "classifier", {"parity": False}),
     ("with_eval__classifier", "convnext_tiny_1k_224", "classifier", {"eval": True}),
+    ("no_keras_file__classifier", "convnext_tiny_1k_224", "classifier", {"keras": False}),
 ]
 EVAL = {"top1": 82.062, "top5": 95.86, "images": 50000}
 
@@ -79,7 +80,7 @@ def manifest(tmp_path_factory):
     return parse_manifest(MANIFEST, tmp_path_factory.mktemp("golden") / "collection.yaml")
 
 
-def fake_report(artifact, *, random_weights=False, input_convention="hub", parity=True) -> BuildRecord:
+def fake_report(artifact, *, random_weights=False, input_convention="hub", parity=True, keras=True) -> BuildRecord:
     """A build record with fixed numbers, as the pipeline writes it."""
     v = artifact.variant
     clf = artifact.kind == "classifier"
@@ -98,7 +99,8 @@ def fake_report(artifact, *, random_weights=False, input_convention="hub", parit
         output=Output("logits" if clf else "feature_vector", v.num_classes if clf else v.feature_dim),
         signatures={}, timings={}, reference={},
         preprocess_gap={"mean": 0.194, "max": 7.0, "photos": ["astronaut.jpg", "chelsea.jpg", "coffee.jpg",
-                                                               "rocket.jpg"]})
+                                                               "rocket.jpg"]},
+        keras=KerasFile(f"keras/{artifact.name}.keras", "0" * 63 + "2", 114_807_868, 3.1e-6) if keras else None)
 
 
 def _rendered(manifest) -> dict[str, str]:

@@ -112,3 +112,64 @@ def test_portable_graph_of_convnext_v2_matches_its_fast_graph(tmp_path):
                                                       portable=True), tmp_path / "v2.keras", images,
                           np.asarray(model(images)))
     assert result.max_abs <= 1e-5
+
+
+def test_keras_artifact_is_published_and_verified(micro_manifest_path, micro_dist, tmp_path, file_server):
+    """Published beside the tarball, immutable like it; `hubpub verify` takes it by path and by URL."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from hubpub.cli import cli
+
+    dist = tmp_path / "dist"
+    for folder in ("tars", "keras", "reports"):
+        shutil.copytree(micro_dist / folder, dist / folder)
+    runner = CliRunner()
+    common = ["--manifest", str(micro_manifest_path), "--dist", str(dist)]
+    assert runner.invoke(cli, ["docs", *common]).exit_code == 0
+    dest = file_server.root / "models"
+    result = runner.invoke(cli, ["publish", *common, "--dest", str(dest), "--public-url",
+                                 "http://127.0.0.1:9/bucket/micro", "--no-verify"])
+    assert result.exit_code == 0, result.output
+    published = dest / "micro_1k_224" / "1.keras"
+    assert published.read_bytes() == (dist / "keras" / "micro_1k_224.keras").read_bytes()
+    assert (dest / "micro_1k_224_fe" / "1.keras.sha256").is_file()
+    doc = (dist / "docs/assets/docs/testpub/models/micro_1k_224/1.md").read_text()
+    assert 'keras.utils.get_file(origin="http://127.0.0.1:9/bucket/micro/micro_1k_224/1.keras")' in doc
+
+    for handle in (str(published), f"{file_server.url}/models/micro_1k_224/1.keras"):
+        out = runner.invoke(cli, ["verify", handle, "--report", str(dist / "reports/micro_1k_224.json"),
+                                  "--fine-tune"])
+        assert out.exit_code == 0, out.output
+        assert "loads with keras.saving.load_model; outputs match the build" in out.output
+        assert "backbone weights changed" in out.output
+
+    # immutable like the tarball: other bytes under the published name are refused
+    (dest / "micro_1k_224" / "1.keras").write_bytes(b"not the artifact")
+    result = runner.invoke(cli, ["publish", *common, "--dest", str(dest), "--public-url",
+                                 "http://127.0.0.1:9/bucket/micro", "--no-verify"])
+    assert result.exit_code == 1 and "micro_1k_224/1.keras exists with different content" in result.output
+
+
+@pytest.mark.skipif(not os.environ.get("HUBPUB_SLOW"), reason="the largest variant at full size: opt in with "
+                                                               "HUBPUB_SLOW=1")
+def test_largest_variant_keras_artifact_full_size(root, tmp_path):
+    """convnext_xlarge_21k_224 (392M parameters, a 21841-class head): built, then loaded without hubpub."""
+    from hubpub.convert import save_checkpoint
+    from hubpub.manifest import load_manifest
+    from hubpub.pipeline import build_variant
+
+    v = load_manifest(root / "collection.yaml").variant("convnext_xlarge_21k_224")
+    ckpt = save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes), tmp_path / "xl.safetensors")
+    (record,) = build_variant(v, tmp_path / "dist", checkpoint=str(ckpt), kinds=("classifier",), parity=False)
+    assert record.keras.max_abs <= 1e-5
+    inputs = record.reference["inputs"]
+    np.save(tmp_path / "x.npy", reference_images(inputs["height"], inputs["width"], inputs["batch"], inputs["seed"]))
+    proc = subprocess.run([sys.executable, "-c", LOAD, str(tmp_path / "dist" / record.keras.path),
+                           str(tmp_path / "x.npy"), "feature-extractor"], capture_output=True, text=True,
+                          env={**os.environ, "KERAS_BACKEND": "tensorflow"}, timeout=1200, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.asarray(json.loads(proc.stdout.split("RESULT ", 1)[1])["outputs"])
+    assert got.shape == (inputs["batch"], 21841)
+    np.testing.assert_allclose(got[:, :64], np.asarray(record.reference["outputs"]["columns"]), atol=1e-4)

@@ -111,6 +111,7 @@ def _links(manifest: Manifest, artifact: Artifact, public_url_base: str) -> dict
     """Where a reader finds the artifact: its tarball and doc at the destination, and its TF-Hub handle."""
     pub = manifest.publisher.handle
     return {"asset_url": f"{public_url_base}/{artifact.asset_object}",
+            "keras_url": f"{public_url_base}/{artifact.keras_object}",
             "doc_url": f"{public_url_base}/{PUBLISHED_DOCS}/{model_doc_path(pub, artifact)}",
             "tfhub_url": f"https://tfhub.dev/{pub}/{artifact.name}/{artifact.version}"}
 
@@ -151,6 +152,7 @@ def model_context(manifest: Manifest, artifact: Artifact, record: BuildRecord, e
                     "description": v.description, "eval": v.eval.model_dump(), "checkpoint_url": v.checkpoint_url,
                     "checkpoint_name": v.checkpoint_url.replace("\\", "/").rsplit("/", 1)[-1],
                     "resize_to": int(v.resolution / v.eval.crop_pct), "mean": list(family.mean),
+                    "feature_layer": arch.feature_layer,
                     "std": list(family.std)},
         "datasets": [d.tfhub_id for d in v.datasets if d.tfhub_id],
         "report": record,
