@@ -173,3 +173,29 @@ def test_largest_variant_keras_artifact_full_size(root, tmp_path):
     got = np.asarray(json.loads(proc.stdout.split("RESULT ", 1)[1])["outputs"])
     assert got.shape == (inputs["batch"], 21841)
     np.testing.assert_allclose(got[:, :64], np.asarray(record.reference["outputs"]["columns"]), atol=1e-4)
+
+
+def test_fresh_venv_with_only_keras_jax_and_numpy_loads_it(micro_dist, saved_model_outputs, tmp_path):
+    """A consumer's environment, made here: a new venv with keras, jax and numpy from the package index
+    (the versions of this environment, so pip's cache serves them), no TensorFlow, no hubpub."""
+    from importlib.metadata import version
+
+    venv = tmp_path / "consumer"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    pins = [f"keras=={version('keras')}", f"jax=={version('jax')}", f"jaxlib=={version('jaxlib')}",
+            f"numpy=={version('numpy')}"]
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", *pins], capture_output=True, text=True,
+                             timeout=900)
+    assert install.returncode == 0, install.stderr[-2000:]
+    missing = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True, text=True)
+    assert missing.returncode != 0  # really no TensorFlow there
+    images_path, expected = saved_model_outputs["micro_1k_224"]
+    proc = subprocess.run([str(python), "-c", LOAD, str(micro_dist / "keras" / "micro_1k_224.keras"),
+                           str(images_path), "classifier"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "KERAS_BACKEND": "jax"}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert result["backend"] == "jax"
+    assert np.abs(np.asarray(result["outputs"]) - expected).max() <= 1e-4
+    assert np.isfinite(result["loss"]) and result["changed"]
