@@ -74,7 +74,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     # Libraries' own chatter (google.auth warns about each credential source it tries) only with -vv.
-    for noisy in ("tensorflow", "absl", "h5py", "urllib3", "google"):
+    for noisy in ("tensorflow", "absl", "h5py", "urllib3", "google", "nbclient", "traitlets", "jupyter_client"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
     if quiet:
         import os
@@ -246,6 +246,34 @@ def docs(model_template: str, templates_dir: Path | None, dist: Path, out: Path 
     if result.skipped:
         click.echo(f"{len(result.skipped)} artifacts have no build report yet and no doc: "
                    f"{', '.join(result.skipped[:4])}{', ...' if len(result.skipped) > 4 else ''}")
+
+
+@cli.command()
+@click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="[default: DIST/notebooks]")
+@click.option("--only", multiple=True, help="Glob on artifact names (repeatable).")
+@click.option("--execute", "run", is_flag=True, help="Run each on a Jupyter kernel against this build; keep outputs.")
+@click.option("--templates-dir", type=click.Path(path_type=Path), default=None,
+              help="Your templates (classify.py.j2, fine_tune.py.j2), searched first.")
+@click.option("--dest", default=None, help="Link to the artifacts at this destination [default: the manifest's].")
+@public_url_option
+@manifest_option
+def notebooks(dist: Path, out: Path | None, only: tuple[str, ...], run: bool, templates_dir: Path | None,
+              dest: str | None, public_url: str | None, manifest_path: Path) -> None:
+    """Write a usage notebook per built artifact (classify, or fine-tune), and optionally execute them."""
+    from hubpub.destination import Destination
+    from hubpub.notebooks import render_notebooks
+    from hubpub.pipeline import execute_notebooks
+    from hubpub.publish import destination_url
+
+    manifest = load_manifest(manifest_path)
+    base = destination_url(manifest, Destination.parse(dest or manifest.publish.destination), public_url)
+    written = render_notebooks(manifest, dist=dist, out=out or Dist(dist).notebooks, templates_dir=templates_dir,
+                               public_url_base=base, only=only)
+    if run:
+        written = execute_notebooks(dist, written, progress=lambda name: log.info("executing %s", name))
+    for nb in written:
+        click.echo(f"{nb.path}{' (executed)' if nb.executed else ''}")
 
 
 @cli.command("validate-docs")
@@ -469,11 +497,13 @@ DEMO_PUBLIC_URL = "http://localhost:8000"
 @click.option("--variant", default=None, help="[default: the manifest's first variant]")
 @manifest_option
 def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
-    """Offline end-to-end run: random official-format checkpoint -> build-all -> docs -> publish -> verify."""
+    """Offline end-to-end run: random official-format checkpoint -> build-all -> docs -> publish -> verify
+    -> usage notebooks, executed."""
     import time
 
     from hubpub.destination import Destination
-    from hubpub.pipeline import demo_checkpoint
+    from hubpub.notebooks import render_notebooks
+    from hubpub.pipeline import demo_checkpoint, execute_notebooks
     from hubpub.publish import verify_published
 
     start = time.perf_counter()
@@ -493,8 +523,12 @@ def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
     click.echo(f"5. verified: {checked.handle} loads with hub.KerasLayer, matches the build "
                f"(max |Δ| {checked.max_abs:.1e}), and fine-tunes (loss {checked.fine_tune['loss']:.3f})")
     dist = Dist(out)
-    click.echo(f"6. done in {time.perf_counter() - start:.0f}s: tarballs in {dist.tars}, docs in {dist.docs}, "
-               f"report {dist.build_report}")
+    written = execute_notebooks(out, render_notebooks(manifest, dist=out, out=dist.notebooks,
+                                                      public_url_base=DEMO_PUBLIC_URL, only=(f"{v.name}*",)))
+    click.echo(f"6. usage notebooks written and executed against this build: "
+               f"{', '.join(str(nb.path) for nb in written)}")
+    click.echo(f"7. done in {time.perf_counter() - start:.0f}s: tarballs in {dist.tars}, .keras files in "
+               f"{dist.keras_files}, docs in {dist.docs}, report {dist.build_report}")
     click.echo(f"   the docs link to {DEMO_PUBLIC_URL}: serve the destination there with "
                f"`python -m http.server 8000 -d {dest}`")
 

@@ -23,6 +23,7 @@ class Dist:
     reports = property(lambda self: self.root / "reports")
     keras_files = property(lambda self: self.root / "keras")
     docs = property(lambda self: self.root / "docs")
+    notebooks = property(lambda self: self.root / "notebooks")
     demo = property(lambda self: self.root / "demo")
     published = property(lambda self: self.root / "published")
     build_report = property(lambda self: self.root / "build-report.json")

@@ -666,3 +666,24 @@ def demo_checkpoint(variant: Variant, out: Path) -> tuple[Path, bool]:
         return path, False
     tensors = variant.family.random_checkpoint(variant.architecture, variant.num_classes)
     return save_checkpoint(tensors, path, metadata={RANDOM_WEIGHTS_KEY: "true"}), True
+
+
+def execute_notebooks(dist: Path, notebooks: list, *, progress=lambda name: None) -> list:
+    """Run each notebook against this build's own files, served over loopback HTTP as a bucket would;
+    one already executed from the same source and artifact bytes is kept as it is."""
+    from hubpub.notebooks import Notebook, artifact_stamp, execute
+    from hubpub.verify import serve_directory
+
+    layout, done = Dist(dist), []
+    with serve_directory(layout.root) as base:
+        for nb in notebooks:
+            if nb.executed:
+                done.append(nb)
+                continue
+            progress(nb.artifact)
+            overrides = {"HANDLE": f"{base}/{layout.relative(layout.tarball(nb.artifact))}"}
+            if layout.keras(nb.artifact).is_file():
+                overrides["KERAS_URL"] = f"{base}/{layout.relative(layout.keras(nb.artifact))}"
+            execute(nb.path, overrides, stamp=artifact_stamp(read_record(layout.report(nb.artifact))))
+            done.append(Notebook(nb.artifact, nb.path, executed=True))
+    return done

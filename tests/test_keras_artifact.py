@@ -136,7 +136,8 @@ def test_keras_artifact_is_published_and_verified(micro_manifest_path, micro_dis
     assert published.read_bytes() == (dist / "keras" / "micro_1k_224.keras").read_bytes()
     assert (dest / "micro_1k_224_fe" / "1.keras.sha256").is_file()
     doc = (dist / "docs/assets/docs/testpub/models/micro_1k_224/1.md").read_text()
-    assert 'keras.utils.get_file(origin="http://127.0.0.1:9/bucket/micro/micro_1k_224/1.keras")' in doc
+    assert ('keras.utils.get_file(fname="micro_1k_224-1.keras", '
+            'origin="http://127.0.0.1:9/bucket/micro/micro_1k_224/1.keras")') in doc
 
     for handle in (str(published), f"{file_server.url}/models/micro_1k_224/1.keras"):
         out = runner.invoke(cli, ["verify", handle, "--report", str(dist / "reports/micro_1k_224.json"),

@@ -172,6 +172,8 @@ def test_demo_end_to_end_with_full_size_tiny(tmp_path, root):
                           env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "5. verified:" in proc.stdout and "fine-tunes" in proc.stdout
+    assert "6. usage notebooks written and executed" in proc.stdout
+    assert (tmp_path / "dist/notebooks/convnext_tiny_1k_224.ipynb").is_file()
     doc = (tmp_path / "dist/docs/assets/docs/hubpub/models/convnext_tiny_1k_224/1.md").read_text()
     assert doc.splitlines()[1].startswith("DEMO BUILD WITH RANDOM WEIGHTS")
     assert (tmp_path / "dist/published/convnext_tiny_1k_224/1.tar.gz").is_file()

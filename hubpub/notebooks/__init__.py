@@ -1,0 +1,199 @@
+"""Usage notebooks: rendered per artifact from templates (Jinja2, sandboxed, like the docs), written with
+nbformat, and executed on a real Jupyter kernel against the built artifact.
+
+A template is a Python file in percent format: `# %%` starts a code cell, `# %% [markdown]` a Markdown
+cell (its lines lose their leading `# `), `# %% tags=["parameters"]` the cell that names the handle.
+Execution runs a copy whose parameter cell points at the local artifact served over loopback HTTP;
+the stored notebook keeps the published handle and gets the outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubpub._files import write_atomic
+from hubpub.errors import HubpubError
+
+TEMPLATES = {"classifier": "classify.py.j2", "feature-extractor": "fine_tune.py.j2"}
+_CELL = re.compile(r"^# %%(?: \[(?P<kind>markdown)\])?(?: tags=\[(?P<tags>[^\]]*)\])?\s*$")
+
+
+class NotebookError(HubpubError):
+    """A notebook template does not render, or a cell fails when the notebook runs."""
+
+
+@dataclass(frozen=True)
+class Notebook:
+    artifact: str
+    path: Path
+    executed: bool = False
+
+
+def render_notebooks(manifest, *, dist: Path, out: Path, templates_dir: Path | None = None,
+                     public_url_base: str | None = None, only: tuple[str, ...] = ()) -> list[Notebook]:
+    """One notebook per built artifact (`<out>/<artifact>.ipynb`), from the template of its kind."""
+    from fnmatch import fnmatchcase
+
+    from hubpub.docs import environment, load_eval_reports, load_reports, model_context, render, template_dirs
+
+    env = environment(template_dirs(manifest.path, templates_dir))
+    reports, evals = load_reports(dist), load_eval_reports(dist)
+    written = []
+    for artifact in manifest.artifacts():
+        if artifact.name not in reports or (only and not any(fnmatchcase(artifact.name, p) for p in only)):
+            continue
+        ctx = model_context(manifest, artifact, reports[artifact.name], evals.get(artifact.name),
+                            public_url_base=public_url_base)
+        nb = notebook_from_text(render(env, TEMPLATES[artifact.kind], ctx), artifact.name)
+        path = out / f"{artifact.name}.ipynb"
+        stamp = artifact_stamp(reports[artifact.name])
+        if is_current(path, stamp) and _same_source(path, nb):
+            written.append(Notebook(artifact.name, path, executed=True))  # its outputs still hold
+            continue
+        written.append(Notebook(artifact.name, write_notebook(nb, path)))
+    if not written:
+        raise NotebookError(f"{dist}: no built artifact to write a notebook for; run `hubpub build-all` first")
+    return written
+
+
+def artifact_stamp(record) -> str:
+    """What a notebook's outputs depend on besides its source: the artifact files' hashes."""
+    return f"{record.tarball.sha256}:{record.keras.sha256 if record.keras else '-'}"
+
+
+def _same_source(path: Path, nb) -> bool:
+    import nbformat
+
+    old = nbformat.read(path, as_version=4)
+    return [c.source for c in old.cells] == [c.source for c in nb.cells]
+
+
+def cells_from_percent(text: str) -> list:
+    """nbformat cells from percent-format text."""
+    import nbformat.v4 as v4
+
+    cells, kind, tags, lines = [], None, [], []
+
+    def flush():
+        body = "\n".join(lines).strip("\n")
+        if kind is None and not body:
+            return
+        if kind == "markdown":
+            cells.append(v4.new_markdown_cell("\n".join(line.removeprefix("# ").removeprefix("#")
+                                                        for line in body.split("\n"))))
+        else:
+            cells.append(v4.new_code_cell(body, metadata={"tags": tags} if tags else {}))
+
+    for line in text.split("\n"):
+        m = _CELL.match(line)
+        if m:
+            flush()
+            kind, lines = m.group("kind"), []
+            tags = [t.strip().strip("\"'") for t in (m.group("tags") or "").split(",") if t.strip()]
+        else:
+            lines.append(line)
+    flush()
+    return cells
+
+
+def notebook_from_text(text: str, name: str):
+    import nbformat.v4 as v4
+
+    nb = v4.new_notebook(cells=cells_from_percent(text))
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                   "language_info": {"name": "python"}, "hubpub": {"artifact": name}}
+    for i, cell in enumerate(nb.cells):  # stable ids: the same build gives the same file
+        cell["id"] = f"{name[:50]}-{i}"
+    return nb
+
+
+def write_notebook(nb, path: Path) -> Path:
+    import nbformat
+
+    return write_atomic(path, nbformat.writes(nb) + "\n")
+
+
+def parameter_cell(nb):
+    return next((c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+
+
+def is_current(path: Path, stamp: str) -> bool:
+    """Whether the notebook at `path` was executed from exactly its present source and artifact (`stamp`)."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # missing or unreadable: run it
+        return False
+    return nb.metadata.get("hubpub", {}).get("executed_from") == _source_stamp(nb, stamp)
+
+
+def _source_stamp(nb, stamp: str) -> str:
+    import hashlib
+
+    sources = "\0".join(c.source for c in nb.cells)
+    return hashlib.sha256(f"{stamp}\0{sources}".encode()).hexdigest()
+
+
+def execute(path: Path, overrides: dict[str, str], *, timeout: int = 900, shown_as: str | None = None,
+            stamp: str = "") -> Path:
+    """Run the notebook at `path` on a Python kernel, its parameter cell's names set to `overrides`
+    for the run; store the outputs in `path`, the parameter cell as it was. A failing cell is a
+    `NotebookError` naming the notebook, the cell number and the error's last line."""
+    import nbformat
+    from jupyter_client.manager import KernelManager
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    nb = nbformat.read(path, as_version=4)
+    params = parameter_cell(nb)
+    original = params.source if params is not None else None
+    if params is not None:
+        params.source = "\n".join(f"{k} = {v!r}" for k, v in overrides.items())
+    with tempfile.TemporaryDirectory(prefix="hubpub-notebook-") as tmp, _scratch_caches(Path(tmp)):
+        # IPC, not TCP on loopback: no port to open, and no warning from the kernel that it is unencrypted.
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(tmp) / "kernel"))
+        client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": tmp}})
+        try:
+            client.execute()
+        except CellExecutionError as e:
+            failed = next((i for i, c in enumerate(nb.cells, 1) if any(
+                o.get("output_type") == "error" for o in c.get("outputs", []))), "?")
+            last = re.sub(r"\x1b\[[0-9;]*m", "", (str(e).strip().splitlines() or [""])[-1])  # no terminal colours
+            raise NotebookError(f"{shown_as or path}: cell {failed} failed: {last}") from None
+        except Exception as e:  # the kernel did not start or died
+            raise NotebookError(f"{shown_as or path}: the kernel failed: {type(e).__name__}: {e}") from None
+        finally:  # a kernel manager given to nbclient is ours to stop
+            if client.kc is not None:
+                client.kc.stop_channels()
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
+    if params is not None:
+        params.source = original
+        params.outputs = []
+    nb.metadata.setdefault("hubpub", {})["executed_from"] = _source_stamp(nb, stamp)
+    return write_notebook(nb, path)
+
+
+@contextlib.contextmanager
+def _scratch_caches(root: Path) -> Iterator[None]:
+    """The kernel inherits this process's environment: its downloads go to throwaway caches, so a
+    loopback URL never leaves a stale file in the user's Keras or TF-Hub cache."""
+    saved = {k: os.environ.get(k) for k in ("KERAS_HOME", "TFHUB_CACHE_DIR", "TF_CPP_MIN_LOG_LEVEL")}
+    # TensorFlow's C++ start-up chatter (oneDNN, CUDA probes) would land in the stored outputs.
+    os.environ.update(KERAS_HOME=str(root / "keras"), TFHUB_CACHE_DIR=str(root / "tfhub"), TF_CPP_MIN_LOG_LEVEL="3")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
