@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hubpub._files import atomic_path, sha256_file, write_atomic
-from hubpub.errors import ExportError
+from hubpub.errors import ExportError, HubpubError
 
 KERAS_TOLERANCE = 1e-5  # the portable graph against the fast one, same weights, fp32
 FIXED_DATE = "2000-01-01@00:00:00"
@@ -103,19 +103,31 @@ def _renumber_shared_objects(config):
     return walk(config)
 
 
-def check_keras_file(path: Path, images: np.ndarray, expected: np.ndarray) -> float:
-    """Load the file as a user would (no custom objects, safe mode) and compare with `expected`."""
+class KerasFileError(HubpubError):
+    """A Keras model file does not load as its users load it."""
+
+
+def load_keras_file(path: Path | str, *, shown_as: str | None = None):
+    """`keras.saving.load_model` as a consumer calls it: safe mode, no custom objects. One error line."""
     import keras
 
+    if Path(path).is_file() and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise KerasFileError(f"{shown_as or path}: not a .keras file (a zip archive of config and weights)")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # Keras raises many types for a wrong, damaged or foreign file
+        first = (str(e).strip().splitlines() or [""])[0].replace(str(path), shown_as or str(path))
+        raise KerasFileError(f"{shown_as or path}: keras.saving.load_model cannot load it: "
+                             f"{type(e).__name__}: {first}") from None
+
+
+def check_keras_file(path: Path, images: np.ndarray, expected: np.ndarray) -> float:
+    """Load the file as a user would (no custom objects, safe mode) and compare with `expected`."""
     with zipfile.ZipFile(path) as z:
         config = z.read("config.json").decode()
     if '"hubpub>' in config:
         raise ExportError(f"{path}: refers to hubpub's own layers; it would not load without hubpub")
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-        got = np.asarray(model(images, training=False))
-    except Exception as e:
-        raise ExportError(f"{path}: the Keras file does not load: {type(e).__name__}: {e}") from None
+    got = np.asarray(load_keras_file(path)(images, training=False))
     delta = float(np.abs(got - expected).max())
     if not delta <= KERAS_TOLERANCE:
         raise ExportError(f"{path}: the Keras file's outputs differ from the SavedModel's by {delta:.3g} "

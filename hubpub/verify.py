@@ -121,6 +121,7 @@ def verify_keras(handle: str, record: dict, *, fine_tune: bool = False,
 
     from hubpub.errors import FetchError
     from hubpub.fetch import download
+    from hubpub.keras_artifact import load_keras_file
 
     with tempfile.TemporaryDirectory(prefix="hubpub-verify-") as tmp:
         path = Path(handle)
@@ -132,11 +133,7 @@ def verify_keras(handle: str, record: dict, *, fine_tune: bool = False,
                 raise VerifyError(str(e)) from None
         elif not path.is_file():
             raise VerifyError(f"{handle}: no such file")
-        try:
-            model = keras.saving.load_model(path, compile=False, safe_mode=True)
-        except Exception as e:  # Keras raises many types for a damaged or foreign file
-            raise VerifyError(f"{handle}: keras.saving.load_model could not load it: {type(e).__name__}: "
-                              f"{_first_line(e, str(path), handle)}") from None
+        model = load_keras_file(path, shown_as=handle)
         images = reference_images(**record["inputs"])
         try:
             delta = compare_to_record(keras.ops.convert_to_numpy(model(images, training=False)), record)

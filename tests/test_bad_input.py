@@ -193,6 +193,13 @@ def test_verify_errors_name_the_path_given(micro_dist, tmp_path, hub_cache):
     assert "127.0.0.1" not in error and "hubpub-verify-" not in error
 
 
+def test_verify_a_file_that_is_not_a_keras_archive(micro_dist, tmp_path):
+    bad = tmp_path / "model.keras"
+    bad.write_text("not a zip")
+    [error] = run("verify", bad, "--report", micro_dist / "reports/micro_1k_224.json")
+    assert error == f"error: {bad}: not a .keras file (a zip archive of config and weights)"
+
+
 def test_verify_report_missing_keys(micro_dist, tmp_path):
     report = tmp_path / "r.json"
     target = micro_dist / "saved_models/micro_1k_224"

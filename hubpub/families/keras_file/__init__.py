@@ -52,13 +52,11 @@ def _build(arch: KerasFile, *, num_classes, input_convention, name, source=None,
     """The model the file holds (already of Keras's own layers: `portable` changes nothing)."""
     import keras
 
+    from hubpub.keras_artifact import load_keras_file
+
     if source is None:
         raise CheckpointError(f"{name}: a keras-family variant needs its model file as checkpoint.url")
-    try:
-        model = keras.saving.load_model(source, compile=False, safe_mode=True)
-    except Exception as e:  # Keras raises many types for a wrong or damaged file
-        raise CheckpointError(f"{source}: not a loadable Keras model file: {type(e).__name__}: "
-                              f"{(str(e).strip().splitlines() or [''])[0]}") from None
+    model = load_keras_file(source)
     if model.input.shape[-1] != 3:
         raise CheckpointError(f"{source}: the model takes {model.input.shape}; an image model takes [..., 3] RGB")
     try:
