@@ -59,6 +59,9 @@ class _Group(click.Group):
 
 
 no_keras_option = click.option("--no-keras", is_flag=True, help="Build no Keras 3 (.keras) artifact.")
+notebooks_option = click.option(
+    "--notebooks", "notebooks_out", type=click.Path(path_type=Path), default=None,
+    help="The usage notebooks' folder [default: the manifest's notebooks.path in its checkout, else DIST/notebooks].")
 manifest_option = click.option(
     "--manifest", "manifest_path", type=click.Path(path_type=Path), default="collection.yaml",
     show_default=True, help="The collection manifest.")
@@ -250,7 +253,8 @@ def docs(model_template: str, templates_dir: Path | None, dist: Path, out: Path 
 
 @cli.command()
 @click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="[default: DIST/notebooks]")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="[default: the manifest's notebooks.path in its checkout, else DIST/notebooks]")
 @click.option("--only", multiple=True, help="Glob on artifact names (repeatable).")
 @click.option("--execute", "run", is_flag=True, help="Run each on a Jupyter kernel against this build; keep outputs.")
 @click.option("--templates-dir", type=click.Path(path_type=Path), default=None,
@@ -262,14 +266,14 @@ def notebooks(dist: Path, out: Path | None, only: tuple[str, ...], run: bool, te
               dest: str | None, public_url: str | None, manifest_path: Path) -> None:
     """Write a usage notebook per built artifact (classify, or fine-tune), and optionally execute them."""
     from hubpub.destination import Destination
-    from hubpub.notebooks import render_notebooks
+    from hubpub.notebooks import notebooks_dir, render_notebooks
     from hubpub.pipeline import execute_notebooks
     from hubpub.publish import destination_url
 
     manifest = load_manifest(manifest_path)
     base = destination_url(manifest, Destination.parse(dest or manifest.publish.destination), public_url)
-    written = render_notebooks(manifest, dist=dist, out=out or Dist(dist).notebooks, templates_dir=templates_dir,
-                               public_url_base=base, only=only)
+    written = render_notebooks(manifest, dist=dist, out=out or notebooks_dir(manifest, dist),
+                               templates_dir=templates_dir, public_url_base=base, only=only)
     if run:
         written = execute_notebooks(dist, written, progress=lambda name: log.info("executing %s", name))
     for nb in written:
@@ -278,13 +282,27 @@ def notebooks(dist: Path, out: Path | None, only: tuple[str, ...], run: bool, te
 
 @cli.command("validate-docs")
 @click.argument("directory", type=click.Path(path_type=Path))
-def validate_docs_cmd(directory: Path) -> None:
-    """Check a docs tree against the tfhub.dev rules."""
+@click.option("--manifest", "manifest_path", type=click.Path(path_type=Path), default=None,
+              help="Check the Colab links against this manifest's notebooks [default: collection.yaml, if present].")
+@notebooks_option
+def validate_docs_cmd(directory: Path, manifest_path: Path | None, notebooks_out: Path | None) -> None:
+    """Check a docs tree against the tfhub.dev rules, and that every Colab link opens a notebook of the
+    artifact it documents."""
     from hubpub.docs.validate import validate_docs
+    from hubpub.notebooks import check_colab_links
 
     found = validate_docs(directory)
     counts = ", ".join(f"{sum(d.kind == k for d in found)} {k}" for k in ("publisher", "collection", "module"))
-    click.echo(f"{directory}: ok: {len(found)} docs ({counts})")
+    links = ""
+    if manifest_path is None and not Path("collection.yaml").is_file():
+        if any(d.metadata.get("colab") for d in found):
+            log.warning("warning: Colab links not checked: no manifest (give --manifest)")
+    else:
+        check = check_colab_links(found, load_manifest(manifest_path or "collection.yaml"), notebooks_out)
+        for warning in check.warnings():
+            log.warning("warning: %s", warning)
+        links = f"; {len(check.checked)} Colab links open a notebook of their artifact"
+    click.echo(f"{directory}: ok: {len(found)} docs ({counts}){links}")
 
 
 @cli.command()
@@ -297,9 +315,10 @@ def validate_docs_cmd(directory: Path) -> None:
 @click.option("--deadline", type=float, default=300.0, show_default=True,
               help="Seconds to keep retrying a failing request (408, 429, 5xx, connection errors).")
 @click.option("--no-verify", is_flag=True, help="Skip loading one published artifact with hub.KerasLayer.")
+@notebooks_option
 @manifest_option
 def publish(dist: Path, dest: str | None, public_url: str | None, dry_run: bool, force: bool, jobs: int,
-            deadline: float, no_verify: bool, manifest_path: Path) -> None:
+            deadline: float, no_verify: bool, notebooks_out: Path | None, manifest_path: Path) -> None:
     """Upload tarballs, .sha256 files and docs; artifacts are immutable unless forced, docs are updated."""
     from hubpub.destination import Destination
     from hubpub.publish import publish as run_publish
@@ -308,7 +327,7 @@ def publish(dist: Path, dest: str | None, public_url: str | None, dry_run: bool,
     manifest = load_manifest(manifest_path)
     destination = Destination.parse(dest or manifest.publish.destination)
     result = run_publish(manifest, dist, destination, public_url=public_url, force=force, dry_run=dry_run, jobs=jobs,
-                         deadline=deadline)
+                         deadline=deadline, notebooks=notebooks_out)
     rows = [("object", "size", "status", "public URL")]
     for o in result.outcomes:
         rows.append((destination.key(o.upload.relative), f"{o.upload.size:,}", o.status, o.upload.public_url))
@@ -423,7 +442,8 @@ class _StageProgress:
 def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: str, jobs: int = 1,
                shard: str | None = None, force: bool = False, checkpoints: tuple[str, ...] = (),
                input_convention: str = "hub", no_parity: bool = False, publish_dest: str | None = None,
-               public_url: str | None = None, no_keras: bool = False):
+               public_url: str | None = None, no_keras: bool = False, notebooks: Path | None = None,
+               execute_notebooks: bool = False):
     """build-all's arguments to the library and its result to the terminal; shared with the demo."""
     from hubpub.pipeline import build_collection
 
@@ -434,7 +454,7 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
                                   force=force, checkpoints=_checkpoint_overrides(checkpoints),
                                   input_convention=input_convention, parity=not no_parity,
                                   publish_dest=publish_dest, public_url=public_url, progress=progress,
-                                  keras_file=not no_keras)
+                                  keras_file=not no_keras, notebooks=notebooks, execute=execute_notebooks)
     finally:
         progress.close()
     rows = [("artifact", "status", "params", "tarball", "parity max |Δ|", "seconds")]
@@ -455,6 +475,9 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
                    f"linking to {result.public_url_base}")
     else:
         click.echo(f"docs: {result.docs_note}")
+    if result.notebooks:
+        ran = sum(nb.executed for nb in result.notebooks)
+        click.echo(f"notebooks: {len(result.notebooks)} in {result.notebooks[0].path.parent} ({ran} executed)")
     click.echo(f"report: {Dist(out).build_report}")
     if result.published is not None:
         click.echo(f"published to {result.published.destination}: {_counts(result.published)}")
@@ -477,12 +500,15 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
 @click.option("--publish", "publish_dest", default=None, metavar="DEST",
               help="Then publish to gs://BUCKET/PREFIX or DIR (the docs link there).")
 @public_url_option
+@notebooks_option
+@click.option("--execute-notebooks", is_flag=True, help="Run the usage notebooks against this build; keep outputs.")
 def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
-                  no_keras, publish_dest, public_url) -> None:
+                  no_keras, publish_dest, public_url, notebooks_out, execute_notebooks) -> None:
     """Build every artifact of the collection: incremental, resumable, parallel, shardable."""
     _, result = _build_all(manifest_path, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                            checkpoints=checkpoints, input_convention=input_convention, no_parity=no_parity,
-                           publish_dest=publish_dest, public_url=public_url, no_keras=no_keras)
+                           publish_dest=publish_dest, public_url=public_url, no_keras=no_keras,
+                           notebooks=notebooks_out, execute_notebooks=execute_notebooks)
     if result.summary.failed:
         failed = result.summary.failed
         raise HubpubError(f"{len(failed)} variant(s) failed: {', '.join(failed)}")
@@ -502,8 +528,7 @@ def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
     import time
 
     from hubpub.destination import Destination
-    from hubpub.notebooks import render_notebooks
-    from hubpub.pipeline import demo_checkpoint, execute_notebooks
+    from hubpub.pipeline import demo_checkpoint
     from hubpub.publish import verify_published
 
     start = time.perf_counter()
@@ -511,26 +536,27 @@ def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
     v = manifest.variant(variant) if variant else manifest.variants[0]
     ckpt, made = demo_checkpoint(v, out)
     click.echo(f"1. {'wrote' if made else 'reusing'} a random-weight checkpoint in the official layout: {ckpt}")
-    click.echo(f"2-3. build-all {v.name} (both kinds), docs rendered and validated")
-    dest = Dist(out).published
+    click.echo(f"2-3. build-all {v.name} (both kinds), usage notebooks written and executed, docs rendered and "
+               "validated")
+    dist = Dist(out)
+    # Random-weight notebooks go to dist/, never into the checkout the manifest's `notebooks` names.
     manifest, result = _build_all(manifest_path, out, only=(v.name,), kinds="classifier,feature-extractor",
-                                  checkpoints=(f"{v.name}={ckpt}",), publish_dest=str(dest),
-                                  public_url=DEMO_PUBLIC_URL)
+                                  checkpoints=(f"{v.name}={ckpt}",), publish_dest=str(dist.published),
+                                  public_url=DEMO_PUBLIC_URL, notebooks=dist.notebooks, execute_notebooks=True)
     if result.summary.failed:
         raise HubpubError(f"the demo build failed: {', '.join(result.summary.failed)}")
-    click.echo(f"4. published to the local destination {dest}")
-    checked = verify_published(manifest, out, Destination.parse(str(dest)), result.published, fine_tune=True)
+    click.echo(f"4. published to the local destination {dist.published}")
+    checked = verify_published(manifest, out, Destination.parse(str(dist.published)), result.published,
+                               fine_tune=True)
     click.echo(f"5. verified: {checked.handle} loads with hub.KerasLayer, matches the build "
                f"(max |Δ| {checked.max_abs:.1e}), and fine-tunes (loss {checked.fine_tune['loss']:.3f})")
-    dist = Dist(out)
-    written = execute_notebooks(out, render_notebooks(manifest, dist=out, out=dist.notebooks,
-                                                      public_url_base=DEMO_PUBLIC_URL, only=(f"{v.name}*",)))
-    click.echo(f"6. usage notebooks written and executed against this build: "
-               f"{', '.join(str(nb.path) for nb in written)}")
+    click.echo(f"6. usage notebooks, executed against this build (each doc's Colab link names one): "
+               f"{', '.join(str(nb.path) for nb in result.notebooks)}; check the links with "
+               f"`hubpub validate-docs {dist.docs} --notebooks {dist.notebooks}`")
     click.echo(f"7. done in {time.perf_counter() - start:.0f}s: tarballs in {dist.tars}, .keras files in "
                f"{dist.keras_files}, docs in {dist.docs}, report {dist.build_report}")
     click.echo(f"   the docs link to {DEMO_PUBLIC_URL}: serve the destination there with "
-               f"`python -m http.server 8000 -d {dest}`")
+               f"`python -m http.server 8000 -d {dist.published}`")
 
 
 def _kinds(text: str) -> tuple[str, ...]:

@@ -90,6 +90,28 @@ class DocDefaults(_Strict):
         return v
 
 
+class NotebookSettings(_Strict):
+    """Where the usage notebooks are published: a folder of a GitHub repository, which Colab opens
+    directly (`colab.research.google.com/github/OWNER/REPO/blob/BRANCH/PATH/NAME.ipynb`)."""
+
+    github: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")] = Field(
+        description="OWNER/REPO")
+    branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/-]+$")] = "main"
+    path: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")] = Field(
+        default="notebooks", description="folder inside the repository, relative to its root")
+
+    @field_validator("path", "branch")
+    @classmethod
+    def _no_dot_dot(cls, v: str) -> str:
+        if ".." in v.split("/") or v.endswith(".lock"):
+            raise ValueError(f"not a folder inside the repository: {v!r}")
+        return v
+
+    def colab_url(self, notebook: str) -> str:
+        return (f"https://colab.research.google.com/github/{self.github}/blob/{self.branch}/"
+                f"{self.path}/{notebook}.ipynb")
+
+
 class PublishSettings(_Strict):
     destination: str = Field(description="gs://bucket/prefix or a local directory")
     public_url_base: str
@@ -143,6 +165,7 @@ class ManifestModel(_Strict):
     publisher: Publisher
     collection: Collection
     docs: DocDefaults = Field(default_factory=DocDefaults)
+    notebooks: NotebookSettings | None = None
     publish: PublishSettings
     checkpoint_base_url: str | None = None
     eval_presets: dict[int, EvalPreprocessing] = Field(default_factory=dict)
@@ -259,9 +282,16 @@ class Manifest:
     publisher: Publisher
     collection: Collection
     docs: DocDefaults
+    notebooks: NotebookSettings | None
     publish: PublishSettings
     architectures: dict[str, ArchConfig]
     variants: tuple[Variant, ...]
+
+    def colab_url(self, artifact: Artifact) -> str | None:
+        """The Colab link of an artifact's usage notebook: derived from `notebooks`, else `docs.colab`."""
+        if self.notebooks is not None:
+            return self.notebooks.colab_url(artifact.name)
+        return self.docs.colab.get(artifact.kind)
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -401,6 +431,7 @@ def _resolve(m: ManifestModel, architectures: dict[str, ArchConfig], path: Path)
         publisher=m.publisher,
         collection=m.collection,
         docs=m.docs,
+        notebooks=m.notebooks,
         publish=m.publish,
         architectures=architectures,
         variants=tuple(variants),
@@ -435,6 +466,10 @@ def _semantic_problems(data: dict, lines: dict) -> list[tuple[int, str]]:
     declared = data.get("datasets") if isinstance(data.get("datasets"), dict) else {}
     known_datasets = {k: d.classes for k, d in builtin_datasets().items()} | {
         k: d.get("classes") if isinstance(d, dict) else None for k, d in declared.items()}
+    docs = data.get("docs")
+    if data.get("notebooks") and isinstance(docs, dict) and docs.get("colab"):
+        out.append(_problem(lines, ("docs", "colab"), "docs.colab: give either `notebooks` (hubpub writes the "
+                            "notebooks and links them) or `docs.colab` (your own notebooks), not both"))
     variants = data.get("variants")
     if not isinstance(variants, list):
         return out

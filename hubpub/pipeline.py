@@ -621,18 +621,22 @@ class CollectionResult:
     docs_note: str  # why the docs were not rendered, else ""
     public_url_base: str
     published: object | None  # hubpub.publish.PublishResult, when published
+    notebooks: list = field(default_factory=list)  # hubpub.notebooks.Notebook, written or kept
 
 
 def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS,
                      jobs: int = 1, shard: tuple[int, int] | None = None, force: bool = False,
                      checkpoints: dict[str, str] | None = None, input_convention: str = "hub", parity: bool = True,
                      publish_dest: str | None = None, public_url: str | None = None,
-                     progress=None, keras_file: bool = True) -> CollectionResult:
-    """build-all: every selected artifact, then the docs for the destination, then (if asked) publish."""
+                     progress=None, keras_file: bool = True, notebooks: Path | None = None,
+                     execute: bool = False) -> CollectionResult:
+    """build-all: every selected artifact, then its usage notebooks (into `notebooks`, default the
+    manifest's place for them; run if `execute`) and docs for the destination, then (if asked) publish."""
     from hubpub.destination import Destination
     from hubpub.docs import load_reports, render_docs
     from hubpub.errors import HubpubError
     from hubpub.manifest import iter_selected
+    from hubpub.notebooks import notebooks_dir, render_notebooks
     from hubpub.publish import destination_url
     from hubpub.publish import publish as run_publish
 
@@ -644,17 +648,22 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     summary = build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                         checkpoints=checkpoints, input_convention=input_convention, parity=parity,
                         progress=progress, keras_file=keras_file)
-    docs, note = None, ""
+    docs, note, written = None, "", []
     if not load_reports(out):
         note = "nothing built, no docs rendered"
     elif shard:
         note = "not rendered for a shard; render them once at the end with `hubpub docs`"
     else:
+        notebooks = notebooks or notebooks_dir(manifest, out)
+        written = render_notebooks(manifest, dist=out, out=notebooks, public_url_base=base)
+        if execute:
+            written = execute_notebooks(out, written, progress=lambda name: log.info("executing %s", name))
         docs = render_docs(manifest, dist=out, out=Dist(out).docs, public_url_base=base)
     published = None
     if publish_dest and not summary.failed:
-        published = run_publish(manifest, out, dest, public_url=public_url)
-    return CollectionResult(summary, docs, note, base, published)
+        published = run_publish(manifest, out, dest, public_url=public_url, notebooks=notebooks)
+    return CollectionResult(summary, docs, note, base, published, written)
+
 
 
 def demo_checkpoint(variant: Variant, out: Path) -> tuple[Path, bool]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from hubpub.manifest import Manifest
 from hubpub.package import check_tarball
 from hubpub.progress import progress_bar
 from hubpub.record import RecordError, read_record
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -105,18 +108,23 @@ def plan_publish(manifest: Manifest, dist: Path, base: str) -> list[Upload]:
     return uploads
 
 
-def check_docs_against_plan(dist: Path, uploads: list[Upload], base: str, dest: Destination, found,
-                            fix: str = "") -> None:
-    """Docs must validate, and each asset-path must be an object this publish uploads or finds published
-    at `dest`, read from `base`. `found(relative)` says whether an object exists at `dest` already;
-    `fix` is the command that renders the docs for this destination."""
+def check_docs_against_plan(manifest: Manifest, dist: Path, uploads: list[Upload], base: str, dest: Destination,
+                            found, fix: str = "", notebooks: Path | None = None) -> None:
+    """Docs must validate, their Colab links must open this build's notebooks (in `notebooks`, default
+    the manifest's place for them), and each asset-path must be an object this publish uploads or
+    finds published at `dest`, read from `base`. `found(relative)` says whether an object exists at
+    `dest` already; `fix` is the command that renders the docs for this destination."""
     from hubpub.docs.validate import validate_docs
+    from hubpub.notebooks import check_colab_links
 
     docs_root = Dist(dist).docs
     if not docs_root.is_dir():
         raise PublishError(f"{docs_root}: no rendered docs; run `hubpub docs` first")
     urls = {u.public_url for u in uploads if u.relative.endswith(".tar.gz")}
-    for doc in validate_docs(docs_root):
+    docs = validate_docs(docs_root)
+    for warning in check_colab_links(docs, manifest, notebooks).warnings():
+        log.warning("warning: %s", warning)
+    for doc in docs:
         for asset in doc.metadata.get("asset-path", []):
             if asset in urls:
                 continue
@@ -302,7 +310,7 @@ def destination_url(manifest: Manifest, dest: Destination, override: str | None 
 
 def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: str | None = None, force: bool = False,
             dry_run: bool = False, jobs: int = 4, deadline: float = 300.0, timeout: float = 60.0,
-            chunk_bytes: int | None = None) -> PublishResult:
+            chunk_bytes: int | None = None, notebooks: Path | None = None) -> PublishResult:
     """Check everything first, then upload what is missing or changed (docs); raise before touching
     anything on a conflict. A refused publish leaves no folder it created."""
     base = destination_url(manifest, dest, public_url)
@@ -318,15 +326,14 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
         if dest.is_gcs or not dry_run:  # a dry run creates no local folder
             store.check()
         fix = f"hubpub docs --dest {dest}" + (f" --public-url {public_url}" if public_url else "")
-        return _publish_checked(store, dist, dest, base, uploads, force=force, dry_run=dry_run, jobs=jobs, fix=fix)
+        existing = {u.relative: s for u in uploads if (s := store.stat(dest.key(u.relative))) is not None}
+        check_docs_against_plan(manifest, dist, uploads, base, dest,
+                                lambda relative: store.stat(dest.key(relative)) is not None, fix, notebooks)
+        return _publish_checked(store, dest, base, uploads, existing, force=force, dry_run=dry_run, jobs=jobs)
 
 
-def _publish_checked(store, dist: Path, dest: Destination, base: str, uploads: list[Upload], *, force: bool,
-                     dry_run: bool, jobs: int, fix: str) -> PublishResult:
-    existing = {u.relative: s for u in uploads if (s := store.stat(dest.key(u.relative))) is not None}
-    check_docs_against_plan(dist, uploads, base, dest, lambda relative: store.stat(dest.key(relative)) is not None,
-                            fix)
-
+def _publish_checked(store, dest: Destination, base: str, uploads: list[Upload], existing: dict, *, force: bool,
+                     dry_run: bool, jobs: int) -> PublishResult:
     result = PublishResult(dest, base)
     todo: list[tuple[Upload, Stat | None]] = []
     conflicts = []

@@ -30,6 +30,7 @@ schema_version: 2
 publisher: {handle: goldpub, name: Golden Publisher, description: ConvNeXt models rendered for review.}
 collection: {name: convnext, description: "ConvNeXt image classifiers and feature extractors, every kind of doc."}
 publish: {destination: gs://golden-bucket/convnext, public_url_base: "https://storage.googleapis.com/golden-bucket/convnext"}
+notebooks: {github: goldpub/convnext-models, branch: main, path: notebooks}
 checkpoint_base_url: https://dl.fbaipublicfiles.com/convnext/
 eval_presets:
   224: {resize: shorter, crop_pct: 0.875}

@@ -33,6 +33,13 @@ def _break(text: str, old: str, new: str, count: int = 1) -> str:
     return text.replace(old, new, count)
 
 
+def _colab(text: str, url: str, keep_notebooks: bool = True) -> str:
+    """The manifest with a `docs.colab` link, and without its `notebooks` section unless kept."""
+    if not keep_notebooks:
+        text = re.sub(r"\nnotebooks:\n(?:  .*\n)+", "\n", text)
+    return _break(text, "\ndocs:\n", f"\ndocs:\n  colab: {{classifier: '{url}'}}\n")
+
+
 # (description, edit, expected fragment of the message: the location and the reason)
 BROKEN = [
     ("unknown top-level key", lambda t: t + "\nextra_stuff: 1\n", r"line \d+: extra_stuff: unknown key"),
@@ -63,10 +70,10 @@ BROKEN = [
     ("bad architecture depths", lambda t: _break(t, "depths: [3, 3, 9, 3]", "depths: [3, 3, 9]"),
      r"architectures\.tiny\.depths: .*at least 4"),
     ("unknown family", lambda t: _break(t, "tiny:   {family: convnext", "tiny:   {family: pyramid"),
-     r"line 41: architectures\.tiny\.family: unknown family 'pyramid'; known: convnext, convnext_v2, keras"),
+     r"line 45: architectures\.tiny\.family: unknown family 'pyramid'; known: convnext, convnext_v2, keras"),
     ("a family's own setting", lambda t: _break(t, "iso_small: {family: convnext, style: isotropic, depth: 18",
                                                 "iso_small: {family: convnext, style: isotropic, depth: -1"),
-     r"line 46: architectures\.iso_small\.depth: .*greater than 0"),
+     r"line 50: architectures\.iso_small\.depth: .*greater than 0"),
     ("unknown key in a family's settings", lambda t: _break(t, "tiny:   {family: convnext,",
                                                             "tiny:   {family: convnext, colour: red,"),
      r"architectures\.tiny\.colour: unknown key"),
@@ -79,8 +86,14 @@ BROKEN = [
      lambda t: _break(t, "resolution: 384, top1: 85.1", "resolution: 512, top1: 85.1"),
      r"variants\[3\]\.eval: no eval preprocessing for resolution 512"),
     ("invalid yaml", lambda t: _break(t, "publisher:\n", "publisher: [\n"), r"line \d+: invalid YAML"),
-    ("non-https colab", lambda t: _break(t, "classifier: https://colab", "classifier: http://colab"),
+    ("non-https colab", lambda t: _colab(t, "http://colab.research.google.com/x.ipynb", keep_notebooks=False),
      r"docs\.colab: not a valid https URL"),
+    ("both notebooks and docs.colab", lambda t: _colab(t, "https://colab.research.google.com/x.ipynb"),
+     r"docs\.colab: give either `notebooks` .* or `docs\.colab`"),
+    ("notebooks path leaves the repository", lambda t: _break(t, "path: notebooks", "path: ../elsewhere"),
+     r"notebooks\.path: .*"),
+    ("notebooks repository not OWNER/REPO", lambda t: _break(t, "github: hubpub/hubpub", "github: hubpub"),
+     r"notebooks\.github: .*"),
     ("bad destination", lambda t: _break(t, "destination: gs://hubpub-models", "destination: s3://hubpub-models"),
      r"publish\.destination: destination must be gs://"),
 ]

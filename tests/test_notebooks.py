@@ -91,3 +91,100 @@ def test_a_failing_cell_names_the_notebook_and_the_cell(micro_manifest, micro_di
     with pytest.raises(NotebookError, match=r"micro_1k_224\.ipynb: cell 3 failed: ValueError: boom in micro_1k_224$"):
         execute_notebooks(dist, written)
     assert issubclass(NotebookError, HubpubError)
+
+
+# --------------------------------------------------------------------------- Colab links that resolve
+
+
+@pytest.fixture()
+def checkout(micro_dist, tmp_path):
+    """A user's git checkout holding the manifest, its `notebooks` in `notebooks/`, and a build in dist/."""
+    from tests.conftest import MICRO_MANIFEST
+
+    root = tmp_path / "models-repo"
+    (root / ".git").mkdir(parents=True)
+    text = MICRO_MANIFEST.replace("PUBLISH_DIR", str(tmp_path / "published")) + (
+        "notebooks: {github: testpub/micro-models, branch: main, path: notebooks}\n")
+    (root / "collection.yaml").write_text(text)
+    dist = root / "dist"
+    for folder in ("saved_models", "tars", "keras", "reports"):
+        shutil.copytree(micro_dist / folder, dist / folder)
+    return root
+
+
+def _cli(*args):
+    from click.testing import CliRunner
+
+    from hubpub.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_each_doc_links_its_own_notebook_in_the_checkout(checkout):
+    manifest = str(checkout / "collection.yaml")
+    result = _cli("notebooks", "--manifest", manifest, "--dist", str(checkout / "dist"))
+    assert result.exit_code == 0, result.output
+    assert (checkout / "notebooks" / "micro_1k_224.ipynb").is_file()  # where the commit publishes it
+    assert (checkout / "notebooks" / "micro_1k_224_fe.ipynb").is_file()
+    docs = checkout / "dist" / "docs"
+    assert _cli("docs", "--manifest", manifest, "--dist", str(checkout / "dist")).exit_code == 0
+    doc = (docs / "assets/docs/testpub/models/micro_1k_224/1.md").read_text()
+    url = "https://colab.research.google.com/github/testpub/micro-models/blob/main/notebooks/micro_1k_224.ipynb"
+    assert f"<!-- colab: {url} -->" in doc and f"[Open the usage notebook in Colab]({url})" in doc
+
+    result = _cli("validate-docs", str(docs), "--manifest", manifest)
+    assert result.exit_code == 0, result.output
+    assert "2 Colab links open a notebook of their artifact" in result.output
+    assert "no outputs yet" in result.output  # rendered, not executed: said, not an error
+
+    # A wrong notebooks.path: the docs now link where no notebook is.
+    (checkout / "collection.yaml").write_text((checkout / "collection.yaml").read_text().replace(
+        "path: notebooks}", "path: notebook}"))
+    assert _cli("docs", "--manifest", manifest, "--dist", str(checkout / "dist")).exit_code == 0
+    result = _cli("validate-docs", str(docs), "--manifest", manifest)
+    assert result.exit_code == 1
+    assert re.search(r"^error: .*testpub/models/micro_1k_224/1\.md: Colab link https://colab\.research\.google\.com/"
+                     r"github/testpub/micro-models/blob/main/notebook/micro_1k_224\.ipynb is dead: no notebook at "
+                     r".*models-repo/notebook/micro_1k_224\.ipynb$", result.output, re.M), result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_notebook_of_another_artifact_is_a_dead_link(checkout):
+    manifest = str(checkout / "collection.yaml")
+    assert _cli("notebooks", "--manifest", manifest, "--dist", str(checkout / "dist")).exit_code == 0
+    assert _cli("docs", "--manifest", manifest, "--dist", str(checkout / "dist")).exit_code == 0
+    nbs = checkout / "notebooks"
+    shutil.copy(nbs / "micro_1k_224_fe.ipynb", nbs / "micro_1k_224.ipynb")  # a copy-paste slip
+    result = _cli("validate-docs", str(checkout / "dist" / "docs"), "--manifest", manifest)
+    assert result.exit_code == 1
+    assert re.search(r"micro_1k_224\.ipynb does not mention the artifact's handle "
+                     r"http://127\.0\.0\.1:9/bucket/micro/micro_1k_224/1\.tar\.gz", result.output), result.output
+
+
+def test_publish_refuses_a_dead_colab_link_before_uploading(checkout, tmp_path):
+    from hubpub.destination import Destination
+    from hubpub.manifest import load_manifest
+    from hubpub.publish import publish
+
+    manifest = load_manifest(checkout / "collection.yaml")
+    assert _cli("docs", "--manifest", str(checkout / "collection.yaml"), "--dist",
+                str(checkout / "dist")).exit_code == 0  # docs, but no notebooks yet
+    dest = tmp_path / "published"  # the manifest's destination
+    with pytest.raises(HubpubError, match=r"Colab link .* is dead: no notebook at"):
+        publish(manifest, checkout / "dist", Destination.parse(str(dest)))
+    assert not dest.exists()  # nothing uploaded, no folder left
+
+
+def test_own_colab_links_still_work_and_are_said_to_be_unchecked(micro_dist, tmp_path):
+    from tests.conftest import MICRO_MANIFEST
+
+    text = MICRO_MANIFEST.replace("PUBLISH_DIR", str(tmp_path / "published")).replace(
+        "collection: {", "docs: {colab: {classifier: 'https://colab.research.google.com/drive/1abc'}}\ncollection: {")
+    (tmp_path / "collection.yaml").write_text(text)
+    dist = tmp_path / "dist"
+    shutil.copytree(micro_dist / "reports", dist / "reports")
+    assert _cli("docs", "--manifest", str(tmp_path / "collection.yaml"), "--dist", str(dist)).exit_code == 0
+    result = _cli("validate-docs", str(dist / "docs"), "--manifest", str(tmp_path / "collection.yaml"))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("warning: 1 Colab link(s) point outside the manifest's `notebooks` repository "
+                               "(e.g. https://colab.research.google.com/drive/1abc); hubpub cannot check them") == 1

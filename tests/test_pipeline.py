@@ -172,8 +172,14 @@ def test_demo_end_to_end_with_full_size_tiny(tmp_path, root):
                           env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "5. verified:" in proc.stdout and "fine-tunes" in proc.stdout
-    assert "6. usage notebooks written and executed" in proc.stdout
+    assert "6. usage notebooks, executed against this build" in proc.stdout
     assert (tmp_path / "dist/notebooks/convnext_tiny_1k_224.ipynb").is_file()
+    # Every doc's Colab link names a notebook of this build, executed (no "no outputs yet" warning).
+    links = subprocess.run([sys.executable, "-m", "hubpub", "validate-docs", str(tmp_path / "dist/docs"),
+                            "--manifest", str(root / "collection.yaml"), "--notebooks",
+                            str(tmp_path / "dist/notebooks")], capture_output=True, text=True, env=env, timeout=120)
+    assert links.returncode == 0 and "2 Colab links open a notebook of their artifact" in links.stdout, links.stderr
+    assert "warning" not in links.stderr, links.stderr
     doc = (tmp_path / "dist/docs/assets/docs/hubpub/models/convnext_tiny_1k_224/1.md").read_text()
     assert doc.splitlines()[1].startswith("DEMO BUILD WITH RANDOM WEIGHTS")
     assert (tmp_path / "dist/published/convnext_tiny_1k_224/1.tar.gz").is_file()

@@ -140,7 +140,7 @@ def model_context(manifest: Manifest, artifact: Artifact, record: BuildRecord, e
         "network_architecture": manifest.docs.network_architecture or family.docs.network_architecture,
         # the license is stated in the text always; as metadata only with an id the validator knows
         "license": {"id": v.license, "tag": v.license if v.license in vocabularies()["license"] else None},
-        "colab": manifest.docs.colab.get(artifact.kind),
+        "colab": manifest.colab_url(artifact),
         "artifact": {"name": artifact.name, "kind": artifact.kind, "version": artifact.version,
                      "task": TASKS[artifact.kind], **_links(manifest, artifact, base),
                      "output_name": record.output.name, "output_dim": record.output.dim,

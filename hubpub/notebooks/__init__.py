@@ -5,6 +5,9 @@ A template is a Python file in percent format: `# %%` starts a code cell, `# %% 
 cell (its lines lose their leading `# `), `# %% tags=["parameters"]` the cell that names the handle.
 Execution runs a copy whose parameter cell points at the local artifact served over loopback HTTP;
 the stored notebook keeps the published handle and gets the outputs.
+
+Where they go: with the manifest's `notebooks: {github, branch, path}`, into `path` of the checkout that
+holds the manifest, so a commit publishes them where the docs' Colab links say (`check_colab_links`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,95 @@ _CELL = re.compile(r"^# %%(?: \[(?P<kind>markdown)\])?(?: tags=\[(?P<tags>[^\]]*
 
 class NotebookError(HubpubError):
     """A notebook template does not render, or a cell fails when the notebook runs."""
+
+
+@dataclass(frozen=True)
+class ColabCheck:
+    """What `check_colab_links` found: links it followed to a notebook, links it cannot check (not in
+    the manifest's repository), and linked notebooks that were never executed."""
+
+    checked: tuple[str, ...]
+    unchecked: tuple[str, ...]
+    unexecuted: tuple[Path, ...]
+
+    def warnings(self) -> list[str]:
+        out = []
+        if self.unchecked:
+            out.append(f"{len(self.unchecked)} Colab link(s) point outside the manifest's `notebooks` repository "
+                       f"(e.g. {self.unchecked[0]}); hubpub cannot check them")
+        if self.unexecuted:
+            out.append(f"{len(self.unexecuted)} linked notebook(s) have no outputs yet (e.g. {self.unexecuted[0]}); "
+                       "run `hubpub notebooks --execute`")
+        return out
+
+
+def checkout_root(manifest_path: Path) -> Path:
+    """The git checkout holding the manifest (the nearest folder upwards with `.git`), else its folder."""
+    start = Path(manifest_path).resolve().parent
+    return next((d for d in (start, *start.parents) if (d / ".git").exists()), start)
+
+
+def notebooks_dir(manifest, dist: Path) -> Path:
+    """Where notebooks are written by default: the manifest's `notebooks.path` in its checkout, else
+    `dist/notebooks`."""
+    from hubpub.layout import Dist
+
+    if manifest.notebooks is None:
+        return Dist(dist).notebooks
+    return checkout_root(manifest.path) / manifest.notebooks.path
+
+
+def check_colab_links(docs, manifest, folder: Path | None = None) -> ColabCheck:
+    """Follow every model doc's Colab link into the manifest's repository: the notebook must exist
+    there (in `folder` for links below `notebooks.path`, default its place in the checkout) and name
+    the doc's artifact (its asset-path). A dead link is a `DocsError` with the doc and the URL."""
+    from hubpub.errors import DocsError
+
+    settings = manifest.notebooks
+    repo = (f"https://colab.research.google.com/github/{settings.github}/blob/{settings.branch}/"
+            if settings else None)
+    root = checkout_root(manifest.path)
+    folder = Path(folder) if folder is not None else (root / settings.path if settings else None)
+    checked, unchecked, unexecuted, dead = [], [], [], []
+    for doc in docs:
+        for url in doc.metadata.get("colab", []):
+            if repo is None or not url.startswith(repo):
+                unchecked.append(url)
+                continue
+            relative = url.removeprefix(repo)
+            inside = relative.removeprefix(settings.path + "/")
+            path = folder / inside if inside != relative else root / relative
+            problem = _notebook_problem(path, doc.metadata.get("asset-path", []))
+            if problem:
+                dead.append(f"{doc.path}: Colab link {url} is dead: {problem}")
+                continue
+            checked.append(url)
+            if not _has_outputs(path):
+                unexecuted.append(path)
+    if dead:
+        raise DocsError(dead[0], dead)
+    return ColabCheck(tuple(checked), tuple(unchecked), tuple(unexecuted))
+
+
+def _notebook_problem(path: Path, handles: list[str]) -> str | None:
+    import nbformat
+
+    if not path.is_file():
+        return f"no notebook at {path}"
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as e:  # any reason it is not a notebook: say which
+        return f"{path} is not a notebook ({type(e).__name__})"
+    text = "\n".join(c.source for c in nb.cells)
+    missing = [h for h in handles if h not in text]
+    return f"{path} does not mention the artifact's handle {missing[0]}" if missing else None
+
+
+def _has_outputs(path: Path) -> bool:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return "executed_from" in nb.metadata.get("hubpub", {})
 
 
 @dataclass(frozen=True)
