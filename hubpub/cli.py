@@ -83,6 +83,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
         import os
 
         os.environ["HUBPUB_DISABLE_PROGRESS"] = "1"
+        os.environ["TQDM_DISABLE"] = "1"  # the hub clients' own progress bars (kagglehub, huggingface_hub)
     ctx.obj = {"verbose": verbose, "quiet": quiet}
     if ctx.invoked_subcommand not in ("validate", "list", "docs", "validate-docs", None):
         from hubpub._tf import import_tensorflow
@@ -307,7 +308,7 @@ def validate_docs_cmd(directory: Path, manifest_path: Path | None, notebooks_out
 
 @cli.command()
 @click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True)
-@click.option("--dest", default=None, help="gs://BUCKET/PREFIX or a local directory [default: the manifest's].")
+@click.option("--dest", default=None, help="gs://BUCKET/PREFIX, a local directory, kaggle://OWNER/MODEL or hf://ORG [default: the manifest's].")
 @public_url_option
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--force", is_flag=True, help="Overwrite published artifact files whose content differs.")
@@ -315,10 +316,12 @@ def validate_docs_cmd(directory: Path, manifest_path: Path | None, notebooks_out
 @click.option("--deadline", type=float, default=300.0, show_default=True,
               help="Seconds to keep retrying a failing request (408, 429, 5xx, connection errors).")
 @click.option("--no-verify", is_flag=True, help="Skip loading one published artifact with hub.KerasLayer.")
+@click.option("--public", is_flag=True, help="On Kaggle or the HF Hub: make the models public [default: the "
+              "manifest's publish.public, else private].")
 @notebooks_option
 @manifest_option
 def publish(dist: Path, dest: str | None, public_url: str | None, dry_run: bool, force: bool, jobs: int,
-            deadline: float, no_verify: bool, notebooks_out: Path | None, manifest_path: Path) -> None:
+            deadline: float, no_verify: bool, public: bool, notebooks_out: Path | None, manifest_path: Path) -> None:
     """Upload tarballs, .sha256 files and docs; artifacts are immutable unless forced, docs are updated."""
     from hubpub.destination import Destination
     from hubpub.publish import publish as run_publish
@@ -327,12 +330,14 @@ def publish(dist: Path, dest: str | None, public_url: str | None, dry_run: bool,
     manifest = load_manifest(manifest_path)
     destination = Destination.parse(dest or manifest.publish.destination)
     result = run_publish(manifest, dist, destination, public_url=public_url, force=force, dry_run=dry_run, jobs=jobs,
-                         deadline=deadline, notebooks=notebooks_out)
+                         deadline=deadline, notebooks=notebooks_out, public=public)
+    for line in result.plan:
+        click.echo(line)
     rows = [("object", "size", "status", "public URL")]
     for o in result.outcomes:
         rows.append((destination.key(o.upload.relative), f"{o.upload.size:,}", o.status, o.upload.public_url))
     click.echo(_table(rows))
-    click.echo(f"{destination}: {_counts(result)}")
+    click.echo(f"{destination}: {_counts(result)}" + (f" ({result.visibility})" if result.visibility else ""))
     if not dry_run and not no_verify:
         v = verify_published(manifest, dist, destination, result)
         click.echo(f"verified: {v.handle} loads with hub.KerasLayer and matches its build (max |Δ| {v.max_abs:.1e})")

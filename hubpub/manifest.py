@@ -67,6 +67,10 @@ class Collection(_Strict):
     name: Name
     version: int = Field(default=1, gt=0)
     description: Line
+    title: Annotated[str, StringConstraints(min_length=5, max_length=50, pattern=r"^[^\r\n]+$")] | None = Field(
+        default=None, description="on Kaggle and the HF Hub; default: the families' names")
+    subtitle: Annotated[str, StringConstraints(min_length=20, max_length=80, pattern=r"^[^\r\n]+$")] | None = Field(
+        default=None, description="Kaggle's one-line subtitle; default: the description's first sentence")
     model_version: int = Field(default=1, gt=0, description="published version of each artifact")
 
 
@@ -115,6 +119,7 @@ class NotebookSettings(_Strict):
 class PublishSettings(_Strict):
     destination: str = Field(description="gs://bucket/prefix or a local directory")
     public_url_base: str
+    public: bool = Field(default=False, description="on Kaggle and the HF Hub: public models (default private)")
 
     @field_validator("destination")
     @classmethod

@@ -138,6 +138,27 @@ def check_docs_against_plan(manifest: Manifest, dist: Path, uploads: list[Upload
                                    f"published to {dest}; nothing was uploaded. Build it, or re-render the docs")
 
 
+def _publish_to_hub(manifest: Manifest, dist: Path, dest: Destination, base: str, *, force: bool, dry_run: bool,
+                    notebooks: Path | None, public: bool) -> PublishResult:
+    from hubpub.docs.validate import validate_docs
+    from hubpub.hubs import built_artifacts
+    from hubpub.notebooks import check_colab_links
+
+    fix = f"hubpub docs --dest {dest}"
+    if not Dist(dist).docs.is_dir():
+        raise PublishError(f"{Dist(dist).docs}: no rendered docs; run `{fix}` first")
+    built = built_artifacts(manifest, dist, base, fix)
+    for warning in check_colab_links(validate_docs(Dist(dist).docs), manifest, notebooks).warnings():
+        log.warning("warning: %s", warning)
+    if dest.hub == "kaggle":
+        from hubpub.hubs.kaggle import plan_kaggle, publish_kaggle
+
+        return publish_kaggle(plan_kaggle(manifest, built, dist, dest, public=public), force=force, dry_run=dry_run)
+    from hubpub.hubs.hf import plan_hf, publish_hf
+
+    return publish_hf(plan_hf(manifest, built, dist, dest, public=public), force=force, dry_run=dry_run)
+
+
 # --------------------------------------------------------------------------- stores
 
 
@@ -294,6 +315,8 @@ class PublishResult:
     destination: Destination
     public_url_base: str
     outcomes: list[Outcome] = field(default_factory=list)
+    plan: list[str] = field(default_factory=list)  # a hub's plan in words: model, variations, files, metadata
+    visibility: str = ""  # on a hub: "private" or "public"
 
 
 def open_store(dest: Destination, *, deadline: float = 300.0, timeout: float = 60.0, chunk_bytes: int | None = None):
@@ -310,10 +333,14 @@ def destination_url(manifest: Manifest, dest: Destination, override: str | None 
 
 def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: str | None = None, force: bool = False,
             dry_run: bool = False, jobs: int = 4, deadline: float = 300.0, timeout: float = 60.0,
-            chunk_bytes: int | None = None, notebooks: Path | None = None) -> PublishResult:
+            chunk_bytes: int | None = None, notebooks: Path | None = None, public: bool = False) -> PublishResult:
     """Check everything first, then upload what is missing or changed (docs); raise before touching
-    anything on a conflict. A refused publish leaves no folder it created."""
+    anything on a conflict. A refused publish leaves no folder it created. On a hub (Kaggle, the HF
+    Hub) models are private unless `public` or the manifest's `publish.public`."""
     base = destination_url(manifest, dest, public_url)
+    if dest.is_hub:
+        return _publish_to_hub(manifest, dist, dest, base, force=force, dry_run=dry_run, notebooks=notebooks,
+                               public=public or manifest.publish.public)
     uploads = plan_publish(manifest, dist, base)
     if not uploads:
         raise PublishError(f"{dist}: nothing to publish (no tarballs with build reports, no docs); run a build first")
@@ -400,6 +427,8 @@ def verify_published(manifest: Manifest, dist: Path, dest: Destination, result: 
     bucket at its public URL, or from the destination directory."""
     from hubpub.verify import read_reference, verify_handle
 
+    if dest.is_hub:
+        return _verify_on_hub(dist, dest, result, fine_tune=fine_tune)
     tar = next((o.upload for o in result.outcomes if o.upload.relative.endswith(".tar.gz")), None)
     if tar is None:
         raise PublishError("nothing published to verify")
@@ -408,3 +437,30 @@ def verify_published(manifest: Manifest, dist: Path, dest: Destination, result: 
     return verify_handle(handle, record, fine_tune=fine_tune)
 
 
+
+
+def _verify_on_hub(dist: Path, dest: Destination, result: PublishResult, *, fine_tune: bool):
+    """Download one published SavedModel as its users do (kagglehub, huggingface_hub), then
+    hub.KerasLayer on it, compared with its build record."""
+    import tempfile
+
+    from hubpub.verify import read_reference, verify_handle
+
+    saved = next((o.upload for o in result.outcomes if o.upload.relative.startswith(("tensorFlow2/", "saved_model"))),
+                 None) or next((o.upload for o in result.outcomes if o.upload.artifact), None)
+    if saved is None:
+        raise PublishError("nothing published to verify")
+    record = read_reference(Dist(dist).report(saved.artifact))
+    with tempfile.TemporaryDirectory(prefix="hubpub-verify-hub-") as tmp:
+        if dest.hub == "kaggle":
+            from hubpub.hubs.kaggle import download_variation
+
+            handle = f"{dest.owner}/{dest.model}/{saved.relative}"
+            folder = download_variation(handle, Path(tmp))
+        else:
+            from hubpub.hubs.hf import download_repo
+
+            handle = saved.relative
+            folder = download_repo(handle, Path(tmp)) / "saved_model"
+        checked = verify_handle(str(folder), record, fine_tune=fine_tune)
+    return type(checked)(saved.public_url, checked.max_abs, checked.fine_tune)

@@ -72,7 +72,10 @@ CASES += [
     ("no_parity__classifier", "convnext_iso_small_1k_224", "classifier", {"parity": False}),
     ("with_eval__classifier", "convnext_tiny_1k_224", "classifier", {"eval": True}),
     ("no_keras_file__classifier", "convnext_tiny_1k_224", "classifier", {"keras": False}),
+    ("on_kaggle__feature-extractor", "convnext_tiny_1k_224", "feature-extractor", {"base": "kaggle://goldpub/convnext"}),
+    ("on_hf__classifier", "convnext_tiny_1k_224", "classifier", {"base": "hf://goldpub"}),
 ]
+HUB_OPTIONS = ("eval", "base")
 EVAL = {"top1": 82.062, "top5": 95.86, "images": 50000}
 
 
@@ -110,12 +113,15 @@ def _rendered(manifest) -> dict[str, str]:
     out = {}
     for case, variant, kind, options in CASES:
         artifact = artifacts[(variant, kind)]
-        report = fake_report(artifact, **{k: v for k, v in options.items() if k != "eval"})
-        ctx = model_context(manifest, artifact, report, EVAL if options.get("eval") else None)
+        report = fake_report(artifact, **{k: v for k, v in options.items() if k not in HUB_OPTIONS})
+        ctx = model_context(manifest, artifact, report, EVAL if options.get("eval") else None,
+                            public_url_base=options.get("base"))
         out[f"{case}.md"] = render(env, "model.md.j2", ctx)
     built = [(a, fake_report(a)) for a in manifest.artifacts()]
     out["collection.md"] = render(env, "collection.md.j2",
                                   collection_context(manifest, built, {"convnext_tiny_1k_224": EVAL}))
+    out["collection_on_kaggle.md"] = render(env, "collection.md.j2", collection_context(
+        manifest, built[:4], {}, public_url_base="kaggle://goldpub/convnext"))
     out["publisher.md"] = render(env, "publisher.md.j2", {"publisher": manifest.publisher.model_dump(),
                                                           "collection": manifest.collection.model_dump()})
     return out

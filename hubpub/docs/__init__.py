@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import traceback
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import jinja2
@@ -27,6 +27,7 @@ from hubpub.docs.validate import validate_docs, vocabularies
 from hubpub.errors import DocsError
 from hubpub.families import Family
 from hubpub.layout import Dist
+from hubpub.links import artifact_links, where
 from hubpub.manifest import Artifact, Manifest
 from hubpub.record import BuildRecord, RecordError, read_record
 from hubpub.resources import packaged_templates_dir
@@ -108,12 +109,10 @@ def model_doc_path(publisher: str, artifact: Artifact) -> str:
 
 
 def _links(manifest: Manifest, artifact: Artifact, public_url_base: str) -> dict:
-    """Where a reader finds the artifact: its tarball and doc at the destination, and its TF-Hub handle."""
+    """Where a reader finds the artifact at the destination (see `hubpub.links`), and its TF-Hub name."""
     pub = manifest.publisher.handle
-    return {"asset_url": f"{public_url_base}/{artifact.asset_object}",
-            "keras_url": f"{public_url_base}/{artifact.keras_object}",
-            "doc_url": f"{public_url_base}/{PUBLISHED_DOCS}/{model_doc_path(pub, artifact)}",
-            "tfhub_url": f"https://tfhub.dev/{pub}/{artifact.name}/{artifact.version}"}
+    return asdict(artifact_links(public_url_base, pub, artifact.name, artifact.version, artifact.asset_object,
+                                 artifact.keras_object, f"{PUBLISHED_DOCS}/{model_doc_path(pub, artifact)}"))
 
 
 def _family(family: Family) -> dict:
@@ -176,7 +175,7 @@ def collection_context(manifest: Manifest, built: list[tuple[Artifact, BuildReco
     archs = {manifest.docs.network_architecture or a.variant.family.docs.network_architecture for a, _ in built}
     return {"hubpub_version": __version__, "publisher": manifest.publisher.model_dump(),
             "collection": manifest.collection.model_dump(), "docs": manifest.docs.model_dump(),
-            "public_url_base": base, "families": list(families.values()),
+            "public_url_base": base, "where": where(base), "families": list(families.values()),
             "network_architectures": sorted(a for a in archs if a),
             "classifiers": [r for r in rows if r["kind"] == "classifier"],
             "feature_extractors": [r for r in rows if r["kind"] == "feature-extractor"],

@@ -29,6 +29,7 @@ TAGS = {
     "collection": {"required": {"task"}, "optional": {"dataset", "language", "network-architecture"}},
     "publisher": {"required": set(), "optional": set()},
 }
+KAGGLE_MODEL = re.compile(r"^https://www\.kaggle\.com/models/[a-z0-9_-]+/[a-z0-9-]+/tensorFlow2/[a-z0-9-]+/\d+$")
 MODEL_LINK = re.compile(rf"https://tfhub\.dev/({PUBLISHER})/({NAME}?)(?:/(\d+))?(?=[\s)\]>\"'`]|$)")
 
 
@@ -146,8 +147,10 @@ def _check_metadata(kind: str, metadata: dict[str, list[str]], where: dict[str, 
                 bad(line, f"fine-tunable must be true or false, not {value!r}")
             elif key == "asset-path":
                 url = urlparse(value)
+                if KAGGLE_MODEL.match(value):  # where tfhub.dev's own handles now redirect; hub.KerasLayer loads it
+                    continue
                 if not value.endswith(".tar.gz"):
-                    bad(line, f"asset-path {value!r} must end with .tar.gz")
+                    bad(line, f"asset-path {value!r} must end with .tar.gz (or be a Kaggle Models variation URL)")
                 elif url.netloc.endswith("github.com") or url.netloc.endswith("githubusercontent.com"):
                     bad(line, f"asset-path {value!r} must not be on GitHub")
                 elif url.scheme not in ("https", "http", "gs"):

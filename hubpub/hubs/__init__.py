@@ -1,0 +1,114 @@
+"""Publishing to the model hubs where TF-Hub's models live now: Kaggle Models (`hubpub.hubs.kaggle`)
+and the Hugging Face Hub (`hubpub.hubs.hf`).
+
+What both share: the built artifacts a publish takes (each checked against its build record), and
+the text of the docs rendered for that hub, cut into what a hub's page shows. Nothing is typed
+twice: a hub's page is the model doc, its model card the collection doc.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubpub.docs import PUBLISHED_DOCS, model_doc_path
+from hubpub.errors import PublishError
+from hubpub.layout import Dist
+from hubpub.links import ArtifactLinks, artifact_links
+from hubpub.manifest import Artifact, Manifest
+from hubpub.record import BuildRecord, RecordError, read_record
+
+
+@dataclass(frozen=True)
+class Built:
+    """One artifact ready to publish: its record, files and links at the hub."""
+
+    artifact: Artifact
+    record: BuildRecord
+    tarball: Path
+    keras: Path | None
+    links: ArtifactLinks
+    doc: Path  # the model doc rendered for this hub
+
+
+def built_artifacts(manifest: Manifest, dist: Path, base: str, fix: str) -> list[Built]:
+    """Every artifact built into `dist` whose files match its record, with its doc rendered for the hub
+    at `base`; `fix` is the command that renders them. Raises before anything is uploaded."""
+    layout, out = Dist(dist), []
+    pub = manifest.publisher.handle
+    for artifact in manifest.artifacts():
+        tar = layout.tarball(artifact.name)
+        if not layout.report(artifact.name).is_file() or not tar.is_file():
+            continue
+        try:
+            record = read_record(layout.report(artifact.name))
+        except RecordError as e:
+            raise PublishError(str(e)) from None
+        keras = layout.keras(artifact.name) if record.keras is not None else None
+        if record.tarball.size != tar.stat().st_size or (keras is not None and (
+                not keras.is_file() or record.keras.size != keras.stat().st_size)):
+            raise PublishError(f"{tar}: does not match its build report; rebuild {artifact.name}")
+        links = artifact_links(base, pub, artifact.name, artifact.version, artifact.asset_object,
+                               artifact.keras_object, f"{PUBLISHED_DOCS}/{model_doc_path(pub, artifact)}")
+        doc = layout.docs / "assets" / "docs" / model_doc_path(pub, artifact)
+        if not doc.is_file():
+            raise PublishError(f"{doc}: no rendered doc for {artifact.name}; nothing was uploaded. Run: {fix}")
+        if f"<!-- asset-path: {links.asset_url} -->" not in doc.read_text(encoding="utf-8"):
+            raise PublishError(f"{doc}: rendered for another destination (its asset-path is not {links.asset_url}); "
+                               f"nothing was uploaded. Run: {fix}")
+        out.append(Built(artifact, record, tar, keras, links, doc))
+    if not out:
+        raise PublishError(f"{dist}: nothing to publish (no tarballs with build reports); run a build first")
+    return out
+
+
+def collection_doc(manifest: Manifest, dist: Path) -> Path:
+    pub = manifest.publisher.handle
+    return (Dist(dist).docs / "assets" / "docs" / pub / "collections" / manifest.collection.name /
+            f"{manifest.collection.version}.md")
+
+
+def doc_body(path: Path) -> str:
+    """A rendered doc as a page shows it: without its tfhub.dev heading and metadata comments."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    kept = [line for line in lines[1:] if not re.fullmatch(r"<!-- [a-z-]+: .* -->", line)]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip() + "\n"
+
+
+def split_usage(body: str) -> tuple[str, str]:
+    """(everything but the `## Usage` section, the `## Usage` section's content)."""
+    parts = re.split(r"(?m)^(?=## )", body)
+    usage = [p for p in parts if p.startswith("## Usage")]
+    rest = [p for p in parts if not p.startswith("## Usage")]
+    text = usage[0].split("\n", 1)[1] if usage else ""
+    return "".join(rest).strip() + "\n", text.strip() + "\n"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def extract_saved_model(tarball: Path, into: Path) -> Path:
+    """The published SavedModel as a directory: exactly the tarball's members (built by hubpub and
+    checked against its record, so it is trusted; extracted with tarfile's `data` filter still)."""
+    into.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tarball, "r:gz") as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def files_below(root: Path) -> tuple[tuple[str, int], ...]:
+    return tuple((p.relative_to(root).as_posix(), p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file())
+
+
+def hub_error(what: str, error: Exception) -> PublishError:
+    """One line for a client's failure: what was being done, and the first line the client said."""
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return PublishError(f"{what}: {type(error).__name__}: {first[:300]}")

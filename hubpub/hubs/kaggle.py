@@ -1,0 +1,359 @@
+"""Publish a collection to Kaggle Models: `hubpub publish --dest kaggle://OWNER/MODEL`.
+
+One Kaggle model for the collection (title, subtitle, card = the collection doc, provenance); per
+artifact one variation under `tensorFlow2` holding the SavedModel (the tarball's members, so
+`hub.KerasLayer` loads the variation's URL) and one under `keras` holding the `.keras` file. Each
+variation's overview and usage are the model doc's, its license the manifest's in Kaggle's names.
+
+Files go up through `kagglehub.model_upload` (every file of the directory, sub-directories
+included: a SavedModel's `variables/` is never dropped); metadata through the Kaggle SDK client that
+kagglehub builds. Kaggle numbers versions itself, so each version also holds `hubpub.json`, which
+names the artifact's sha256: publishing the same bytes again creates no version, other bytes need a
+bumped `model_version` or `--force`. Everything is checked before the first upload.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubpub.destination import Destination
+from hubpub.errors import PublishError
+from hubpub.hubs import Built, collection_doc, doc_body, extract_saved_model, files_below, hub_error, split_usage
+from hubpub.links import KAGGLE_WEB, kaggle_variation
+from hubpub.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+# The manifest's license ids in Kaggle's license names (the names its model pages and API use).
+LICENSES = {"mit": "MIT", "apache-2.0": "Apache 2.0", "cc-by-4.0": "CC BY 4.0", "cc-by-sa-4.0": "CC BY-SA 4.0",
+            "cc-by-nc-4.0": "CC BY-NC 4.0", "cc-by-nc-sa-4.0": "CC BY-NC-SA 4.0", "cc0-1.0": "CC0: Public Domain",
+            "gpl-3.0": "GPL 3", "bsd-3-clause": "BSD-3-Clause"}
+FRAMEWORKS = ("tensorFlow2", "keras")
+MARKER = "hubpub.json"  # in every version: what it holds, so a re-publish can compare
+CREDENTIALS = "set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN (or ~/.kaggle/kaggle.json)"
+
+
+@dataclass(frozen=True)
+class KaggleModel:
+    owner: str
+    slug: str
+    title: str
+    subtitle: str
+    description: str  # the model card: the collection doc's body
+    is_private: bool
+    provenance_sources: str
+
+
+@dataclass(frozen=True)
+class KaggleVariation:
+    built: Built
+    framework: str  # "tensorFlow2" or "keras"
+    slug: str
+    files: tuple[tuple[str, int], ...]  # what the version holds, relative path and size
+    overview: str
+    usage: str
+    license_name: str
+    fine_tunable: bool
+    training_data: tuple[str, ...]
+    version_notes: str
+    marker: dict  # hubpub.json
+
+    def handle(self, model: KaggleModel) -> str:
+        return f"{model.owner}/{model.slug}/{self.framework}/{self.slug}"
+
+    def page(self, model: KaggleModel) -> str:
+        return f"{KAGGLE_WEB}/{self.handle(model)}"
+
+
+@dataclass(frozen=True)
+class KagglePlan:
+    model: KaggleModel
+    variations: tuple[KaggleVariation, ...]
+
+    def describe(self) -> list[str]:
+        m = self.model
+        lines = [f"Kaggle model {m.owner}/{m.slug} ({'private' if m.is_private else 'public'}): title {m.title!r}, "
+                 f"subtitle {m.subtitle!r}, card {len(m.description):,} characters (the collection doc), "
+                 f"provenance {m.provenance_sources!r}"]
+        for v in self.variations:
+            lines.append(f"  {v.handle(m)}: license {v.license_name!r}, fine-tunable {v.fine_tunable}, training data "
+                         f"{list(v.training_data)}, overview {len(v.overview):,} and usage {len(v.usage):,} "
+                         f"characters (the model doc), notes {v.version_notes!r}")
+            lines += [f"    {name} ({size:,} bytes)" for name, size in v.files]
+        return lines
+
+
+def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Destination, *, public: bool) -> KagglePlan:
+    """Everything a publish sends, from the manifest, the build records and the rendered docs."""
+    c = manifest.collection
+    families = list(dict.fromkeys(b.artifact.variant.family for b in built))
+    title = c.title or " and ".join(f.docs.title for f in families)
+    subtitle = c.subtitle or c.description.split(". ")[0].rstrip(".")
+    if not 5 <= len(title) <= 50:
+        raise PublishError(f"Kaggle needs a model title of 5 to 50 characters; {title!r} has {len(title)}: "
+                           "set collection.title in the manifest")
+    if not 20 <= len(subtitle) <= 80:
+        raise PublishError(f"Kaggle needs a subtitle of 20 to 80 characters; the description's first sentence has "
+                           f"{len(subtitle)}: set collection.subtitle in the manifest")
+    card = collection_doc(manifest, dist)
+    if not card.is_file():
+        raise PublishError(f"{card}: no collection doc; run `hubpub docs --dest {dest}`")
+    sources = sorted({b.artifact.variant.checkpoint_url for b in built if "://" in b.artifact.variant.checkpoint_url})
+    codes = [f.docs.code for f in families if f.docs.code]
+    provenance = "; ".join(filter(None, [
+        f"Ported from the official checkpoints of {', '.join(codes)}" if codes else "",
+        f"{len(sources)} checkpoint(s), e.g. {sources[0]}" if sources else "the publisher's own Keras models"]))
+    model = KaggleModel(dest.owner, dest.model, title, subtitle, doc_body(card), not public, provenance)
+
+    variations = []
+    for b in built:
+        license_name = LICENSES.get(b.artifact.variant.license)
+        if license_name is None:
+            raise PublishError(f"{b.artifact.name}: license {b.artifact.variant.license!r} has no Kaggle name; "
+                               f"Kaggle takes: {', '.join(sorted(LICENSES))}")
+        overview, usage = split_usage(doc_body(b.doc))
+        r = b.record
+        parity = f"parity max |Δ| {r.parity.max_abs:.1e} against the PyTorch reference" \
+            if r.parity.max_abs is not None else f"parity {r.parity.status}"
+        common = dict(overview=overview, license_name=license_name, fine_tunable=manifest.docs.fine_tunable,
+                      training_data=tuple(d.title for d in b.artifact.variant.datasets), built=b)
+        slug = kaggle_variation(b.artifact.name)
+        tf_usage = usage.replace(f"tensorFlow2/{slug}/{b.artifact.version}", "${FRAMEWORK}/${VARIATION_SLUG}/"
+                                 "${VERSION_NUMBER}")
+        notes = (f"{b.artifact.name} version {b.artifact.version}: SavedModel tar.gz sha256 {r.tarball.sha256}; "
+                 f"{parity}; weights from {b.artifact.variant.checkpoint_url.rsplit('/', 1)[-1]}")
+        marker = {"artifact": b.artifact.name, "version": b.artifact.version, "sha256": r.tarball.sha256,
+                  "format": "saved_model_2", "parity_max_abs": r.parity.max_abs}
+        variations.append(KaggleVariation(framework="tensorFlow2", slug=slug, usage=tf_usage,
+                                          files=_tarball_files(b.tarball) + ((MARKER, 0),), version_notes=notes,
+                                          marker=marker, **common))
+        if b.keras is not None:
+            k_usage = usage.replace(f"keras/{slug}/{b.artifact.version}", "${FRAMEWORK}/${VARIATION_SLUG}/"
+                                    "${VERSION_NUMBER}")
+            variations.append(KaggleVariation(
+                framework="keras", slug=slug, usage=k_usage, files=((f"{b.artifact.name}.keras", r.keras.size),
+                                                                    (MARKER, 0)),
+                version_notes=notes.replace("SavedModel tar.gz", ".keras").replace(r.tarball.sha256, r.keras.sha256),
+                marker={**marker, "sha256": r.keras.sha256, "format": "keras"}, **common))
+    return KagglePlan(model, tuple(variations))
+
+
+def _tarball_files(tarball: Path) -> tuple[tuple[str, int], ...]:
+    import tarfile
+
+    with tarfile.open(tarball, "r:gz") as tar:
+        return tuple((m.name.removeprefix("./"), m.size) for m in tar.getmembers() if m.isfile())
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+def publish_kaggle(plan: KagglePlan, *, force: bool = False, dry_run: bool = False):
+    """Create or update the model, then per variation: nothing if its latest version holds the same
+    bytes, a new version if the manifest's model_version is newer (or `force`), else refuse. Returns
+    a `hubpub.publish.PublishResult`."""
+    from hubpub.publish import Outcome, PublishResult, Upload
+
+    m = plan.model
+    dest = Destination.parse(f"kaggle://{m.owner}/{m.slug}")
+    result = PublishResult(dest, str(dest), plan=plan.describe() if dry_run else [],
+                           visibility="private" if m.is_private else "public")
+    rows = [Upload(v.built.doc, f"{v.framework}/{v.slug}", sum(s for _, s in v.files), "", v.page(m),
+                   v.built.artifact.name, v.built.record.random_weights) for v in plan.variations]
+    if dry_run:
+        result.outcomes += [Outcome(u, "would publish") for u in rows]
+        return result
+    random = sorted({v.built.artifact.name for v in plan.variations if v.built.record.random_weights})
+    if random:
+        raise PublishError(f"refusing to publish random-weight (demo) artifacts to {dest}: {', '.join(random)}")
+    _check_credentials()
+    api = _Api(plan.model)
+    states = [api.latest(v) for v in plan.variations]  # every check before the first upload
+    conflicts = [f"{v.handle(m)}: version {n} holds other bytes (sha256 {str(sha)[:12]}...) than this build "
+                 f"({v.marker['sha256'][:12]}...)" for v, (n, sha, _) in zip(plan.variations, states, strict=True)
+                 if n is not None and sha != v.marker["sha256"] and n >= v.built.artifact.version and not force]
+    if conflicts:
+        raise PublishError(f"{conflicts[0]}; nothing was uploaded. Published versions are immutable: bump "
+                           f"collection.model_version in the manifest, or pass --force to add a version",
+                           conflicts[1:])
+    api.upsert_model()
+    with tempfile.TemporaryDirectory(prefix="hubpub-kaggle-") as tmp:
+        for v, row, (n, sha, instance) in zip(plan.variations, rows, states, strict=True):
+            if n is not None and sha == v.marker["sha256"]:
+                changed = api.update_variation(v, instance)
+                result.outcomes.append(Outcome(row, "updated (page)" if changed else "already published",
+                                               f"version {n}"))
+                continue
+            staged = _stage(v, Path(tmp) / f"{v.framework}-{v.slug}")
+            api.upload(v, staged, new=n is None)
+            api.update_variation(v, None)
+            shutil.rmtree(staged, ignore_errors=True)
+            status = "uploaded" if n is None else ("overwritten (forced)" if n >= v.built.artifact.version else
+                                                   "uploaded")
+            result.outcomes.append(Outcome(row, status, "version 1" if n is None else f"version {n + 1}"))
+    return result
+
+
+def _stage(v: KaggleVariation, folder: Path) -> Path:
+    """The directory a version uploads: the SavedModel's files, or the .keras file; and hubpub.json."""
+    if v.framework == "tensorFlow2":
+        extract_saved_model(v.built.tarball, folder)
+    else:
+        folder.mkdir(parents=True)
+        try:  # the same bytes, without a copy where the file system allows
+            os.link(v.built.keras, folder / f"{v.built.artifact.name}.keras")
+        except OSError:
+            shutil.copyfile(v.built.keras, folder / f"{v.built.artifact.name}.keras")
+    (folder / MARKER).write_text(json.dumps(v.marker, indent=2) + "\n")
+    planned = {name for name, _ in v.files}
+    found = {name for name, _ in files_below(folder)}
+    if planned != found:  # never upload something other than what the plan showed
+        raise PublishError(f"{v.built.tarball}: staged files differ from the plan: {sorted(planned ^ found)}")
+    return folder
+
+
+def _check_credentials() -> None:
+    from kagglehub.config import get_kaggle_credentials
+
+    if get_kaggle_credentials() is None:
+        raise PublishError(f"no Kaggle credentials: {CREDENTIALS}; nothing was uploaded")
+
+
+class _Api:
+    """The calls hubpub makes, through kagglehub and the Kaggle SDK client it builds; each failure is
+    one `PublishError` line naming what was being done."""
+
+    def __init__(self, model: KaggleModel):
+        self.model = model
+
+    def _call(self, what: str, fn):
+        from kagglehub.clients import build_kaggle_client
+        from kagglehub.exceptions import BackendError
+
+        try:
+            with build_kaggle_client() as client:
+                response = fn(client.models.model_api_client)
+        except Exception as e:  # requests, kagglesdk and kagglehub raise many types
+            raise hub_error(f"{what} on Kaggle", e) from None
+        error = getattr(response, "error", "")
+        if error:
+            raise hub_error(f"{what} on Kaggle", BackendError(error))
+        return response
+
+    def _exists(self, what: str, fn) -> object | None:
+        """`fn`'s response, or None when Kaggle says 404 (or 403, its answer for another's private model)."""
+        import requests
+        from kagglehub.clients import build_kaggle_client
+
+        try:
+            with build_kaggle_client() as client:
+                return fn(client.models.model_api_client)
+        except requests.HTTPError as e:
+            if e.response is not None and e.response.status_code in (403, 404):
+                return None
+            raise hub_error(f"{what} on Kaggle", e) from None
+        except Exception as e:
+            raise hub_error(f"{what} on Kaggle", e) from None
+
+    def upsert_model(self) -> None:
+        from google.protobuf.field_mask_pb2 import FieldMask
+        from kagglesdk.models.types.model_api_service import (
+            ApiCreateModelRequest,
+            ApiGetModelRequest,
+            ApiUpdateModelRequest,
+        )
+
+        m = self.model
+        get = ApiGetModelRequest()
+        get.owner_slug, get.model_slug = m.owner, m.slug
+        if self._exists(f"reading the model {m.owner}/{m.slug}", lambda c: c.get_model(get)) is None:
+            r = ApiCreateModelRequest()
+            r.owner_slug, r.slug = m.owner, m.slug
+            fields = {"title": m.title, "subtitle": m.subtitle, "is_private": m.is_private,
+                      "description": m.description, "provenance_sources": m.provenance_sources}
+            for k, value in fields.items():
+                setattr(r, k, value)
+            self._call(f"creating the model {m.owner}/{m.slug}", lambda c: c.create_model(r))
+            log.info("created the Kaggle model %s/%s (%s)", m.owner, m.slug, "private" if m.is_private else "public")
+            return
+        r = ApiUpdateModelRequest()
+        r.owner_slug, r.model_slug = m.owner, m.slug
+        r.title, r.subtitle, r.is_private = m.title, m.subtitle, m.is_private
+        r.description, r.provenance_sources = m.description, m.provenance_sources
+        r.update_mask = FieldMask(paths=["title", "subtitle", "is_private", "description", "provenance_sources"])
+        self._call(f"updating the model {m.owner}/{m.slug}", lambda c: c.update_model(r))
+
+    def latest(self, v: KaggleVariation) -> tuple[int | None, str | None, object | None]:
+        """(latest version number, the sha256 its hubpub.json names, the instance), or Nones if none."""
+        from kagglesdk.models.types.model_api_service import ApiGetModelInstanceRequest
+        from kagglesdk.models.types.model_enums import ModelFramework
+
+        r = ApiGetModelInstanceRequest()
+        r.owner_slug, r.model_slug, r.instance_slug = self.model.owner, self.model.slug, v.slug
+        r.framework = _framework(v.framework, ModelFramework)
+        instance = self._exists(f"reading {v.handle(self.model)}", lambda c: c.get_model_instance(r))
+        if instance is None:
+            return None, None, None
+        n = instance.version_number
+        return n, self._marker_sha(f"{v.handle(self.model)}/{n}"), instance
+
+    def _marker_sha(self, handle: str) -> str | None:
+        import kagglehub
+
+        with tempfile.TemporaryDirectory(prefix="hubpub-kaggle-marker-") as tmp:
+            try:
+                path = kagglehub.model_download(handle, MARKER, output_dir=tmp, force_download=True)
+                return json.loads(Path(path).read_text()).get("sha256")
+            except Exception as e:  # no hubpub.json: a version made by something else
+                log.debug("%s: no readable %s: %s", handle, MARKER, e)
+                return None
+
+    def upload(self, v: KaggleVariation, folder: Path, *, new: bool) -> None:
+        import kagglehub
+
+        handle = v.handle(self.model)
+        try:
+            kagglehub.model_upload(handle, str(folder), license_name=v.license_name, version_notes=v.version_notes)
+        except Exception as e:  # kagglehub retries resets itself; what it gives up on is one line here
+            raise hub_error(f"uploading {handle} ({'a new variation' if new else 'a new version'}); no version was "
+                            "made from a partial upload, run publish again", e) from None
+
+    def update_variation(self, v: KaggleVariation, instance) -> bool:
+        """Bring the variation's page (overview, usage, fine-tunable, training data) to the docs'; whether
+        anything changed."""
+        from google.protobuf.field_mask_pb2 import FieldMask
+        from kagglesdk.models.types.model_api_service import ApiUpdateModelInstanceRequest
+        from kagglesdk.models.types.model_enums import ModelFramework
+
+        wanted = {"overview": v.overview, "usage": v.usage, "fine_tunable": v.fine_tunable,
+                  "training_data": list(v.training_data)}
+        if instance is not None and all(getattr(instance, k) == w for k, w in wanted.items()):
+            return False
+        r = ApiUpdateModelInstanceRequest()
+        r.owner_slug, r.model_slug, r.instance_slug = self.model.owner, self.model.slug, v.slug
+        r.framework = _framework(v.framework, ModelFramework)
+        for k, w in wanted.items():
+            setattr(r, k, w)
+        r.update_mask = FieldMask(paths=list(wanted))
+        self._call(f"updating the page of {v.handle(self.model)}", lambda c: c.update_model_instance(r))
+        return True
+
+
+def _framework(name: str, enum):
+    return {"tensorFlow2": enum.MODEL_FRAMEWORK_TENSOR_FLOW_2, "keras": enum.MODEL_FRAMEWORK_KERAS}[name]
+
+
+def download_variation(handle: str, into: Path) -> Path:
+    """A published version's files, as its users get them (`kagglehub.model_download`)."""
+    import kagglehub
+
+    try:
+        return Path(kagglehub.model_download(handle, output_dir=str(into), force_download=True))
+    except Exception as e:
+        raise hub_error(f"downloading {handle} from Kaggle", e) from None
