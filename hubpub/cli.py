@@ -308,7 +308,8 @@ def validate_docs_cmd(directory: Path, manifest_path: Path | None, notebooks_out
 
 @cli.command()
 @click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True)
-@click.option("--dest", default=None, help="gs://BUCKET/PREFIX, a local directory, kaggle://OWNER/MODEL or hf://ORG [default: the manifest's].")
+@click.option("--dest", default=None,
+              help="gs://BUCKET/PREFIX, a local directory, kaggle://OWNER/MODEL or hf://ORG [default: the manifest's].")
 @public_url_option
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--force", is_flag=True, help="Overwrite published artifact files whose content differs.")

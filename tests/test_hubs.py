@@ -146,3 +146,137 @@ def test_kaggle_refuses_docs_rendered_for_another_destination(micro_manifest, hu
                                            r"kaggle://testpub/micro-models"):
         publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
     assert not kaggle.calls
+
+
+# --------------------------------------------------------------------------- the Hugging Face Hub
+
+HF = "hf://testpub"
+
+
+@pytest.fixture()
+def hf(monkeypatch, tmp_path):
+    """The HF Hub stand-in, and what the real client reads: the endpoint, a token, a throwaway cache.
+    Xet is off: the stand-in serves the LFS path the same client takes without it (huggingface_hub
+    reads the switch once, at import, so it is set on its constants too)."""
+    from huggingface_hub import constants
+
+    from tests.hf_stub import HfStub
+
+    with HfStub() as stub:
+        monkeypatch.setenv("HF_ENDPOINT", stub.url)
+        monkeypatch.setenv("HF_TOKEN", "hf_not_a_real_token")
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        yield stub
+
+
+def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from hubpub.hubs.hf import download_repo
+
+    _docs_for(micro_manifest, hub_dist, HF)
+    result = publish(micro_manifest, hub_dist, Destination.parse(HF))
+    assert [(o.upload.relative, o.status, o.detail) for o in result.outcomes] == [
+        ("testpub/micro_1k_224", "uploaded", "v1"), ("testpub/micro_1k_224_fe", "uploaded", "v1")]
+    assert not hf.rejected and result.visibility == "private"
+    repo = hf.repos["testpub/micro_1k_224"]
+    assert repo.private and list(repo.tags) == ["v1"]
+    files = hf.files("testpub/micro_1k_224", "v1")
+    assert {"config.json", "metadata.json", "model.weights.h5", "model.keras", "saved_model.tar.gz",
+            "saved_model/saved_model.pb", "saved_model/variables/variables.index", "README.md",
+            "hubpub.json"} <= set(files)
+    assert files["saved_model.tar.gz"] == (hub_dist / "tars" / "micro_1k_224.tar.gz").read_bytes()
+    meta = yaml.safe_load(files["README.md"].decode().split("---")[1])
+    assert meta["license"] == "mit" and meta["library_name"] == "keras"
+    assert meta["pipeline_tag"] == "image-classification" and meta["datasets"] == ["imagenet-1k"]
+    metrics = {m["name"]: m["value"] for result in meta["model-index"][0]["results"] for m in result["metrics"]}
+    assert metrics["top-1 accuracy (published, %)"] == 50.0 and metrics["largest |Δ| from the PyTorch reference"] < 1e-4
+    fe_meta = yaml.safe_load(hf.files("testpub/micro_1k_224_fe")["README.md"].decode().split("---")[1])
+    assert fe_meta["pipeline_tag"] == "image-feature-extraction"
+    (collection,) = hf.collections.values()
+    assert [i["id"] for i in collection["items"]] == ["testpub/micro_1k_224", "testpub/micro_1k_224_fe"]
+
+    # As users get it: snapshot_download, then hub.KerasLayer; the tag's tarball URL; the Keras handle.
+    record = read_reference(hub_dist / "reports" / "micro_1k_224.json")
+    folder = download_repo("testpub/micro_1k_224", tmp_path / "download", revision="v1")
+    assert verify_handle(str(folder / "saved_model"), record).max_abs <= 1e-5
+    assert verify_handle(f"{hf.url}/testpub/micro_1k_224/resolve/v1/saved_model.tar.gz", record).max_abs <= 1e-5
+    code = ("import json, sys, numpy as np, keras\n"
+            "from hubpub.verify import compare_to_record, reference_images\n"  # the inputs and the comparison only
+            "r = json.load(open(sys.argv[1]))\n"
+            "m = keras.saving.load_model('hf://testpub/micro_1k_224')\n"
+            "print(compare_to_record(keras.ops.convert_to_numpy(m(reference_images(**r['inputs']))), r))\n")
+    ref = tmp_path / "record.json"
+    ref.write_text(json.dumps(record, default=lambda a: a.tolist()))
+    proc = subprocess.run([sys.executable, "-c", code, str(ref)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.strip().splitlines()[-1]) <= 1e-4
+
+    # Again: nothing new. A changed doc: only the card, on main; the tag stays.
+    commits = len(repo.commits)
+    again = publish(micro_manifest, hub_dist, Destination.parse(HF))
+    assert {o.status for o in again.outcomes} == {"already published"} and len(repo.commits) == commits
+    doc = hub_dist / "docs" / "assets" / "docs" / "testpub" / "models" / "micro_1k_224" / "1.md"
+    doc.write_text(doc.read_text() + "\nA note added after publishing.\n")
+    updated = publish(micro_manifest, hub_dist, Destination.parse(HF))
+    assert [o.status for o in updated.outcomes] == ["updated (card)", "already published"]
+    assert "A note added after publishing." in hf.files("testpub/micro_1k_224")["README.md"].decode()
+    assert "A note added" not in hf.files("testpub/micro_1k_224", "v1")["README.md"].decode()
+
+    # The tag holding other bytes: refused, unless forced.
+    tagged = next(c for c in repo.commits if c.oid == repo.tags["v1"])
+    tagged.files["hubpub.json"] = (b'{"saved_model_sha256": "other"}', False)
+    with pytest.raises(PublishError, match=r"testpub/micro_1k_224: tag v1 holds other bytes .* --force"):
+        publish(micro_manifest, hub_dist, Destination.parse(HF))
+    forced = publish(micro_manifest, hub_dist, Destination.parse(HF), force=True)
+    assert [o.status for o in forced.outcomes] == ["overwritten (forced)", "already published"]
+    assert json.loads(hf.files("testpub/micro_1k_224", "v1")["hubpub.json"])["saved_model_sha256"] == \
+        record_sha(hub_dist)
+
+
+def test_hf_dry_run_and_credentials(micro_manifest, hub_dist, hf, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN")
+    _docs_for(micro_manifest, hub_dist, HF)
+    result = publish(micro_manifest, hub_dist, Destination.parse(HF), dry_run=True, public=True)
+    assert {o.status for o in result.outcomes} == {"would publish"} and not hf.repos
+    text = "\n".join(result.plan)
+    assert "Hugging Face Hub, testpub (public): collection 'ConvNeXt' of 2 repositories" in text
+    assert "testpub/micro_1k_224 @ v1: " in text and "pipeline_tag: image-classification" in text
+    assert "saved_model/variables/variables.index" in text and "model.weights.h5" in text
+    with pytest.raises(PublishError, match="no Hugging Face credentials: set HF_TOKEN"):
+        publish(micro_manifest, hub_dist, Destination.parse(HF))
+
+
+def test_hf_upload_faults_are_retried_or_leave_no_version(micro_manifest, hub_dist, hf):
+    _docs_for(micro_manifest, hub_dist, HF)
+    hf.put_faults = [("status", 503), ("status", 502)]  # huggingface_hub backs off and retries an LFS PUT
+    result = publish(micro_manifest, hub_dist, Destination.parse(HF))
+    assert {o.status for o in result.outcomes} == {"uploaded"} and not hf.put_faults
+    hf.repos.clear()
+    hf.lfs.clear()
+    hf.broken_oids = {record_sha(hub_dist)}  # one file the Hub keeps failing (after ~23 s of the client's backoff)
+    with pytest.raises(PublishError) as info:
+        publish(micro_manifest, hub_dist, Destination.parse(HF))
+    assert "\n" not in str(info.value) and "no commit is made from a partial upload" in str(info.value)
+    assert all(not r.commits and not r.tags for r in hf.repos.values())
+
+
+def test_cli_docs_publish_and_verify_on_kaggle(micro_manifest_path, hub_dist, kaggle):
+    from click.testing import CliRunner
+
+    from hubpub.cli import cli
+
+    args = ["--manifest", str(micro_manifest_path), "--dist", str(hub_dist)]
+    docs = CliRunner().invoke(cli, ["docs", *args, "--dest", KAGGLE])
+    assert docs.exit_code == 0, docs.output
+    assert "linking to kaggle://testpub/micro-models" in docs.output
+    out = CliRunner().invoke(cli, ["publish", *args, "--dest", KAGGLE, "--public"])
+    assert out.exit_code == 0, out.output
+    assert "tensorFlow2/micro-1k-224" in out.output and "4 uploaded (public)" in out.output
+    assert "verified: https://www.kaggle.com/models/testpub/micro-models/tensorFlow2/micro-1k-224" in out.output
+    assert kaggle.models[("testpub", "micro-models")].meta["is_private"] is False
