@@ -2,6 +2,12 @@
 
 Both in the same run, on loopback, with the same bytes (500 MB by default). Prints the ratio
 (hubpub MB/s) / (raw PUT MB/s). Target: >= 0.8. Writes benchmarks/results/upload.json.
+
+Then the hubs (`--hubs`, the default too): convnext_tiny's classifier (random weights) published by
+hubpub to the loopback Kaggle and Hugging Face stand-ins (tests/kaggle_stub.py, tests/hf_stub.py),
+against the client's own upload of the same files in the same run (`kagglehub.model_upload` of the
+same two directories; `HfApi.upload_folder` of the same repository tree). Writes
+benchmarks/results/upload_hubs.json.
 """
 
 from __future__ import annotations
@@ -80,11 +86,97 @@ def hubpub_upload(path: Path, emulator_url: str) -> float:
     return seconds
 
 
+def hubs(out: Path) -> dict:
+    """hubpub's publish to each hub stand-in against the client's own upload of the same bytes."""
+    import shutil
+    import zipfile
+
+    from hubpub.convert import save_checkpoint
+    from hubpub.destination import Destination
+    from hubpub.docs import render_docs
+    from hubpub.hubs import extract_saved_model
+    from hubpub.manifest import load_manifest
+    from hubpub.notebooks import render_notebooks
+    from hubpub.pipeline import build_variant
+    from hubpub.publish import publish
+    from tests.hf_stub import HfStub
+    from tests.kaggle_stub import KaggleStub
+
+    manifest = load_manifest(ROOT / "collection.yaml")
+    v = manifest.variant("convnext_tiny_1k_224")
+    figures = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ckpt = save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes), tmp / "c.safetensors")
+        dist = tmp / "dist"
+        build_variant(v, dist, checkpoint=str(ckpt), kinds=("classifier",), parity=False)
+        report = json.loads((dist / "reports" / f"{v.name}.json").read_text())
+        (dist / "reports" / f"{v.name}.json").write_text(json.dumps({**report, "random_weights": False}))
+        tree = tmp / "tree"  # the files both hubs receive, for the clients' own uploads
+        extract_saved_model(dist / "tars" / f"{v.name}.tar.gz", tree / "saved_model")
+        (tree / "keras").mkdir()
+        shutil.copy(dist / "keras" / f"{v.name}.keras", tree / "keras" / f"{v.name}.keras")
+        size = sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
+
+        os.environ.update(KAGGLE_API_ENVIRONMENT="TEST", KAGGLE_USERNAME="bench", KAGGLE_KEY="bench",
+                          KAGGLEHUB_CACHE=str(tmp / "kh"), TQDM_DISABLE="1")
+        import kagglehub
+
+        with KaggleStub():
+            render_docs(manifest, dist=dist, out=dist / "docs", public_url_base="kaggle://bench/convnext")
+            render_notebooks(manifest, dist=dist, out=tmp / "nb", public_url_base="kaggle://bench/convnext")
+            start = time.perf_counter()
+            publish(manifest, dist, Destination.parse("kaggle://bench/convnext"), notebooks=tmp / "nb")
+            figures["kaggle_hubpub_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            kagglehub.model_upload("bench/convnext/tensorFlow2/raw", str(tree / "saved_model"), "MIT")
+            kagglehub.model_upload("bench/convnext/keras/raw", str(tree / "keras"), "MIT")
+            figures["kaggle_client_s"] = time.perf_counter() - start
+
+        from huggingface_hub import HfApi, constants
+
+        constants.HF_HUB_DISABLE_XET = True  # the stand-in serves the LFS path, not Xet
+        with HfStub() as hf:
+            os.environ.update(HF_ENDPOINT=hf.url, HF_TOKEN="hf_bench", HF_HOME=str(tmp / "hf"))
+            shutil.rmtree(dist / "docs")
+            render_docs(manifest, dist=dist, out=dist / "docs", public_url_base="hf://bench")
+            render_notebooks(manifest, dist=dist, out=tmp / "nb", public_url_base="hf://bench")
+            start = time.perf_counter()
+            publish(manifest, dist, Destination.parse("hf://bench"), notebooks=tmp / "nb")
+            figures["hf_hubpub_s"] = time.perf_counter() - start
+            hf_tree = tmp / "hf-tree"
+            shutil.copytree(tree / "saved_model", hf_tree / "saved_model")
+            shutil.copy(dist / "tars" / f"{v.name}.tar.gz", hf_tree / "saved_model.tar.gz")
+            shutil.copy(dist / "keras" / f"{v.name}.keras", hf_tree / "model.keras")
+            with zipfile.ZipFile(dist / "keras" / f"{v.name}.keras") as z:
+                z.extractall(hf_tree)
+            hf.lfs.clear()  # the raw upload sends every object again, as hubpub's first publish did
+            api = HfApi(endpoint=hf.url)
+            api.create_repo("bench/raw", private=True)
+            start = time.perf_counter()
+            api.upload_folder(repo_id="bench/raw", folder_path=str(hf_tree))
+            figures["hf_client_s"] = time.perf_counter() - start
+            hf_size = sum(p.stat().st_size for p in hf_tree.rglob("*") if p.is_file())
+    result = {"variant": v.name, "kaggle_bytes": size, "hf_bytes": hf_size, **figures,
+              "kaggle_ratio": figures["kaggle_client_s"] / figures["kaggle_hubpub_s"],
+              "hf_ratio": figures["hf_client_s"] / figures["hf_hubpub_s"]}
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for hub, n in (("kaggle", size), ("hf", hf_size)):
+        print(f"{hub}: hubpub publish {n / 1e6 / figures[f'{hub}_hubpub_s']:.0f} MB/s (whole publish: checks, "
+              f"metadata, marker) vs the client's own upload {n / 1e6 / figures[f'{hub}_client_s']:.0f} MB/s -> "
+              f"ratio {result[f'{hub}_ratio']:.2f}")
+    return result
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--mb", type=int, default=500)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "upload.json"))
+    ap.add_argument("--hubs", action="store_true", help="Only the Kaggle and HF Hub part.")
     args = ap.parse_args()
+    if args.hubs:
+        hubs(Path(args.out).parent / "upload_hubs.json")
+        return 0
     os.environ.setdefault("NO_GCE_CHECK", "true")
     from tests.gcs import Emulator
 
@@ -112,6 +204,7 @@ def main() -> int:
           f"{result['ratio_vs_emulator_ceiling']:.2f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    hubs(Path(args.out).parent / "upload_hubs.json")
     return 0 if result["ratio"] >= 0.8 else 1
 
 

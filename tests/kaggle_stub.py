@@ -328,9 +328,9 @@ def _handler(stub: KaggleStub):
             if fault and fault[0] == "status":
                 self.rfile.read(length)
                 return self._json(fault[1], {"message": "injected failure"})
-            data = b""
+            data = bytearray()
             while len(data) < length:
-                chunk = self.rfile.read(min(1 << 16, length - len(data)))
+                chunk = self.rfile.read(min(1 << 20, length - len(data)))
                 if not chunk:
                     break
                 data += chunk

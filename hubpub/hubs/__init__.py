@@ -8,8 +8,11 @@ twice: a hub's page is the model doc, its model card the collection doc.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import re
+import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +104,41 @@ def extract_saved_model(tarball: Path, into: Path) -> Path:
     into.mkdir(parents=True, exist_ok=True)
     with tarfile.open(tarball, "r:gz") as tar:
         tar.extractall(into, filter="data")
+    return into
+
+
+def tar_members(tarball: Path) -> tuple[tuple[str, int], ...]:
+    """The tarball's files (name, size); read once per tarball and publish."""
+    st = tarball.stat()
+    return _tar_members(tarball, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _tar_members(tarball: Path, _mtime_ns: int, _size: int) -> tuple[tuple[str, int], ...]:
+    with tarfile.open(tarball, "r:gz") as tar:
+        return tuple((m.name.removeprefix("./"), m.size) for m in tar.getmembers() if m.isfile())
+
+
+def saved_model_tree(b: Built, scratch: Path) -> Path:
+    """The published SavedModel's files as a folder: the build's own SavedModel folder when it holds
+    exactly the tarball's members (names and sizes: the tarball was packed from it), else the
+    tarball extracted into `scratch`. Either way, what the tarball holds."""
+    folder = Dist(b.tarball.parent.parent).saved_model(b.artifact.name)
+    if folder.is_dir() and files_below(folder) == tuple(sorted(tar_members(b.tarball))):
+        return folder
+    return extract_saved_model(b.tarball, scratch)
+
+
+def link_tree(source: Path, into: Path) -> Path:
+    """`source`'s files under `into`, hard-linked where the file system allows (no copy of the bytes)."""
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            target = into / path.relative_to(source)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(path, target)
+            except OSError:
+                shutil.copyfile(path, target)
     return into
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from hubpub.destination import Destination
 from hubpub.errors import PublishError
-from hubpub.hubs import Built, doc_body, extract_saved_model, hub_error
+from hubpub.hubs import Built, doc_body, hub_error, saved_model_tree, tar_members
 from hubpub.links import HF_KERAS_FILE, HF_SAVED_MODEL_DIR, HF_TARBALL, HF_WEB, hf_repo
 from hubpub.manifest import Manifest
 
@@ -85,7 +85,7 @@ def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: Destinatio
                   "keras_sha256": r.keras.sha256 if r.keras else None, "parity_max_abs": r.parity.max_abs}
         card_text = model_card(manifest, b)
         files = [(HF_TARBALL, r.tarball.size)]
-        files += [(f"{HF_SAVED_MODEL_DIR}/{name}", size) for name, size in _tar_members(b.tarball)]
+        files += [(f"{HF_SAVED_MODEL_DIR}/{name}", size) for name, size in tar_members(b.tarball)]
         if b.keras is not None:
             files += [(HF_KERAS_FILE, r.keras.size)] + list(_zip_members(b.keras))
         files += [("README.md", len(card_text.encode())), (MARKER, len(_marker_bytes(marker)))]
@@ -126,13 +126,6 @@ def model_card(manifest: Manifest, b: Built) -> str:
 
 def _marker_bytes(marker: dict) -> bytes:
     return (json.dumps(marker, indent=2) + "\n").encode()
-
-
-def _tar_members(tarball: Path):
-    import tarfile
-
-    with tarfile.open(tarball, "r:gz") as tar:
-        return [(m.name.removeprefix("./"), m.size) for m in tar.getmembers() if m.isfile()]
 
 
 def _zip_members(path: Path):
@@ -261,7 +254,7 @@ def _operations(r: HfRepo, tmp: Path) -> list:
     from huggingface_hub import CommitOperationAdd
 
     b = r.built
-    saved = extract_saved_model(b.tarball, tmp / r.built.artifact.name / HF_SAVED_MODEL_DIR)
+    saved = saved_model_tree(b, tmp / r.built.artifact.name / HF_SAVED_MODEL_DIR)
     ops = [CommitOperationAdd(HF_TARBALL, str(b.tarball))]
     ops += [CommitOperationAdd(f"{HF_SAVED_MODEL_DIR}/{p.relative_to(saved).as_posix()}", str(p))
             for p in sorted(saved.rglob("*")) if p.is_file()]

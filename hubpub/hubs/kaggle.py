@@ -24,7 +24,17 @@ from pathlib import Path
 
 from hubpub.destination import Destination
 from hubpub.errors import PublishError
-from hubpub.hubs import Built, collection_doc, doc_body, extract_saved_model, files_below, hub_error, split_usage
+from hubpub.hubs import (
+    Built,
+    collection_doc,
+    doc_body,
+    files_below,
+    hub_error,
+    link_tree,
+    saved_model_tree,
+    split_usage,
+    tar_members,
+)
 from hubpub.links import KAGGLE_WEB, kaggle_variation
 from hubpub.manifest import Manifest
 
@@ -131,7 +141,7 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Destin
         marker = {"artifact": b.artifact.name, "version": b.artifact.version, "sha256": r.tarball.sha256,
                   "format": "saved_model_2", "parity_max_abs": r.parity.max_abs}
         variations.append(KaggleVariation(framework="tensorFlow2", slug=slug, usage=tf_usage,
-                                          files=_tarball_files(b.tarball) + ((MARKER, 0),), version_notes=notes,
+                                          files=tar_members(b.tarball) + ((MARKER, 0),), version_notes=notes,
                                           marker=marker, **common))
         if b.keras is not None:
             k_usage = usage.replace(f"keras/{slug}/{b.artifact.version}", "${FRAMEWORK}/${VARIATION_SLUG}/"
@@ -142,13 +152,6 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Destin
                 version_notes=notes.replace("SavedModel tar.gz", ".keras").replace(r.tarball.sha256, r.keras.sha256),
                 marker={**marker, "sha256": r.keras.sha256, "format": "keras"}, **common))
     return KagglePlan(model, tuple(variations))
-
-
-def _tarball_files(tarball: Path) -> tuple[tuple[str, int], ...]:
-    import tarfile
-
-    with tarfile.open(tarball, "r:gz") as tar:
-        return tuple((m.name.removeprefix("./"), m.size) for m in tar.getmembers() if m.isfile())
 
 
 # --------------------------------------------------------------------------- publishing
@@ -203,7 +206,7 @@ def publish_kaggle(plan: KagglePlan, *, force: bool = False, dry_run: bool = Fal
 def _stage(v: KaggleVariation, folder: Path) -> Path:
     """The directory a version uploads: the SavedModel's files, or the .keras file; and hubpub.json."""
     if v.framework == "tensorFlow2":
-        extract_saved_model(v.built.tarball, folder)
+        link_tree(saved_model_tree(v.built, folder.with_name(folder.name + "-extracted")), folder)
     else:
         folder.mkdir(parents=True)
         try:  # the same bytes, without a copy where the file system allows
