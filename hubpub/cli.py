@@ -85,7 +85,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
         os.environ["HUBPUB_DISABLE_PROGRESS"] = "1"
         os.environ["TQDM_DISABLE"] = "1"  # the hub clients' own progress bars (kagglehub, huggingface_hub)
     ctx.obj = {"verbose": verbose, "quiet": quiet}
-    if ctx.invoked_subcommand not in ("validate", "list", "docs", "validate-docs", None):
+    if ctx.invoked_subcommand not in ("validate", "list", "docs", "validate-docs", "site", None):
         from hubpub._tf import import_tensorflow
 
         import_tensorflow(verbose=verbose > 1)
@@ -281,6 +281,27 @@ def notebooks(dist: Path, out: Path | None, only: tuple[str, ...], run: bool, te
         click.echo(f"{nb.path}{' (executed)' if nb.executed else ''}")
 
 
+@cli.command()
+@click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="[default: DIST/site]")
+@click.option("--templates-dir", type=click.Path(path_type=Path), default=None,
+              help="Your templates: site/index.html.j2, site/model.html.j2, site/site.css, site/site.js.")
+@click.option("--dest", default=None, help="Link to the artifacts at this destination [default: the manifest's].")
+@public_url_option
+@manifest_option
+def site(dist: Path, out: Path | None, templates_dir: Path | None, dest: str | None, public_url: str | None,
+         manifest_path: Path) -> None:
+    """Render the collection website from the build and its docs (render the docs first)."""
+    from hubpub.destination import Destination
+    from hubpub.publish import destination_url
+    from hubpub.site import render_site
+
+    manifest = load_manifest(manifest_path)
+    base = destination_url(manifest, Destination.parse(dest or manifest.publish.destination), public_url)
+    result = render_site(manifest, dist=dist, out=out, templates_dir=templates_dir, public_url_base=base)
+    click.echo(f"{len(result.pages)} pages under {result.root}; open {result.index.resolve().as_uri()}")
+
+
 @cli.command("validate-docs")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--manifest", "manifest_path", type=click.Path(path_type=Path), default=None,
@@ -339,6 +360,8 @@ def publish(dist: Path, dest: str | None, public_url: str | None, dry_run: bool,
         rows.append((destination.key(o.upload.relative), f"{o.upload.size:,}", o.status, o.upload.public_url))
     click.echo(_table(rows))
     click.echo(f"{destination}: {_counts(result)}" + (f" ({result.visibility})" if result.visibility else ""))
+    if result.site_url:
+        click.echo(f"site: {result.site_url}")
     if not dry_run and not no_verify:
         v = verify_published(manifest, dist, destination, result)
         click.echo(f"verified: {v.handle} loads with hub.KerasLayer and matches its build (max |Δ| {v.max_abs:.1e})")
@@ -481,6 +504,8 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
                    f"linking to {result.public_url_base}")
     else:
         click.echo(f"docs: {result.docs_note}")
+    if result.site is not None:
+        click.echo(f"site: {len(result.site.pages)} pages, open {result.site.index.resolve().as_uri()}")
     if result.notebooks:
         ran = sum(nb.executed for nb in result.notebooks)
         click.echo(f"notebooks: {len(result.notebooks)} in {result.notebooks[0].path.parent} ({ran} executed)")
@@ -559,6 +584,9 @@ def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
     click.echo(f"6. usage notebooks, executed against this build (each doc's Colab link names one): "
                f"{', '.join(str(nb.path) for nb in result.notebooks)}; check the links with "
                f"`hubpub validate-docs {dist.docs} --notebooks {dist.notebooks}`")
+    if result.site is not None:
+        click.echo(f"   the collection site: open {result.site.index.resolve().as_uri()} (published: "
+                   f"{(dist.published / 'site' / 'index.html').resolve().as_uri()})")
     click.echo(f"7. done in {time.perf_counter() - start:.0f}s: tarballs in {dist.tars}, .keras files in "
                f"{dist.keras_files}, docs in {dist.docs}, report {dist.build_report}")
     click.echo(f"   the docs link to {DEMO_PUBLIC_URL}: serve the destination there with "

@@ -24,6 +24,7 @@ class Dist:
     keras_files = property(lambda self: self.root / "keras")
     docs = property(lambda self: self.root / "docs")
     notebooks = property(lambda self: self.root / "notebooks")
+    site = property(lambda self: self.root / "site")
     demo = property(lambda self: self.root / "demo")
     published = property(lambda self: self.root / "published")
     build_report = property(lambda self: self.root / "build-report.json")

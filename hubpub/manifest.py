@@ -120,6 +120,22 @@ class PublishSettings(_Strict):
     destination: str = Field(description="gs://bucket/prefix or a local directory")
     public_url_base: str
     public: bool = Field(default=False, description="on Kaggle and the HF Hub: public models (default private)")
+    hubs: list[str] = Field(default_factory=list, description="kaggle://OWNER/MODEL and hf://ORG where the "
+                            "collection is also published: the site links each artifact's page there")
+
+    @field_validator("hubs")
+    @classmethod
+    def _hubs(cls, v: list[str]) -> list[str]:
+        from hubpub.destination import Destination
+        from hubpub.errors import PublishError
+
+        for hub in v:
+            try:
+                if not Destination.parse(hub).is_hub:
+                    raise ValueError(f"not a hub: {hub!r}; give kaggle://OWNER/MODEL or hf://ORG")
+            except PublishError as e:
+                raise ValueError(e.message) from None
+        return v
 
     @field_validator("destination")
     @classmethod

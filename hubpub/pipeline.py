@@ -622,6 +622,7 @@ class CollectionResult:
     public_url_base: str
     published: object | None  # hubpub.publish.PublishResult, when published
     notebooks: list = field(default_factory=list)  # hubpub.notebooks.Notebook, written or kept
+    site: object | None = None  # hubpub.site.Site, when rendered
 
 
 def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS,
@@ -639,6 +640,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     from hubpub.notebooks import notebooks_dir, render_notebooks
     from hubpub.publish import destination_url
     from hubpub.publish import publish as run_publish
+    from hubpub.site import render_site
 
     dest = Destination.parse(publish_dest or manifest.publish.destination)
     base = destination_url(manifest, dest, public_url)  # before any work: a bad destination fails now
@@ -648,7 +650,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     summary = build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                         checkpoints=checkpoints, input_convention=input_convention, parity=parity,
                         progress=progress, keras_file=keras_file)
-    docs, note, written = None, "", []
+    docs, note, written, site = None, "", [], None
     if not load_reports(out):
         note = "nothing built, no docs rendered"
     elif shard:
@@ -659,10 +661,11 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
         if execute:
             written = execute_notebooks(out, written, progress=lambda name: log.info("executing %s", name))
         docs = render_docs(manifest, dist=out, out=Dist(out).docs, public_url_base=base)
+        site = render_site(manifest, dist=out, public_url_base=base)
     published = None
     if publish_dest and not summary.failed:
         published = run_publish(manifest, out, dest, public_url=public_url, notebooks=notebooks)
-    return CollectionResult(summary, docs, note, base, published, written)
+    return CollectionResult(summary, docs, note, base, published, written, site)
 
 
 

@@ -101,11 +101,27 @@ def plan_publish(manifest: Manifest, dist: Path, base: str) -> list[Upload]:
         if record.tarball.size != tar.stat().st_size or (
                 record.keras is not None and record.keras.size != layout.keras(artifact.name).stat().st_size):
             raise PublishError(f"{tar}: does not match its build report; rebuild {artifact.name}")
-    docs = layout.docs
-    for path in sorted(docs.rglob("*.md")) if docs.is_dir() else []:
-        relative = "docs/" + path.relative_to(docs).as_posix()
-        uploads.append(Upload(path, relative, path.stat().st_size, crc32c_of(path), f"{base}/{relative}"))
+    for folder, prefix, pattern in ((layout.docs, "docs/", "*.md"), (layout.site, "site/", "*")):
+        for path in sorted(folder.rglob(pattern)) if folder.is_dir() else []:
+            if path.is_file():
+                relative = prefix + path.relative_to(folder).as_posix()
+                uploads.append(Upload(path, relative, path.stat().st_size, crc32c_of(path), f"{base}/{relative}"))
     return uploads
+
+
+# What a bucket serves each object as: pages and docs change (short cache), versioned artifacts never do.
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
+                 ".js": "text/javascript; charset=utf-8", ".md": "text/markdown; charset=utf-8",
+                 ".svg": "image/svg+xml", ".png": "image/png", ".gz": "application/gzip",
+                 ".keras": "application/zip", ".sha256": "text/plain; charset=utf-8"}
+SHORT_CACHE, LONG_CACHE = "public, max-age=300", "public, max-age=31536000, immutable"
+
+
+def object_headers(relative: str) -> tuple[str, str]:
+    """(Content-Type, Cache-Control) of a published object."""
+    content_type = CONTENT_TYPES.get(Path(relative).suffix, "application/octet-stream")
+    mutable = relative.startswith(("docs/", "site/"))
+    return content_type, SHORT_CACHE if mutable else LONG_CACHE
 
 
 def check_docs_against_plan(manifest: Manifest, dist: Path, uploads: list[Upload], base: str, dest: Destination,
@@ -262,9 +278,11 @@ class GcsStore:
 
     def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar) -> None:
         blob = self.bucket.blob(key, chunk_size=self.chunk_bytes)
+        content_type, blob.cache_control = object_headers(upload.relative)
         try:
             with open(upload.source, "rb") as f:
                 blob.upload_from_file(_ProgressReader(f, bar), size=upload.size, checksum="crc32c",
+                                      content_type=content_type,
                                       # 0: only if absent; a generation: only that exact version
                                       if_generation_match=replacing.generation if replacing else 0,
                                       retry=self.retry,
@@ -316,6 +334,7 @@ class PublishResult:
     public_url_base: str
     outcomes: list[Outcome] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)  # a hub's plan in words: model, variations, files, metadata
+    site_url: str | None = None  # the collection site's page, when the site was published
     visibility: str = ""  # on a hub: "private" or "public"
 
 
@@ -361,7 +380,8 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
 
 def _publish_checked(store, dest: Destination, base: str, uploads: list[Upload], existing: dict, *, force: bool,
                      dry_run: bool, jobs: int) -> PublishResult:
-    result = PublishResult(dest, base)
+    result = PublishResult(dest, base, site_url=f"{base}/site/index.html" if any(
+        u.relative == "site/index.html" for u in uploads) else None)
     todo: list[tuple[Upload, Stat | None]] = []
     conflicts = []
     for u in uploads:

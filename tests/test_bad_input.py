@@ -298,8 +298,11 @@ def test_failed_download_leaves_no_empty_cache_folder(file_server, tmp_path, mon
 
 def _interrupt_at(args: list[str], stage: str, tmp_path: Path):
     env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "PYTHONUNBUFFERED": "1"}
+    # SIGINT back to its default in the child: a test run started in the background of a shell
+    # without job control inherits SIGINT ignored, and so would hubpub.
     proc = subprocess.Popen([sys.executable, "-m", "hubpub", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env=env)
+                            text=True, start_new_session=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seen, deadline = [], time.time() + 240
     for line in proc.stderr:
         seen.append(line)

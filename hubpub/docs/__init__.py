@@ -103,6 +103,13 @@ def _template_line(error: Exception, template: str):
                  if f.filename.endswith(template)), "?")
 
 
+def doc_body(path: Path) -> str:
+    """A rendered doc as a page shows it: without its tfhub.dev heading and metadata comments."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    kept = [line for line in lines[1:] if not re.fullmatch(r"<!-- [a-z-]+: .* -->", line)]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip() + "\n"
+
+
 def model_doc_path(publisher: str, artifact: Artifact) -> str:
     """A model doc's path below `assets/docs/`."""
     return f"{publisher}/models/{artifact.name}/{artifact.version}.md"

@@ -74,13 +74,6 @@ def collection_doc(manifest: Manifest, dist: Path) -> Path:
             f"{manifest.collection.version}.md")
 
 
-def doc_body(path: Path) -> str:
-    """A rendered doc as a page shows it: without its tfhub.dev heading and metadata comments."""
-    lines = path.read_text(encoding="utf-8").split("\n")
-    kept = [line for line in lines[1:] if not re.fullmatch(r"<!-- [a-z-]+: .* -->", line)]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip() + "\n"
-
-
 def split_usage(body: str) -> tuple[str, str]:
     """(everything but the `## Usage` section, the `## Usage` section's content)."""
     parts = re.split(r"(?m)^(?=## )", body)

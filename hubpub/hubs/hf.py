@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hubpub.destination import Destination
+from hubpub.docs import doc_body
 from hubpub.errors import PublishError
-from hubpub.hubs import Built, doc_body, hub_error, saved_model_tree, tar_members
+from hubpub.hubs import Built, hub_error, saved_model_tree, tar_members
 from hubpub.links import HF_KERAS_FILE, HF_SAVED_MODEL_DIR, HF_TARBALL, HF_WEB, hf_repo
 from hubpub.manifest import Manifest
 

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hubpub.destination import Destination
+from hubpub.docs import doc_body
 from hubpub.errors import PublishError
 from hubpub.hubs import (
     Built,
     collection_doc,
-    doc_body,
     files_below,
     hub_error,
     link_tree,

@@ -1,0 +1,199 @@
+"""The collection website: the docs as static HTML pages a person can browse, published beside the
+artifacts (`site/` below the destination).
+
+Plain Jinja2 to HTML rather than a static-site generator: the pages are made from the same context
+as the docs (one dict per artifact, the build records), need no build tool, and must render offline
+from any static host. MkDocs Material would bring its own search scripts and web fonts to strip
+out again. The templates (`hubpub/templates/site/`) render in Jinja2's sandbox with autoescape on;
+the model docs' Markdown becomes HTML through markdown-it with raw HTML disabled. Every link inside
+the site is relative; downloads point at the published files beside it. No external font, script,
+stylesheet or image: the figure is inline SVG drawn here, the copy buttons a few lines of local JS.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from jinja2.sandbox import SandboxedEnvironment
+
+from hubpub._files import cleanup_created_dirs, write_atomic
+from hubpub.docs import (
+    TASKS,
+    collection_context,
+    doc_body,
+    load_eval_reports,
+    load_reports,
+    model_context,
+    model_doc_path,
+    template_dirs,
+)
+from hubpub.errors import DocsError
+from hubpub.layout import Dist
+from hubpub.manifest import Manifest
+from hubpub.resources import packaged_templates_dir
+
+STATIC = ("site.css", "site.js")
+KIND_TITLES = {"classifier": "Image classifier", "feature-extractor": "Feature extractor"}
+
+
+@dataclass(frozen=True)
+class Site:
+    root: Path
+    pages: tuple[Path, ...]
+
+    @property
+    def index(self) -> Path:
+        return self.root / "index.html"
+
+
+def html_environment(dirs: list[Path]) -> jinja2.Environment:
+    """Sandboxed, StrictUndefined, HTML-escaping; templates looked up in `<dir>/site/`."""
+    env = SandboxedEnvironment(loader=jinja2.FileSystemLoader([str(d / "site") for d in dirs]),
+                               undefined=jinja2.StrictUndefined, autoescape=True, trim_blocks=True,
+                               lstrip_blocks=True)
+    env.filters["mib"] = lambda n: f"{n / 2**20:.1f} MiB"
+    env.filters["sci"] = lambda x: "n/a" if x is None else f"{x:.1e}"
+    env.filters["thousands"] = lambda n: f"{n:,}"
+    return env
+
+
+def markdown_html(text: str, shift: int = 1) -> str:
+    """Markdown as HTML (raw HTML in the source escaped), its headings `shift` levels down to sit
+    under the page's own."""
+    from markdown_it import MarkdownIt
+
+    out = MarkdownIt("commonmark", {"html": False}).enable("table").render(text)
+    return re.sub(r"<(/?)h([1-6])>", lambda m: f"<{m.group(1)}h{min(6, int(m.group(2)) + shift)}>", out)
+
+
+def page_name(artifact: str) -> str:
+    return f"models/{artifact}.html"
+
+
+def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, templates_dir: Path | None = None,
+                public_url_base: str | None = None) -> Site:
+    """A collection page and one page per built artifact, from the rendered docs in `dist/docs`
+    (render them first, for the same destination) and the build records."""
+    out = Path(out) if out is not None else Dist(dist).site
+    reports, evals = load_reports(dist), load_eval_reports(dist)
+    built = [(a, reports[a.name]) for a in manifest.artifacts() if a.name in reports]
+    if not built:
+        raise DocsError(f"{Dist(dist).reports}: no build report; run `hubpub build-all` first")
+    env = html_environment(template_dirs(manifest.path, templates_dir))
+    base = public_url_base or manifest.publish.public_url_base
+    relative = base.startswith(("http://", "https://"))  # beside the artifacts; a hub has its own pages
+    coll = collection_context(manifest, built, evals, public_url_base=base)
+    rows, pages = [], {}
+    docs_root = Dist(dist).docs / "assets" / "docs"
+    for artifact, record in built:
+        ctx = model_context(manifest, artifact, record, evals.get(artifact.name), public_url_base=base)
+        doc = docs_root / model_doc_path(manifest.publisher.handle, artifact)
+        if not doc.is_file():
+            raise DocsError(f"{doc}: no rendered doc for {artifact.name}; run `hubpub docs` first")
+        a = ctx["artifact"]
+        downloads = [{"format": "TF2 SavedModel (tar.gz), for hub.KerasLayer",
+                      "href": f"../../{artifact.asset_object}" if relative else a["asset_url"],
+                      "size": record.tarball.size, "sha256": record.tarball.sha256}]
+        if record.keras is not None and a["keras_source"] == "url":
+            downloads.append({"format": "Keras 3 (.keras), for keras.saving.load_model",
+                              "href": f"../../{artifact.keras_object}" if relative else a["keras_url"],
+                              "size": record.keras.size, "sha256": record.keras.sha256})
+        hubs = [{"name": name, "url": url} for name, url in _hub_links(manifest, artifact)]
+        row = {"name": artifact.name, "kind": artifact.kind, "kind_title": KIND_TITLES[artifact.kind],
+               "dataset": artifact.variant.dataset.title, "trained": " → ".join(d.title for d in
+                                                                                artifact.variant.datasets),
+               "resolution": artifact.variant.resolution, "parameters": record.parameters,
+               "top1": artifact.variant.top1, "ours_top1": (evals.get(artifact.name) or {}).get("top1"),
+               "parity": record.parity.max_abs, "page": page_name(artifact.name),
+               "random_weights": record.random_weights}
+        rows.append(row)
+        pages[page_name(artifact.name)] = env.get_template("model.html.j2").render(
+            **ctx, row=row, downloads=downloads, hubs=hubs, doc_html=markdown_html(doc_body(doc)), root="../")
+    datasets = sorted({r["dataset"] for r in rows})
+    pages["index.html"] = env.get_template("index.html.j2").render(
+        **coll, rows=rows, kinds=KIND_TITLES, dataset_names=datasets, figure=top1_figure(rows), root="",
+        tasks_list=sorted({TASKS[a.kind] for a, _ in built}))
+    with cleanup_created_dirs(out):
+        staging = out.with_name(out.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            for name, text in pages.items():
+                write_atomic(staging / name, text)
+            (staging / "assets").mkdir(exist_ok=True)
+            for name in STATIC:
+                shutil.copyfile(_static(env, name), staging / "assets" / name)
+            if out.exists():
+                shutil.rmtree(out)
+            staging.rename(out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return Site(out, tuple(sorted(out / p for p in pages)))
+
+
+def _static(env: jinja2.Environment, name: str) -> Path:
+    for folder in env.loader.searchpath:
+        if (Path(folder) / name).is_file():
+            return Path(folder) / name
+    return packaged_templates_dir() / "site" / name
+
+
+def _hub_links(manifest: Manifest, artifact) -> list[tuple[str, str]]:
+    from hubpub.links import artifact_links
+
+    out = []
+    for hub in manifest.publish.hubs:
+        links = artifact_links(hub, manifest.publisher.handle, artifact.name, artifact.version,
+                               artifact.asset_object, artifact.keras_object, "")
+        out.append(("Kaggle Models" if hub.startswith("kaggle://") else "Hugging Face Hub", links.page_url))
+    return out
+
+
+def top1_figure(rows: list[dict]) -> str | None:
+    """Top-1 against parameters for the classifiers with a published top-1, as inline SVG (log x)."""
+    points = [r for r in rows if r["kind"] == "classifier" and r["top1"]]
+    if not points:
+        return None
+    w, h, left, right, top, bottom = 640, 360, 60, 20, 20, 50
+    xs = [math.log10(r["parameters"]) for r in points]
+    ys = [r["top1"] for r in points]
+    x0, x1 = min(xs) - 0.05, max(xs) + 0.05
+    y0, y1 = math.floor(min(ys)) - 1, math.ceil(max(ys)) + 1
+
+    def sx(v):
+        return left + (v - x0) / (x1 - x0 or 1) * (w - left - right)
+
+    def sy(v):
+        return h - bottom - (v - y0) / (y1 - y0 or 1) * (h - top - bottom)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" role="img" class="figure" '
+             f'aria-labelledby="fig-title"><title id="fig-title">ImageNet top-1 accuracy (published) against '
+             f'parameters, for the {len(points)} image classifiers</title>',
+             f'<line x1="{left}" y1="{h - bottom}" x2="{w - right}" y2="{h - bottom}" class="axis"/>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" class="axis"/>']
+    for y in range(int(y0), int(y1) + 1):
+        if (y - int(y0)) % max(1, (int(y1) - int(y0)) // 5) == 0:
+            parts.append(f'<text x="{left - 8}" y="{sy(y) + 4:.1f}" class="tick" text-anchor="end">{y}</text>')
+    for exp in range(math.floor(x0), math.ceil(x1) + 1):
+        for m in (1, 2, 5):
+            v = math.log10(m) + exp
+            if x0 <= v <= x1:
+                parts.append(f'<text x="{sx(v):.1f}" y="{h - bottom + 18}" class="tick" text-anchor="middle">'
+                             f'{m * 10 ** exp / 1e6:g}M</text>')
+    parts.append(f'<text x="{(left + w - right) / 2}" y="{h - 8}" class="label" text-anchor="middle">'
+                 f'parameters (log scale)</text>')
+    parts.append(f'<text x="14" y="{(top + h - bottom) / 2}" class="label" text-anchor="middle" '
+                 f'transform="rotate(-90 14 {(top + h - bottom) / 2})">top-1 %</text>')
+    for r, x, y in zip(points, xs, ys, strict=True):
+        name = html.escape(r["name"])
+        parts.append(f'<a href="{html.escape(r["page"])}"><circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" '
+                     f'class="point"><title>{name}: {y}% top-1, {r["parameters"] / 1e6:.1f}M parameters'
+                     f'</title></circle></a>')
+        parts.append(f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 6:.1f}" class="point-label">{name}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts)

@@ -1,0 +1,134 @@
+"""The collection website: rendered from the build, published beside the artifacts, and opened in a
+real browser (Debian's Chromium, driven by Selenium through chromedriver)."""
+
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urldefrag, urlparse
+
+import pytest
+
+from hubpub.destination import Destination
+from hubpub.docs import render_docs
+from hubpub.publish import publish
+from hubpub.site import render_site
+
+BASE = "http://127.0.0.1:9/bucket/micro"
+
+
+@pytest.fixture(scope="module")
+def published(micro_manifest, micro_dist, tmp_path_factory):
+    """micro's two artifacts with docs and site, published to a local destination."""
+    root = tmp_path_factory.mktemp("site")
+    dist = root / "dist"
+    for folder in ("saved_models", "tars", "keras", "reports"):
+        shutil.copytree(micro_dist / folder, dist / folder)
+    render_docs(micro_manifest, dist=dist, out=dist / "docs", public_url_base=BASE)
+    render_site(micro_manifest, dist=dist, public_url_base=BASE)
+    dest = root / "bucket"
+    result = publish(micro_manifest, dist, Destination.parse(str(dest)), public_url=BASE)
+    return dist, dest, result
+
+
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links, self.images_without_alt, self.headings = [], 0, []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("href", "src"):
+            if a.get(key):
+                self.links.append(a[key])
+        if tag == "img" and not a.get("alt"):
+            self.images_without_alt += 1
+        if re.fullmatch(r"h[1-6]", tag):
+            self.headings.append(int(tag[1]))
+
+
+def test_every_internal_link_resolves_and_external_ones_go_to_known_hosts(published):
+    _, dest, _ = published
+    site = dest / "site"
+    pages = sorted(site.rglob("*.html"))
+    assert [p.relative_to(site).as_posix() for p in pages] == [
+        "index.html", "models/micro_1k_224.html", "models/micro_1k_224_fe.html"]
+    hosts = {"colab.research.google.com", "arxiv.org", "github.com", "127.0.0.1:9", "www.kaggle.com",
+             "huggingface.co", "dl.fbaipublicfiles.com"}
+    for page in pages:
+        parser = _Links()
+        parser.feed(page.read_text())
+        assert parser.images_without_alt == 0
+        steps = zip(parser.headings, parser.headings[1:], strict=False)
+        assert parser.headings[0] == 1 and all(b - a <= 1 for a, b in steps)  # no skipped heading level
+        for link in parser.links:
+            url = urlparse(link)
+            if url.scheme in ("http", "https"):
+                assert url.netloc in hosts, (page, link)
+                continue
+            target = (page.parent / urldefrag(link).url).resolve()
+            assert target.exists(), (page, link)  # pages, assets and the published downloads beside the site
+    text = (site / "index.html").read_text()
+    assert "fonts.googleapis" not in text and "cdn" not in text.lower()
+
+
+def test_publish_sets_content_types_and_says_where_the_site_is(published):
+    _, dest, result = published
+    site_rows = [o for o in result.outcomes if o.upload.relative.startswith("site/")]
+    assert {o.upload.relative for o in site_rows} >= {"site/index.html", "site/assets/site.css", "site/assets/site.js"}
+    assert result.site_url == f"{BASE}/site/index.html"
+    from hubpub.publish import object_headers
+
+    assert object_headers("site/index.html") == ("text/html; charset=utf-8", "public, max-age=300")
+    assert object_headers("site/assets/site.css") == ("text/css; charset=utf-8", "public, max-age=300")
+    assert object_headers("micro_1k_224/1.tar.gz") == ("application/gzip", "public, max-age=31536000, immutable")
+
+
+def _chromium():
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip("Debian's chromium and chromium-driver are not installed (make test installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600",
+                "--allow-file-access-from-files"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_the_site_in_a_real_browser(published, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    _, dest, _ = published
+    shots = Path(__file__).parent / "artifacts"
+    shots.mkdir(exist_ok=True)
+    browser = _chromium()
+    try:
+        browser.get((dest / "site" / "index.html").as_uri())
+        rows = browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")
+        assert [r.find_element(By.TAG_NAME, "a").text for r in rows] == ["micro_1k_224", "micro_1k_224_fe"]
+        assert browser.find_elements(By.CSS_SELECTOR, "svg.figure circle.point")  # the figure is drawn
+        browser.save_screenshot(str(shots / "site-collection.png"))
+        Select(browser.find_element(By.ID, "filter-kind")).select_by_value("feature-extractor")
+        visible = [r for r in rows if r.is_displayed()]
+        assert [r.find_element(By.TAG_NAME, "a").text for r in visible] == ["micro_1k_224_fe"]
+        assert browser.find_element(By.ID, "shown").text == "1 shown"
+
+        visible[0].find_element(By.TAG_NAME, "a").click()
+        assert browser.find_element(By.TAG_NAME, "h1").text == "micro_1k_224_fe"
+        button = browser.find_element(By.CSS_SELECTOR, "pre button.copy")
+        button.click()
+        WebDriverWait(browser, 5).until(lambda _: button.text == "Copied")  # the copy resolves a promise
+        assert "hub.KerasLayer" in button.get_attribute("data-copied")
+        browser.save_screenshot(str(shots / "site-model.png"))
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        browser.quit()
+    assert subprocess.run(["file", str(shots / "site-model.png")], capture_output=True, text=True).stdout
