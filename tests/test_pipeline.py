@@ -173,6 +173,8 @@ def test_demo_end_to_end_with_full_size_tiny(tmp_path, root):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "5. verified:" in proc.stdout and "fine-tunes" in proc.stdout
     assert "6. usage notebooks, executed against this build" in proc.stdout
+    assert "the collection site: open file://" in proc.stdout
+    assert (tmp_path / "dist/published/site/models/convnext_tiny_1k_224.html").is_file()
     assert (tmp_path / "dist/notebooks/convnext_tiny_1k_224.ipynb").is_file()
     # Every doc's Colab link names a notebook of this build, executed (no "no outputs yet" warning).
     links = subprocess.run([sys.executable, "-m", "hubpub", "validate-docs", str(tmp_path / "dist/docs"),

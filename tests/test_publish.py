@@ -56,6 +56,14 @@ def test_fresh_publish_then_noop_then_conflict_then_force(micro_manifest_path, m
     stored = _objects(bucket)
     tar = dist / "tars" / "micro_1k_224.tar.gz"
     assert stored["micro/micro_1k_224/1.tar.gz"] == (tar.stat().st_size, crc32c_of(tar))
+    # what the bucket serves each object as: a versioned artifact forever, a doc for five minutes
+    from google.cloud import storage
+
+    blobs = {b.name: b for b in storage.Client().list_blobs(bucket)}
+    assert (blobs["micro/micro_1k_224/1.tar.gz"].content_type, blobs["micro/micro_1k_224/1.tar.gz"].cache_control) \
+        == ("application/gzip", "public, max-age=31536000, immutable")
+    doc_blob = blobs["micro/docs/assets/docs/testpub/testpub.md"]
+    assert (doc_blob.content_type, doc_blob.cache_control) == ("text/markdown; charset=utf-8", "public, max-age=300")
 
     # downstream: hub.KerasLayer on the public URL, mapped to the emulator's public host
     verified = verify_published(manifest, dist, dest, result)
