@@ -59,6 +59,7 @@ class _Group(click.Group):
 
 
 no_keras_option = click.option("--no-keras", is_flag=True, help="Build no Keras 3 (.keras) artifact.")
+no_litert_option = click.option("--no-litert", is_flag=True, help="Build no LiteRT (.tflite) files.")
 notebooks_option = click.option(
     "--notebooks", "notebooks_out", type=click.Path(path_type=Path), default=None,
     help="The usage notebooks' folder [default: the manifest's notebooks.path in its checkout, else DIST/notebooks].")
@@ -165,16 +166,17 @@ def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_conven
 @click.option("--out", type=click.Path(path_type=Path), default="dist", show_default=True)
 @click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
 @no_keras_option
+@no_litert_option
 @manifest_option
 def build(variant: str, checkpoint: str | None, kinds: str, input_convention: str, out: Path,
-          no_parity: bool, no_keras: bool, manifest_path: Path) -> None:
+          no_parity: bool, no_keras: bool, no_litert: bool, manifest_path: Path) -> None:
     """Build, port, check parity, export, round-trip and pack both kinds of one variant."""
     from hubpub.pipeline import build_variant
 
     v = load_manifest(manifest_path).variant(variant)
     records = build_variant(v, out, checkpoint=checkpoint, kinds=_kinds(kinds), input_convention=input_convention,
                             parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s),
-                            keras_file=not no_keras)
+                            keras_file=not no_keras, litert=not no_litert)
     rows = [("artifact", "params", "tarball", "parity max |Δ|", "round-trip", ".keras vs SavedModel", "seconds")]
     for r in records:
         rows.append((r.artifact, f"{r.parameters / 1e6:.2f}M", f"{r.tarball.size / 2**20:.1f} MiB",
@@ -314,7 +316,7 @@ def validate_docs_cmd(directory: Path, manifest_path: Path | None, notebooks_out
     from hubpub.notebooks import check_colab_links
 
     found = validate_docs(directory)
-    counts = ", ".join(f"{sum(d.kind == k for d in found)} {k}" for k in ("publisher", "collection", "module"))
+    counts = ", ".join(f"{sum(d.kind == k for d in found)} {k}" for k in ("publisher", "collection", "module", "lite"))
     links = ""
     if manifest_path is None and not Path("collection.yaml").is_file():
         if any(d.metadata.get("colab") for d in found):
@@ -471,7 +473,8 @@ class _StageProgress:
 def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: str, jobs: int = 1,
                shard: str | None = None, force: bool = False, checkpoints: tuple[str, ...] = (),
                input_convention: str = "hub", no_parity: bool = False, publish_dest: str | None = None,
-               public_url: str | None = None, no_keras: bool = False, notebooks: Path | None = None,
+               public_url: str | None = None, no_keras: bool = False, no_litert: bool = False,
+               notebooks: Path | None = None,
                execute_notebooks: bool = False):
     """build-all's arguments to the library and its result to the terminal; shared with the demo."""
     from hubpub.pipeline import build_collection
@@ -483,7 +486,8 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
                                   force=force, checkpoints=_checkpoint_overrides(checkpoints),
                                   input_convention=input_convention, parity=not no_parity,
                                   publish_dest=publish_dest, public_url=public_url, progress=progress,
-                                  keras_file=not no_keras, notebooks=notebooks, execute=execute_notebooks)
+                                  keras_file=not no_keras, litert=not no_litert, notebooks=notebooks,
+                                  execute=execute_notebooks)
     finally:
         progress.close()
     rows = [("artifact", "status", "params", "tarball", "parity max |Δ|", "seconds")]
@@ -528,17 +532,18 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
 @click.option("--input-convention", type=click.Choice(["hub", "normalized"]), default="hub", show_default=True)
 @click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
 @no_keras_option
+@no_litert_option
 @click.option("--publish", "publish_dest", default=None, metavar="DEST",
               help="Then publish to gs://BUCKET/PREFIX or DIR (the docs link there).")
 @public_url_option
 @notebooks_option
 @click.option("--execute-notebooks", is_flag=True, help="Run the usage notebooks against this build; keep outputs.")
 def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
-                  no_keras, publish_dest, public_url, notebooks_out, execute_notebooks) -> None:
+                  no_keras, no_litert, publish_dest, public_url, notebooks_out, execute_notebooks) -> None:
     """Build every artifact of the collection: incremental, resumable, parallel, shardable."""
     _, result = _build_all(manifest_path, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                            checkpoints=checkpoints, input_convention=input_convention, no_parity=no_parity,
-                           publish_dest=publish_dest, public_url=public_url, no_keras=no_keras,
+                           publish_dest=publish_dest, public_url=public_url, no_keras=no_keras, no_litert=no_litert,
                            notebooks=notebooks_out, execute_notebooks=execute_notebooks)
     if result.summary.failed:
         failed = result.summary.failed

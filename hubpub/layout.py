@@ -25,6 +25,7 @@ class Dist:
     docs = property(lambda self: self.root / "docs")
     notebooks = property(lambda self: self.root / "notebooks")
     site = property(lambda self: self.root / "site")
+    litert_files = property(lambda self: self.root / "litert")
     demo = property(lambda self: self.root / "demo")
     published = property(lambda self: self.root / "published")
     build_report = property(lambda self: self.root / "build-report.json")
@@ -44,6 +45,9 @@ class Dist:
     def keras_sha256(self, artifact: str) -> Path:
         return self.keras_files / f"{artifact}.keras.sha256"
 
+    def litert(self, artifact: str, fmt: str) -> Path:
+        return self.litert_files / f"{artifact}.{fmt}.tflite"
+
     def report(self, artifact: str) -> Path:
         return self.reports / f"{artifact}.json"
 
@@ -58,4 +62,4 @@ class Dist:
 
     def temp_dirs(self) -> tuple[Path, ...]:
         """Where an interrupted build can leave temp files beside the final names."""
-        return self.saved_models, self.tars, self.keras_files, self.reports
+        return self.saved_models, self.tars, self.keras_files, self.litert_files, self.reports

@@ -21,6 +21,7 @@ HF_WEB = "https://huggingface.co"
 HF_SAVED_MODEL_DIR = "saved_model"
 HF_TARBALL = "saved_model.tar.gz"
 HF_KERAS_FILE = "model.keras"
+HF_LITERT_DIR = "litert"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class ArtifactLinks:
     page_url: str | None  # the hub's own page for the artifact; None at a bucket or directory
     doc_url: str | None  # the published tfhub.dev-format doc; None on a hub (its page is the doc)
     tfhub_url: str  # the name in the tfhub.dev format, never a link: tfhub.dev takes no new models
+    litert_prefix: str = ""  # a LiteRT file's URL is this + "<format>.tflite"
+
+    def litert_url(self, fmt: str) -> str:
+        return f"{self.litert_prefix}{fmt}.tflite"
 
 
 def kaggle_variation(artifact: str) -> str:
@@ -57,14 +62,17 @@ def artifact_links(base: str, publisher: str, name: str, version: int, asset_obj
         return ArtifactLinks(
             asset_url=f"{KAGGLE_WEB}/{owner}/{model}/tensorFlow2/{variation}/{version}",
             keras_url=f"{owner}/{model}/keras/{variation}/{version}", keras_source="kaggle",
-            page_url=f"{KAGGLE_WEB}/{owner}/{model}/tensorFlow2/{variation}", doc_url=None, tfhub_url=tfhub)
+            page_url=f"{KAGGLE_WEB}/{owner}/{model}/tensorFlow2/{variation}", doc_url=None, tfhub_url=tfhub,
+            litert_prefix=f"{KAGGLE_WEB}/{owner}/{model}/tfLite/{variation}/{version}/{name}.")
     if base.startswith("hf://"):
         repo = hf_repo(base[5:], name)
         return ArtifactLinks(
             asset_url=f"{HF_WEB}/{repo}/resolve/v{version}/{HF_TARBALL}", keras_url=f"hf://{repo}",
-            keras_source="hf", page_url=f"{HF_WEB}/{repo}", doc_url=None, tfhub_url=tfhub)
+            keras_source="hf", page_url=f"{HF_WEB}/{repo}", doc_url=None, tfhub_url=tfhub,
+            litert_prefix=f"{HF_WEB}/{repo}/resolve/v{version}/{HF_LITERT_DIR}/{name}.")
     return ArtifactLinks(asset_url=f"{base}/{asset_object}", keras_url=f"{base}/{keras_object}", keras_source="url",
-                         page_url=None, doc_url=f"{base}/{doc_path}", tfhub_url=tfhub)
+                         page_url=None, doc_url=f"{base}/{doc_path}", tfhub_url=tfhub,
+                         litert_prefix=f"{base}/{name}/{version}.")
 
 
 def where(base: str) -> str:

@@ -7,6 +7,7 @@ Each `architectures` entry names its family (`hubpub.families`), which validates
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -154,6 +155,17 @@ class PublishSettings(_Strict):
         return _check_url(v, ("https", "http")).rstrip("/")
 
 
+class LiteRTSettings(_Strict):
+    """Which variants get LiteRT (TFLite) files, and how far a quantized file may stray."""
+
+    max_parameters: int = Field(default=30_000_000, ge=0, description="by default, variants up to this size")
+    formats: list[Literal["float32", "float16", "dynamic_int8", "int8"]] = Field(
+        default_factory=lambda: ["float32", "float16", "dynamic_int8", "int8"])
+    min_cosine: float = Field(default=0.98, ge=0, le=1, description="a quantized file below this fails the build")
+    calibration: list[str] = Field(default_factory=list, description="image folders for int8 calibration, "
+                                   "relative to the manifest, besides the sample photos")
+
+
 class EvalPreprocessing(_Strict):
     """How the official evaluation resizes: `shorter` keeps the aspect ratio then centre-crops."""
 
@@ -179,6 +191,7 @@ class VariantSpec(_Strict):
     eval: EvalPreprocessing | None = None
     description: Line | None = None
     license: License | None = Field(default=None, description="the weights' license, if not docs.license")
+    litert: bool | None = Field(default=None, description="LiteRT files; default: up to litert.max_parameters")
 
 
 class ManifestModel(_Strict):
@@ -187,6 +200,7 @@ class ManifestModel(_Strict):
     collection: Collection
     docs: DocDefaults = Field(default_factory=DocDefaults)
     notebooks: NotebookSettings | None = None
+    litert: LiteRTSettings = Field(default_factory=LiteRTSettings)
     publish: PublishSettings
     checkpoint_base_url: str | None = None
     eval_presets: dict[int, EvalPreprocessing] = Field(default_factory=dict)
@@ -233,6 +247,9 @@ class Variant:
     description: str | None
     license: str
     version: int
+    litert_formats: tuple[str, ...] = ()  # the LiteRT files to build; none if not wanted
+    litert_min_cosine: float = 0.98
+    litert_calibration: tuple[Path, ...] = ()
 
     @property
     def family(self) -> Family:
@@ -283,6 +300,10 @@ class Artifact:
     def asset_object(self) -> str:
         """The tarball's object name under the destination: one URL per version, never reused."""
         return f"{self.name}/{self.version}.tar.gz"
+
+    def litert_object(self, fmt: str) -> str:
+        """A LiteRT file's object name below the destination."""
+        return f"{self.name}/{self.version}.{fmt}.tflite"
 
     @property
     def keras_object(self) -> str:
@@ -447,6 +468,13 @@ def _resolve(m: ManifestModel, architectures: dict[str, ArchConfig], path: Path)
                 version=m.collection.model_version,
             )
         )
+        v = variants[-1]
+        size = v.parameter_count("classifier")
+        wanted = spec.litert if spec.litert is not None else size is not None and size <= m.litert.max_parameters
+        if wanted:
+            variants[-1] = dataclasses.replace(
+                v, litert_formats=tuple(m.litert.formats), litert_min_cosine=m.litert.min_cosine,
+                litert_calibration=tuple(path.parent / c for c in m.litert.calibration))
     return Manifest(
         path=path,
         publisher=m.publisher,

@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from hubpub._files import write_atomic
 from hubpub._torch import torch_available
 from hubpub.layout import Dist
@@ -104,7 +106,7 @@ def measure_preprocess_gap(variant: Variant) -> dict | None:
 def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
                   kinds: tuple[str, ...] = KINDS, input_convention: str = "hub", parity: bool = True,
                   on_stage=lambda artifact, stage: None, inputs_keys: dict[str, str] | None = None,
-                  fetched=None, keras_file: bool = True) -> list[BuildRecord]:
+                  fetched=None, keras_file: bool = True, litert: bool = True) -> list[BuildRecord]:
     """fetch -> build -> port -> parity -> export -> round-trip -> pack, for each kind of a variant.
 
     Writes the saved model, tarball (+ .sha256) and build record of each artifact into the dist
@@ -113,7 +115,8 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
     with _collect_young_objects_only():
         return _build_variant(variant, Dist(out), checkpoint=checkpoint, kinds=kinds,
                               input_convention=input_convention, parity=parity, on_stage=on_stage,
-                              inputs_keys=inputs_keys or {}, fetched=fetched, keras_file=keras_file)
+                              inputs_keys=inputs_keys or {}, fetched=fetched, keras_file=keras_file,
+                              litert=litert)
 
 
 @contextlib.contextmanager
@@ -129,7 +132,7 @@ def _collect_young_objects_only():
 
 
 def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_convention, parity, on_stage,
-                   inputs_keys, fetched, keras_file) -> list[BuildRecord]:
+                   inputs_keys, fetched, keras_file, litert=True) -> list[BuildRecord]:
     from hubpub import __version__
     from hubpub.export import export_saved_model, round_trip
     from hubpub.fetch import fetch
@@ -224,6 +227,19 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                 d["packed"] = packing.result()
         gap = gap_job.result()
 
+    if litert and variant.litert_formats:
+        from hubpub.litert import build_litert, calibration_images
+
+        calibration = calibration_images(res, variant.litert_calibration)
+        inputs = np.concatenate([rt_images, calibration])  # the parity inputs and real photos
+        for kind, d in done.items():
+            name, kt = artifact_name(variant.name, kind), d["timings"]
+            on_stage(name, "litert")
+            with kt.stage("litert"):
+                d["litert"] = build_litert(d["exported"].path, dist.litert_files, name, res, inputs=inputs,
+                                           calibration=calibration, formats=variant.litert_formats,
+                                           min_cosine=variant.litert_min_cosine, dist_root=dist.root)
+
     if parity_runs and any(parity_runs.values()):
         parity_status = "passed"
     elif not parity:
@@ -251,7 +267,8 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
             timings={**timings.seconds, **kt.seconds}, reference=d["record"], preprocess_gap=gap,
             inputs_key=inputs_keys.get(kind),
             keras=KerasFile(dist.relative(d["keras"].path), d["keras"].sha256, d["keras"].size,
-                            d["keras"].max_abs) if "keras" in d else None)
+                            d["keras"].max_abs) if "keras" in d else None,
+            litert=d.get("litert", ()))
         write_record(dist.report(name), record)
         records.append(record)
     return records
@@ -324,7 +341,7 @@ LOCK_NAME = "collection.lock"
 
 
 def inputs_key(variant: Variant, kind: str, checkpoint_sha256: str, input_convention: str, parity: bool,
-               keras_file: bool = True) -> str:
+               keras_file: bool = True, litert: bool = True) -> str:
     """What an artifact's bytes depend on: its manifest entry, the checkpoint, hubpub's version."""
     import hashlib
 
@@ -336,7 +353,9 @@ def inputs_key(variant: Variant, kind: str, checkpoint_sha256: str, input_conven
              "eval": variant.eval.model_dump(), "version": variant.version}
     blob = json.dumps({"variant": entry, "kind": kind, "checkpoint_sha256": checkpoint_sha256,
                        "hubpub": __version__, "input_convention": input_convention, "parity": parity,
-                       "keras": keras_file},
+                       "keras": keras_file,
+                       "litert": [variant.litert_formats, variant.litert_min_cosine,
+                                  [str(p) for p in variant.litert_calibration]] if litert else None},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -389,6 +408,7 @@ class VariantJob:
     force: bool
     threads: int | None = None  # CPU threads for TensorFlow and PyTorch in this worker; None: all
     keras_file: bool = True  # also the Keras 3 artifact
+    litert: bool = True  # also the LiteRT files, for the variants the manifest wants them for
 
 
 # What the worker's libraries read for their thread pools, at their first use.
@@ -447,7 +467,8 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
         from hubpub._tf import import_tensorflow
 
         import_tensorflow()  # after the fetch: a missing checkpoint fails without the seconds of this import
-        keys = {k: inputs_key(variant, k, fetched.sha256, job.input_convention, job.parity, job.keras_file)
+        keys = {k: inputs_key(variant, k, fetched.sha256, job.input_convention, job.parity, job.keras_file,
+                              job.litert)
                 for k in job.kinds}
         done = {} if job.force else {k: r for k in job.kinds
                                      if (r := up_to_date(dist, artifact_name(variant.name, k), keys[k]))}
@@ -456,7 +477,8 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
         if todo:
             built = build_variant(variant, dist.root, checkpoint=job.checkpoint, kinds=todo,
                                   input_convention=job.input_convention, parity=job.parity, on_stage=emit,
-                                  inputs_keys=keys, fetched=fetched, keras_file=job.keras_file)
+                                  inputs_keys=keys, fetched=fetched, keras_file=job.keras_file,
+                                  litert=job.litert)
             records |= {r.kind: ("built", r.replace(timings={**r.timings, "fetch": fetch_seconds})) for r in built}
         return VariantResult(variant.name, True, time.perf_counter() - start, tuple(records[k] for k in job.kinds),
                              job.checkpoint or variant.checkpoint_url, fetched.sha256)
@@ -503,7 +525,7 @@ def clean_interrupted(out: Path) -> None:
 def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS, jobs: int = 1,
               shard: tuple[int, int] | None = None, force: bool = False, checkpoints: dict[str, str] | None = None,
               input_convention: str = "hub", parity: bool = True, lock_path: Path | None = None,
-              progress=None, keras_file: bool = True) -> BuildSummary:
+              progress=None, keras_file: bool = True, litert: bool = True) -> BuildSummary:
     """Build every selected variant in worker processes (a fresh one per variant), then write the report.
 
     A fresh process per variant frees its memory and keeps SavedModel bytes reproducible. One
@@ -535,7 +557,7 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
         expected = v.checkpoint_sha256 or (locked.get("sha256") if source is None
                                            and locked.get("url") == v.checkpoint_url else None)
         jobs_list.append(VariantJob(str(manifest.path), v.name, str(out), source, expected, kinds, input_convention,
-                                    parity, force, threads, keras_file))
+                                    parity, force, threads, keras_file, litert))
 
     results: dict[str, VariantResult] = {}
     ctx = mp.get_context("spawn")
@@ -629,7 +651,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
                      jobs: int = 1, shard: tuple[int, int] | None = None, force: bool = False,
                      checkpoints: dict[str, str] | None = None, input_convention: str = "hub", parity: bool = True,
                      publish_dest: str | None = None, public_url: str | None = None,
-                     progress=None, keras_file: bool = True, notebooks: Path | None = None,
+                     progress=None, keras_file: bool = True, litert: bool = True, notebooks: Path | None = None,
                      execute: bool = False) -> CollectionResult:
     """build-all: every selected artifact, then its usage notebooks (into `notebooks`, default the
     manifest's place for them; run if `execute`) and docs for the destination, then (if asked) publish."""
@@ -649,7 +671,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
                                                                            if shard else ""))
     summary = build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                         checkpoints=checkpoints, input_convention=input_convention, parity=parity,
-                        progress=progress, keras_file=keras_file)
+                        progress=progress, keras_file=keras_file, litert=litert)
     docs, note, written, site = None, "", [], None
     if not load_reports(out):
         note = "nothing built, no docs rendered"

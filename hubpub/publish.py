@@ -93,13 +93,15 @@ def plan_publish(manifest: Manifest, dist: Path, base: str) -> list[Upload]:
         if record.keras is not None:
             files += [(layout.keras(artifact.name), artifact.keras_object),
                       (layout.keras_sha256(artifact.name), artifact.keras_object + ".sha256")]
+        files += [(layout.root / lite.path, artifact.litert_object(lite.format)) for lite in record.litert]
         for source, relative in files:
             if not source.is_file():
                 raise PublishError(f"{source}: missing; rebuild {artifact.name}")
             uploads.append(Upload(source, relative, source.stat().st_size, crc32c_of(source),
                                   f"{base}/{relative}", artifact.name, record.random_weights))
         if record.tarball.size != tar.stat().st_size or (
-                record.keras is not None and record.keras.size != layout.keras(artifact.name).stat().st_size):
+                record.keras is not None and record.keras.size != layout.keras(artifact.name).stat().st_size) or any(
+                lite.size != (layout.root / lite.path).stat().st_size for lite in record.litert):
             raise PublishError(f"{tar}: does not match its build report; rebuild {artifact.name}")
     for folder, prefix, pattern in ((layout.docs, "docs/", "*.md"), (layout.site, "site/", "*")):
         for path in sorted(folder.rglob(pattern)) if folder.is_dir() else []:
@@ -113,7 +115,8 @@ def plan_publish(manifest: Manifest, dist: Path, base: str) -> list[Upload]:
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                  ".js": "text/javascript; charset=utf-8", ".md": "text/markdown; charset=utf-8",
                  ".svg": "image/svg+xml", ".png": "image/png", ".gz": "application/gzip",
-                 ".keras": "application/zip", ".sha256": "text/plain; charset=utf-8"}
+                 ".keras": "application/zip", ".sha256": "text/plain; charset=utf-8",
+                 ".tflite": "application/octet-stream"}
 SHORT_CACHE, LONG_CACHE = "public, max-age=300", "public, max-age=31536000, immutable"
 
 
@@ -136,7 +139,7 @@ def check_docs_against_plan(manifest: Manifest, dist: Path, uploads: list[Upload
     docs_root = Dist(dist).docs
     if not docs_root.is_dir():
         raise PublishError(f"{docs_root}: no rendered docs; run `hubpub docs` first")
-    urls = {u.public_url for u in uploads if u.relative.endswith(".tar.gz")}
+    urls = {u.public_url for u in uploads if u.artifact}
     docs = validate_docs(docs_root)
     for warning in check_colab_links(docs, manifest, notebooks).warnings():
         log.warning("warning: %s", warning)

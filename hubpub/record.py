@@ -13,7 +13,7 @@ from pathlib import Path
 from hubpub._files import write_json
 from hubpub.errors import HubpubError
 
-SCHEMA_VERSION = 3  # 3: the Keras 3 file
+SCHEMA_VERSION = 4  # 3: the Keras 3 file; 4: LiteRT files
 
 
 class RecordError(HubpubError):
@@ -66,6 +66,20 @@ class KerasFile:
 
 
 @dataclass(frozen=True)
+class LiteRTFile:
+    """A LiteRT flatbuffer, and how it agrees with the SavedModel on the parity inputs and photos."""
+
+    format: str  # float32, float16, dynamic_int8, int8
+    path: str  # relative to dist/
+    sha256: str
+    size: int
+    max_abs: float
+    cosine: float  # the smallest over the inputs
+    top1_agreement: float
+    top5_agreement: float
+
+
+@dataclass(frozen=True)
 class Output:
     name: str  # "logits" or "feature_vector"
     dim: int
@@ -96,6 +110,7 @@ class BuildRecord:
     preprocess_gap: dict | None
     inputs_key: str | None = None  # what the artifact's bytes depend on (build-all's incremental check)
     keras: KerasFile | None = None  # None when built without it (--no-keras)
+    litert: tuple[LiteRTFile, ...] = ()  # none for variants above the manifest's size, or with --no-litert
     schema_version: int = SCHEMA_VERSION
 
     def replace(self, **changes) -> BuildRecord:
@@ -138,10 +153,10 @@ def _build(cls, data: dict):
             continue
         value, hint = data[f.name], hints[f.name]
         nested = next((t for t in (hint, *typing.get_args(hint)) if dataclasses.is_dataclass(t)), None)
-        if nested is not None and value is not None:  # a record, or an optional one
+        if typing.get_origin(hint) is tuple:  # a tuple, of records or of plain values
+            value = tuple(_build(nested, v) if nested is not None else v for v in value)
+        elif nested is not None and value is not None:  # a record, or an optional one
             value = _build(nested, value)
-        elif typing.get_origin(hint) is tuple:
-            value = tuple(value)
         values[f.name] = value
     return cls(**values)
 

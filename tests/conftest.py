@@ -28,6 +28,8 @@ schema_version: 2
 publisher: {handle: testpub, name: Test Publisher, description: Models for the test suite.}
 collection: {name: micro, description: Micro ConvNeXt models for tests.}
 publish: {destination: PUBLISH_DIR, public_url_base: "http://127.0.0.1:9/bucket/micro"}
+# LiteRT off by default for micro builds (they are many); micro_dist opts in for its own build.
+litert: {max_parameters: 0, formats: [float32, int8], min_cosine: 0.9}
 eval_presets:
   224: {resize: shorter, crop_pct: 0.875}
   384: {resize: squash, crop_pct: 1.0}
@@ -74,10 +76,13 @@ def micro_checkpoints(micro_manifest, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def micro_dist(micro_manifest, micro_checkpoints, tmp_path_factory) -> Path:
     """Both kinds of micro_1k_224 built once, end to end, into a dist/ folder."""
+    import dataclasses
+
     from hubpub.pipeline import build_variant
 
     out = tmp_path_factory.mktemp("dist")
     v = micro_manifest.variant("micro_1k_224")
+    v = dataclasses.replace(v, litert_formats=("float32", "int8"), litert_min_cosine=0.9)  # as `litert: true` does
     build_variant(v, out, checkpoint=str(micro_checkpoints[v.name]))
     return out
 

@@ -228,7 +228,7 @@ def test_verify_report_missing_keys(micro_dist, tmp_path):
 
 def _dist_with_docs(micro_manifest_path, micro_dist, tmp_path) -> Path:
     dist = tmp_path / "dist"
-    for sub in ("tars", "keras", "reports"):
+    for sub in ("tars", "keras", "litert", "reports"):
         shutil.copytree(micro_dist / sub, dist / sub)
     result = CliRunner().invoke(cli, ["docs", "--manifest", str(micro_manifest_path), "--dist", str(dist)])
     assert result.exit_code == 0, result.output

@@ -20,7 +20,16 @@ from hubpub.docs import (
 )
 from hubpub.docs.validate import validate_docs
 from hubpub.manifest import parse_manifest
-from hubpub.record import BuildRecord, CheckpointInfo, KerasFile, Output, ParityInfo, RoundTrip, Tarball
+from hubpub.record import (
+    BuildRecord,
+    CheckpointInfo,
+    KerasFile,
+    LiteRTFile,
+    Output,
+    ParityInfo,
+    RoundTrip,
+    Tarball,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "docs"
 UPDATE = os.environ.get("HUBPUB_UPDATE_GOLDEN") == "1"
@@ -74,6 +83,7 @@ CASES += [
     ("no_keras_file__classifier", "convnext_tiny_1k_224", "classifier", {"keras": False}),
     ("on_kaggle__feature-extractor", "convnext_tiny_1k_224", "feature-extractor", {"base": "kaggle://goldpub/convnext"}),
     ("on_hf__classifier", "convnext_tiny_1k_224", "classifier", {"base": "hf://goldpub"}),
+    ("with_litert__classifier", "convnext_tiny_1k_224", "classifier", {"litert": True}),
 ]
 HUB_OPTIONS = ("eval", "base")
 EVAL = {"top1": 82.062, "top5": 95.86, "images": 50000}
@@ -84,7 +94,14 @@ def manifest(tmp_path_factory):
     return parse_manifest(MANIFEST, tmp_path_factory.mktemp("golden") / "collection.yaml")
 
 
-def fake_report(artifact, *, random_weights=False, input_convention="hub", parity=True, keras=True) -> BuildRecord:
+LITERT = (LiteRTFile("float32", "litert/convnext_tiny_1k_224.float32.tflite", "0" * 63 + "3", 114_428_292, 3.8e-06,
+                      0.99999999, 1.0, 1.0),
+          LiteRTFile("int8", "litert/convnext_tiny_1k_224.int8.tflite", "0" * 63 + "4", 29_842_408, 0.484, 0.99888,
+                     1.0, 0.967))
+
+
+def fake_report(artifact, *, random_weights=False, input_convention="hub", parity=True, keras=True,
+                litert=False) -> BuildRecord:
     """A build record with fixed numbers, as the pipeline writes it."""
     v = artifact.variant
     clf = artifact.kind == "classifier"
@@ -104,7 +121,8 @@ def fake_report(artifact, *, random_weights=False, input_convention="hub", parit
         signatures={}, timings={}, reference={},
         preprocess_gap={"mean": 0.194, "max": 7.0, "photos": ["astronaut.jpg", "chelsea.jpg", "coffee.jpg",
                                                                "rocket.jpg"]},
-        keras=KerasFile(f"keras/{artifact.name}.keras", "0" * 63 + "2", 114_807_868, 3.1e-6) if keras else None)
+        keras=KerasFile(f"keras/{artifact.name}.keras", "0" * 63 + "2", 114_807_868, 3.1e-6) if keras else None,
+        litert=LITERT if litert else ())
 
 
 def _rendered(manifest) -> dict[str, str]:
@@ -117,6 +135,8 @@ def _rendered(manifest) -> dict[str, str]:
         ctx = model_context(manifest, artifact, report, EVAL if options.get("eval") else None,
                             public_url_base=options.get("base"))
         out[f"{case}.md"] = render(env, "model.md.j2", ctx)
+        for lite in ctx["litert"][1:]:  # the tfhub.dev `# Lite` doc of one LiteRT file
+            out[f"{case}__lite_{lite['format']}.md"] = render(env, "lite.md.j2", {**ctx, "lite": lite})
     built = [(a, fake_report(a)) for a in manifest.artifacts()]
     out["collection.md"] = render(env, "collection.md.j2",
                                   collection_context(manifest, built, {"convnext_tiny_1k_224": EVAL}))
@@ -162,5 +182,9 @@ def test_golden_tree_passes_the_validator(manifest, tmp_path):
     (tmp_path / pub / "collections" / "convnext").mkdir(parents=True)
     (tmp_path / pub / "collections" / "convnext" / "1.md").write_text(rendered["collection.md"])
     (tmp_path / pub / f"{pub}.md").write_text(rendered["publisher.md"])
+    lite = tmp_path / pub / "models" / "convnext_tiny_1k_224" / "lite" / "int8" / "1.md"
+    lite.parent.mkdir(parents=True)
+    lite.write_text(rendered["with_litert__classifier__lite_int8.md"])
     docs = validate_docs(tmp_path)
-    assert len(docs) == 2 + 2 * len(VARIANTS)
+    assert len(docs) == 3 + 2 * len(VARIANTS)
+    assert [d.kind for d in docs if d.name.endswith("/lite/int8")] == ["lite"]

@@ -26,7 +26,7 @@ KAGGLE = "kaggle://testpub/micro-models"
 @pytest.fixture()
 def hub_dist(micro_dist, tmp_path):
     dist = tmp_path / "dist"
-    for folder in ("saved_models", "tars", "keras", "reports"):
+    for folder in ("saved_models", "tars", "keras", "litert", "reports"):
         shutil.copytree(micro_dist / folder, dist / folder)
     return dist
 

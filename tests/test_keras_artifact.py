@@ -123,7 +123,7 @@ def test_keras_artifact_is_published_and_verified(micro_manifest_path, micro_dis
     from hubpub.cli import cli
 
     dist = tmp_path / "dist"
-    for folder in ("tars", "keras", "reports"):
+    for folder in ("tars", "keras", "litert", "reports"):
         shutil.copytree(micro_dist / folder, dist / folder)
     runner = CliRunner()
     common = ["--manifest", str(micro_manifest_path), "--dist", str(dist)]

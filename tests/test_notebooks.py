@@ -16,7 +16,7 @@ from hubpub.pipeline import execute_notebooks
 @pytest.fixture(scope="module")
 def executed(micro_manifest, micro_dist, tmp_path_factory):
     dist = tmp_path_factory.mktemp("nb") / "dist"
-    for folder in ("saved_models", "tars", "keras", "reports"):
+    for folder in ("saved_models", "tars", "keras", "litert", "reports"):
         shutil.copytree(micro_dist / folder, dist / folder)
     written = render_notebooks(micro_manifest, dist=dist, out=dist / "notebooks",
                                public_url_base="https://models.example.com/micro")
@@ -84,7 +84,7 @@ def test_a_failing_cell_names_the_notebook_and_the_cell(micro_manifest, micro_di
                                               'HANDLE = "{{ artifact.asset_url }}"\n\n# %%\n'
                                               'raise ValueError("boom in {{ artifact.name }}")\n')
     dist = tmp_path / "dist"
-    for folder in ("tars", "keras", "reports"):
+    for folder in ("tars", "keras", "litert", "reports"):
         shutil.copytree(micro_dist / folder, dist / folder)
     written = render_notebooks(micro_manifest, dist=dist, out=dist / "notebooks", templates_dir=templates,
                                only=("micro_1k_224",))
@@ -107,7 +107,7 @@ def checkout(micro_dist, tmp_path):
         "notebooks: {github: testpub/micro-models, branch: main, path: notebooks}\n")
     (root / "collection.yaml").write_text(text)
     dist = root / "dist"
-    for folder in ("saved_models", "tars", "keras", "reports"):
+    for folder in ("saved_models", "tars", "keras", "litert", "reports"):
         shutil.copytree(micro_dist / folder, dist / folder)
     return root
 

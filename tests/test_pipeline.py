@@ -217,7 +217,7 @@ def test_an_old_build_record_is_rebuilt_not_misread(micro_manifest, micro_dist, 
     from hubpub.record import SCHEMA_VERSION
 
     dist = Dist(tmp_path / "dist")
-    for folder in ("saved_models", "tars", "keras", "reports"):
+    for folder in ("saved_models", "tars", "keras", "litert", "reports"):
         shutil.copytree(micro_dist / folder, dist.root / folder)
     path = dist.report("micro_1k_224")
     record = json.loads(path.read_text())

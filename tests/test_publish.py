@@ -18,7 +18,7 @@ _counter = iter(range(10_000))
 def _setup(micro_manifest_path, micro_dist, tmp_path, *, bucket: str | None, base: str | None = None):
     """A dist/ copy whose manifest and docs point at `bucket` (or at a local destination)."""
     dist = tmp_path / "dist"
-    for sub in ("tars", "keras", "reports"):
+    for sub in ("tars", "keras", "litert", "reports"):
         shutil.copytree(micro_dist / sub, dist / sub)
     text = micro_manifest_path.read_text()
     if bucket:
@@ -260,7 +260,7 @@ def test_publish_to_another_bucket_needs_docs_for_it(micro_manifest_path, micro_
     """Docs rendered for the manifest's destination are refused for another bucket before any upload;
     rendered for it, everything links there and verify loads from there."""
     dist = tmp_path / "dist"
-    for sub in ("tars", "keras", "reports"):
+    for sub in ("tars", "keras", "litert", "reports"):
         shutil.copytree(micro_dist / sub, dist / sub)
     common = ["--manifest", str(micro_manifest_path), "--dist", str(dist)]
     runner = CliRunner()

@@ -23,7 +23,7 @@ def published(micro_manifest, micro_dist, tmp_path_factory):
     """micro's two artifacts with docs and site, published to a local destination."""
     root = tmp_path_factory.mktemp("site")
     dist = root / "dist"
-    for folder in ("saved_models", "tars", "keras", "reports"):
+    for folder in ("saved_models", "tars", "keras", "litert", "reports"):
         shutil.copytree(micro_dist / folder, dist / folder)
     render_docs(micro_manifest, dist=dist, out=dist / "docs", public_url_base=BASE)
     render_site(micro_manifest, dist=dist, public_url_base=BASE)
@@ -69,6 +69,8 @@ def test_every_internal_link_resolves_and_external_ones_go_to_known_hosts(publis
                 continue
             target = (page.parent / urldefrag(link).url).resolve()
             assert target.exists(), (page, link)  # pages, assets and the published downloads beside the site
+    page = (site / "models" / "micro_1k_224.html").read_text()
+    assert "LiteRT int8 (.tflite)" in page and "../../micro_1k_224/1.int8.tflite" in page
     text = (site / "index.html").read_text()
     assert "fonts.googleapis" not in text and "cdn" not in text.lower()
 

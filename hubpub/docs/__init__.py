@@ -110,6 +110,11 @@ def doc_body(path: Path) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip() + "\n"
 
 
+def lite_doc_name(artifact: Artifact, fmt: str) -> str:
+    """The tfhub.dev name of an artifact's LiteRT file."""
+    return f"{artifact.name}/lite/{fmt}"
+
+
 def model_doc_path(publisher: str, artifact: Artifact) -> str:
     """A model doc's path below `assets/docs/`."""
     return f"{publisher}/models/{artifact.name}/{artifact.version}.md"
@@ -118,8 +123,9 @@ def model_doc_path(publisher: str, artifact: Artifact) -> str:
 def _links(manifest: Manifest, artifact: Artifact, public_url_base: str) -> dict:
     """Where a reader finds the artifact at the destination (see `hubpub.links`), and its TF-Hub name."""
     pub = manifest.publisher.handle
-    return asdict(artifact_links(public_url_base, pub, artifact.name, artifact.version, artifact.asset_object,
-                                 artifact.keras_object, f"{PUBLISHED_DOCS}/{model_doc_path(pub, artifact)}"))
+    links = artifact_links(public_url_base, pub, artifact.name, artifact.version, artifact.asset_object,
+                           artifact.keras_object, f"{PUBLISHED_DOCS}/{model_doc_path(pub, artifact)}")
+    return {**asdict(links), "litert_prefix": links.litert_prefix}
 
 
 def _family(family: Family) -> dict:
@@ -133,6 +139,7 @@ def model_context(manifest: Manifest, artifact: Artifact, record: BuildRecord, e
     v = artifact.variant
     arch, family = v.architecture, v.family
     base = public_url_base or manifest.publish.public_url_base
+    links = _links(manifest, artifact, base)
     if v.finetune and v.finetune != v.pretrain:
         trained = f"pre-trained on {v.pretrain.title} and fine-tuned on {v.finetune.title}"
     else:
@@ -148,7 +155,7 @@ def model_context(manifest: Manifest, artifact: Artifact, record: BuildRecord, e
         "license": {"id": v.license, "tag": v.license if v.license in vocabularies()["license"] else None},
         "colab": manifest.colab_url(artifact),
         "artifact": {"name": artifact.name, "kind": artifact.kind, "version": artifact.version,
-                     "task": TASKS[artifact.kind], **_links(manifest, artifact, base),
+                     "task": TASKS[artifact.kind], **links,
                      "output_name": record.output.name, "output_dim": record.output.dim,
                      "features": family.docs.features or f"the output of its layer `{arch.feature_layer}`"},
         "variant": {"name": v.name, "architecture": v.architecture_name, "display": arch.display_name(
@@ -163,6 +170,8 @@ def model_context(manifest: Manifest, artifact: Artifact, record: BuildRecord, e
         "datasets": [d.tfhub_id for d in v.datasets if d.tfhub_id],
         "report": record,
         "eval_report": eval_report,
+        "litert": [{**asdict(f), "url": f"{links['litert_prefix']}{f.format}.tflite",
+                    "doc": lite_doc_name(artifact, f.format)} for f in record.litert],
     }
 
 
@@ -256,6 +265,9 @@ def render_docs(manifest: Manifest, *, dist: Path, out: Path, templates_dir: Pat
     for artifact, report in built:
         ctx = model_context(manifest, artifact, report, evals.get(artifact.name), public_url_base=public_url_base)
         files[model_doc_path(pub, artifact)] = render(env, model_template, ctx)
+        for lite in ctx["litert"]:
+            files[f"{pub}/models/{lite['doc']}/{artifact.version}.md"] = render(env, "lite.md.j2",
+                                                                             {**ctx, "lite": lite})
     files[f"{pub}/collections/{manifest.collection.name}/{manifest.collection.version}.md"] = render(
         env, "collection.md.j2", collection_context(manifest, built, evals, public_url_base=public_url_base))
 

@@ -26,6 +26,9 @@ TAGS = {
     "module": {"required": {"asset-path", "task", "fine-tunable", "format"},
                "optional": {"network-architecture", "colab", "dataset", "language", "license",
                             "interactive-visualizer"}},
+    # A LiteRT file's doc (`# Lite`): its .tflite and the SavedModel it was converted from.
+    "lite": {"required": {"asset-path", "parent-model"},
+             "optional": {"task", "dataset", "language", "license", "network-architecture"}},
     "collection": {"required": {"task"}, "optional": {"dataset", "language", "network-architecture"}},
     "publisher": {"required": set(), "optional": set()},
 }
@@ -122,6 +125,8 @@ def check_doc(path: Path, root: Path) -> tuple[Doc | None, list[str]]:
                 meta_lines.setdefault(mm.group(1), i + 1)
         i += 1
     body = "\n".join(lines[i:])
+    if kind == "module" and lines[0].startswith("# Lite "):
+        kind = "lite"
     _check_metadata(kind, metadata, meta_lines, bad)
     return Doc(path, kind, publisher, name, version, metadata, body), problems
 
@@ -145,6 +150,11 @@ def _check_metadata(kind: str, metadata: dict[str, list[str]], where: dict[str, 
                 bad(line, f"task {value!r} must start with image-, text-, audio- or video-")
             elif key == "fine-tunable" and value not in ("true", "false"):
                 bad(line, f"fine-tunable must be true or false, not {value!r}")
+            elif key == "asset-path" and kind == "lite":
+                if not value.endswith(".tflite") or urlparse(value).scheme not in ("https", "http", "gs"):
+                    bad(line, f"asset-path {value!r} of a Lite doc must be a URL ending with .tflite")
+            elif key == "parent-model" and not re.fullmatch(rf"{PUBLISHER}/{NAME}/\d+", value):
+                bad(line, f"parent-model {value!r} must be <publisher>/<name>/<version>")
             elif key == "asset-path":
                 url = urlparse(value)
                 if KAGGLE_MODEL.match(value):  # where tfhub.dev's own handles now redirect; hub.KerasLayer loads it

@@ -104,6 +104,10 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
             downloads.append({"format": "Keras 3 (.keras), for keras.saving.load_model",
                               "href": f"../../{artifact.keras_object}" if relative else a["keras_url"],
                               "size": record.keras.size, "sha256": record.keras.sha256})
+        for lite in record.litert:
+            downloads.append({"format": f"LiteRT {lite.format} (.tflite), cosine {lite.cosine:.4f} to the SavedModel",
+                              "href": f"../../{artifact.litert_object(lite.format)}" if relative else
+                              a["litert_prefix"] + f"{lite.format}.tflite", "size": lite.size, "sha256": lite.sha256})
         hubs = [{"name": name, "url": url} for name, url in _hub_links(manifest, artifact)]
         row = {"name": artifact.name, "kind": artifact.kind, "kind_title": KIND_TITLES[artifact.kind],
                "dataset": artifact.variant.dataset.title, "trained": " → ".join(d.title for d in

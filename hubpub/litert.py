@@ -1,0 +1,137 @@
+"""LiteRT (TFLite) artifacts: on-device flatbuffers converted from the exported SavedModel, checked
+with the LiteRT interpreter (`ai-edge-litert`) against the SavedModel.
+
+Four files per artifact, at the variant's fixed resolution and batch 1, with the normalisation
+inside as in the SavedModel: float32; float16 weights; int8 weights with float activations
+("dynamic range"); and int8 weights and activations calibrated on real photos ("int8", float
+input and output so it is called like the others; an op without an int8 kernel stays float).
+Each is compared with the SavedModel on the parity inputs and the sample photos: float32 must agree
+within 1e-4; the others are reported (max |Δ|, cosine similarity, top-1 / top-5 agreement) and fail
+the build below the manifest's `litert.min_cosine`. The converter is deterministic given its
+inputs: two conversions are byte-identical (tested).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from hubpub._files import write_atomic
+from hubpub.errors import ExportError
+from hubpub.record import LiteRTFile
+
+FORMATS = ("float32", "float16", "dynamic_int8", "int8")
+FLOAT32_TOLERANCE = 1e-4
+
+
+class LiteRTError(ExportError):
+    """A LiteRT file could not be made, or disagrees with its SavedModel beyond the limits."""
+
+
+def convert(saved_model: Path, resolution: int, fmt: str, *, calibration: np.ndarray | None = None) -> bytes:
+    """One LiteRT flatbuffer of the SavedModel's serving function, at [1, resolution, resolution, 3]."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(saved_model))
+    serving = loaded.signatures["serving_default"]
+    name = next(iter(serving.structured_input_signature[1]))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, resolution, resolution, 3], tf.float32, name=name)])
+    def fixed(images):
+        return serving(**{name: images})
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([fixed.get_concrete_function()], loaded)
+    if fmt == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif fmt == "dynamic_int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif fmt == "int8":
+        if calibration is None or not len(calibration):
+            raise LiteRTError(f"{saved_model}: int8 needs calibration images")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    elif fmt != "float32":
+        raise LiteRTError(f"unknown LiteRT format {fmt!r}; known: {', '.join(FORMATS)}")
+    try:
+        return converter.convert()
+    except Exception as e:  # the converter raises ConverterError and others
+        raise LiteRTError(f"{saved_model}: LiteRT {fmt} conversion failed: {str(e).strip().splitlines()[0]}") from None
+
+
+def run(model: bytes, images: np.ndarray, threads: int = 2) -> np.ndarray:
+    """The flatbuffer's outputs for each image, through the LiteRT interpreter, one at a time."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model, num_threads=threads)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    results = []
+    for image in images:
+        interpreter.set_tensor(inp["index"], image[None].astype(np.float32))
+        interpreter.invoke()
+        results.append(interpreter.get_tensor(out["index"])[0].copy())
+    return np.stack(results)
+
+
+def agreement(reference: np.ndarray, outputs: np.ndarray) -> dict:
+    """max |Δ|, the smallest cosine similarity, and top-1 / top-5 agreement of two [n, d] outputs."""
+    ref, out = reference.astype(np.float64), outputs.astype(np.float64)
+    cos = (ref * out).sum(-1) / np.maximum(np.linalg.norm(ref, axis=-1) * np.linalg.norm(out, axis=-1), 1e-12)
+    top5_ref, top5_out = np.argsort(-ref, -1)[:, :5], np.argsort(-out, -1)[:, :5]
+    return {"max_abs": float(np.abs(ref - out).max()), "cosine": float(cos.min()),
+            "top1_agreement": float((ref.argmax(-1) == out.argmax(-1)).mean()),
+            "top5_agreement": float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(top5_ref, top5_out,
+                                                                                       strict=True)]))}
+
+
+def build_litert(saved_model: Path, out_dir: Path, artifact: str, resolution: int, *, inputs: np.ndarray,
+                 calibration: np.ndarray, formats: tuple[str, ...] = FORMATS, min_cosine: float = 0.98,
+                 dist_root: Path | None = None) -> tuple[LiteRTFile, ...]:
+    """Convert, check and write `<out_dir>/<artifact>.<format>.tflite` for each format."""
+    import tensorflow as tf
+
+    serving = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    name = next(iter(serving.structured_input_signature[1]))
+    reference = np.concatenate([next(iter(serving(**{name: tf.constant(x[None])}).values())).numpy()
+                                for x in inputs])
+    files = []
+    for fmt in formats:
+        model = convert(saved_model, resolution, fmt, calibration=calibration)
+        figures = agreement(reference, run(model, inputs))
+        if fmt == "float32" and figures["max_abs"] > FLOAT32_TOLERANCE:
+            raise LiteRTError(f"{artifact}: the float32 LiteRT file differs from the SavedModel by "
+                              f"{figures['max_abs']:.2e} (tolerance {FLOAT32_TOLERANCE:g})")
+        if figures["cosine"] < min_cosine:
+            raise LiteRTError(f"{artifact}: the {fmt} LiteRT file disagrees with the SavedModel: cosine "
+                              f"{figures['cosine']:.4f} < {min_cosine} (litert.min_cosine), max |Δ| "
+                              f"{figures['max_abs']:.3g}, top-1 agreement {figures['top1_agreement']:.0%}")
+        path = write_atomic(out_dir / f"{artifact}.{fmt}.tflite", model)
+        files.append(LiteRTFile(fmt, path.relative_to(dist_root).as_posix() if dist_root else str(path),
+                                hashlib.sha256(model).hexdigest(), len(model), **figures))
+    return tuple(files)
+
+
+def calibration_images(resolution: int, folders: tuple[Path, ...] = (), limit: int = 64) -> np.ndarray:
+    """Real photos, resized and centre-cropped to `resolution`, in [0, 1]: the package's sample photos
+    and any image files in `folders`."""
+    from PIL import Image
+
+    from hubpub.resources import photos
+
+    paths = list(photos()) + [p for f in folders for p in sorted(Path(f).rglob("*"))
+                              if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+    out = []
+    for path in paths[:limit]:
+        image = Image.open(path).convert("RGB")
+        scale = resolution / min(image.size)
+        image = image.resize((max(resolution, round(image.width * scale)), max(resolution, round(image.height *
+                                                                                               scale))),
+                             Image.BICUBIC)
+        left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
+        out.append(np.asarray(image.crop((left, top, left + resolution, top + resolution)), np.float32) / 255.0)
+    return np.stack(out)

@@ -1,0 +1,44 @@
+"""LiteRT files converted from the micro build, run through the LiteRT interpreter (ai-edge-litert)
+and compared with the SavedModel."""
+
+import numpy as np
+import pytest
+
+from hubpub.litert import FORMATS, LiteRTError, build_litert, calibration_images, convert
+from hubpub.verify import reference_images
+
+
+@pytest.fixture(scope="module")
+def litert(micro_dist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("litert")
+    inputs = np.concatenate([reference_images(224, 224, 2, 0), calibration_images(224)])
+    files = build_litert(micro_dist / "saved_models" / "micro_1k_224", out, "micro_1k_224", 224,
+                         inputs=inputs, calibration=calibration_images(224), min_cosine=0.9)
+    return out, files
+
+
+def test_four_formats_checked_against_the_saved_model(litert):
+    out, files = litert
+    by = {f.format: f for f in files}
+    assert list(by) == list(FORMATS)
+    assert by["float32"].max_abs <= 1e-4 and by["float32"].cosine > 0.99999  # tolerance 1e-4
+    for f in files:
+        print(f)
+        assert (out / f"micro_1k_224.{f.format}.tflite").stat().st_size == f.size
+    assert by["int8"].size < 0.5 * by["float32"].size and by["float16"].size < 0.6 * by["float32"].size
+
+
+def test_conversion_is_reproducible(micro_dist):
+    saved = micro_dist / "saved_models" / "micro_1k_224"
+    calib = calibration_images(224)
+    for fmt in ("float32", "int8"):
+        assert convert(saved, 224, fmt, calibration=calib) == convert(saved, 224, fmt, calibration=calib)
+
+
+def test_a_quantized_file_below_the_threshold_fails_with_its_figures(micro_dist, tmp_path):
+    inputs = reference_images(224, 224, 2, 0)
+    with pytest.raises(LiteRTError, match=r"the int8 LiteRT file disagrees with the SavedModel: cosine 0\.\d+ < "
+                                          r"1\.0 \(litert\.min_cosine\), max \|Δ\| .*top-1 agreement"):
+        build_litert(micro_dist / "saved_models" / "micro_1k_224", tmp_path, "micro_1k_224", 224, inputs=inputs,
+                     calibration=calibration_images(224), formats=("int8",), min_cosine=1.0)
+    assert not list(tmp_path.glob("*.tflite"))
