@@ -56,7 +56,8 @@ def test_kaggle_round_trip_through_kagglehub(micro_manifest, hub_dist, kaggle, t
     result = publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
     assert [(o.upload.relative, o.status) for o in result.outcomes] == [
         ("tensorFlow2/micro-1k-224", "uploaded"), ("keras/micro-1k-224", "uploaded"),
-        ("tensorFlow2/micro-1k-224-fe", "uploaded"), ("keras/micro-1k-224-fe", "uploaded")]
+        ("tfLite/micro-1k-224", "uploaded"), ("tensorFlow2/micro-1k-224-fe", "uploaded"),
+        ("keras/micro-1k-224-fe", "uploaded"), ("tfLite/micro-1k-224-fe", "uploaded")]
     assert result.visibility == "private" and not kaggle.rejected
 
     model = kaggle.models[("testpub", "micro-models")]
@@ -69,6 +70,10 @@ def test_kaggle_round_trip_through_kagglehub(micro_manifest, hub_dist, kaggle, t
     assert tf2.meta["training_data"] == ["ImageNet-1k"]
     assert "## Overview" in tf2.meta["overview"] and "## Usage" not in tf2.meta["overview"]
     assert "${FRAMEWORK}/${VARIATION_SLUG}/${VERSION_NUMBER}" in tf2.meta["usage"]
+    lite = kaggle.instance("testpub", "micro-models", "tfLite", "micro-1k-224")
+    assert set(lite.versions[0].files) == {"micro_1k_224.float32.tflite", "micro_1k_224.int8.tflite", "hubpub.json"}
+    assert lite.versions[0].files["micro_1k_224.int8.tflite"] == \
+        (hub_dist / "litert" / "micro_1k_224.int8.tflite").read_bytes()
     files = set(tf2.versions[0].files)  # the SavedModel whole: sub-directories included
     assert {"saved_model.pb", "variables/variables.index", "variables/variables.data-00000-of-00001",
             "assets/labels.txt", "hubpub.json"} <= files
@@ -189,7 +194,7 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
     files = hf.files("testpub/micro_1k_224", "v1")
     assert {"config.json", "metadata.json", "model.weights.h5", "model.keras", "saved_model.tar.gz",
             "saved_model/saved_model.pb", "saved_model/variables/variables.index", "README.md",
-            "hubpub.json"} <= set(files)
+            "hubpub.json", "litert/micro_1k_224.int8.tflite"} <= set(files)
     assert files["saved_model.tar.gz"] == (hub_dist / "tars" / "micro_1k_224.tar.gz").read_bytes()
     meta = yaml.safe_load(files["README.md"].decode().split("---")[1])
     assert meta["license"] == "mit" and meta["library_name"] == "keras"
@@ -277,6 +282,6 @@ def test_cli_docs_publish_and_verify_on_kaggle(micro_manifest_path, hub_dist, ka
     assert "linking to kaggle://testpub/micro-models" in docs.output
     out = CliRunner().invoke(cli, ["publish", *args, "--dest", KAGGLE, "--public"])
     assert out.exit_code == 0, out.output
-    assert "tensorFlow2/micro-1k-224" in out.output and "4 uploaded (public)" in out.output
+    assert "tensorFlow2/micro-1k-224" in out.output and "6 uploaded (public)" in out.output
     assert "verified: https://www.kaggle.com/models/testpub/micro-models/tensorFlow2/micro-1k-224" in out.output
     assert kaggle.models[("testpub", "micro-models")].meta["is_private"] is False

@@ -29,7 +29,7 @@ from hubpub.destination import Destination
 from hubpub.docs import doc_body
 from hubpub.errors import PublishError
 from hubpub.hubs import Built, hub_error, saved_model_tree, tar_members
-from hubpub.links import HF_KERAS_FILE, HF_SAVED_MODEL_DIR, HF_TARBALL, HF_WEB, hf_repo
+from hubpub.links import HF_KERAS_FILE, HF_LITERT_DIR, HF_SAVED_MODEL_DIR, HF_TARBALL, HF_WEB, hf_repo
 from hubpub.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -83,12 +83,14 @@ def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: Destinatio
     for b in built:
         r = b.record
         marker = {"artifact": b.artifact.name, "version": b.artifact.version, "saved_model_sha256": r.tarball.sha256,
-                  "keras_sha256": r.keras.sha256 if r.keras else None, "parity_max_abs": r.parity.max_abs}
+                  "keras_sha256": r.keras.sha256 if r.keras else None, "parity_max_abs": r.parity.max_abs,
+                  "litert_sha256": {f.format: f.sha256 for f in r.litert}}
         card_text = model_card(manifest, b)
         files = [(HF_TARBALL, r.tarball.size)]
         files += [(f"{HF_SAVED_MODEL_DIR}/{name}", size) for name, size in tar_members(b.tarball)]
         if b.keras is not None:
             files += [(HF_KERAS_FILE, r.keras.size)] + list(_zip_members(b.keras))
+        files += [(f"{HF_LITERT_DIR}/{Path(f.path).name}", f.size) for f in r.litert]
         files += [("README.md", len(card_text.encode())), (MARKER, len(_marker_bytes(marker)))]
         repos.append(HfRepo(b, hf_repo(dest.owner, b.artifact.name), f"v{b.artifact.version}", tuple(files),
                             card_text, marker))
@@ -229,7 +231,7 @@ def _tagged(api, r: HfRepo) -> tuple[bool, bool]:
         except Exception as e:  # no marker: a tag made by something else
             log.debug("%s@%s: no readable %s: %s", r.repo_id, r.tag, MARKER, e)
             return True, False
-    keys = ("saved_model_sha256", "keras_sha256")
+    keys = ("saved_model_sha256", "keras_sha256", "litert_sha256")
     return True, all(held.get(k) == r.marker[k] for k in keys)
 
 
@@ -263,6 +265,8 @@ def _operations(r: HfRepo, tmp: Path) -> list:
         ops.append(CommitOperationAdd(HF_KERAS_FILE, str(b.keras)))
         with zipfile.ZipFile(b.keras) as z:
             ops += [CommitOperationAdd(i.filename, z.read(i)) for i in z.infolist() if not i.is_dir()]
+    ops += [CommitOperationAdd(f"{HF_LITERT_DIR}/{Path(f.path).name}", str(b.tarball.parent.parent / f.path))
+            for f in b.record.litert]
     ops += [CommitOperationAdd("README.md", r.card.encode()), CommitOperationAdd(MARKER, _marker_bytes(r.marker))]
     planned = {name for name, _ in r.files}
     if {op.path_in_repo for op in ops} != planned:  # never upload something other than what the plan showed

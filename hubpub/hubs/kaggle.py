@@ -14,6 +14,7 @@ bumped `model_version` or `--force`. Everything is checked before the first uplo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 LICENSES = {"mit": "MIT", "apache-2.0": "Apache 2.0", "cc-by-4.0": "CC BY 4.0", "cc-by-sa-4.0": "CC BY-SA 4.0",
             "cc-by-nc-4.0": "CC BY-NC 4.0", "cc-by-nc-sa-4.0": "CC BY-NC-SA 4.0", "cc0-1.0": "CC0: Public Domain",
             "gpl-3.0": "GPL 3", "bsd-3-clause": "BSD-3-Clause"}
-FRAMEWORKS = ("tensorFlow2", "keras")
+FRAMEWORKS = ("tensorFlow2", "keras", "tfLite")
 MARKER = "hubpub.json"  # in every version: what it holds, so a re-publish can compare
 CREDENTIALS = "set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN (or ~/.kaggle/kaggle.json)"
 
@@ -151,6 +152,16 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Destin
                                                                     (MARKER, 0)),
                 version_notes=notes.replace("SavedModel tar.gz", ".keras").replace(r.tarball.sha256, r.keras.sha256),
                 marker={**marker, "sha256": r.keras.sha256, "format": "keras"}, **common))
+        if r.litert:
+            litert_sha = hashlib.sha256("".join(f.sha256 for f in r.litert).encode()).hexdigest()
+            variations.append(KaggleVariation(
+                framework="tfLite", slug=slug, usage=usage.replace(f"tfLite/{slug}/{b.artifact.version}",
+                                                                   "${FRAMEWORK}/${VARIATION_SLUG}/${VERSION_NUMBER}"),
+                files=tuple((Path(f.path).name, f.size) for f in r.litert) + ((MARKER, 0),),
+                version_notes=f"{b.artifact.name} version {b.artifact.version}: LiteRT " + "; ".join(
+                    f"{f.format} sha256 {f.sha256[:16]}... cosine {f.cosine:.4f}" for f in r.litert),
+                marker={**marker, "sha256": litert_sha, "format": "litert",
+                        "files": {f.format: f.sha256 for f in r.litert}}, **common))
     return KagglePlan(model, tuple(variations))
 
 
@@ -207,18 +218,26 @@ def _stage(v: KaggleVariation, folder: Path) -> Path:
     """The directory a version uploads: the SavedModel's files, or the .keras file; and hubpub.json."""
     if v.framework == "tensorFlow2":
         link_tree(saved_model_tree(v.built, folder.with_name(folder.name + "-extracted")), folder)
+    elif v.framework == "tfLite":
+        folder.mkdir(parents=True)
+        for f in v.built.record.litert:
+            _link(v.built.tarball.parent.parent / f.path, folder / Path(f.path).name)
     else:
         folder.mkdir(parents=True)
-        try:  # the same bytes, without a copy where the file system allows
-            os.link(v.built.keras, folder / f"{v.built.artifact.name}.keras")
-        except OSError:
-            shutil.copyfile(v.built.keras, folder / f"{v.built.artifact.name}.keras")
+        _link(v.built.keras, folder / f"{v.built.artifact.name}.keras")
     (folder / MARKER).write_text(json.dumps(v.marker, indent=2) + "\n")
     planned = {name for name, _ in v.files}
     found = {name for name, _ in files_below(folder)}
     if planned != found:  # never upload something other than what the plan showed
         raise PublishError(f"{v.built.tarball}: staged files differ from the plan: {sorted(planned ^ found)}")
     return folder
+
+
+def _link(source: Path, target: Path) -> None:
+    try:  # the same bytes, without a copy where the file system allows
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _check_credentials() -> None:
@@ -349,7 +368,8 @@ class _Api:
 
 
 def _framework(name: str, enum):
-    return {"tensorFlow2": enum.MODEL_FRAMEWORK_TENSOR_FLOW_2, "keras": enum.MODEL_FRAMEWORK_KERAS}[name]
+    return {"tensorFlow2": enum.MODEL_FRAMEWORK_TENSOR_FLOW_2, "keras": enum.MODEL_FRAMEWORK_KERAS,
+            "tfLite": enum.MODEL_FRAMEWORK_TF_LITE}[name]
 
 
 def download_variation(handle: str, into: Path) -> Path:
