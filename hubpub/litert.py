@@ -113,7 +113,14 @@ def build_litert(saved_model: Path, out_dir: Path, artifact: str, resolution: in
         path = write_atomic(out_dir / f"{artifact}.{fmt}.tflite", model)
         files.append(LiteRTFile(fmt, path.relative_to(dist_root).as_posix() if dist_root else str(path),
                                 hashlib.sha256(model).hexdigest(), len(model), **figures))
+    labels = saved_model / "assets" / "labels.txt"
+    if labels.is_file():  # a classifier's class names, beside its LiteRT files
+        write_atomic(labels_path(out_dir, artifact), labels.read_bytes())
     return tuple(files)
+
+
+def labels_path(out_dir: Path, artifact: str) -> Path:
+    return out_dir / f"{artifact}.labels.txt"
 
 
 def calibration_images(resolution: int, folders: tuple[Path, ...] = (), limit: int = 64) -> np.ndarray:

@@ -94,6 +94,8 @@ def plan_publish(manifest: Manifest, dist: Path, base: str) -> list[Upload]:
             files += [(layout.keras(artifact.name), artifact.keras_object),
                       (layout.keras_sha256(artifact.name), artifact.keras_object + ".sha256")]
         files += [(layout.root / lite.path, artifact.litert_object(lite.format)) for lite in record.litert]
+        if record.litert and (labels := layout.litert_files / f"{artifact.name}.labels.txt").is_file():
+            files.append((labels, f"{artifact.name}/{artifact.version}.labels.txt"))
         for source, relative in files:
             if not source.is_file():
                 raise PublishError(f"{source}: missing; rebuild {artifact.name}")
@@ -116,7 +118,7 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset
                  ".js": "text/javascript; charset=utf-8", ".md": "text/markdown; charset=utf-8",
                  ".svg": "image/svg+xml", ".png": "image/png", ".gz": "application/gzip",
                  ".keras": "application/zip", ".sha256": "text/plain; charset=utf-8",
-                 ".tflite": "application/octet-stream"}
+                 ".tflite": "application/octet-stream", ".txt": "text/plain; charset=utf-8"}
 SHORT_CACHE, LONG_CACHE = "public, max-age=300", "public, max-age=31536000, immutable"
 
 

@@ -174,6 +174,13 @@ def test_demo_end_to_end_with_full_size_tiny(tmp_path, root):
     assert "5. verified:" in proc.stdout and "fine-tunes" in proc.stdout
     assert "6. usage notebooks, executed against this build" in proc.stdout
     assert "the collection site: open file://" in proc.stdout
+    # LiteRT for tiny (28 M parameters, under the default 30 M): four files, checked, published, documented
+    record = json.loads((tmp_path / "dist/reports/convnext_tiny_1k_224.json").read_text())
+    lite = {f["format"]: f for f in record["litert"]}
+    assert set(lite) == {"float32", "float16", "dynamic_int8", "int8"} and lite["float32"]["max_abs"] <= 1e-4
+    assert lite["int8"]["cosine"] >= 0.98 and lite["int8"]["size"] <= 0.3 * lite["float32"]["size"]
+    assert (tmp_path / "dist/published/convnext_tiny_1k_224/1.int8.tflite").is_file()
+    assert (tmp_path / "dist/docs/assets/docs/hubpub/models/convnext_tiny_1k_224/lite/int8/1.md").is_file()
     assert (tmp_path / "dist/published/site/models/convnext_tiny_1k_224.html").is_file()
     assert (tmp_path / "dist/notebooks/convnext_tiny_1k_224.ipynb").is_file()
     # Every doc's Colab link names a notebook of this build, executed (no "no outputs yet" warning).

@@ -91,6 +91,9 @@ def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: Destinatio
         if b.keras is not None:
             files += [(HF_KERAS_FILE, r.keras.size)] + list(_zip_members(b.keras))
         files += [(f"{HF_LITERT_DIR}/{Path(f.path).name}", f.size) for f in r.litert]
+        labels = b.tarball.parent.parent / "litert" / f"{b.artifact.name}.labels.txt"
+        if r.litert and labels.is_file():
+            files.append((f"{HF_LITERT_DIR}/{labels.name}", labels.stat().st_size))
         files += [("README.md", len(card_text.encode())), (MARKER, len(_marker_bytes(marker)))]
         repos.append(HfRepo(b, hf_repo(dest.owner, b.artifact.name), f"v{b.artifact.version}", tuple(files),
                             card_text, marker))
@@ -267,6 +270,9 @@ def _operations(r: HfRepo, tmp: Path) -> list:
             ops += [CommitOperationAdd(i.filename, z.read(i)) for i in z.infolist() if not i.is_dir()]
     ops += [CommitOperationAdd(f"{HF_LITERT_DIR}/{Path(f.path).name}", str(b.tarball.parent.parent / f.path))
             for f in b.record.litert]
+    labels = b.tarball.parent.parent / "litert" / f"{b.artifact.name}.labels.txt"
+    if b.record.litert and labels.is_file():
+        ops.append(CommitOperationAdd(f"{HF_LITERT_DIR}/{labels.name}", str(labels)))
     ops += [CommitOperationAdd("README.md", r.card.encode()), CommitOperationAdd(MARKER, _marker_bytes(r.marker))]
     planned = {name for name, _ in r.files}
     if {op.path_in_repo for op in ops} != planned:  # never upload something other than what the plan showed

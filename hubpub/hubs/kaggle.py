@@ -157,7 +157,7 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Destin
             variations.append(KaggleVariation(
                 framework="tfLite", slug=slug, usage=usage.replace(f"tfLite/{slug}/{b.artifact.version}",
                                                                    "${FRAMEWORK}/${VARIATION_SLUG}/${VERSION_NUMBER}"),
-                files=tuple((Path(f.path).name, f.size) for f in r.litert) + ((MARKER, 0),),
+                files=tuple((Path(f.path).name, f.size) for f in r.litert) + _labels(b) + ((MARKER, 0),),
                 version_notes=f"{b.artifact.name} version {b.artifact.version}: LiteRT " + "; ".join(
                     f"{f.format} sha256 {f.sha256[:16]}... cosine {f.cosine:.4f}" for f in r.litert),
                 marker={**marker, "sha256": litert_sha, "format": "litert",
@@ -222,6 +222,8 @@ def _stage(v: KaggleVariation, folder: Path) -> Path:
         folder.mkdir(parents=True)
         for f in v.built.record.litert:
             _link(v.built.tarball.parent.parent / f.path, folder / Path(f.path).name)
+        for name, _ in _labels(v.built):
+            _link(v.built.tarball.parent.parent / "litert" / name, folder / name)
     else:
         folder.mkdir(parents=True)
         _link(v.built.keras, folder / f"{v.built.artifact.name}.keras")
@@ -231,6 +233,12 @@ def _stage(v: KaggleVariation, folder: Path) -> Path:
     if planned != found:  # never upload something other than what the plan showed
         raise PublishError(f"{v.built.tarball}: staged files differ from the plan: {sorted(planned ^ found)}")
     return folder
+
+
+def _labels(b: Built) -> tuple[tuple[str, int], ...]:
+    """A classifier's class names, beside its LiteRT files."""
+    path = b.tarball.parent.parent / "litert" / f"{b.artifact.name}.labels.txt"
+    return ((path.name, path.stat().st_size),) if path.is_file() else ()
 
 
 def _link(source: Path, target: Path) -> None:
