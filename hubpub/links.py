@@ -39,8 +39,8 @@ class ArtifactLinks:
 
 
 def kaggle_variation(artifact: str) -> str:
-    """The Kaggle variation slug of an artifact: lowercase, single hyphens (`convnext_tiny_1k_224_fe`
-    -> `convnext-tiny-1k-224-fe`)."""
+    """The Kaggle variation slug of an artifact: lowercase, single hyphens (`net_small_1k_224_fe`
+    -> `net-small-1k-224-fe`)."""
     slug = re.sub(r"[^a-z0-9]+", "-", artifact.lower()).strip("-")
     if not slug:
         raise PublishError(f"{artifact!r}: no Kaggle variation slug can be made from this name")

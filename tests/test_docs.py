@@ -23,7 +23,12 @@ def docs_tree(micro_manifest, micro_dist, tmp_path_factory):
 def test_generated_tree_passes(docs_tree):
     docs = validate_docs(docs_tree)
     assert sorted((d.kind, d.name) for d in docs) == [
-        ("collection", "micro"), ("module", "micro_1k_224"), ("module", "micro_1k_224_fe"), ("publisher", "testpub")]
+        ("collection", "micro"), ("lite", "micro_1k_224/lite/float32"), ("lite", "micro_1k_224/lite/int8"),
+        ("lite", "micro_1k_224_fe/lite/float32"), ("lite", "micro_1k_224_fe/lite/int8"),
+        ("module", "micro_1k_224"), ("module", "micro_1k_224_fe"), ("publisher", "testpub")]
+    lite = next(d for d in docs if d.name == "micro_1k_224/lite/int8")
+    assert lite.metadata["parent-model"] == ["testpub/micro_1k_224/1"]
+    assert lite.metadata["asset-path"] == ["http://127.0.0.1:9/bucket/micro/micro_1k_224/1.int8.tflite"]
 
 
 def test_model_doc_content(docs_tree, micro_dist):
@@ -165,9 +170,9 @@ def test_cli_docs_and_validate(micro_manifest_path, micro_dist, tmp_path):
     result = CliRunner().invoke(cli, ["docs", "--manifest", str(micro_manifest_path), "--dist", str(micro_dist),
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "rendered and validated 4 docs" in result.output and "micro_21k_224" in result.output
+    assert "rendered and validated 8 docs" in result.output and "micro_21k_224" in result.output
     result = CliRunner().invoke(cli, ["validate-docs", str(out)])
-    assert result.exit_code == 0 and "4 docs (1 publisher, 1 collection, 2 module)" in result.output
+    assert result.exit_code == 0 and "8 docs (1 publisher, 1 collection, 2 module, 4 lite)" in result.output
     _replace(out / "assets" / "docs", MODEL, "task: image-classification", "task: nope")
     _replace(out / "assets" / "docs", MODEL, "license: mit", "license: gpl")
     result = CliRunner().invoke(cli, ["validate-docs", str(out)])

@@ -71,7 +71,8 @@ def test_kaggle_round_trip_through_kagglehub(micro_manifest, hub_dist, kaggle, t
     assert "## Overview" in tf2.meta["overview"] and "## Usage" not in tf2.meta["overview"]
     assert "${FRAMEWORK}/${VARIATION_SLUG}/${VERSION_NUMBER}" in tf2.meta["usage"]
     lite = kaggle.instance("testpub", "micro-models", "tfLite", "micro-1k-224")
-    assert set(lite.versions[0].files) == {"micro_1k_224.float32.tflite", "micro_1k_224.int8.tflite", "hubpub.json"}
+    assert set(lite.versions[0].files) == {"micro_1k_224.float32.tflite", "micro_1k_224.int8.tflite",
+                                           "micro_1k_224.labels.txt", "hubpub.json"}
     assert lite.versions[0].files["micro_1k_224.int8.tflite"] == \
         (hub_dist / "litert" / "micro_1k_224.int8.tflite").read_bytes()
     files = set(tf2.versions[0].files)  # the SavedModel whole: sub-directories included

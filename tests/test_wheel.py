@@ -57,6 +57,8 @@ def test_installed_wheel_renders_docs_from_an_empty_directory(wheel, micro_manif
     assert "ok: publisher testpub" in hubpub("validate")
     assert "micro_iso_1k_224_fe" in hubpub("list")
     out = hubpub("docs", "--public-url", "https://example.com/micro")
-    assert "rendered and validated 4 docs" in out
+    assert "rendered and validated 8 docs" in out  # 2 models, their 4 LiteRT files, the collection, publisher
+    assert "3 pages under dist/site" in hubpub("site", "--public-url", "https://example.com/micro")  # templates ship
+    assert (work / "dist/site/assets/site.css").is_file()
     doc = (work / "dist/docs/assets/docs/testpub/models/micro_1k_224/1.md").read_text()
     assert "<!-- asset-path: https://example.com/micro/micro_1k_224/1.tar.gz -->" in doc
