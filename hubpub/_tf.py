@@ -14,19 +14,30 @@ def import_tensorflow(verbose: bool = False):
 
         return tf
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)  # the messages come from C++ before absl logging is configured
-    try:
+    with native_stderr_silenced():  # the messages come from C++ before absl logging is configured
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # the CUDA probe logs on first use, not on import
+    return tf
+
+
+@contextlib.contextmanager
+def native_stderr_silenced(active: bool = True):
+    """Send what C++ code writes to stderr (file descriptor 2) to /dev/null while the block runs;
+    Python's own errors still surface as exceptions."""
+    if not active or os.environ.get("HUBPUB_NATIVE_LOGS"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-    return tf
 
 
 @contextlib.contextmanager

@@ -85,6 +85,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
         os.environ["HUBPUB_DISABLE_PROGRESS"] = "1"
         os.environ["TQDM_DISABLE"] = "1"  # the hub clients' own progress bars (kagglehub, huggingface_hub)
+    if verbose > 1:
+        import os
+
+        os.environ["HUBPUB_NATIVE_LOGS"] = "1"  # TensorFlow's and LiteRT's C++ output too
     ctx.obj = {"verbose": verbose, "quiet": quiet}
     if ctx.invoked_subcommand not in ("validate", "list", "docs", "validate-docs", "site", None):
         from hubpub._tf import import_tensorflow

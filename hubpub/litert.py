@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hubpub._files import write_atomic
+from hubpub._tf import native_stderr_silenced
 from hubpub.errors import ExportError
 from hubpub.record import LiteRTFile
 
@@ -57,7 +58,8 @@ def convert(saved_model: Path, resolution: int, fmt: str, *, calibration: np.nda
     elif fmt != "float32":
         raise LiteRTError(f"unknown LiteRT format {fmt!r}; known: {', '.join(FORMATS)}")
     try:
-        return converter.convert()
+        with native_stderr_silenced():  # the quantizer prints its settings from C++
+            return converter.convert()
     except Exception as e:  # the converter raises ConverterError and others
         raise LiteRTError(f"{saved_model}: LiteRT {fmt} conversion failed: {str(e).strip().splitlines()[0]}") from None
 
@@ -66,8 +68,9 @@ def run(model: bytes, images: np.ndarray, threads: int = 2) -> np.ndarray:
     """The flatbuffer's outputs for each image, through the LiteRT interpreter, one at a time."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_content=model, num_threads=threads)
-    interpreter.allocate_tensors()
+    with native_stderr_silenced():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        interpreter = Interpreter(model_content=model, num_threads=threads)
+        interpreter.allocate_tensors()
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
     results = []
