@@ -166,7 +166,8 @@ def top1_figure(rows: list[dict]) -> str | None:
     w, h, left, right, top, bottom = 640, 360, 60, 20, 20, 50
     xs = [math.log10(r["parameters"]) for r in points]
     ys = [r["top1"] for r in points]
-    x0, x1 = min(xs) - 0.05, max(xs) + 0.05
+    pad = max(0.25, 0.05 * (max(xs) - min(xs)))  # at least half a decade: room for 1-2-5 ticks
+    x0, x1 = min(xs) - pad, max(xs) + pad
     y0, y1 = math.floor(min(ys)) - 1, math.ceil(max(ys)) + 1
 
     def sx(v):
