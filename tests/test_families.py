@@ -193,3 +193,17 @@ def test_hubpub_has_no_family_knowledge_outside_the_families(root):
             if re.search(r"Hierarchical|convnext", line):
                 found.append(f"{rel}:{n}: {line.strip()}")
     assert not found, "\n".join(found)
+
+
+@pytest.mark.parametrize("manifest,variant,gmacs", [
+    ("collection.yaml", "convnext_tiny_1k_224", 4.5), ("collection.yaml", "convnext_small_1k_224", 8.7),
+    ("collection.yaml", "convnext_base_1k_384", 45.1), ("collection.yaml", "convnext_large_1k_384", 101.0),
+    ("collection.yaml", "convnext_iso_small_1k_224", 4.3), ("collection.yaml", "convnext_iso_large_1k_224", 59.7),
+    ("convnext_v2.yaml", "convnextv2_atto_1k_224", 0.55), ("convnext_v2.yaml", "convnextv2_nano_1k_224", 2.45),
+])
+def test_multiply_accumulates_match_the_papers_tables(root, manifest, variant, gmacs):
+    """The papers' "FLOPs" (multiply-accumulates) for each size, from the architecture settings alone."""
+    from hubpub.manifest import load_manifest
+
+    v = load_manifest(root / manifest).variant(variant)
+    assert round(v.architecture.macs(v.resolution, v.num_classes) / 1e9, 2 if gmacs < 3 else 1) == gmacs

@@ -115,7 +115,9 @@ def test_the_site_in_a_real_browser(published, tmp_path):
         browser.get((dest / "site" / "index.html").as_uri())
         rows = browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")
         assert [r.find_element(By.TAG_NAME, "a").text for r in rows] == ["micro_1k_224", "micro_1k_224_fe"]
-        assert browser.find_elements(By.CSS_SELECTOR, "svg.figure circle.point")  # the figure is drawn
+        figures = browser.find_elements(By.CSS_SELECTOR, "svg.figure")  # top-1 against parameters and GMACs
+        assert len(figures) == 2 and all(f.find_elements(By.CSS_SELECTOR, "circle.point") for f in figures)
+        assert all(f.size["width"] > 300 for f in figures)  # drawn, not collapsed
         browser.save_screenshot(str(shots / "site-collection.png"))
         Select(browser.find_element(By.ID, "filter-kind")).select_by_value("feature-extractor")
         visible = [r for r in rows if r.is_displayed()]

@@ -46,6 +46,10 @@ class ArchConfig(BaseModel, ABC):
     def parameter_count(self, num_classes: int) -> int | None:
         """Parameters of the model (`num_classes=0`: the feature extractor); None if known only once built."""
 
+    def macs(self, resolution: int, num_classes: int) -> int | None:
+        """Multiply-accumulates of one forward pass at `resolution` (the papers' "FLOPs"); None if unknown."""
+        return None
+
     @abstractmethod
     def describe(self) -> str:
         """One line for errors and listings: `hierarchical depths [3, 3, 9, 3] dims [...]`."""

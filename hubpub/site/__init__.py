@@ -115,13 +115,19 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
                "resolution": artifact.variant.resolution, "parameters": record.parameters,
                "top1": artifact.variant.top1, "ours_top1": (evals.get(artifact.name) or {}).get("top1"),
                "parity": record.parity.max_abs, "page": page_name(artifact.name),
+               "gmacs": (lambda m: m / 1e9 if m else None)(artifact.variant.architecture.macs(
+                   artifact.variant.resolution, artifact.variant.num_classes if artifact.kind == "classifier"
+                   else 0)),
                "random_weights": record.random_weights}
         rows.append(row)
         pages[page_name(artifact.name)] = env.get_template("model.html.j2").render(
             **ctx, row=row, downloads=downloads, hubs=hubs, doc_html=markdown_html(doc_body(doc)), root="../")
     datasets = sorted({r["dataset"] for r in rows})
     pages["index.html"] = env.get_template("index.html.j2").render(
-        **coll, rows=rows, kinds=KIND_TITLES, dataset_names=datasets, figure=top1_figure(rows), root="",
+        **coll, rows=rows, kinds=KIND_TITLES, dataset_names=datasets, root="",
+        figures=[f for f in (top1_figure(rows, "parameters", "parameters", lambda x: f"{x / 1e6:g}M"),
+                             top1_figure(rows, "gmacs", "GMACs (multiply-accumulates)", lambda x: f"{x:g}"))
+                 if f],
         tasks_list=sorted({TASKS[a.kind] for a, _ in built}))
     with cleanup_created_dirs(out):
         staging = out.with_name(out.name + ".tmp")
@@ -158,13 +164,14 @@ def _hub_links(manifest: Manifest, artifact) -> list[tuple[str, str]]:
     return out
 
 
-def top1_figure(rows: list[dict]) -> str | None:
-    """Top-1 against parameters for the classifiers with a published top-1, as inline SVG (log x)."""
-    points = [r for r in rows if r["kind"] == "classifier" and r["top1"]]
+def top1_figure(rows: list[dict], key: str, label: str, tick) -> str | None:
+    """Top-1 against `key` (parameters, GMACs) for the classifiers with a published top-1 and a known
+    `key`, as inline SVG with a log x axis, like the ConvNeXt paper's Figure 1."""
+    points = [r for r in rows if r["kind"] == "classifier" and r["top1"] and r[key]]
     if not points:
         return None
     w, h, left, right, top, bottom = 640, 360, 60, 20, 20, 50
-    xs = [math.log10(r["parameters"]) for r in points]
+    xs = [math.log10(r[key]) for r in points]
     ys = [r["top1"] for r in points]
     pad = max(0.25, 0.05 * (max(xs) - min(xs)))  # at least half a decade: room for 1-2-5 ticks
     x0, x1 = min(xs) - pad, max(xs) + pad
@@ -177,8 +184,8 @@ def top1_figure(rows: list[dict]) -> str | None:
         return h - bottom - (v - y0) / (y1 - y0 or 1) * (h - top - bottom)
 
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" role="img" class="figure" '
-             f'aria-labelledby="fig-title"><title id="fig-title">ImageNet top-1 accuracy (published) against '
-             f'parameters, for the {len(points)} image classifiers</title>',
+             f'aria-labelledby="fig-{key}"><title id="fig-{key}">ImageNet top-1 accuracy (published) against '
+             f'{label}, for the {len(points)} image classifiers</title>',
              f'<line x1="{left}" y1="{h - bottom}" x2="{w - right}" y2="{h - bottom}" class="axis"/>',
              f'<line x1="{left}" y1="{top}" x2="{left}" y2="{h - bottom}" class="axis"/>']
     for y in range(int(y0), int(y1) + 1):
@@ -189,16 +196,16 @@ def top1_figure(rows: list[dict]) -> str | None:
             v = math.log10(m) + exp
             if x0 <= v <= x1:
                 parts.append(f'<text x="{sx(v):.1f}" y="{h - bottom + 18}" class="tick" text-anchor="middle">'
-                             f'{m * 10 ** exp / 1e6:g}M</text>')
+                             f'{tick(m * 10 ** exp)}</text>')
     parts.append(f'<text x="{(left + w - right) / 2}" y="{h - 8}" class="label" text-anchor="middle">'
-                 f'parameters (log scale)</text>')
+                 f'{label} (log scale)</text>')
     parts.append(f'<text x="14" y="{(top + h - bottom) / 2}" class="label" text-anchor="middle" '
                  f'transform="rotate(-90 14 {(top + h - bottom) / 2})">top-1 %</text>')
     for r, x, y in zip(points, xs, ys, strict=True):
         name = html.escape(r["name"])
         parts.append(f'<a href="{html.escape(r["page"])}"><circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="5" '
                      f'class="point"><title>{name}: {y}% top-1, {r["parameters"] / 1e6:.1f}M parameters'
-                     f'</title></circle></a>')
+                     + (f', {r["gmacs"]:.2f} GMACs' if r["gmacs"] else "") + '</title></circle></a>')
         parts.append(f'<text x="{sx(x) + 7:.1f}" y="{sy(y) - 6:.1f}" class="point-label">{name}</text>')
     parts.append("</svg>")
     return "\n".join(parts)

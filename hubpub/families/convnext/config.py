@@ -53,6 +53,18 @@ class HierarchicalBase(ConvNeXtBase):
     def describe(self) -> str:
         return f"hierarchical depths {list(self.depths)} dims {list(self.dims)}"
 
+    def macs(self, resolution: int, num_classes: int) -> int:
+        """Convolutions and linear layers (norms, GELU and GRN are a rounding error): a 4x4 stem, per
+        block a 7x7 depthwise conv and the 4x MLP, 2x2 downsamplings, the head."""
+        side = resolution // 4
+        total = side * side * 3 * 16 * self.dims[0]
+        for i, (depth, c) in enumerate(zip(self.depths, self.dims, strict=True)):
+            if i:
+                side //= 2
+                total += side * side * 4 * self.dims[i - 1] * c
+            total += depth * side * side * (49 * c + 8 * c * c)
+        return total + self.dims[-1] * num_classes
+
     def doc_summary(self, key: str) -> str:
         return (f"hierarchical {self.display_name(key)}: depths {', '.join(map(str, self.depths))}, "
                 f"widths {', '.join(map(str, self.dims))}")
@@ -88,6 +100,11 @@ class Isotropic(ConvNeXtBase):
 
     def describe(self) -> str:
         return f"isotropic depth {self.depth} dim {self.dim}"
+
+    def macs(self, resolution: int, num_classes: int) -> int:
+        c, side = self.dim, resolution // self.patch_size
+        return (side * side * 3 * self.patch_size ** 2 * c + self.depth * side * side * (49 * c + 8 * c * c)
+                + c * num_classes)
 
     def display_name(self, key: str) -> str:
         return f"isotropic {super().display_name(key.removeprefix('iso_'))}"
