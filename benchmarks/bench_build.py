@@ -59,7 +59,8 @@ if mode == "floor":
     with tarfile.open(out / "floor.tar", "w") as tar:
         tar.add(out / "floor", arcname=".")
 else:
-    build_variant(v, out, checkpoint=ckpt, kinds=("classifier",), parity=False)
+    # what the floor does too: port, export, round trip, pack (the .keras and LiteRT files are other artifacts)
+    build_variant(v, out, checkpoint=ckpt, kinds=("classifier",), parity=False, keras_file=False, litert=False)
 print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 
