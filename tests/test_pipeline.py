@@ -182,6 +182,9 @@ def test_demo_end_to_end_with_full_size_tiny(tmp_path, root):
     assert (tmp_path / "dist/published/convnext_tiny_1k_224/1.int8.tflite").is_file()
     assert (tmp_path / "dist/docs/assets/docs/hubpub/models/convnext_tiny_1k_224/lite/int8/1.md").is_file()
     assert (tmp_path / "dist/published/site/models/convnext_tiny_1k_224.html").is_file()
+    from tests.test_site import dead_links
+
+    assert dead_links(tmp_path / "dist/published/site") == []  # the demo's published site, downloads included
     assert (tmp_path / "dist/notebooks/convnext_tiny_1k_224.ipynb").is_file()
     # Every doc's Colab link names a notebook of this build, executed (no "no outputs yet" warning).
     links = subprocess.run([sys.executable, "-m", "hubpub", "validate-docs", str(tmp_path / "dist/docs"),
