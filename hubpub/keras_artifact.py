@@ -8,7 +8,9 @@ save time into `metadata.json` and the zip entries; both are fixed here, as for 
 
 from __future__ import annotations
 
+import gc
 import json
+import shutil
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,16 +77,18 @@ def save_keras(model, path: Path) -> tuple[str, int]:
 def _normalise_zip(source: Path, target: Path) -> None:
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as zout:
         for info in sorted(zin.infolist(), key=lambda i: i.filename):
-            data = zin.read(info)
-            if info.filename == "metadata.json":
-                meta = json.loads(data)
-                meta["date_saved"] = FIXED_DATE  # changes from save to save
-                data = json.dumps(meta, sort_keys=True).encode()
-            elif info.filename == "config.json":
-                data = json.dumps(_renumber_shared_objects(json.loads(data))).encode()
             entry = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
             entry.external_attr = 0o644 << 16
-            zout.writestr(entry, data)
+            if info.filename == "metadata.json":
+                meta = json.loads(zin.read(info))
+                meta["date_saved"] = FIXED_DATE  # changes from save to save
+                zout.writestr(entry, json.dumps(meta, sort_keys=True).encode())
+            elif info.filename == "config.json":
+                zout.writestr(entry, json.dumps(_renumber_shared_objects(json.loads(zin.read(info)))).encode())
+            else:  # the weights, streamed: never a second copy of them in memory
+                entry.file_size = info.file_size
+                with zin.open(info) as src, zout.open(entry, "w") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
 
 
 def _renumber_shared_objects(config):
@@ -140,6 +144,8 @@ def export_keras(fast, build_portable, path: Path, images: np.ndarray, expected:
     with `expected` (the SavedModel's outputs on `images`). A file that fails the check is removed."""
     portable = portable_copy(fast, build_portable)
     digest, size = save_keras(portable, path)
+    del portable  # the check below loads a third copy of the weights: not beside this one
+    gc.collect()
     try:
         delta = check_keras_file(path, images, expected)
     except BaseException:

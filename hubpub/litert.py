@@ -31,8 +31,8 @@ class LiteRTError(ExportError):
     """A LiteRT file could not be made, or disagrees with its SavedModel beyond the limits."""
 
 
-def convert(saved_model: Path, resolution: int, fmt: str, *, calibration: np.ndarray | None = None) -> bytes:
-    """One LiteRT flatbuffer of the SavedModel's serving function, at [1, resolution, resolution, 3]."""
+def fixed_function(saved_model: Path, resolution: int):
+    """(the loaded SavedModel, its serving function at [1, resolution, resolution, 3])."""
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(saved_model))
@@ -43,7 +43,17 @@ def convert(saved_model: Path, resolution: int, fmt: str, *, calibration: np.nda
     def fixed(images):
         return serving(**{name: images})
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fixed.get_concrete_function()], loaded)
+    return loaded, fixed.get_concrete_function()
+
+
+def convert(saved_model: Path, resolution: int, fmt: str, *, calibration: np.ndarray | None = None,
+            source=None) -> bytes:
+    """One LiteRT flatbuffer of the SavedModel's serving function, at [1, resolution, resolution, 3];
+    `source` is `fixed_function`'s result, to load the SavedModel once for several formats."""
+    import tensorflow as tf
+
+    loaded, function = source or fixed_function(saved_model, resolution)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
     if fmt == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -96,15 +106,16 @@ def build_litert(saved_model: Path, out_dir: Path, artifact: str, resolution: in
                  calibration: np.ndarray, formats: tuple[str, ...] = FORMATS, min_cosine: float = 0.98,
                  dist_root: Path | None = None) -> tuple[LiteRTFile, ...]:
     """Convert, check and write `<out_dir>/<artifact>.<format>.tflite` for each format."""
+    import gc
+
     import tensorflow as tf
 
-    serving = tf.saved_model.load(str(saved_model)).signatures["serving_default"]
-    name = next(iter(serving.structured_input_signature[1]))
-    reference = np.concatenate([next(iter(serving(**{name: tf.constant(x[None])}).values())).numpy()
-                                for x in inputs])
+    source = fixed_function(saved_model, resolution)
+    reference = np.concatenate([next(iter(source[1](tf.constant(x[None])).values())).numpy() for x in inputs])
     files = []
     for fmt in formats:
-        model = convert(saved_model, resolution, fmt, calibration=calibration)
+        model = convert(saved_model, resolution, fmt, calibration=calibration, source=source)
+        gc.collect()  # the converter's intermediate graphs, before the next format
         figures = agreement(reference, run(model, inputs))
         if fmt == "float32" and figures["max_abs"] > FLOAT32_TOLERANCE:
             raise LiteRTError(f"{artifact}: the float32 LiteRT file differs from the SavedModel by "
