@@ -350,7 +350,8 @@ def validate_docs_cmd(directory: Path, manifest_path: Path | None, notebooks_out
 @manifest_option
 def publish(dist: Path, dest: str | None, public_url: str | None, dry_run: bool, force: bool, jobs: int,
             deadline: float, no_verify: bool, public: bool, notebooks_out: Path | None, manifest_path: Path) -> None:
-    """Upload tarballs, .sha256 files and docs; artifacts are immutable unless forced, docs are updated."""
+    """Publish the artifacts, docs and site to a bucket, a folder, Kaggle Models or the HF Hub; artifacts are
+    immutable unless forced, docs and pages are updated."""
     from hubpub.destination import Destination
     from hubpub.publish import publish as run_publish
     from hubpub.publish import verify_published
