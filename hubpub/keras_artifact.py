@@ -63,31 +63,38 @@ def portable_copy(fast, build_portable):
 def save_keras(model, path: Path) -> tuple[str, int]:
     """Save `model` as a `.keras` file whose bytes depend only on the model; write `<path>.sha256`."""
     with atomic_path(path) as tmp:
-        raw = tmp.with_name(tmp.name + ".raw.keras")
+        folder = tmp.with_name(tmp.name + ".d")
         try:
-            model.save(raw)
-            _normalise_zip(raw, tmp)
+            # Keras' own zip holds the weights file in memory (two more copies of the weights) when it
+            # thinks the machine has room, and writes it to disk otherwise: HDF5 lays the two out
+            # differently, so the bytes would depend on free memory. Saved as a folder, the weights file
+            # is always written straight to disk; the zip is made here, in a fixed order.
+            model.save(folder, zipped=False)
+            _zip_folder(folder, tmp)
         finally:
-            raw.unlink(missing_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
     digest = sha256_file(path)
     write_atomic(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
     return digest, path.stat().st_size
 
 
-def _normalise_zip(source: Path, target: Path) -> None:
-    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as zout:
-        for info in sorted(zin.infolist(), key=lambda i: i.filename):
-            entry = zipfile.ZipInfo(info.filename, date_time=FIXED_ZIP_TIME)
+def _zip_folder(folder: Path, target: Path) -> None:
+    """The `.keras` zip of a folder Keras saved: entries sorted, fixed times and modes, no save date."""
+    files = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.relative_to(folder).as_posix())
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as zout:
+        for file in files:
+            name = file.relative_to(folder).as_posix()
+            entry = zipfile.ZipInfo(name, date_time=FIXED_ZIP_TIME)
             entry.external_attr = 0o644 << 16
-            if info.filename == "metadata.json":
-                meta = json.loads(zin.read(info))
+            if name == "metadata.json":
+                meta = json.loads(file.read_text())
                 meta["date_saved"] = FIXED_DATE  # changes from save to save
                 zout.writestr(entry, json.dumps(meta, sort_keys=True).encode())
-            elif info.filename == "config.json":
-                zout.writestr(entry, json.dumps(_renumber_shared_objects(json.loads(zin.read(info)))).encode())
+            elif name == "config.json":
+                zout.writestr(entry, json.dumps(_renumber_shared_objects(json.loads(file.read_text()))).encode())
             else:  # the weights, streamed: never a second copy of them in memory
-                entry.file_size = info.file_size
-                with zin.open(info) as src, zout.open(entry, "w") as dst:
+                entry.file_size = file.stat().st_size
+                with file.open("rb") as src, zout.open(entry, "w") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
 
 
