@@ -46,14 +46,22 @@ def fixed_function(saved_model: Path, resolution: int):
     return loaded, fixed.get_concrete_function()
 
 
-def convert(saved_model: Path, resolution: int, fmt: str, *, calibration: np.ndarray | None = None,
-            source=None) -> bytes:
-    """One LiteRT flatbuffer of the SavedModel's serving function, at [1, resolution, resolution, 3];
-    `source` is `fixed_function`'s result, to load the SavedModel once for several formats."""
+def save_fixed(source, out: Path) -> Path:
+    """`fixed_function`'s result as a SavedModel of its own, the converter's input for every format:
+    converting a concrete function makes the converter save one first, again for each format."""
     import tensorflow as tf
 
-    loaded, function = source or fixed_function(saved_model, resolution)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
+    loaded, function = source
+    tf.saved_model.save(loaded, str(out), signatures={"serving_default": function})
+    return out
+
+
+def convert(fixed_saved_model: Path, fmt: str, *, calibration: np.ndarray | None = None) -> bytes:
+    """One LiteRT flatbuffer of a SavedModel whose serving signature has a fixed input shape
+    (`save_fixed`)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(fixed_saved_model), ["serving_default"])
     if fmt == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -61,7 +69,7 @@ def convert(saved_model: Path, resolution: int, fmt: str, *, calibration: np.nda
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif fmt == "int8":
         if calibration is None or not len(calibration):
-            raise LiteRTError(f"{saved_model}: int8 needs calibration images")
+            raise LiteRTError(f"{fixed_saved_model}: int8 needs calibration images")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([image[None]] for image in calibration)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -71,7 +79,8 @@ def convert(saved_model: Path, resolution: int, fmt: str, *, calibration: np.nda
         with native_stderr_silenced():  # the quantizer prints its settings from C++
             return converter.convert()
     except Exception as e:  # the converter raises ConverterError and others
-        raise LiteRTError(f"{saved_model}: LiteRT {fmt} conversion failed: {str(e).strip().splitlines()[0]}") from None
+        raise LiteRTError(f"{fixed_saved_model}: LiteRT {fmt} conversion failed: "
+                          f"{str(e).strip().splitlines()[0]}") from None
 
 
 def run(model: bytes, images: np.ndarray, threads: int = 2) -> np.ndarray:
@@ -107,23 +116,31 @@ def build_litert(saved_model: Path, out_dir: Path, artifact: str, resolution: in
                  dist_root: Path | None = None) -> tuple[LiteRTFile, ...]:
     """Convert, check and write `<out_dir>/<artifact>.<format>.tflite` for each format."""
     import gc
+    import tempfile
 
     import tensorflow as tf
 
     source = fixed_function(saved_model, resolution)
     reference = np.concatenate([next(iter(source[1](tf.constant(x[None])).values())).numpy() for x in inputs])
-    files = []
-    for fmt in formats:
-        model = convert(saved_model, resolution, fmt, calibration=calibration, source=source)
-        gc.collect()  # the converter's intermediate graphs, before the next format
-        figures = agreement(reference, run(model, inputs))
-        if fmt == "float32" and figures["max_abs"] > FLOAT32_TOLERANCE:
-            raise LiteRTError(f"{artifact}: the float32 LiteRT file differs from the SavedModel by "
-                              f"{figures['max_abs']:.2e} (tolerance {FLOAT32_TOLERANCE:g})")
-        if figures["cosine"] < min_cosine:
-            raise LiteRTError(f"{artifact}: the {fmt} LiteRT file disagrees with the SavedModel: cosine "
-                              f"{figures['cosine']:.4f} < {min_cosine} (litert.min_cosine), max |Δ| "
-                              f"{figures['max_abs']:.3g}, top-1 agreement {figures['top1_agreement']:.0%}")
+    checked: list[tuple[str, bytes, dict]] = []
+    with tempfile.TemporaryDirectory(prefix="hubpub-litert-") as tmp:
+        fixed = save_fixed(source, Path(tmp) / "fixed")
+        del source  # the converter reads the weights from `fixed`
+        gc.collect()
+        for fmt in formats:
+            model = convert(fixed, fmt, calibration=calibration)
+            gc.collect()  # the converter's intermediate graphs, before the next format
+            figures = agreement(reference, run(model, inputs))
+            if fmt == "float32" and figures["max_abs"] > FLOAT32_TOLERANCE:
+                raise LiteRTError(f"{artifact}: the float32 LiteRT file differs from the SavedModel by "
+                                  f"{figures['max_abs']:.2e} (tolerance {FLOAT32_TOLERANCE:g})")
+            if fmt != "float32" and figures["cosine"] < min_cosine:  # float32 has its tolerance above
+                raise LiteRTError(f"{artifact}: the {fmt} LiteRT file disagrees with the SavedModel: cosine "
+                                  f"{figures['cosine']:.4f} < {min_cosine} (litert.min_cosine), max |Δ| "
+                                  f"{figures['max_abs']:.3g}, top-1 agreement {figures['top1_agreement']:.0%}")
+            checked.append((fmt, model, figures))
+    files = []  # written only once every format has passed
+    for fmt, model, figures in checked:
         path = write_atomic(out_dir / f"{artifact}.{fmt}.tflite", model)
         files.append(LiteRTFile(fmt, path.relative_to(dist_root).as_posix() if dist_root else str(path),
                                 hashlib.sha256(model).hexdigest(), len(model), **figures))

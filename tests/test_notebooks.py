@@ -93,6 +93,25 @@ def test_a_failing_cell_names_the_notebook_and_the_cell(micro_manifest, micro_di
     assert issubclass(NotebookError, HubpubError)
 
 
+def test_a_dead_kernel_is_one_error_with_what_it_said(micro_manifest, micro_dist, tmp_path, capfd):
+    """The kernel's native stderr is kept out of the terminal, and shown when the kernel dies."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "classify.py.j2").write_text('# %% tags=["parameters"]\nHANDLE = "{{ artifact.asset_url }}"\n\n'
+                                              '# %%\nimport os\nos.write(2, b"chatter\\nkernel out of luck\\n")\n'
+                                              'import time\ntime.sleep(1)  # the kernel forwards what fd 2 got\n'
+                                              'os._exit(3)\n')
+    dist = tmp_path / "dist"
+    for folder in ("tars", "keras", "litert", "reports"):
+        shutil.copytree(micro_dist / folder, dist / folder)
+    written = render_notebooks(micro_manifest, dist=dist, out=dist / "notebooks", templates_dir=templates,
+                               only=("micro_1k_224",))
+    with pytest.raises(NotebookError, match=r"micro_1k_224\.ipynb: the kernel failed: .*"
+                                            r"\(kernel stderr: kernel out of luck\)$"):
+        execute_notebooks(dist, written)
+    assert "chatter" not in capfd.readouterr().err
+
+
 # --------------------------------------------------------------------------- Colab links that resolve
 
 

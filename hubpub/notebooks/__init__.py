@@ -239,9 +239,9 @@ def execute(path: Path, overrides: dict[str, str], *, timeout: int = 900, shown_
     for the run; store the outputs in `path`, the parameter cell as it was. A failing cell is a
     `NotebookError` naming the notebook, the cell number and the error's last line."""
     import nbformat
-    from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
+    from traitlets.config import Config
 
     nb = nbformat.read(path, as_version=4)
     params = parameter_cell(nb)
@@ -250,28 +250,39 @@ def execute(path: Path, overrides: dict[str, str], *, timeout: int = 900, shown_
         params.source = "\n".join(f"{k} = {v!r}" for k, v in overrides.items())
     with tempfile.TemporaryDirectory(prefix="hubpub-notebook-") as tmp, _scratch_caches(Path(tmp)):
         # IPC, not TCP on loopback: no port to open, and no warning from the kernel that it is unencrypted.
-        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(tmp) / "kernel"))
-        client = NotebookClient(nb, km=km, timeout=timeout, kernel_name="python3",
+        # nbclient makes (and stops) its own asynchronous kernel manager: with a blocking one it cannot
+        # notice a kernel that died and would wait forever.
+        config = Config()
+        config.KernelManager.transport, config.KernelManager.ip = "ipc", str(Path(tmp) / "kernel")
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", config=config,
                                 resources={"metadata": {"path": tmp}})
+        # The kernel's native stderr (TensorFlow's start-up lines) goes to a file, not the terminal;
+        # it is shown when the kernel dies, and always with HUBPUB_NATIVE_LOGS.
+        native_log = None if os.environ.get("HUBPUB_NATIVE_LOGS") else (Path(tmp) / "kernel.stderr").open("wb")
         try:
-            client.execute()
+            client.execute(**({"stderr": native_log} if native_log else {}))
         except CellExecutionError as e:
             failed = next((i for i, c in enumerate(nb.cells, 1) if any(
                 o.get("output_type") == "error" for o in c.get("outputs", []))), "?")
             last = re.sub(r"\x1b\[[0-9;]*m", "", (str(e).strip().splitlines() or [""])[-1])  # no terminal colours
             raise NotebookError(f"{shown_as or path}: cell {failed} failed: {last}") from None
         except Exception as e:  # the kernel did not start or died
-            raise NotebookError(f"{shown_as or path}: the kernel failed: {type(e).__name__}: {e}") from None
-        finally:  # a kernel manager given to nbclient is ours to stop
-            if client.kc is not None:
-                client.kc.stop_channels()
-            if km.has_kernel:
-                km.shutdown_kernel(now=True)
+            said = _last_line(Path(native_log.name)) if native_log else ""
+            raise NotebookError(f"{shown_as or path}: the kernel failed: {type(e).__name__}: {e}"
+                                + (f" (kernel stderr: {said})" if said else "")) from None
+        finally:
+            if native_log:
+                native_log.close()
     if params is not None:
         params.source = original
         params.outputs = []
     nb.metadata.setdefault("hubpub", {})["executed_from"] = _source_stamp(nb, stamp)
     return write_notebook(nb, path)
+
+
+def _last_line(path: Path) -> str:
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""
 
 
 @contextlib.contextmanager
