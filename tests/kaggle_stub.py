@@ -16,12 +16,14 @@ http://localhost:7777, so the stand-in listens there.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import io
 import json
 import re
 import tarfile
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -61,6 +63,19 @@ class Model:
     instances: dict[tuple[str, str], Instance] = field(default_factory=dict)
 
 
+def _listen(address, handler, wait: float = 600.0) -> ThreadingHTTPServer:
+    """The fixed port is also the lock: another test process (a pytest-xdist worker) holding it is
+    waited for, so stand-ins of two workers never meet."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return ThreadingHTTPServer(address, handler)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 class KaggleStub:
     def __init__(self):
         self.models: dict[tuple[str, str], Model] = {}
@@ -70,7 +85,7 @@ class KaggleStub:
         self.put_faults: list[tuple[str, int]] = []  # ("reset", after_bytes) or ("status", code), one per PUT
         self.resumed_at: list[int] = []  # offsets of PUTs that continued an interrupted upload
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", PORT), _handler(self))
+        self.server = _listen(("127.0.0.1", PORT), _handler(self))
         self.url = f"http://localhost:{PORT}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
