@@ -6,6 +6,7 @@ Each function here only sequences library stages; the work is done in the stage 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import json
 import logging
@@ -136,7 +137,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
     from hubpub import __version__
     from hubpub.export import export_saved_model, round_trip
     from hubpub.fetch import fetch
-    from hubpub.keras_artifact import export_keras
+    from hubpub.keras_artifact import checked_keras, write_keras
     from hubpub.parity import check_parity, reference_images
     from hubpub.verify import reference_record
 
@@ -166,7 +167,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                                           input_convention=input_convention)
                     parity_runs[kind].append(report.to_dict())
             del reference
-            gc.collect()
+            _release_memory()
 
     # One set of fixed inputs serves the round trip and the record `verify` checks downstream.
     res = variant.resolution
@@ -191,15 +192,22 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
         name, kt = artifact_name(variant.name, kind), done[kind]["timings"]
         on_stage(name, "keras")
         with kt.stage("keras"):
-            done[kind]["keras"] = export_keras(
+            done[kind]["keras_written"] = write_keras(
                 model, lambda kind=kind: variant.family.build(
                     variant.architecture, num_classes=variant.num_classes if kind == "classifier" else None,
                     input_convention=input_convention, name=artifact_name(variant.name, kind),
                     source=fetched.path, portable=True),
-                dist.keras(name), rt_images, done[kind]["expected"])
-    # The reloads below would otherwise hold a second copy of the weights next to the Keras model.
-    del models, base
-    gc.collect()
+                dist.keras(name))
+    # The reloads below would otherwise hold a second copy of the weights next to the Keras model
+    # (`model` too: the loops above leave it naming the last model, which shares every weight).
+    del models, base, model
+    _release_memory()
+    for kind, d in done.items() if keras_file else ():
+        name, kt = artifact_name(variant.name, kind), d["timings"]
+        on_stage(name, "keras-check")
+        with kt.stage("keras_check"):  # Keras' loader reads the whole weights file into memory first
+            d["keras"] = checked_keras(dist.keras(name), *d.pop("keras_written"), rt_images, d["expected"])
+        _release_memory()
 
     # From here on, work runs beside the round trips: packing (ISA-L, hashing, file I/O) and the
     # preprocessing gap mostly without the GIL. Not earlier: a save's function names come from the
@@ -209,7 +217,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
         for i, (kind, d) in enumerate(done.items()):
             name, kt, exported = artifact_name(variant.name, kind), d["timings"], d["exported"]
             if i:
-                gc.collect()  # the previous reload, before this one makes another copy of the weights
+                _release_memory()  # the previous reload, before this one makes another copy of the weights
             on_stage(name, "round-trip")
             tarball = dist.tarball(name)
             packing = pool.submit(_pack_checked, exported.path, tarball)
@@ -272,6 +280,14 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
         write_record(dist.report(name), record)
         records.append(record)
     return records
+
+
+def _release_memory() -> None:
+    """Collect garbage, then hand the freed heap back to the OS: glibc keeps it otherwise, and the
+    next stage's peak would stack on the last one's in the worker's resident memory."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _pack_checked(saved_model: Path, tarball: Path):
