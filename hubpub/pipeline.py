@@ -6,7 +6,6 @@ Each function here only sequences library stages; the work is done in the stage 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import json
 import logging
@@ -167,7 +166,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                                           input_convention=input_convention)
                     parity_runs[kind].append(report.to_dict())
             del reference
-            _release_memory()
+            gc.collect()
 
     # One set of fixed inputs serves the round trip and the record `verify` checks downstream.
     res = variant.resolution
@@ -201,13 +200,13 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
     # The reloads below would otherwise hold a second copy of the weights next to the Keras model
     # (`model` too: the loops above leave it naming the last model, which shares every weight).
     del models, base, model
-    _release_memory()
+    gc.collect()
     for kind, d in done.items() if keras_file else ():
         name, kt = artifact_name(variant.name, kind), d["timings"]
         on_stage(name, "keras-check")
         with kt.stage("keras_check"):  # Keras' loader reads the whole weights file into memory first
             d["keras"] = checked_keras(dist.keras(name), *d.pop("keras_written"), rt_images, d["expected"])
-        _release_memory()
+        gc.collect()
 
     # From here on, work runs beside the round trips: packing (ISA-L, hashing, file I/O) and the
     # preprocessing gap mostly without the GIL. Not earlier: a save's function names come from the
@@ -217,7 +216,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
         for i, (kind, d) in enumerate(done.items()):
             name, kt, exported = artifact_name(variant.name, kind), d["timings"], d["exported"]
             if i:
-                _release_memory()  # the previous reload, before this one makes another copy of the weights
+                gc.collect()  # the previous reload, before this one makes another copy of the weights
             on_stage(name, "round-trip")
             tarball = dist.tarball(name)
             packing = pool.submit(_pack_checked, exported.path, tarball)
@@ -280,14 +279,6 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
         write_record(dist.report(name), record)
         records.append(record)
     return records
-
-
-def _release_memory() -> None:
-    """Collect garbage, then hand the freed heap back to the OS: glibc keeps it otherwise, and the
-    next stage's peak would stack on the last one's in the worker's resident memory."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _pack_checked(saved_model: Path, tarball: Path):
