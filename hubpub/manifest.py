@@ -402,6 +402,10 @@ def parse_manifest(text: str, path: str | Path = "<manifest>") -> Manifest:
         problems += _validation_problems(e, (), lines)
     architectures = _architectures(data.get("architectures"), lines, problems)
     problems += _semantic_problems(data, lines)
+    for i, folder in enumerate(model.litert.calibration if model else ()):
+        if not (path.parent / folder).is_dir():  # found empty later, it would calibrate on the sample photos only
+            loc = ("litert", "calibration", i)
+            problems.append(_problem(lines, loc, f"{_format_loc(loc)}: no folder {folder!r} beside the manifest"))
     if problems:
         # sorted by line so the output reads top to bottom; duplicates (same place, same words) once
         unique = sorted(set(problems), key=lambda p: (p[0], p[1]))

@@ -96,6 +96,8 @@ BROKEN = [
      r"notebooks\.github: .*"),
     ("bad destination", lambda t: _break(t, "destination: gs://hubpub-models", "destination: s3://hubpub-models"),
      r"publish\.destination: destination must be gs://"),
+    ("missing calibration folder", lambda t: t + "litert: {calibration: [no/such/photos]}\n",
+     r"litert\.calibration\[0\]: no folder 'no/such/photos' beside the manifest"),
 ]
 
 

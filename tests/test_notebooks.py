@@ -77,17 +77,23 @@ def test_random_weights_are_said_in_the_first_cell(micro_manifest, micro_dist, t
     assert first.cell_type == "markdown" and "random weights" in first.source
 
 
-def test_a_failing_cell_names_the_notebook_and_the_cell(micro_manifest, micro_dist, tmp_path):
+def _micro_classify_notebook(template: str, micro_manifest, micro_dist, tmp_path):
+    """(dist, the classify notebook of micro_1k_224 rendered from `template`) in a copy of the micro build."""
     templates = tmp_path / "templates"
     templates.mkdir()
-    (templates / "classify.py.j2").write_text('# %% [markdown]\n# Broken\n\n# %% tags=["parameters"]\n'
-                                              'HANDLE = "{{ artifact.asset_url }}"\n\n# %%\n'
-                                              'raise ValueError("boom in {{ artifact.name }}")\n')
+    (templates / "classify.py.j2").write_text(template)
     dist = tmp_path / "dist"
     for folder in ("tars", "keras", "litert", "reports"):
         shutil.copytree(micro_dist / folder, dist / folder)
-    written = render_notebooks(micro_manifest, dist=dist, out=dist / "notebooks", templates_dir=templates,
-                               only=("micro_1k_224",))
+    return dist, render_notebooks(micro_manifest, dist=dist, out=dist / "notebooks", templates_dir=templates,
+                                  only=("micro_1k_224",))
+
+
+def test_a_failing_cell_names_the_notebook_and_the_cell(micro_manifest, micro_dist, tmp_path):
+    dist, written = _micro_classify_notebook('# %% [markdown]\n# Broken\n\n# %% tags=["parameters"]\n'
+                                             'HANDLE = "{{ artifact.asset_url }}"\n\n# %%\n'
+                                             'raise ValueError("boom in {{ artifact.name }}")\n',
+                                             micro_manifest, micro_dist, tmp_path)
     with pytest.raises(NotebookError, match=r"micro_1k_224\.ipynb: cell 3 failed: ValueError: boom in micro_1k_224$"):
         execute_notebooks(dist, written)
     assert issubclass(NotebookError, HubpubError)
@@ -95,17 +101,10 @@ def test_a_failing_cell_names_the_notebook_and_the_cell(micro_manifest, micro_di
 
 def test_a_dead_kernel_is_one_error_with_what_it_said(micro_manifest, micro_dist, tmp_path, capfd):
     """The kernel's native stderr is kept out of the terminal, and shown when the kernel dies."""
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    (templates / "classify.py.j2").write_text('# %% tags=["parameters"]\nHANDLE = "{{ artifact.asset_url }}"\n\n'
-                                              '# %%\nimport os\nos.write(2, b"chatter\\nkernel out of luck\\n")\n'
-                                              'import time\ntime.sleep(1)  # the kernel forwards what fd 2 got\n'
-                                              'os._exit(3)\n')
-    dist = tmp_path / "dist"
-    for folder in ("tars", "keras", "litert", "reports"):
-        shutil.copytree(micro_dist / folder, dist / folder)
-    written = render_notebooks(micro_manifest, dist=dist, out=dist / "notebooks", templates_dir=templates,
-                               only=("micro_1k_224",))
+    dist, written = _micro_classify_notebook('# %% tags=["parameters"]\nHANDLE = "{{ artifact.asset_url }}"\n\n'
+                                             '# %%\nimport os\nos.write(2, b"chatter\\nkernel out of luck\\n")\n'
+                                             'import time\ntime.sleep(1)  # the kernel forwards what fd 2 got\n'
+                                             'os._exit(3)\n', micro_manifest, micro_dist, tmp_path)
     with pytest.raises(NotebookError, match=r"micro_1k_224\.ipynb: the kernel failed: .*"
                                             r"\(kernel stderr: kernel out of luck\)$"):
         execute_notebooks(dist, written)
