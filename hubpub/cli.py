@@ -58,13 +58,47 @@ class _Group(click.Group):
         return code
 
 
+def _refuse_empty(value, fail) -> None:
+    # `--dest "$UNSET"` must be a mistake, not the manifest's own destination (production)
+    if isinstance(value, str) and not value.strip():
+        fail("must not be empty (an unset variable?)")
+
+
+class _Path(click.Path):
+    def convert(self, value, param, ctx):
+        _refuse_empty(value, lambda msg: self.fail(msg, param, ctx))
+        return super().convert(value, param, ctx)
+
+
+class _Text(click.types.StringParamType):
+    def convert(self, value, param, ctx):
+        _refuse_empty(value, lambda msg: self.fail(msg, param, ctx))
+        return super().convert(value, param, ctx)
+
+
+class _Seconds(click.types.FloatParamType):
+    """A finite number of seconds in [1, 86400]: `nan` would retry forever, `-1` never."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        import math
+
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds) or not 1 <= seconds <= 86400:
+            self.fail(f"must be a number of seconds from 1 to 86400; got {value!r}", param, ctx)
+        return seconds
+
+
+PATH, TEXT, SECONDS = _Path(path_type=Path), _Text(), _Seconds()
+
 no_keras_option = click.option("--no-keras", is_flag=True, help="Build no Keras 3 (.keras) artifact.")
 no_litert_option = click.option("--no-litert", is_flag=True, help="Build no LiteRT (.tflite) files.")
 notebooks_option = click.option(
-    "--notebooks", "notebooks_out", type=click.Path(path_type=Path), default=None,
-    help="The usage notebooks' folder [default: the manifest's notebooks.path in its checkout, else DIST/notebooks].")
+    "--notebooks", "notebooks_out", type=PATH, default=None,
+    help="The usage notebooks' folder, a subfolder per destination [default: DIST/notebooks].")
 manifest_option = click.option(
-    "--manifest", "manifest_path", type=click.Path(path_type=Path), default="collection.yaml",
+    "--manifest", "manifest_path", type=PATH, default="collection.yaml",
     show_default=True, help="The collection manifest.")
 
 
@@ -78,8 +112,12 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     # Libraries' own chatter (google.auth warns about each credential source it tries) only with -vv.
-    for noisy in ("tensorflow", "absl", "h5py", "urllib3", "google", "nbclient", "traitlets", "jupyter_client"):
+    # huggingface_hub's HTTP client (httpx, httpx2 in its 2.x) logs every request at INFO ("HTTP Request: GET ...").
+    for noisy in ("tensorflow", "absl", "h5py", "urllib3", "google", "nbclient", "traitlets", "jupyter_client",
+                  "httpx", "httpcore", "httpx2", "httpcore2", "filelock"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
+    for client in ("huggingface_hub", "kagglehub"):  # their warnings matter; their progress lines do not
+        logging.getLogger(client).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
     if quiet:
         import os
 
@@ -128,12 +166,12 @@ def list_(manifest_path: Path, only: tuple[str, ...]) -> None:
 
 @cli.command("verify-parity")
 @click.argument("variant")
-@click.option("--checkpoint", "checkpoint", required=True, help="Checkpoint path or http(s) URL.")
+@click.option("--checkpoint", "checkpoint", required=True, type=TEXT, help="Checkpoint path or http(s) URL.")
 @click.option("--size", "sizes", type=(int, int), multiple=True, metavar="H W",
               help="Input size (repeatable); default: native and native+(32, 96).")
 @click.option("--kinds", default="classifier,feature-extractor", show_default=True)
 @click.option("--input-convention", type=click.Choice(["hub", "normalized"]), default="hub", show_default=True)
-@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
+@click.option("--report", "report_path", type=PATH, default=None,
               help="JSON report path [default: dist/reports/VARIANT.parity.json].")
 @manifest_option
 def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_convention: str,
@@ -164,10 +202,10 @@ def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_conven
 
 @cli.command()
 @click.argument("variant")
-@click.option("--checkpoint", default=None, help="Checkpoint path or URL [default: the manifest's URL].")
+@click.option("--checkpoint", default=None, type=TEXT, help="Checkpoint path or URL [default: the manifest's URL].")
 @click.option("--kinds", default="classifier,feature-extractor", show_default=True)
 @click.option("--input-convention", type=click.Choice(["hub", "normalized"]), default="hub", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default="dist", show_default=True)
+@click.option("--out", type=PATH, default="dist", show_default=True)
 @click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
 @no_keras_option
 @no_litert_option
@@ -194,7 +232,7 @@ def build(variant: str, checkpoint: str | None, kinds: str, input_convention: st
 
 @cli.command()
 @click.argument("handle")
-@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None,
+@click.option("--report", "report_path", type=PATH, default=None,
               help="The artifact's build report [default: dist/reports/<artifact>.json].")
 @click.option("--fine-tune", is_flag=True, help="Also run one SGD step with trainable=True.")
 @click.option("--max-unpacked", default="16G", show_default=True, metavar="SIZE",
@@ -225,20 +263,20 @@ def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked:
 
 
 public_url_option = click.option(
-    "--public-url", default=None, metavar="URL",
+    "--public-url", type=TEXT, default=None, metavar="URL",
     help="The http(s) address the destination is read from [default: the manifest's public_url_base for its "
          "destination, https://storage.googleapis.com/BUCKET/PREFIX for another bucket].")
 
 
 @cli.command()
-@click.option("--template", "model_template", default="model.md.j2", show_default=True,
+@click.option("--template", "model_template", type=TEXT, default="model.md.j2", show_default=True,
               help="Model doc template: a name in the templates folders, or a path to your own.")
-@click.option("--templates-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--templates-dir", type=PATH, default=None,
               help="Your templates, searched first; then templates/ beside the manifest, then hubpub's own.")
-@click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True,
+@click.option("--dist", type=PATH, default="dist", show_default=True,
               help="Build output holding reports/ (and eval reports).")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="[default: DIST/docs]")
-@click.option("--dest", default=None, help="Render for this destination [default: the manifest's].")
+@click.option("--out", type=PATH, default=None, help="[default: DIST/docs]")
+@click.option("--dest", type=TEXT, default=None, help="Render for this destination [default: the manifest's].")
 @public_url_option
 @manifest_option
 def docs(model_template: str, templates_dir: Path | None, dist: Path, out: Path | None, dest: str | None,
@@ -259,14 +297,15 @@ def docs(model_template: str, templates_dir: Path | None, dist: Path, out: Path 
 
 
 @cli.command()
-@click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="[default: the manifest's notebooks.path in its checkout, else DIST/notebooks]")
+@click.option("--dist", type=PATH, default="dist", show_default=True)
+@click.option("--out", type=PATH, default=None,
+              help="[default: DIST/notebooks]; each destination's notebooks go in a folder of their own")
 @click.option("--only", multiple=True, help="Glob on artifact names (repeatable).")
 @click.option("--execute", "run", is_flag=True, help="Run each on a Jupyter kernel against this build; keep outputs.")
-@click.option("--templates-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--templates-dir", type=PATH, default=None,
               help="Your templates (classify.py.j2, fine_tune.py.j2), searched first.")
-@click.option("--dest", default=None, help="Link to the artifacts at this destination [default: the manifest's].")
+@click.option("--dest", type=TEXT, default=None,
+              help="Link to the artifacts at this destination [default: the manifest's].")
 @public_url_option
 @manifest_option
 def notebooks(dist: Path, out: Path | None, only: tuple[str, ...], run: bool, templates_dir: Path | None,
@@ -279,7 +318,7 @@ def notebooks(dist: Path, out: Path | None, only: tuple[str, ...], run: bool, te
 
     manifest = load_manifest(manifest_path)
     base = destination_url(manifest, Destination.parse(dest or manifest.publish.destination), public_url)
-    written = render_notebooks(manifest, dist=dist, out=out or notebooks_dir(manifest, dist),
+    written = render_notebooks(manifest, dist=dist, out=out or notebooks_dir(dist),
                                templates_dir=templates_dir, public_url_base=base, only=only)
     if run:
         written = execute_notebooks(dist, written, progress=lambda name: log.info("executing %s", name))
@@ -288,11 +327,12 @@ def notebooks(dist: Path, out: Path | None, only: tuple[str, ...], run: bool, te
 
 
 @cli.command()
-@click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="[default: DIST/site]")
-@click.option("--templates-dir", type=click.Path(path_type=Path), default=None,
+@click.option("--dist", type=PATH, default="dist", show_default=True)
+@click.option("--out", type=PATH, default=None, help="[default: DIST/site]")
+@click.option("--templates-dir", type=PATH, default=None,
               help="Your templates: site/index.html.j2, site/model.html.j2, site/site.css, site/site.js.")
-@click.option("--dest", default=None, help="Link to the artifacts at this destination [default: the manifest's].")
+@click.option("--dest", type=TEXT, default=None,
+              help="Link to the artifacts at this destination [default: the manifest's].")
 @public_url_option
 @manifest_option
 def site(dist: Path, out: Path | None, templates_dir: Path | None, dest: str | None, public_url: str | None,
@@ -305,19 +345,20 @@ def site(dist: Path, out: Path | None, templates_dir: Path | None, dest: str | N
     manifest = load_manifest(manifest_path)
     base = destination_url(manifest, Destination.parse(dest or manifest.publish.destination), public_url)
     result = render_site(manifest, dist=dist, out=out, templates_dir=templates_dir, public_url_base=base)
-    click.echo(f"{len(result.pages)} pages under {result.root}; open {result.index.resolve().as_uri()}")
+    click.echo(f"{len(result.pages)} pages under {result.root}; open {result.index.resolve().as_uri()} (its downloads "
+               f"are this build's files; `publish` uploads the copy in {result.upload}, linking to {base})")
 
 
 @cli.command("validate-docs")
-@click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--manifest", "manifest_path", type=click.Path(path_type=Path), default=None,
+@click.argument("directory", type=PATH)
+@click.option("--manifest", "manifest_path", type=PATH, default=None,
               help="Check the Colab links against this manifest's notebooks [default: collection.yaml, if present].")
 @notebooks_option
 def validate_docs_cmd(directory: Path, manifest_path: Path | None, notebooks_out: Path | None) -> None:
     """Check a docs tree against the tfhub.dev rules, and that every Colab link opens a notebook of the
     artifact it documents."""
     from hubpub.docs.validate import validate_docs
-    from hubpub.notebooks import check_colab_links
+    from hubpub.notebooks import check_colab_links, checkout_notebooks
 
     found = validate_docs(directory)
     counts = ", ".join(f"{sum(d.kind == k for d in found)} {k}" for k in ("publisher", "collection", "module", "lite"))
@@ -326,7 +367,9 @@ def validate_docs_cmd(directory: Path, manifest_path: Path | None, notebooks_out
         if any(d.metadata.get("colab") for d in found):
             log.warning("warning: Colab links not checked: no manifest (give --manifest)")
     else:
-        check = check_colab_links(found, load_manifest(manifest_path or "collection.yaml"), notebooks_out)
+        manifest = load_manifest(manifest_path or "collection.yaml")
+        folders = [notebooks_out] if notebooks_out else [f for f in (checkout_notebooks(manifest),) if f]
+        check = check_colab_links(found, manifest, folders)
         for warning in check.warnings():
             log.warning("warning: %s", warning)
         links = f"; {len(check.checked)} Colab links open a notebook of their artifact"
@@ -334,15 +377,15 @@ def validate_docs_cmd(directory: Path, manifest_path: Path | None, notebooks_out
 
 
 @cli.command()
-@click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True)
-@click.option("--dest", default=None,
+@click.option("--dist", type=PATH, default="dist", show_default=True)
+@click.option("--dest", type=TEXT, default=None,
               help="gs://BUCKET/PREFIX, a local directory, kaggle://OWNER/MODEL or hf://ORG [default: the manifest's].")
 @public_url_option
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--force", is_flag=True, help="Overwrite published artifact files whose content differs.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel uploads.")
-@click.option("--deadline", type=float, default=300.0, show_default=True,
-              help="Seconds to keep retrying a failing request (408, 429, 5xx, connection errors).")
+@click.option("--deadline", type=SECONDS, default=300.0, show_default=True,
+              help="Seconds to keep retrying a failing request (408, 429, 5xx, connection errors); 1 to 86400.")
 @click.option("--no-verify", is_flag=True, help="Skip loading one published artifact with hub.KerasLayer.")
 @click.option("--public", is_flag=True, help="On Kaggle or the HF Hub: make the models public [default: the "
               "manifest's publish.public, else private].")
@@ -369,9 +412,16 @@ def publish(dist: Path, dest: str | None, public_url: str | None, dry_run: bool,
     click.echo(f"{destination}: {_counts(result)}" + (f" ({result.visibility})" if result.visibility else ""))
     if result.site_url:
         click.echo(f"site: {result.site_url}")
+    _notebooks_note(result)
     if not dry_run and not no_verify:
         v = verify_published(manifest, dist, destination, result)
         click.echo(f"verified: {v.handle} loads with hub.KerasLayer and matches its build (max |Δ| {v.max_abs:.1e})")
+
+
+def _notebooks_note(result) -> None:
+    if result.notebooks:
+        click.echo(f"notebooks: {len(result.notebooks)} written to {result.notebooks[0].parent}: commit and push "
+                   "them, so each doc's Colab link opens its notebook")
 
 
 def _counts(result) -> str:
@@ -383,13 +433,13 @@ def _counts(result) -> str:
 
 @cli.command("eval")
 @click.argument("artifact_or_url")
-@click.option("--data", type=click.Path(path_type=Path), required=True,
+@click.option("--data", type=PATH, required=True,
               help="ImageNet-style folder: class subfolders named by WordNet id.")
-@click.option("--labels", "labels_file", type=click.Path(path_type=Path), default=None,
+@click.option("--labels", "labels_file", type=PATH, default=None,
               help="Instead of subfolders: lines '<image path relative to --data> <wnid or class index>'.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate the first N images only.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--dist", type=click.Path(path_type=Path), default="dist", show_default=True)
+@click.option("--dist", type=PATH, default="dist", show_default=True)
 @manifest_option
 def eval_cmd(artifact_or_url: str, data: Path, labels_file: Path | None, limit: int | None, batch_size: int,
              dist: Path, manifest_path: Path) -> None:
@@ -521,16 +571,18 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
     click.echo(f"report: {Dist(out).build_report}")
     if result.published is not None:
         click.echo(f"published to {result.published.destination}: {_counts(result.published)}")
+        _notebooks_note(result.published)
     return manifest, result
 
 
 @cli.command("build-all")
 @manifest_option
-@click.option("--out", type=click.Path(path_type=Path), default="dist", show_default=True)
+@click.option("--out", type=PATH, default="dist", show_default=True)
 @click.option("--only", multiple=True, help="Glob on variant names (repeatable).")
 @click.option("--kinds", default="classifier,feature-extractor", show_default=True)
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
-@click.option("--shard", default=None, metavar="K/N", help="Build only shard K of N (1-based), e.g. in a CI matrix.")
+@click.option("--shard", default=None, type=TEXT, metavar="K/N",
+              help="Build only shard K of N (1-based), e.g. in a CI matrix.")
 @click.option("--force", is_flag=True, help="Rebuild even what is up to date.")
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="VARIANT=PATH_OR_URL",
               help="Use this checkpoint instead of the manifest's URL (repeatable).")
@@ -538,7 +590,7 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
 @click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
 @no_keras_option
 @no_litert_option
-@click.option("--publish", "publish_dest", default=None, metavar="DEST",
+@click.option("--publish", "publish_dest", type=TEXT, default=None, metavar="DEST",
               help="Then publish to gs://BUCKET/PREFIX or DIR (the docs link there).")
 @public_url_option
 @notebooks_option
@@ -560,8 +612,8 @@ DEMO_PUBLIC_URL = "http://localhost:8000"
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default="dist", show_default=True)
-@click.option("--variant", default=None, help="[default: the manifest's first variant]")
+@click.option("--out", type=PATH, default="dist", show_default=True)
+@click.option("--variant", default=None, type=TEXT, help="[default: the manifest's first variant]")
 @manifest_option
 def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
     """Offline end-to-end run: random official-format checkpoint -> build-all -> docs -> publish -> verify
@@ -595,7 +647,7 @@ def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
                f"{', '.join(str(nb.path) for nb in result.notebooks)}; check the links with "
                f"`hubpub validate-docs {dist.docs} --notebooks {dist.notebooks}`")
     if result.site is not None:
-        click.echo(f"   the collection site: open {result.site.index.resolve().as_uri()} (published: "
+        click.echo(f"   the collection site: open {result.site.index.resolve().as_uri()} (as published: "
                    f"{(dist.published / 'site' / 'index.html').resolve().as_uri()})")
     click.echo(f"7. done in {time.perf_counter() - start:.0f}s: tarballs in {dist.tars}, .keras files in "
                f"{dist.keras_files}, docs in {dist.docs}, report {dist.build_report}")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from hubpub.errors import PublishError
+from hubpub.urls import check_url
 
 GCS_PUBLIC_BASE = "https://storage.googleapis.com"
 FORMS = "gs://BUCKET/PREFIX, a local directory, kaggle://OWNER/MODEL or hf://ORG"
@@ -22,6 +22,11 @@ KAGGLE_OWNER = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")
 KAGGLE_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 # Hugging Face user and organization names.
 HF_NAMESPACE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,94}[A-Za-z0-9])?$")
+# Cloud Storage bucket names (cloud.google.com/storage/docs/buckets#naming): 3-63 characters of lowercase
+# letters, digits, '-', '_' and '.', starting and ending with a letter or digit (dotted names up to 222).
+GCS_BUCKET = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{1,61}|[a-z0-9._-]{62,220})[a-z0-9]$")
+# The object prefix below the bucket: it becomes part of public URLs, so URL-safe characters only.
+GCS_PREFIX = re.compile(r"^[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*$")
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,16 @@ class Destination:
             return cls(bucket=None, prefix="", hub="hf", owner=owner)
         if text.startswith("gs://"):
             bucket, _, prefix = text[5:].partition("/")
+            prefix = prefix.strip("/")
             if not bucket:
                 raise PublishError(f"{text!r}: no bucket name in the destination")
-            return cls(bucket=bucket, prefix=prefix.strip("/"))
+            if not GCS_BUCKET.match(bucket) or ".." in bucket or bucket.startswith("goog"):
+                raise PublishError(f"{text!r}: {bucket!r} is not a valid Cloud Storage bucket name (3-63 lowercase "
+                                   "letters, digits, '-', '_' and '.', starting and ending with a letter or digit)")
+            if prefix and (not GCS_PREFIX.match(prefix) or ".." in prefix.split("/")):
+                raise PublishError(f"{text!r}: the prefix {prefix!r} may hold only letters, digits, '.', '_', "
+                                   "'~', '-' and '/' (it becomes part of the public URLs)")
+            return cls(bucket=bucket, prefix=prefix)
         if "://" in text:
             raise PublishError(f"{text!r}: a destination is {FORMS}")
         if not text.strip():
@@ -102,9 +114,10 @@ def public_url_base(dest: Destination, *, manifest_destination: str, manifest_ur
             raise PublishError(f"--public-url: {dest} has fixed addresses; give --public-url only for a directory")
         return str(dest)
     if override:
-        parsed = urlparse(override)
-        if parsed.scheme not in ("https", "http") or not parsed.netloc:
-            raise PublishError(f"--public-url {override!r}: not an http(s) URL")
+        try:
+            check_url(override, base=True)
+        except ValueError as e:
+            raise PublishError(f"--public-url: {e}") from None
         return override.rstrip("/")
     if dest.same_as(Destination.parse(manifest_destination)):
         return manifest_url_base.rstrip("/")

@@ -24,7 +24,8 @@ class Dist:
     keras_files = property(lambda self: self.root / "keras")
     docs = property(lambda self: self.root / "docs")
     notebooks = property(lambda self: self.root / "notebooks")
-    site = property(lambda self: self.root / "site")
+    site = property(lambda self: self.root / "site")  # to open from here: downloads link to the files in dist/
+    site_upload = property(lambda self: self.root / "site-upload")  # what publish uploads as site/
     litert_files = property(lambda self: self.root / "litert")
     demo = property(lambda self: self.root / "demo")
     published = property(lambda self: self.root / "published")

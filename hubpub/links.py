@@ -75,6 +75,15 @@ def artifact_links(base: str, publisher: str, name: str, version: int, asset_obj
                          litert_prefix=f"{base}/{name}/{version}.")
 
 
+def notebooks_folder(base: str) -> str:
+    """The folder of the usage notebooks that load from `base` (`localhost-8000`, `kaggle-owner-model`,
+    `hf-org`, `storage.googleapis.com-bucket-prefix`): each destination's docs link notebooks that load
+    from it, so publishing one build to two destinations never makes one's links open the other's."""
+    scheme, _, rest = base.partition("://")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", rest).strip("-.")
+    return f"{scheme}-{slug}" if scheme in ("kaggle", "hf") else slug
+
+
 def where(base: str) -> str:
     """The destination in words, for a doc's prose."""
     if base.startswith("kaggle://"):

@@ -8,7 +8,6 @@ Each `architectures` entry names its family (`hubpub.families`), which validates
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +44,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
-def _check_url(value: str, schemes: tuple[str, ...]) -> str:
-    parsed = urlparse(value)
-    if parsed.scheme not in schemes or not parsed.netloc or any(c.isspace() for c in value):
-        raise ValueError(f"not a valid {'/'.join(schemes)} URL: {value!r}")
-    return value
+def _check_url(value: str, schemes: tuple[str, ...], *, base: bool = False) -> str:
+    from hubpub.urls import check_url
+
+    return check_url(value, schemes, base=base)
 
 
 class Publisher(_Strict):
@@ -141,18 +139,21 @@ class PublishSettings(_Strict):
     @field_validator("destination")
     @classmethod
     def _destination(cls, v: str) -> str:
-        if v.startswith("gs://"):
-            bucket = v[5:].split("/", 1)[0]
-            if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]", bucket):
-                raise ValueError(f"not a valid GCS bucket name in {v!r}")
-        elif "://" in v:
-            raise ValueError(f"destination must be gs://BUCKET/PREFIX or a local directory: {v!r}")
+        from hubpub.destination import Destination
+        from hubpub.errors import PublishError
+
+        try:
+            if Destination.parse(v).is_hub:
+                raise ValueError(f"destination must be gs://BUCKET/PREFIX or a local directory: {v!r} (a hub goes "
+                                 "in publish.hubs, or use `hubpub publish --dest`)")
+        except PublishError as e:
+            raise ValueError(e.message) from None
         return v
 
     @field_validator("public_url_base")
     @classmethod
     def _base(cls, v: str) -> str:
-        return _check_url(v, ("https", "http")).rstrip("/")
+        return _check_url(v, ("https", "http"), base=True).rstrip("/")
 
 
 class LiteRTSettings(_Strict):
@@ -329,10 +330,13 @@ class Manifest:
     architectures: dict[str, ArchConfig]
     variants: tuple[Variant, ...]
 
-    def colab_url(self, artifact: Artifact) -> str | None:
-        """The Colab link of an artifact's usage notebook: derived from `notebooks`, else `docs.colab`."""
+    def colab_url(self, artifact: Artifact, public_url_base: str) -> str | None:
+        """The Colab link of an artifact's usage notebook for the destination read from `public_url_base`:
+        derived from `notebooks` (a folder per destination), else the manifest's own `docs.colab`."""
+        from hubpub.links import notebooks_folder
+
         if self.notebooks is not None:
-            return self.notebooks.colab_url(artifact.name)
+            return self.notebooks.colab_url(f"{notebooks_folder(public_url_base)}/{artifact.name}")
         return self.docs.colab.get(artifact.kind)
 
     def variant(self, name: str) -> Variant:
@@ -403,15 +407,75 @@ def parse_manifest(text: str, path: str | Path = "<manifest>") -> Manifest:
     architectures = _architectures(data.get("architectures"), lines, problems)
     problems += _semantic_problems(data, lines)
     for i, folder in enumerate(model.litert.calibration if model else ()):
-        if not (path.parent / folder).is_dir():  # found empty later, it would calibrate on the sample photos only
-            loc = ("litert", "calibration", i)
-            problems.append(_problem(lines, loc, f"{_format_loc(loc)}: no folder {folder!r} beside the manifest"))
+        loc = ("litert", "calibration", i)
+        problems += [_problem(lines, loc, f"{_format_loc(loc)}: {p}") for p in _calibration_problems(path.parent,
+                                                                                                      folder)]
+    if model is not None:
+        problems += _name_problems(model, lines)
     if problems:
         # sorted by line so the output reads top to bottom; duplicates (same place, same words) once
         unique = sorted(set(problems), key=lambda p: (p[0], p[1]))
         raise ManifestError(str(path), [msg for _, msg in unique])
     assert model is not None
     return _resolve(model, architectures, path)
+
+
+# What int8 calibration reads: the files Pillow opens as images, by their suffix.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def _calibration_problems(root: Path, folder: str) -> list[str]:
+    """A calibration folder must exist (missing, int8 would calibrate on the sample photos only) and hold
+    only images Pillow can read (else the build fails after every other stage has run)."""
+    from PIL import Image, UnidentifiedImageError
+
+    where = root / folder
+    if not where.is_dir():
+        return [f"no folder {folder!r} beside the manifest"]
+    files = sorted(p for p in where.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not files:
+        return [f"folder {folder!r} holds no images"]
+    out = []
+    for f in files:
+        if f.suffix.lower() not in IMAGE_SUFFIXES:
+            out.append(f"{f.relative_to(root)} is not an image ({', '.join(IMAGE_SUFFIXES)}); move it out of the "
+                       "calibration folder")
+            continue
+        try:
+            with Image.open(f) as image:  # reads the header only
+                image.size  # noqa: B018
+        except (UnidentifiedImageError, OSError) as e:
+            out.append(f"{f.relative_to(root)} is not an image Pillow can read: {type(e).__name__}")
+    return out[:10] + ([f"... and {len(out) - 10} more"] if len(out) > 10 else [])
+
+
+# The longest artifact name every place it goes takes: a file name is at most 255 bytes, and the longest
+# one hubpub writes is `.<artifact>.dynamic_int8.tflite.sha256.<pid>.tmp`; Hugging Face repository names
+# are at most 96 characters (huggingface_hub's validate_repo_id). Kaggle documents no limit for a
+# variation slug (only dataset slugs: 50), so none is guessed here.
+MAX_FILE_ARTIFACT = 255 - len("..dynamic_int8.tflite.sha256.4194304.tmp")
+MAX_HF_REPO_NAME = 96
+
+
+def _name_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
+    """Variant names checked against the limits of every place their artifacts go: file names always, and
+    the Hugging Face Hub when the manifest names it (`publish.hubs`); `publish --dest` checks its own
+    before uploading, dry runs included."""
+    out = []
+    hubs = {h.split("://", 1)[0] for h in model.publish.hubs}
+    for i, v in enumerate(model.variants):
+        longest = artifact_name(v.name, "feature-extractor")
+        limits = [("a file name", len(longest.encode()), MAX_FILE_ARTIFACT)]
+        if "hf" in hubs:
+            limits.append(("a Hugging Face repository name", len(longest), MAX_HF_REPO_NAME))
+        for what, length, limit in limits:
+            if length > limit:
+                loc = ("variants", i, "name")
+                out.append(_problem(lines, loc, f"{_format_loc(loc)}: {v.name[:40]!r}... makes the artifact name "
+                                                f"{longest[:40]!r}... of {length} characters, too long for {what} "
+                                                f"(at most {limit}; `_fe` included)"))
+                break
+    return out
 
 
 def _validation_problems(error: ValidationError, prefix: tuple, lines: dict) -> list[tuple[int, str]]:
@@ -431,8 +495,9 @@ def _architectures(raw, lines: dict, problems: list) -> dict[str, ArchConfig]:
         family = FAMILIES.get(entry.get("family")) if isinstance(entry.get("family"), str) else None
         if family is None:
             loc = ("architectures", key, "family")
-            problems.append(_problem(lines, loc, f"{_format_loc(loc)}: unknown family {entry.get('family')!r}; "
-                                                 f"known: {', '.join(sorted(FAMILIES))}"))
+            said = (f"required field is missing; give one of {', '.join(sorted(FAMILIES))}" if "family" not in entry
+                    else f"unknown family {entry.get('family')!r}; known: {', '.join(sorted(FAMILIES))}")
+            problems.append(_problem(lines, loc, f"{_format_loc(loc)}: {said}"))
             continue
         try:
             out[key] = family.parse(entry)

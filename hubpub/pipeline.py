@@ -685,7 +685,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     elif shard:
         note = "not rendered for a shard; render them once at the end with `hubpub docs`"
     else:
-        notebooks = notebooks or notebooks_dir(manifest, out)
+        notebooks = notebooks or notebooks_dir(out)
         written = render_notebooks(manifest, dist=out, out=notebooks, public_url_base=base)
         if execute:
             written = execute_notebooks(out, written, progress=lambda name: log.info("executing %s", name))

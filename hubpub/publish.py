@@ -15,7 +15,6 @@ import base64
 import contextlib
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +104,7 @@ def plan_publish(manifest: Manifest, dist: Path, base: str) -> list[Upload]:
                 record.keras is not None and record.keras.size != layout.keras(artifact.name).stat().st_size) or any(
                 lite.size != (layout.root / lite.path).stat().st_size for lite in record.litert):
             raise PublishError(f"{tar}: does not match its build report; rebuild {artifact.name}")
-    for folder, prefix, pattern in ((layout.docs, "docs/", "*.md"), (layout.site, "site/", "*")):
+    for folder, prefix, pattern in ((layout.docs, "docs/", "*.md"), (layout.site_upload, "site/", "*")):
         for path in sorted(folder.rglob(pattern)) if folder.is_dir() else []:
             if path.is_file():
                 relative = prefix + path.relative_to(folder).as_posix()
@@ -136,15 +135,13 @@ def check_docs_against_plan(manifest: Manifest, dist: Path, uploads: list[Upload
     finds published at `dest`, read from `base`. `found(relative)` says whether an object exists at
     `dest` already; `fix` is the command that renders the docs for this destination."""
     from hubpub.docs.validate import validate_docs
-    from hubpub.notebooks import check_colab_links
 
     docs_root = Dist(dist).docs
     if not docs_root.is_dir():
         raise PublishError(f"{docs_root}: no rendered docs; run `hubpub docs` first")
     urls = {u.public_url for u in uploads if u.artifact}
     docs = validate_docs(docs_root)
-    for warning in check_colab_links(docs, manifest, notebooks).warnings():
-        log.warning("warning: %s", warning)
+    colab = _check_notebooks(docs, manifest, dist, dest, notebooks, fix)
     for doc in docs:
         for asset in doc.metadata.get("asset-path", []):
             if asset in urls:
@@ -157,27 +154,53 @@ def check_docs_against_plan(manifest: Manifest, dist: Path, uploads: list[Upload
             if not found(relative):
                 raise PublishError(f"{doc.path}: asset-path {asset} matches no tarball being published or already "
                                    f"published to {dest}; nothing was uploaded. Build it, or re-render the docs")
+    return colab
+
+
+def _check_notebooks(docs, manifest: Manifest, dist: Path, dest: Destination, notebooks: Path | None,
+                     fix: str):
+    """Every Colab link opens a notebook of its artifact for this destination: the build's own
+    (`notebooks`, default DIST/notebooks), else one the checkout holds already."""
+    from hubpub.notebooks import check_colab_links, checkout_notebooks
+
+    folders = [notebooks or Dist(dist).notebooks] + [f for f in (checkout_notebooks(manifest),) if f is not None]
+    rendering = fix.replace("hubpub docs", "hubpub notebooks", 1) + " --execute"
+    check = check_colab_links(docs, manifest, folders, fix=rendering)
+    for warning in check.warnings():
+        log.warning("warning: %s", warning)
+    return check
+
+
+def finish_notebooks(check, manifest: Manifest, random_weights: bool, result: PublishResult) -> None:
+    """After a publish: the notebooks its docs link, copied into the manifest's checkout (never a demo's
+    random-weight ones), where a commit and push publishes them."""
+    from hubpub.notebooks import publish_notebooks
+
+    if check is not None and not random_weights:
+        result.notebooks = publish_notebooks(check, manifest)
 
 
 def _publish_to_hub(manifest: Manifest, dist: Path, dest: Destination, base: str, *, force: bool, dry_run: bool,
                     notebooks: Path | None, public: bool) -> PublishResult:
     from hubpub.docs.validate import validate_docs
     from hubpub.hubs import built_artifacts
-    from hubpub.notebooks import check_colab_links
 
     fix = f"hubpub docs --dest {dest}"
     if not Dist(dist).docs.is_dir():
         raise PublishError(f"{Dist(dist).docs}: no rendered docs; run `{fix}` first")
     built = built_artifacts(manifest, dist, base, fix)
-    for warning in check_colab_links(validate_docs(Dist(dist).docs), manifest, notebooks).warnings():
-        log.warning("warning: %s", warning)
+    colab = _check_notebooks(validate_docs(Dist(dist).docs), manifest, dist, dest, notebooks, fix)
     if dest.hub == "kaggle":
         from hubpub.hubs.kaggle import plan_kaggle, publish_kaggle
 
-        return publish_kaggle(plan_kaggle(manifest, built, dist, dest, public=public), force=force, dry_run=dry_run)
-    from hubpub.hubs.hf import plan_hf, publish_hf
+        result = publish_kaggle(plan_kaggle(manifest, built, dist, dest, public=public), force=force, dry_run=dry_run)
+    else:
+        from hubpub.hubs.hf import plan_hf, publish_hf
 
-    return publish_hf(plan_hf(manifest, built, dist, dest, public=public), force=force, dry_run=dry_run)
+        result = publish_hf(plan_hf(manifest, built, dist, dest, public=public), force=force, dry_run=dry_run)
+    if not dry_run:
+        finish_notebooks(colab, manifest, any(b.record.random_weights for b in built), result)
+    return result
 
 
 # --------------------------------------------------------------------------- stores
@@ -206,13 +229,15 @@ class LocalStore:
             return None
         return Stat(path.stat().st_size, crc32c_of(path), None)
 
-    def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar) -> None:
+    def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar, cancel=None) -> None:
         target = self.root / key
         tmp = temp_name(target)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(upload.source, "rb") as src, open(tmp, "wb") as dst:
                 while block := src.read(1 << 20):
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled()
                     dst.write(block)
                     bar.update(len(block))
             if replacing is None and target.exists():
@@ -226,6 +251,24 @@ class LocalStore:
 
     def delete(self, key: str) -> None:
         (self.root / key).unlink(missing_ok=True)
+
+
+class Cancelled(Exception):
+    """An upload stopped because the user pressed Ctrl-C."""
+
+
+class NoCredentials(PublishError):
+    """No Google Cloud credentials to be found."""
+
+
+class _Unseen:
+    """A destination a dry run cannot see into (no credentials): nothing found, nothing written."""
+
+    def check(self) -> None:
+        pass
+
+    def stat(self, key: str) -> None:
+        return None
 
 
 class GcsStore:
@@ -245,7 +288,7 @@ class GcsStore:
         try:
             self.client = storage.Client()
         except DefaultCredentialsError:
-            raise PublishError(
+            raise NoCredentials(
                 "no Google Cloud credentials found: run `gcloud auth application-default login`, set "
                 "GOOGLE_APPLICATION_CREDENTIALS, or set STORAGE_EMULATOR_HOST for an emulator") from None
         except OSError as e:
@@ -281,20 +324,28 @@ class GcsStore:
             raise self._wrap(e, f"reading gs://{self.dest.bucket}/{key}") from None
         return None if blob is None else Stat(int(blob.size), blob.crc32c, blob.generation)
 
-    def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar) -> None:
+    def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar, cancel=None) -> None:
+        from google.cloud.storage.retry import _should_retry
+
         blob = self.bucket.blob(key, chunk_size=self.chunk_bytes)
         content_type, blob.cache_control = object_headers(upload.relative)
+        # Ctrl-C sets `cancel`: no retry starts after it (the one running ends at its timeout at most).
+        retry = self.retry.with_predicate(lambda e: not (cancel is not None and cancel.is_set()) and _should_retry(e))
         try:
             with open(upload.source, "rb") as f:
-                blob.upload_from_file(_ProgressReader(f, bar), size=upload.size, checksum="crc32c",
+                blob.upload_from_file(_ProgressReader(f, bar, cancel), size=upload.size, checksum="crc32c",
                                       content_type=content_type,
                                       # 0: only if absent; a generation: only that exact version
                                       if_generation_match=replacing.generation if replacing else 0,
-                                      retry=self.retry,
+                                      retry=retry,
                                       timeout=self.timeout)
+        except Cancelled:
+            raise
         except Exception as e:
             from google.api_core import exceptions as gexc
 
+            if cancel is not None and cancel.is_set():
+                raise Cancelled() from None
             if isinstance(e, gexc.PreconditionFailed):
                 raise PublishError(f"gs://{self.dest.bucket}/{key}: exists already (precondition failed); "
                                    "not overwriting") from None
@@ -306,12 +357,15 @@ class GcsStore:
 
 
 class _ProgressReader:
-    """A file wrapper that moves a byte progress bar as the client reads (and rewinds on retry)."""
+    """A file wrapper that moves a byte progress bar as the client reads (and rewinds on retry), and
+    stops the upload at its next read once `cancel` is set."""
 
-    def __init__(self, f, bar):
-        self._f, self._bar, self._pos = f, bar, 0
+    def __init__(self, f, bar, cancel=None):
+        self._f, self._bar, self._pos, self._cancel = f, bar, 0, cancel
 
     def read(self, size: int = -1) -> bytes:
+        if self._cancel is not None and self._cancel.is_set():
+            raise Cancelled()
         data = self._f.read(size)
         self._pos += len(data)
         self._bar.update(len(data))
@@ -341,6 +395,7 @@ class PublishResult:
     plan: list[str] = field(default_factory=list)  # a hub's plan in words: model, variations, files, metadata
     site_url: str | None = None  # the collection site's page, when the site was published
     visibility: str = ""  # on a hub: "private" or "public"
+    notebooks: list[Path] = field(default_factory=list)  # copied into the checkout: commit and push them
 
 
 def open_store(dest: Destination, *, deadline: float = 300.0, timeout: float = 60.0, chunk_bytes: int | None = None):
@@ -372,15 +427,26 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
         random = sorted({u.artifact for u in uploads if u.random_weights})
         if random:
             raise PublishError(f"refusing to publish random-weight (demo) artifacts to {dest}: {', '.join(random)}")
-    store = open_store(dest, deadline=deadline, timeout=timeout, chunk_bytes=chunk_bytes)
+    try:
+        store = open_store(dest, deadline=deadline, timeout=timeout, chunk_bytes=chunk_bytes)
+    except NoCredentials:
+        if not dry_run:
+            raise
+        store = _Unseen()  # a dry run plans without credentials, as on the hubs; it cannot compare
     with cleanup_created_dirs(dest.path) if dest.path else contextlib.nullcontext():
         if dest.is_gcs or not dry_run:  # a dry run creates no local folder
             store.check()
         fix = f"hubpub docs --dest {dest}" + (f" --public-url {public_url}" if public_url else "")
         existing = {u.relative: s for u in uploads if (s := store.stat(dest.key(u.relative))) is not None}
-        check_docs_against_plan(manifest, dist, uploads, base, dest,
-                                lambda relative: store.stat(dest.key(relative)) is not None, fix, notebooks)
-        return _publish_checked(store, dest, base, uploads, existing, force=force, dry_run=dry_run, jobs=jobs)
+        colab = check_docs_against_plan(manifest, dist, uploads, base, dest,
+                                        lambda relative: store.stat(dest.key(relative)) is not None, fix, notebooks)
+        result = _publish_checked(store, dest, base, uploads, existing, force=force, dry_run=dry_run, jobs=jobs)
+    if isinstance(store, _Unseen):
+        result.plan.append(f"{dest}: no Google Cloud credentials, so this plan does not compare with what is "
+                           "published there already (every object shows as \"would upload\")")
+    if not dry_run:
+        finish_notebooks(colab, manifest, any(u.random_weights for u in uploads), result)
+    return result
 
 
 def _publish_checked(store, dest: Destination, base: str, uploads: list[Upload], existing: dict, *, force: bool,
@@ -412,15 +478,9 @@ def _publish_checked(store, dest: Destination, base: str, uploads: list[Upload],
         return result
 
     total = sum(u.size for u, _ in todo)
-    errors = []
-    with progress_bar(total=total, unit="B", unit_scale=True, desc=f"upload to {dest}") as bar, \
-            ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(_upload_one, store, dest, u, g, bar) for u, g in todo]
-        for fut in futures:
-            try:
-                result.outcomes.append(fut.result())
-            except PublishError as e:
-                errors.append(str(e))
+    with progress_bar(total=total, unit="B", unit_scale=True, desc=f"upload to {dest}") as bar:
+        outcomes, errors = _upload_all(store, dest, todo, bar, jobs)
+    result.outcomes += outcomes
     if errors:
         done = [dest.key(o.upload.relative) for o in result.outcomes if o.status != "already published"]
         raise PublishError(
@@ -432,9 +492,59 @@ def _publish_checked(store, dest: Destination, base: str, uploads: list[Upload],
     return result
 
 
-def _upload_one(store, dest: Destination, u: Upload, replacing: Stat | None, bar) -> Outcome:
+# After Ctrl-C, how long the uploads get to stop at their next read or retry and remove their temp files.
+CANCEL_GRACE_SECONDS = 3.0
+
+
+def _upload_all(store, dest: Destination, todo: list[tuple[Upload, Stat | None]], bar,
+                jobs: int) -> tuple[list[Outcome], list[str]]:
+    """Upload in `jobs` threads; (outcomes, errors). Ctrl-C stops them all within seconds: no new upload
+    or retry starts, running ones stop at their next read, and the process does not wait for a request
+    stuck on the network (daemon threads: an unfinished GCS upload makes no object, a directory's leaves
+    its temp file removed)."""
+    import queue
+    import threading
+
+    cancel, work, done = threading.Event(), queue.SimpleQueue(), queue.SimpleQueue()
+    for item in todo:
+        work.put(item)
+
+    def worker() -> None:
+        while not cancel.is_set():
+            try:
+                u, replacing = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put(("ok", _upload_one(store, dest, u, replacing, bar, cancel)))
+            except PublishError as e:
+                done.put(("error", str(e)))
+            except Cancelled:
+                done.put(("cancelled", u.relative))
+            except BaseException as e:  # a bug: carried to the caller's thread
+                done.put(("bug", e))
+
+    threads = [threading.Thread(target=worker, daemon=True, name=f"upload-{i}") for i in range(max(1, jobs))]
+    for thread in threads:
+        thread.start()
+    outcomes, errors = [], []
+    try:
+        for _ in todo:
+            kind, value = done.get()  # Ctrl-C interrupts the wait
+            if kind == "bug":
+                raise value
+            (outcomes if kind == "ok" else errors).append(value)
+    except KeyboardInterrupt:
+        cancel.set()
+        for thread in threads:
+            thread.join(timeout=CANCEL_GRACE_SECONDS / len(threads))
+        raise
+    return outcomes, errors
+
+
+def _upload_one(store, dest: Destination, u: Upload, replacing: Stat | None, bar, cancel=None) -> Outcome:
     key = dest.key(u.relative)
-    store.upload(u, key, replacing=replacing, bar=bar)
+    store.upload(u, key, replacing=replacing, bar=bar, cancel=cancel)
     stat = store.stat(key)
     if stat is None or (stat.size, stat.crc32c) != (u.size, u.crc32c):
         store.delete(key)

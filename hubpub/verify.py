@@ -18,12 +18,11 @@ from urllib.parse import urlparse
 import numpy as np
 
 from hubpub.errors import VerifyError
+from hubpub.package import DEFAULT_MAX_UNPACKED
 from hubpub.parity import reference_images
 
 VERIFY_TOLERANCE = 1e-4
-RECORDED_COLUMNS = 64
-# The largest unpacked archive verify accepts (--max-unpacked); the largest model built here so far is 1.6 GB.
-DEFAULT_MAX_UNPACKED = 16 * 2**30  # enough to pin the outputs down without a 21841-wide table in every report
+RECORDED_COLUMNS = 64  # enough to pin the outputs down without a 21841-wide table in every report
 
 
 def reference_record(outputs: np.ndarray, height: int, width: int, batch: int = 2, seed: int = 0) -> dict:
@@ -133,7 +132,7 @@ def verify_keras(handle: str, record: dict, *, fine_tune: bool = False,
                 raise VerifyError(str(e)) from None
         elif not path.is_file():
             raise VerifyError(f"{handle}: no such file")
-        model = load_keras_file(path, shown_as=handle)
+        model = load_keras_file(path, shown_as=handle, max_unpacked=max_bytes)
         images = reference_images(**record["inputs"])
         try:
             delta = compare_to_record(keras.ops.convert_to_numpy(model(images, training=False)), record)

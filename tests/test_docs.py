@@ -23,10 +23,12 @@ def docs_tree(micro_manifest, micro_dist, tmp_path_factory):
 def test_generated_tree_passes(docs_tree):
     docs = validate_docs(docs_tree)
     assert sorted((d.kind, d.name) for d in docs) == [
-        ("collection", "micro"), ("lite", "micro_1k_224/lite/float32"), ("lite", "micro_1k_224/lite/int8"),
-        ("lite", "micro_1k_224_fe/lite/float32"), ("lite", "micro_1k_224_fe/lite/int8"),
+        ("collection", "micro"), ("lite", "micro_1k_224/float32"), ("lite", "micro_1k_224/int8"),
+        ("lite", "micro_1k_224_fe/float32"), ("lite", "micro_1k_224_fe/int8"),
         ("module", "micro_1k_224"), ("module", "micro_1k_224_fe"), ("publisher", "testpub")]
-    lite = next(d for d in docs if d.name == "micro_1k_224/lite/int8")
+    lite = next(d for d in docs if d.name == "micro_1k_224/int8")
+    assert lite.path == docs_tree / "testpub/models/micro_1k_224/int8/lite/1.md"
+    assert set(lite.metadata) == {"asset-path", "parent-model"}
     assert lite.metadata["parent-model"] == ["testpub/micro_1k_224/1"]
     assert lite.metadata["asset-path"] == ["http://127.0.0.1:9/bucket/micro/micro_1k_224/1.int8.tflite"]
 
@@ -68,6 +70,7 @@ def _replace(tree, rel, old, new):
 MODEL = "testpub/models/micro_1k_224/1.md"
 COLL = "testpub/collections/micro/1.md"
 PUB = "testpub/testpub.md"
+LITE = "testpub/models/micro_1k_224/int8/lite/1.md"
 
 BROKEN = [
     ("trailing space on heading", lambda t: _replace(t, MODEL, "/1\n", "/1 \n"), r"1\.md:1: .*\(trailing whitespace\)"),
@@ -75,10 +78,10 @@ BROKEN = [
      r"1\.md:1: CR \(Windows\) line ending"),
     ("uppercase publisher", lambda t: _replace(t, PUB, "# Publisher testpub", "# Publisher TestPub"),
      r"testpub\.md:1: first line '# Publisher TestPub' is not a valid heading"),
-    ("unknown task", lambda t: _replace(t, MODEL, "task: image-classification", "task: image-classifier"),
-     r"unknown task 'image-classifier'"),
+    ("unknown task", lambda t: _replace(t, MODEL, "task: image-classification", "task: image-classifyer"),
+     r"unknown task 'image-classifyer'"),
     ("duplicate format", lambda t: _replace(t, MODEL, "<!-- format: saved_model_2 -->",
-                                            "<!-- format: saved_model_2 -->\n<!-- format: saved_model_2 -->"),
+                                            "<!-- format: saved_model_2 -->\n<!-- format: saved_model -->"),
      r"metadata 'format' appears 2 times"),
     (".tgz asset", lambda t: _replace(t, MODEL, "1.tar.gz -->", "1.tgz -->"), r"asset-path .* must end with \.tar\.gz"),
     ("prose in metadata", lambda t: _replace(t, MODEL, "<!-- license: mit -->", "<!-- license: mit -->\nSome prose."),
@@ -86,7 +89,8 @@ BROKEN = [
     ("missing publisher page", lambda t: (t / PUB).unlink(), r"publisher doc testpub/testpub\.md is missing"),
     ("missing description", lambda t: _replace(t, MODEL, "/1\n", "/1\n\n\n"), r"missing the one-paragraph description"),
     ("heading does not match path", lambda t: _replace(t, MODEL, "micro_1k_224/1\n", "micro_1k_224/2\n"),
-     r"heading names testpub/micro_1k_224/2 but the file's path says testpub/micro_1k_224/1"),
+     r"heading names module testpub/micro_1k_224/2, whose doc must be at testpub/micro_1k_224/2\.md or "
+     r"testpub/models/micro_1k_224/2\.md"),
     ("missing required tag", lambda t: _replace(t, MODEL, "<!-- fine-tunable: true -->\n", ""),
      r"missing required metadata 'fine-tunable'"),
     ("tag not allowed on a collection",
@@ -103,15 +107,33 @@ BROKEN = [
      r"colab .* must be an https URL on colab\.research\.google\.com"),
     ("link to a model without doc", lambda t: _replace(t, COLL, "tfhub.dev/testpub/micro_1k_224_fe/1`",
                                                        "tfhub.dev/testpub/micro_9k_224_fe/1`"),
-     r"links https://tfhub\.dev/testpub/micro_9k_224_fe/1, which has no model doc"),
+     r"links https://tfhub\.dev/testpub/micro_9k_224_fe/1, which has no doc in the tree"),
     ("collection without links", lambda t: (t / COLL).write_text(
         re.sub(r"https://tfhub\.dev/[^\s`]+", "x", (t / COLL).read_text())), r"must link at least one model"),
-    ("unknown dataset", lambda t: _replace(t, MODEL, "dataset: imagenet-ilsvrc-2012-cls", "dataset: imagenet"),
-     r"unknown dataset 'imagenet'"),
+    ("unknown dataset", lambda t: _replace(t, MODEL, "dataset: imagenet-ilsvrc-2012-cls", "dataset: imagenet-9k"),
+     r"unknown dataset 'imagenet-9k'"),
     ("fine-tunable not boolean", lambda t: _replace(t, MODEL, "fine-tunable: true", "fine-tunable: yes"),
      r"fine-tunable must be true or false"),
     ("unknown license", lambda t: _replace(t, MODEL, "license: mit", "license: MIT"), r"unknown license 'MIT'"),
-    ("not a doc path", lambda t: shutil.copy(t / PUB, t / "testpub/stray.txt"), r"stray\.txt: not a doc path"),
+    ("not a doc path", lambda t: shutil.copy(t / PUB, t / "testpub/stray.txt"),
+     r"stray\.txt:1: heading names publisher testpub, whose doc must be at testpub/testpub\.md"),
+    # Lite docs, as tools/validator.py's LiteParsingPolicy has them (hubpub wrote both of these once)
+    ("lite doc with the format folder inside the name",
+     lambda t: (t / LITE).rename((t / "testpub/models/micro_1k_224/lite/int8").mkdir(parents=True) or
+                                 t / "testpub/models/micro_1k_224/lite/int8/1.md"),
+     r"lite/int8/1\.md:1: heading names lite testpub/micro_1k_224/int8/1, whose doc must be at "
+     r"testpub/micro_1k_224/int8/lite/1\.md or testpub/models/micro_1k_224/int8/lite/1\.md"),
+    ("task on a lite doc", lambda t: _replace(t, LITE, "<!-- parent-model", "<!-- task: image-classification -->\n"
+                                              "<!-- parent-model"),
+     r"metadata 'task' is not allowed on a lite doc \(allowed: asset-path, colab, interactive-visualizer, "
+     r"parent-model\)"),
+    ("lite asset not a tflite", lambda t: _replace(t, LITE, "int8.tflite -->", "int8.tar.gz -->"),
+     r"asset-path .* of a lite doc must end with \.tflite"),
+    ("lite without a parent", lambda t: _replace(t, LITE, "<!-- parent-model: testpub/micro_1k_224/1 -->\n", ""),
+     r"missing required metadata 'parent-model' for a lite doc"),
+    ("collection doc not 1.md", lambda t: (t / COLL).rename(t / "testpub/collections/micro/2.md"),
+     r"micro/2\.md:1: heading names collection testpub/micro/1, whose doc must be at "
+     r"testpub/collections/micro/1\.md"),
 ]
 
 

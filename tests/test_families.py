@@ -150,8 +150,8 @@ def test_both_families_through_build_all_docs_publish_and_verify(family_collecti
 
     docs = root / "dist/docs/assets/docs/famtest"
     v2_doc = (docs / "models/v2_micro_1k_64/1.md").read_text()
-    assert "<!-- network-architecture: convnext-v2 -->" in v2_doc
-    assert "<!-- license:" not in v2_doc  # no tfhub.dev id for CC-BY-NC: said in the text instead
+    assert "network-architecture" not in v2_doc  # tfhub.dev's tags/network_architecture.yaml has no V2 id
+    assert "<!-- license: cc-by-nc-4.0 -->" in v2_doc  # its tags/license.yaml does have this one
     assert "The weights are released under the CC-BY-NC-4.0 license." in v2_doc
     assert "[ConvNeXt V2: Co-designing and Scaling ConvNets with Masked Autoencoders]" in v2_doc
     assert "and verified against a PyTorch reference" in v2_doc.splitlines()[1]

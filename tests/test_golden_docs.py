@@ -182,9 +182,9 @@ def test_golden_tree_passes_the_validator(manifest, tmp_path):
     (tmp_path / pub / "collections" / "convnext").mkdir(parents=True)
     (tmp_path / pub / "collections" / "convnext" / "1.md").write_text(rendered["collection.md"])
     (tmp_path / pub / f"{pub}.md").write_text(rendered["publisher.md"])
-    lite = tmp_path / pub / "models" / "convnext_tiny_1k_224" / "lite" / "int8" / "1.md"
+    lite = tmp_path / pub / "models" / "convnext_tiny_1k_224" / "int8" / "lite" / "1.md"
     lite.parent.mkdir(parents=True)
     lite.write_text(rendered["with_litert__classifier__lite_int8.md"])
     docs = validate_docs(tmp_path)
     assert len(docs) == 3 + 2 * len(VARIANTS)
-    assert [d.kind for d in docs if d.name.endswith("/lite/int8")] == ["lite"]
+    assert [d.kind for d in docs if d.name.endswith("/int8")] == ["lite"]

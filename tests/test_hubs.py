@@ -286,3 +286,28 @@ def test_cli_docs_publish_and_verify_on_kaggle(micro_manifest_path, hub_dist, ka
     assert "tensorFlow2/micro-1k-224" in out.output and "6 uploaded (public)" in out.output
     assert "verified: https://www.kaggle.com/models/testpub/micro-models/tensorFlow2/micro-1k-224" in out.output
     assert kaggle.models[("testpub", "micro-models")].meta["is_private"] is False
+
+
+def test_cli_publish_on_hf_without_the_clients_request_log(micro_manifest_path, hub_dist, hf):
+    """huggingface_hub's HTTP client logs every request at INFO; hubpub shows those with -vv only."""
+    from click.testing import CliRunner
+
+    from hubpub.cli import cli
+
+    args = ["--manifest", str(micro_manifest_path), "--dist", str(hub_dist)]
+    assert CliRunner().invoke(cli, ["docs", *args, "--dest", HF]).exit_code == 0
+    out = CliRunner().invoke(cli, ["publish", *args, "--dest", HF, "--no-verify"])
+    assert out.exit_code == 0, out.output
+    assert "2 uploaded (private)" in out.output and "HTTP Request" not in out.output
+    loud = CliRunner().invoke(cli, ["-vv", "publish", *args, "--dest", HF, "--no-verify"])
+    assert loud.exit_code == 0 and "HTTP Request: GET" in loud.output
+
+
+def test_hf_repository_names_are_checked_in_the_plan():
+    """A name the Hub refuses fails the dry run too, not the upload after it (96 characters at most)."""
+    from hubpub.hubs.hf import _check_repo_id
+
+    _check_repo_id("testpub/" + "a" * 96)
+    with pytest.raises(PublishError, match=r"hf://testpub/a{97}: not a valid Hugging Face repository name \(97 "
+                                           r"characters\).*maximum length is 96"):
+        _check_repo_id("testpub/" + "a" * 97)

@@ -138,32 +138,35 @@ def _cli(*args):
     return CliRunner().invoke(cli, list(args))
 
 
-def test_each_doc_links_its_own_notebook_in_the_checkout(checkout):
+SLUG = "127.0.0.1-9-bucket-micro"  # the manifest's destination, read from http://127.0.0.1:9/bucket/micro
+
+
+def test_each_doc_links_its_own_notebook(checkout):
+    """Notebooks are build output (dist/notebooks/<destination>/) until a publish copies them into the
+    checkout; each doc's Colab link names its own, in its destination's folder."""
     manifest = str(checkout / "collection.yaml")
     result = _cli("notebooks", "--manifest", manifest, "--dist", str(checkout / "dist"))
     assert result.exit_code == 0, result.output
-    assert (checkout / "notebooks" / "micro_1k_224.ipynb").is_file()  # where the commit publishes it
-    assert (checkout / "notebooks" / "micro_1k_224_fe.ipynb").is_file()
+    built = checkout / "dist" / "notebooks"
+    assert (built / SLUG / "micro_1k_224.ipynb").is_file() and (built / SLUG / "micro_1k_224_fe.ipynb").is_file()
+    assert not (checkout / "notebooks").exists()  # nothing in the checkout before a publish
     docs = checkout / "dist" / "docs"
     assert _cli("docs", "--manifest", manifest, "--dist", str(checkout / "dist")).exit_code == 0
     doc = (docs / "assets/docs/testpub/models/micro_1k_224/1.md").read_text()
-    url = "https://colab.research.google.com/github/testpub/micro-models/blob/main/notebooks/micro_1k_224.ipynb"
+    url = f"https://colab.research.google.com/github/testpub/micro-models/blob/main/notebooks/{SLUG}/micro_1k_224.ipynb"
     assert f"<!-- colab: {url} -->" in doc and f"[Open the usage notebook in Colab]({url})" in doc
 
-    result = _cli("validate-docs", str(docs), "--manifest", manifest)
+    result = _cli("validate-docs", str(docs), "--manifest", manifest, "--notebooks", str(built))
     assert result.exit_code == 0, result.output
     assert "2 Colab links open a notebook of their artifact" in result.output
     assert "no outputs yet" in result.output  # rendered, not executed: said, not an error
 
-    # A wrong notebooks.path: the docs now link where no notebook is.
-    (checkout / "collection.yaml").write_text((checkout / "collection.yaml").read_text().replace(
-        "path: notebooks}", "path: notebook}"))
-    assert _cli("docs", "--manifest", manifest, "--dist", str(checkout / "dist")).exit_code == 0
+    # Without --notebooks, the checkout is what the links open: nothing there yet.
     result = _cli("validate-docs", str(docs), "--manifest", manifest)
     assert result.exit_code == 1
-    assert re.search(r"^error: .*testpub/models/micro_1k_224/1\.md: Colab link https://colab\.research\.google\.com/"
-                     r"github/testpub/micro-models/blob/main/notebook/micro_1k_224\.ipynb is dead: no notebook at "
-                     r".*models-repo/notebook/micro_1k_224\.ipynb$", result.output, re.M), result.output
+    assert re.search(rf"^error: .*testpub/models/micro_1k_224/1\.md: Colab link {re.escape(url)} is dead: no notebook "
+                     rf"at .*models-repo/notebooks/{SLUG}/micro_1k_224\.ipynb; write the notebooks with "
+                     r"`hubpub notebooks --execute`$", result.output, re.M), result.output
     assert "Traceback" not in result.output
 
 
@@ -171,9 +174,9 @@ def test_a_notebook_of_another_artifact_is_a_dead_link(checkout):
     manifest = str(checkout / "collection.yaml")
     assert _cli("notebooks", "--manifest", manifest, "--dist", str(checkout / "dist")).exit_code == 0
     assert _cli("docs", "--manifest", manifest, "--dist", str(checkout / "dist")).exit_code == 0
-    nbs = checkout / "notebooks"
-    shutil.copy(nbs / "micro_1k_224_fe.ipynb", nbs / "micro_1k_224.ipynb")  # a copy-paste slip
-    result = _cli("validate-docs", str(checkout / "dist" / "docs"), "--manifest", manifest)
+    nbs = checkout / "dist" / "notebooks"
+    shutil.copy(nbs / SLUG / "micro_1k_224_fe.ipynb", nbs / SLUG / "micro_1k_224.ipynb")  # a copy-paste slip
+    result = _cli("validate-docs", str(checkout / "dist" / "docs"), "--manifest", manifest, "--notebooks", str(nbs))
     assert result.exit_code == 1
     assert re.search(r"micro_1k_224\.ipynb does not mention the artifact's handle "
                      r"http://127\.0\.0\.1:9/bucket/micro/micro_1k_224/1\.tar\.gz", result.output), result.output

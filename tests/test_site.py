@@ -88,6 +88,17 @@ def test_every_internal_link_resolves_and_external_ones_go_to_known_hosts(publis
     assert "fonts.googleapis" not in text and "cdn" not in text.lower()
 
 
+def test_the_site_in_the_build_folder_downloads_the_builds_own_files(published):
+    """`hubpub site` says to open DIST/site: its downloads are the files in dist/, not the published
+    layout (which is the copy publish uploads)."""
+    dist, _, _ = published
+    assert dead_links(dist / "site") == []
+    page = (dist / "site" / "models" / "micro_1k_224.html").read_text()
+    assert 'href="../../tars/micro_1k_224.tar.gz"' in page and 'href="../../litert/micro_1k_224.int8.tflite"' in page
+    upload = (dist / "site-upload" / "models" / "micro_1k_224.html").read_text()
+    assert 'href="../../micro_1k_224/1.tar.gz"' in upload
+
+
 def test_the_link_checker_finds_what_it_looks_for(published, tmp_path):
     _, dest, _ = published
     shutil.copytree(dest, tmp_path / "copy")

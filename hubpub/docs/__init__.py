@@ -48,7 +48,8 @@ def template_dirs(manifest_path: Path | None = None, templates_dir: Path | None 
     user = templates_dir or os.environ.get("HUBPUB_TEMPLATES")
     if user:
         if not Path(user).is_dir():
-            raise DocsError(f"{user}: templates folder not found")
+            source = "--templates-dir" if templates_dir else "the environment variable HUBPUB_TEMPLATES"
+            raise DocsError(f"{user}: templates folder not found (given by {source})")
         dirs.append(Path(user))
     if manifest_path is not None and (beside := Path(manifest_path).parent / "templates").is_dir():
         dirs.append(beside)
@@ -74,6 +75,9 @@ def environment(templates_dirs: Path | list[Path]) -> jinja2.Environment:
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
         finalize=_single_line)
     env.filters["md"] = markdown_escape
+    # A value inside code (a snippet, a notebook cell) is written as a Python string literal, never pasted
+    # between quotes: a manifest string can then never end the literal and run as code.
+    env.filters["py"] = lambda value: json.dumps(str(value))
     env.filters["mib"] = lambda n: f"{n / 2**20:.1f} MiB"
     env.filters["sci"] = lambda x: "n/a" if x is None else f"{x:.1e}"
     env.filters["thousands"] = lambda n: f"{n:,}"
@@ -111,13 +115,24 @@ def doc_body(path: Path) -> str:
 
 
 def lite_doc_name(artifact: Artifact, fmt: str) -> str:
-    """The tfhub.dev name of an artifact's LiteRT file."""
-    return f"{artifact.name}/lite/{fmt}"
+    """The tfhub.dev model name of an artifact's LiteRT file: a name may hold slashes
+    (`net_small_1k_224/int8`, as tfhub.dev's `keras-ocr/float16`)."""
+    return f"{artifact.name}/{fmt}"
 
 
 def model_doc_path(publisher: str, artifact: Artifact) -> str:
     """A model doc's path below `assets/docs/`."""
     return f"{publisher}/models/{artifact.name}/{artifact.version}.md"
+
+
+def lite_doc_path(publisher: str, artifact: Artifact, fmt: str) -> str:
+    """A Lite doc's path below `assets/docs/`: the format folder comes after the whole model name."""
+    return f"{publisher}/models/{lite_doc_name(artifact, fmt)}/lite/{artifact.version}.md"
+
+
+def collection_doc_path(publisher: str, collection: str) -> str:
+    """The collection doc's path: tfhub.dev keeps one doc per collection, always `1.md`."""
+    return f"{publisher}/collections/{collection}/1.md"
 
 
 def _links(manifest: Manifest, artifact: Artifact, public_url_base: str) -> dict:
@@ -153,7 +168,7 @@ def model_context(manifest: Manifest, artifact: Artifact, record: BuildRecord, e
         "network_architecture": manifest.docs.network_architecture or family.docs.network_architecture,
         # the license is stated in the text always; as metadata only with an id the validator knows
         "license": {"id": v.license, "tag": v.license if v.license in vocabularies()["license"] else None},
-        "colab": manifest.colab_url(artifact),
+        "colab": manifest.colab_url(artifact, base),
         "artifact": {"name": artifact.name, "kind": artifact.kind, "version": artifact.version,
                      "task": TASKS[artifact.kind], **links,
                      "output_name": record.output.name, "output_dim": record.output.dim,
@@ -266,9 +281,8 @@ def render_docs(manifest: Manifest, *, dist: Path, out: Path, templates_dir: Pat
         ctx = model_context(manifest, artifact, report, evals.get(artifact.name), public_url_base=public_url_base)
         files[model_doc_path(pub, artifact)] = render(env, model_template, ctx)
         for lite in ctx["litert"]:
-            files[f"{pub}/models/{lite['doc']}/{artifact.version}.md"] = render(env, "lite.md.j2",
-                                                                             {**ctx, "lite": lite})
-    files[f"{pub}/collections/{manifest.collection.name}/{manifest.collection.version}.md"] = render(
+            files[lite_doc_path(pub, artifact, lite["format"])] = render(env, "lite.md.j2", {**ctx, "lite": lite})
+    files[collection_doc_path(pub, manifest.collection.name)] = render(
         env, "collection.md.j2", collection_context(manifest, built, evals, public_url_base=public_url_base))
 
     final = out / "assets" / "docs"

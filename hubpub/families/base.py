@@ -87,7 +87,7 @@ class DocText:
     paper: str  # Markdown: "[A ConvNet for the 2020s](https://arxiv.org/abs/2201.03545) (Liu et al., CVPR 2022)"
     references: tuple[str, ...] = ()  # Markdown list items
     code: str | None = None  # Markdown link to the official code
-    network_architecture: str | None = None  # tfhub.dev id, e.g. "convnext"
+    network_architecture: str | None = None  # an id of tfhub.dev's tags/network_architecture.yaml, e.g. "convnext"
     features: str | None = None  # what the feature vector is: "the globally pooled ... features"
 
 

@@ -17,7 +17,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubpub.docs import PUBLISHED_DOCS, model_doc_path
+from hubpub.docs import PUBLISHED_DOCS, collection_doc_path, model_doc_path
 from hubpub.errors import PublishError
 from hubpub.layout import Dist
 from hubpub.links import ArtifactLinks, artifact_links
@@ -69,9 +69,8 @@ def built_artifacts(manifest: Manifest, dist: Path, base: str, fix: str) -> list
 
 
 def collection_doc(manifest: Manifest, dist: Path) -> Path:
-    pub = manifest.publisher.handle
-    return (Dist(dist).docs / "assets" / "docs" / pub / "collections" / manifest.collection.name /
-            f"{manifest.collection.version}.md")
+    path = collection_doc_path(manifest.publisher.handle, manifest.collection.name)
+    return Dist(dist).docs / "assets" / "docs" / path
 
 
 def split_usage(body: str) -> tuple[str, str]:

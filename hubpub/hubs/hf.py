@@ -81,6 +81,7 @@ def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: Destinatio
     title = manifest.collection.title or " and ".join(f.docs.title for f in families)
     repos = []
     for b in built:
+        _check_repo_id(hf_repo(dest.owner, b.artifact.name))
         r = b.record
         marker = {"artifact": b.artifact.name, "version": b.artifact.version, "saved_model_sha256": r.tarball.sha256,
                   "keras_sha256": r.keras.sha256 if r.keras else None, "parity_max_abs": r.parity.max_abs,
@@ -98,6 +99,18 @@ def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: Destinatio
         repos.append(HfRepo(b, hf_repo(dest.owner, b.artifact.name), f"v{b.artifact.version}", tuple(files),
                             card_text, marker))
     return HfPlan(dest.owner, not public, tuple(repos), title[:60], manifest.collection.description[:150])
+
+
+def _check_repo_id(repo_id: str) -> None:
+    """The Hub's rule for repository names (at most 96 characters, ...), as huggingface_hub checks it; in
+    the plan, so a dry run refuses what the upload would."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise PublishError(f"hf://{repo_id}: not a valid Hugging Face repository name ({len(repo_id.split('/')[-1])} "
+                           f"characters): {str(e).splitlines()[0]}; shorten the variant's name") from None
 
 
 def model_card(manifest: Manifest, b: Built) -> str:

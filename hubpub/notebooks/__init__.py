@@ -6,8 +6,12 @@ cell (its lines lose their leading `# `), `# %% tags=["parameters"]` the cell th
 Execution runs a copy whose parameter cell points at the local artifact served over loopback HTTP;
 the stored notebook keeps the published handle and gets the outputs.
 
-Where they go: with the manifest's `notebooks: {github, branch, path}`, into `path` of the checkout that
-holds the manifest, so a commit publishes them where the docs' Colab links say (`check_colab_links`).
+Where they go: `DIST/notebooks/<destination>/<artifact>.ipynb`, a folder per destination
+(`hubpub.links.notebooks_folder`), like everything else a build writes. With the manifest's
+`notebooks: {github, branch, path}`, each doc's Colab link opens `path/<destination>/<artifact>.ipynb`
+in that repository; `publish` checks every link against the notebooks it is about to publish and
+copies them into that folder of the checkout (commit and push them to publish). A trial build into
+another folder never touches the checkout.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class ColabCheck:
     checked: tuple[str, ...]
     unchecked: tuple[str, ...]
     unexecuted: tuple[Path, ...]
+    found: tuple[tuple[Path, str], ...] = ()  # each linked notebook and its place below `notebooks.path`
 
     def warnings(self) -> list[str]:
         out = []
@@ -57,46 +62,61 @@ def checkout_root(manifest_path: Path) -> Path:
     return next((d for d in (start, *start.parents) if (d / ".git").exists()), start)
 
 
-def notebooks_dir(manifest, dist: Path) -> Path:
-    """Where notebooks are written by default: the manifest's `notebooks.path` in its checkout, else
-    `dist/notebooks`."""
+def notebooks_dir(dist: Path) -> Path:
+    """Where a build writes its notebooks: a folder per destination below `DIST/notebooks`."""
     from hubpub.layout import Dist
 
-    if manifest.notebooks is None:
-        return Dist(dist).notebooks
-    return checkout_root(manifest.path) / manifest.notebooks.path
+    return Dist(dist).notebooks
 
 
-def check_colab_links(docs, manifest, folder: Path | None = None) -> ColabCheck:
-    """Follow every model doc's Colab link into the manifest's repository: the notebook must exist
-    there (in `folder` for links below `notebooks.path`, default its place in the checkout) and name
-    the doc's artifact (its asset-path). A dead link is a `DocsError` with the doc and the URL."""
+def checkout_notebooks(manifest) -> Path | None:
+    """The folder of the manifest's checkout that the Colab links open (`notebooks.path`), if it names one."""
+    return checkout_root(manifest.path) / manifest.notebooks.path if manifest.notebooks else None
+
+
+def check_colab_links(docs, manifest, folders: list[Path], *, fix: str = "hubpub notebooks --execute") -> ColabCheck:
+    """Follow every model doc's Colab link into the manifest's repository: the notebook must exist in the
+    first of `folders` that has it (each laid out like `notebooks.path`: `<destination>/<artifact>.ipynb`)
+    and name the doc's artifact (its asset-path). A dead link is a `DocsError` naming the doc, the URL
+    and `fix`, the command that writes the notebooks."""
     from hubpub.errors import DocsError
 
     settings = manifest.notebooks
     repo = (f"https://colab.research.google.com/github/{settings.github}/blob/{settings.branch}/"
             if settings else None)
-    root = checkout_root(manifest.path)
-    folder = Path(folder) if folder is not None else (root / settings.path if settings else None)
-    checked, unchecked, unexecuted, dead = [], [], [], []
+    checked, unchecked, unexecuted, dead, found = [], [], [], [], []
     for doc in docs:
         for url in doc.metadata.get("colab", []):
-            if repo is None or not url.startswith(repo):
+            if repo is None or not url.startswith(repo + settings.path + "/"):
                 unchecked.append(url)
                 continue
-            relative = url.removeprefix(repo)
-            inside = relative.removeprefix(settings.path + "/")
-            path = folder / inside if inside != relative else root / relative
+            inside = url.removeprefix(repo + settings.path + "/")
+            candidates = [Path(f) / inside for f in folders]
+            path = next((c for c in candidates if c.is_file()), candidates[0] if candidates else Path(inside))
             problem = _notebook_problem(path, doc.metadata.get("asset-path", []))
             if problem:
-                dead.append(f"{doc.path}: Colab link {url} is dead: {problem}")
+                dead.append(f"{doc.path}: Colab link {url} is dead: {problem}; write the notebooks with `{fix}`")
                 continue
             checked.append(url)
+            found.append((path, inside))
             if not _has_outputs(path):
                 unexecuted.append(path)
     if dead:
         raise DocsError(dead[0], dead)
-    return ColabCheck(tuple(checked), tuple(unchecked), tuple(unexecuted))
+    return ColabCheck(tuple(checked), tuple(unchecked), tuple(unexecuted), tuple(found))
+
+
+def publish_notebooks(check: ColabCheck, manifest) -> list[Path]:
+    """Copy the notebooks the published docs link into the manifest's checkout, where a commit publishes
+    them (`notebooks.path/<destination>/`); those already there with the same bytes are left. Returns
+    the files written."""
+    target, written = checkout_notebooks(manifest), []
+    for source, inside in check.found if target is not None else ():
+        dest = target / inside
+        data = source.read_bytes()
+        if source.resolve() != dest.resolve() and (not dest.is_file() or dest.read_bytes() != data):
+            written.append(write_atomic(dest, data))
+    return written
 
 
 def _notebook_problem(path: Path, handles: list[str]) -> str | None:
@@ -129,10 +149,15 @@ class Notebook:
 
 def render_notebooks(manifest, *, dist: Path, out: Path, templates_dir: Path | None = None,
                      public_url_base: str | None = None, only: tuple[str, ...] = ()) -> list[Notebook]:
-    """One notebook per built artifact (`<out>/<artifact>.ipynb`), from the template of its kind."""
+    """One notebook per built artifact (`<out>/<destination>/<artifact>.ipynb`), from the template of its
+    kind, loading from the destination read from `public_url_base`."""
     from fnmatch import fnmatchcase
 
     from hubpub.docs import environment, load_eval_reports, load_reports, model_context, render, template_dirs
+    from hubpub.links import notebooks_folder
+
+    public_url_base = public_url_base or manifest.publish.public_url_base
+    out = Path(out) / notebooks_folder(public_url_base)
 
     env = environment(template_dirs(manifest.path, templates_dir))
     reports, evals = load_reports(dist), load_eval_reports(dist)

@@ -102,6 +102,11 @@ class _Hashing:
         self._f.flush()
 
 
+# The largest unpacked archive (tarball or .keras zip) accepted by default (`verify --max-unpacked`); the
+# largest model built here so far is 1.6 GB.
+DEFAULT_MAX_UNPACKED = 16 * 2**30
+
+
 def check_tarball(path: str | Path, *, max_unpacked: int | None = None, max_members: int = 100_000,
                   shown_as: str | None = None) -> tuple[str, ...]:
     """Check an archive against the Hub rules before publishing or loading it; return its member names.
@@ -125,8 +130,20 @@ def check_tarball(path: str | Path, *, max_unpacked: int | None = None, max_memb
                                        "--max-unpacked if the model really is this large)")
                 if len(members) > max_members:
                     raise PackageError(f"{shown}: more than {max_members:,} members; not a SavedModel archive")
-    except (tarfile.TarError, OSError, EOFError, isal_zlib.error) as e:
+            # Read to the end, so the gzip trailer's CRC and length are checked now, not by the extraction
+            # after gigabytes were written; bytes after the tar's end count against the limit too.
+            while block := tar.fileobj.read(1 << 20):
+                unpacked += len(block)
+                if max_unpacked is not None and unpacked > max_unpacked:
+                    raise PackageError(f"{shown}: unpacks to more than {max_unpacked:,} bytes (after the tar's "
+                                       "end); refused before extracting")
+    except (tarfile.TarError, EOFError) as e:
         raise PackageError(f"{shown}: not a readable tar archive: {e}") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        raise PackageError(f"{shown}: cannot read it: {e.strerror}") from None
+    except (OSError, isal_zlib.error) as e:  # gzip's own checks: a damaged or crafted stream
+        raise PackageError(f"{shown}: not a valid gzip stream ({e}) after {unpacked:,} unpacked bytes; damaged or "
+                           "crafted, refused before extracting") from None
     for info, name in members:
         _check_safe(shown, info, name)
     names = [name for _, name in members]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -44,8 +45,9 @@ KIND_TITLES = {"classifier": "Image classifier", "feature-extractor": "Feature e
 
 @dataclass(frozen=True)
 class Site:
-    root: Path
+    root: Path  # the copy to open from the build folder
     pages: tuple[Path, ...]
+    upload: Path | None = None  # the copy `publish` uploads, linking to the destination's files
 
     @property
     def index(self) -> Path:
@@ -76,38 +78,53 @@ def page_name(artifact: str) -> str:
     return f"models/{artifact}.html"
 
 
+@dataclass(frozen=True)
+class Download:
+    format: str
+    published: str  # the file's address at the destination, relative to the site's root if beside it
+    local: Path  # the same file in the build folder
+    size: int
+    sha256: str
+
+
 def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, templates_dir: Path | None = None,
                 public_url_base: str | None = None) -> Site:
     """A collection page and one page per built artifact, from the rendered docs in `dist/docs`
-    (render them first, for the same destination) and the build records."""
-    out = Path(out) if out is not None else Dist(dist).site
+    (render them first, for the same destination) and the build records.
+
+    Two copies, which differ only in where their download links point: `out` (default DIST/site) is the
+    one to open from the build folder, its downloads the build's own files; DIST/site-upload is the one
+    `publish` uploads beside the artifacts, its downloads where they are published."""
+    layout = Dist(dist)
+    out = Path(out) if out is not None else layout.site
     reports, evals = load_reports(dist), load_eval_reports(dist)
     built = [(a, reports[a.name]) for a in manifest.artifacts() if a.name in reports]
     if not built:
-        raise DocsError(f"{Dist(dist).reports}: no build report; run `hubpub build-all` first")
+        raise DocsError(f"{layout.reports}: no build report; run `hubpub build-all` first")
     env = html_environment(template_dirs(manifest.path, templates_dir))
     base = public_url_base or manifest.publish.public_url_base
-    relative = base.startswith(("http://", "https://"))  # beside the artifacts; a hub has its own pages
+    beside = base.startswith(("http://", "https://"))  # beside the artifacts; a hub has its own addresses
     coll = collection_context(manifest, built, evals, public_url_base=base)
-    rows, pages = [], {}
-    docs_root = Dist(dist).docs / "assets" / "docs"
+    rows, models = [], []
+    docs_root = layout.docs / "assets" / "docs"
     for artifact, record in built:
         ctx = model_context(manifest, artifact, record, evals.get(artifact.name), public_url_base=base)
         doc = docs_root / model_doc_path(manifest.publisher.handle, artifact)
         if not doc.is_file():
             raise DocsError(f"{doc}: no rendered doc for {artifact.name}; run `hubpub docs` first")
         a = ctx["artifact"]
-        downloads = [{"format": "TF2 SavedModel (tar.gz), for hub.KerasLayer",
-                      "href": f"../../{artifact.asset_object}" if relative else a["asset_url"],
-                      "size": record.tarball.size, "sha256": record.tarball.sha256}]
+        downloads = [Download("TF2 SavedModel (tar.gz), for hub.KerasLayer",
+                              f"../../{artifact.asset_object}" if beside else a["asset_url"],
+                              layout.tarball(artifact.name), record.tarball.size, record.tarball.sha256)]
         if record.keras is not None and a["keras_source"] == "url":
-            downloads.append({"format": "Keras 3 (.keras), for keras.saving.load_model",
-                              "href": f"../../{artifact.keras_object}" if relative else a["keras_url"],
-                              "size": record.keras.size, "sha256": record.keras.sha256})
+            downloads.append(Download("Keras 3 (.keras), for keras.saving.load_model",
+                                      f"../../{artifact.keras_object}" if beside else a["keras_url"],
+                                      layout.keras(artifact.name), record.keras.size, record.keras.sha256))
         for lite in record.litert:
-            downloads.append({"format": f"LiteRT {lite.format} (.tflite), cosine {lite.cosine:.4f} to the SavedModel",
-                              "href": f"../../{artifact.litert_object(lite.format)}" if relative else
-                              a["litert_prefix"] + f"{lite.format}.tflite", "size": lite.size, "sha256": lite.sha256})
+            published = f"../../{artifact.litert_object(lite.format)}" if beside else a["litert_prefix"] + \
+                f"{lite.format}.tflite"
+            downloads.append(Download(f"LiteRT {lite.format} (.tflite), cosine {lite.cosine:.4f} to the SavedModel",
+                                      published, layout.root / lite.path, lite.size, lite.sha256))
         hubs = [{"name": name, "url": url} for name, url in _hub_links(manifest, artifact)]
         row = {"name": artifact.name, "kind": artifact.kind, "kind_title": KIND_TITLES[artifact.kind],
                "dataset": artifact.variant.dataset.title, "trained": " → ".join(d.title for d in
@@ -120,15 +137,34 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
                    else 0)),
                "random_weights": record.random_weights}
         rows.append(row)
-        pages[page_name(artifact.name)] = env.get_template("model.html.j2").render(
-            **ctx, row=row, downloads=downloads, hubs=hubs, doc_html=markdown_html(doc_body(doc)), root="../")
+        models.append((artifact, {**ctx, "row": row, "hubs": hubs, "doc_html": markdown_html(doc_body(doc)),
+                                  "root": "../"}, downloads))
     datasets = sorted({r["dataset"] for r in rows})
-    pages["index.html"] = env.get_template("index.html.j2").render(
+    index = env.get_template("index.html.j2").render(
         **coll, rows=rows, kinds=KIND_TITLES, dataset_names=datasets, root="",
         figures=[f for f in (top1_figure(rows, "parameters", "parameters", lambda x: f"{x / 1e6:g}M"),
                              top1_figure(rows, "gmacs", "GMACs (multiply-accumulates)", lambda x: f"{x:g}"))
                  if f],
         tasks_list=sorted({TASKS[a.kind] for a, _ in built}))
+
+    def pages(local: bool) -> dict[str, str]:
+        out_pages = {"index.html": index}
+        for artifact, ctx, downloads in models:
+            page_dir = (out / page_name(artifact.name)).parent
+            links = [{"format": d.format, "size": d.size, "sha256": d.sha256,
+                      "href": Path(os.path.relpath(d.local.resolve(), page_dir.resolve())).as_posix()
+                      if local else d.published} for d in downloads]
+            out_pages[page_name(artifact.name)] = env.get_template("model.html.j2").render(**ctx, downloads=links)
+        return out_pages
+
+    local = pages(local=True)
+    _write_tree(env, out, local)
+    _write_tree(env, layout.site_upload, pages(local=False))
+    return Site(out, tuple(sorted(out / p for p in local)), layout.site_upload)
+
+
+def _write_tree(env: jinja2.Environment, out: Path, pages: dict[str, str]) -> None:
+    """The pages and static files into `out`, replacing it whole; nothing of it on an error."""
     with cleanup_created_dirs(out):
         staging = out.with_name(out.name + ".tmp")
         shutil.rmtree(staging, ignore_errors=True)
@@ -143,7 +179,6 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
             staging.rename(out)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return Site(out, tuple(sorted(out / p for p in pages)))
 
 
 def _static(env: jinja2.Environment, name: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
@@ -178,11 +179,22 @@ def infer(shapes: Mapping[str, tuple[int, ...]]) -> str:
     return infer_hierarchical(shapes)
 
 
+# Per block, the tensors whose shape says the stage's width C, and in which dimension.
+_WIDTH_OF = {"dwconv.weight": 0, "dwconv.bias": 0, "norm.weight": 0, "norm.bias": 0, "pwconv1.weight": 1,
+             "pwconv2.weight": 0, "pwconv2.bias": 0, "gamma": 0}
+
+
 def infer_hierarchical(shapes: Mapping[str, tuple[int, ...]]) -> str:
+    """Depths from the block indices; each stage's width from what most of its tensors say, so one tensor
+    of a wrong shape is named by the strict port, not blamed on the whole architecture."""
     depths, dims = [], []
     for s in range(4):
         blocks = {int(m.group(1)) for k in shapes if (m := re.match(rf"stages\.{s}\.(\d+)\.", k))}
         depths.append(max(blocks) + 1 if blocks else 0)
-        dw = [v for k, v in shapes.items() if re.fullmatch(rf"stages\.{s}\.\d+\.dwconv\.weight", k)]
-        dims.append(dw[0][0] if dw else 0)
+        votes = Counter()
+        for key, shape in shapes.items():
+            m = re.fullmatch(rf"stages\.{s}\.\d+\.(.+)", key)
+            if m and m.group(1) in _WIDTH_OF and len(shape) > _WIDTH_OF[m.group(1)]:
+                votes[shape[_WIDTH_OF[m.group(1)]]] += 1
+        dims.append(votes.most_common(1)[0][0] if votes else 0)
     return f"hierarchical depths {depths} dims {dims}"

@@ -19,7 +19,7 @@ FAMILY = Family(
             "(https://arxiv.org/abs/2301.00808). CVPR 2023.",
         ),
         code="[facebookresearch/ConvNeXt-V2](https://github.com/facebookresearch/ConvNeXt-V2)",
-        network_architecture="convnext-v2",
+        network_architecture=None,  # tfhub.dev's tags/network_architecture.yaml has no ConvNeXt V2 id
         features="the globally pooled and layer-normalised features, before the classifier",
     ),
     build=lazy("hubpub.families.convnext_v2.model", "build_model"),
