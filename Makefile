@@ -22,7 +22,7 @@ browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  (apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
 	   (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1)) || \
-	  echo "note: could not install Debian's chromium and chromium-driver: the browser test will be skipped"
+	  echo "note: could not install Debian's chromium and chromium-driver: the browser test will be skipped (and fail under CI=true)"
 
 test: $(STAMP) browser
 	$(PY) -m ruff check hubpub tests benchmarks

@@ -299,7 +299,9 @@ def test_failed_download_leaves_no_empty_cache_folder(file_server, tmp_path, mon
 
 
 def _interrupt_at(args: list[str], stage: str, tmp_path: Path):
-    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "PYTHONUNBUFFERED": "1"}
+    # The marker is in every process this run starts (workers inherit the environment), so survivors are
+    # found even once re-parented to init.
+    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "PYTHONUNBUFFERED": "1", "HUBPUB_TEST_RUN": str(tmp_path)}
     # SIGINT back to its default in the child: a test run started in the background of a shell
     # without job control inherits SIGINT ignored, and so would hubpub.
     proc = subprocess.Popen([sys.executable, "-m", "hubpub", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -333,12 +335,33 @@ def test_ctrl_c_is_one_line_and_exit_130(micro_manifest_path, micro_checkpoints,
     assert [line for line in lines if "error" in line.lower()] == lines[-1:], err
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")] if out.exists() else True
     time.sleep(0.5)
-    workers = subprocess.run(["pgrep", "-f", f"spawn_main.*|{out}"], capture_output=True, text=True).stdout.split()
-    assert not [pid for pid in workers if _parent_is(int(pid), proc.pid)], "worker processes left running"
+    assert not processes_of_run(tmp_path), "processes of the interrupted run left running"
 
 
-def _parent_is(pid: int, parent: int) -> bool:
+def processes_of_run(marker: Path) -> list[int]:
+    """Live processes whose environment carries this run's HUBPUB_TEST_RUN marker."""
+    needle = f"HUBPUB_TEST_RUN={marker}".encode() + b"\0"
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if needle in (proc / "environ").read_bytes() and state != "Z":
+                found.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def test_the_leftover_check_finds_a_leftover(tmp_path):
+    """The check above can fail: a process of the run that outlives its parent is found."""
+    env = {**os.environ, "HUBPUB_TEST_RUN": str(tmp_path)}
+    parent = subprocess.run([sys.executable, "-c", "import subprocess, sys; subprocess.Popen([sys.executable, '-c', "
+                             "'import time; time.sleep(30)'], start_new_session=True)"], env=env, timeout=30)
+    assert parent.returncode == 0
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == parent
-    except (OSError, ValueError, IndexError):
-        return False
+        assert len(processes_of_run(tmp_path)) == 1  # re-parented to init, still found
+    finally:
+        for pid in processes_of_run(tmp_path):
+            os.kill(pid, signal.SIGKILL)

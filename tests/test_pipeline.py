@@ -125,10 +125,9 @@ def test_kill_9_at_a_stage_then_rerun_finishes_valid(micro_manifest_path, micro_
     assert proc.returncode == -signal.SIGKILL, "".join(seen)
 
     dist = tmp_path / "dist"
-    for d in ("tars", "saved_models"):
-        for p in (dist / d).iterdir() if (dist / d).is_dir() else []:
-            if p.name.endswith(".tar.gz"):  # anything under a final name is complete
-                check_tarball(p)
+    checked = assert_complete_under_final_names(dist)
+    if stage == "micro_1k_224_fe: pack":  # by then the SavedModels and one tarball are final: checked, not skipped
+        assert {"saved_models/micro_1k_224", "saved_models/micro_1k_224_fe", "tars/micro_1k_224.tar.gz"} <= checked
 
     rerun = _cli(*args, env=env)
     out, err = rerun.communicate(timeout=300)
@@ -144,6 +143,47 @@ def test_kill_9_at_a_stage_then_rerun_finishes_valid(micro_manifest_path, micro_
 
         assert hashlib.sha256(tar.read_bytes()).hexdigest() == r["tarball"]["sha256"]
     assert not [p for p in dist.rglob(".*") if p.name.endswith("tmp")], "temp files left"
+
+
+def assert_complete_under_final_names(dist) -> set[str]:
+    """Everything a build left under a final name is whole (a kill -9 leaves only temp names half-written):
+    each tarball reads to its end, each .sha256 names its file's hash, each SavedModel folder parses and has
+    its variables. Returns what it checked, relative to `dist`."""
+    import hashlib
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    checked = set()
+    for path in sorted((dist / "tars").iterdir()) if (dist / "tars").is_dir() else []:
+        if path.name.startswith("."):
+            continue
+        if path.name.endswith(".tar.gz"):
+            check_tarball(path)
+        elif path.name.endswith(".sha256"):
+            target = path.with_name(path.name.removesuffix(".sha256"))
+            assert path.read_text().split()[0] == hashlib.sha256(target.read_bytes()).hexdigest(), path
+        else:
+            raise AssertionError(f"unexpected file {path}")
+        checked.add(f"tars/{path.name}")
+    for folder in sorted((dist / "saved_models").iterdir()) if (dist / "saved_models").is_dir() else []:
+        if folder.name.startswith("."):
+            continue
+        saved_model_pb2.SavedModel.FromString((folder / "saved_model.pb").read_bytes())  # whole, or it fails
+        assert (folder / "variables" / "variables.index").stat().st_size > 0, folder
+        assert list((folder / "variables").glob("variables.data-*")), folder
+        checked.add(f"saved_models/{folder.name}")
+    return checked
+
+
+def test_the_completeness_check_finds_a_half_written_file(micro_dist, tmp_path):
+    dist = tmp_path / "dist"
+    shutil.copytree(micro_dist / "tars", dist / "tars")
+    shutil.copytree(micro_dist / "saved_models", dist / "saved_models")
+    assert len(assert_complete_under_final_names(dist)) == 6
+    pb = dist / "saved_models" / "micro_1k_224" / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[: pb.stat().st_size // 2])
+    with pytest.raises(Exception, match="(?i)error parsing|truncated|decode"):
+        assert_complete_under_final_names(dist)
 
 
 def test_truncated_tarball_is_never_under_a_final_name(tmp_path):
