@@ -529,15 +529,18 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
                shard: str | None = None, force: bool = False, checkpoints: tuple[str, ...] = (),
                input_convention: str = "hub", no_parity: bool = False, publish_dest: str | None = None,
                public_url: str | None = None, no_keras: bool = False, no_litert: bool = False,
-               notebooks: Path | None = None,
-               execute_notebooks: bool = False):
+               notebooks: Path | None = None, execute_notebooks: bool = False, collect: bool = False,
+               require_pinned: bool = False):
     """build-all's arguments to the library and its result to the terminal; shared with the demo."""
     from hubpub.pipeline import build_collection
 
+    if collect and (shard or checkpoints or force):
+        raise click.UsageError("--collect builds nothing: it takes no --shard, --checkpoint or --force")
     manifest = load_manifest(manifest_path)
     progress = _StageProgress()
     try:
         result = build_collection(manifest, out, only=only, kinds=_kinds(kinds), jobs=jobs, shard=_shard(shard),
+                                  collect=collect, require_pinned=require_pinned,
                                   force=force, checkpoints=_checkpoint_overrides(checkpoints),
                                   input_convention=input_convention, parity=not no_parity,
                                   publish_dest=publish_dest, public_url=public_url, progress=progress,
@@ -545,6 +548,9 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
                                   execute=execute_notebooks)
     finally:
         progress.close()
+    if not result.summary.artifacts:
+        click.echo(result.docs_note)
+        return manifest, result
     rows = [("artifact", "status", "params", "tarball", "parity max |Δ|", "seconds")]
     for r in result.summary.artifacts:
         if r.status == "failed":
@@ -595,16 +601,28 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
 @public_url_option
 @notebooks_option
 @click.option("--execute-notebooks", is_flag=True, help="Run the usage notebooks against this build; keep outputs.")
+@click.option("--collect", is_flag=True, help="Build nothing: render the notebooks, docs and site of the records "
+              "gathered in OUT/reports (every shard's), and publish those with --publish.")
+@click.option("--require-pinned", is_flag=True, help="Refuse to download a checkpoint without a sha256 "
+              "(checkpoint.sha256 or collection.lock), before any download.")
+@click.option("--no-verify", is_flag=True, help="With --publish: skip loading one published artifact.")
 def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
-                  no_keras, no_litert, publish_dest, public_url, notebooks_out, execute_notebooks) -> None:
+                  no_keras, no_litert, publish_dest, public_url, notebooks_out, execute_notebooks, collect,
+                  require_pinned, no_verify) -> None:
     """Build every artifact of the collection: incremental, resumable, parallel, shardable."""
-    _, result = _build_all(manifest_path, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
-                           checkpoints=checkpoints, input_convention=input_convention, no_parity=no_parity,
-                           publish_dest=publish_dest, public_url=public_url, no_keras=no_keras, no_litert=no_litert,
-                           notebooks=notebooks_out, execute_notebooks=execute_notebooks)
+    manifest, result = _build_all(manifest_path, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
+                                  checkpoints=checkpoints, input_convention=input_convention, no_parity=no_parity,
+                                  publish_dest=publish_dest, public_url=public_url, no_keras=no_keras,
+                                  no_litert=no_litert, notebooks=notebooks_out, execute_notebooks=execute_notebooks,
+                                  collect=collect, require_pinned=require_pinned)
     if result.summary.failed:
         failed = result.summary.failed
         raise HubpubError(f"{len(failed)} variant(s) failed: {', '.join(failed)}")
+    if result.published is not None and not no_verify:  # as `publish` does
+        from hubpub.publish import verify_published
+
+        v = verify_published(manifest, out, result.published.destination, result.published)
+        click.echo(f"verified: {v.handle} loads with hub.KerasLayer and matches its build (max |Δ| {v.max_abs:.1e})")
 
 
 # The demo publishes to a local folder; its docs link to where `python -m http.server` serves it.

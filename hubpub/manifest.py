@@ -204,6 +204,8 @@ class ManifestModel(_Strict):
     litert: LiteRTSettings = Field(default_factory=LiteRTSettings)
     publish: PublishSettings
     checkpoint_base_url: str | None = None
+    require_pinned: bool = Field(default=False, description="refuse to download a checkpoint without a sha256 "
+                                 "(checkpoint.sha256 or collection.lock), as build-all --require-pinned")
     eval_presets: dict[int, EvalPreprocessing] = Field(default_factory=dict)
     datasets: dict[Name, Dataset] = Field(default_factory=dict)
     architectures: dict[Name, dict]  # each validated by the family it names
@@ -329,6 +331,7 @@ class Manifest:
     publish: PublishSettings
     architectures: dict[str, ArchConfig]
     variants: tuple[Variant, ...]
+    require_pinned: bool = False
 
     def colab_url(self, artifact: Artifact, public_url_base: str) -> str | None:
         """The Colab link of an artifact's usage notebook for the destination read from `public_url_base`:
@@ -553,6 +556,7 @@ def _resolve(m: ManifestModel, architectures: dict[str, ArchConfig], path: Path)
         publish=m.publish,
         architectures=architectures,
         variants=tuple(variants),
+        require_pinned=m.require_pinned,
     )
 
 

@@ -400,6 +400,20 @@ def write_lock(path: Path, entries: dict[str, dict]) -> None:
                  + yaml.safe_dump({"checkpoints": dict(sorted(entries.items()))}, sort_keys=True))
 
 
+def check_pinned(manifest, variants: list[Variant], lock: dict, lock_path: Path, overrides: dict[str, str]) -> None:
+    """Refuse, before any download, a variant whose checkpoint has no sha256 to check it against: neither
+    the manifest's `checkpoint.sha256` nor a `collection.lock` entry for the same URL."""
+    from hubpub.errors import FetchError
+
+    unpinned = [v.name for v in variants if v.name not in overrides and not v.checkpoint_sha256
+                and not (lock.get(v.name, {}).get("url") == v.checkpoint_url and lock[v.name].get("sha256"))]
+    if unpinned:
+        raise FetchError(
+            f"{len(unpinned)} checkpoint(s) not pinned, refused before downloading (require_pinned): "
+            f"{', '.join(unpinned[:6])}{', ...' if len(unpinned) > 6 else ''}; give checkpoint.sha256 in "
+            f"{manifest.path.name}, or build once where you trust the download and commit {lock_path.name}")
+
+
 @dataclass(frozen=True)
 class VariantJob:
     """Plain values sent to a worker process."""
@@ -532,7 +546,8 @@ def clean_interrupted(out: Path) -> None:
 def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS, jobs: int = 1,
               shard: tuple[int, int] | None = None, force: bool = False, checkpoints: dict[str, str] | None = None,
               input_convention: str = "hub", parity: bool = True, lock_path: Path | None = None,
-              progress=None, keras_file: bool = True, litert: bool = True) -> BuildSummary:
+              progress=None, keras_file: bool = True, litert: bool = True,
+              require_pinned: bool = False) -> BuildSummary:
     """Build every selected variant in worker processes (a fresh one per variant), then write the report.
 
     A fresh process per variant frees its memory and keeps SavedModel bytes reproducible. One
@@ -555,6 +570,8 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
         raise FetchError(f"--checkpoint given for unknown variant(s): {', '.join(unknown)}")
     lock_path = lock_path or manifest.path.with_name(LOCK_NAME)
     lock = read_lock(lock_path)
+    if require_pinned or manifest.require_pinned:
+        check_pinned(manifest, variants, lock, lock_path, checkpoints)
     jobs = max(1, min(jobs, len(variants)))
     threads = worker_threads(jobs)
     jobs_list = []
@@ -659,9 +676,13 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
                      checkpoints: dict[str, str] | None = None, input_convention: str = "hub", parity: bool = True,
                      publish_dest: str | None = None, public_url: str | None = None,
                      progress=None, keras_file: bool = True, litert: bool = True, notebooks: Path | None = None,
-                     execute: bool = False) -> CollectionResult:
-    """build-all: every selected artifact, then its usage notebooks (into `notebooks`, default the
-    manifest's place for them; run if `execute`) and docs for the destination, then (if asked) publish."""
+                     execute: bool = False, collect: bool = False, require_pinned: bool = False) -> CollectionResult:
+    """build-all: every selected artifact, then its usage notebooks (into `notebooks`, default
+    DIST/notebooks; run if `execute`) and docs for the destination, then (if asked) publish.
+
+    A shard publishes its own artifact files only; `collect` builds nothing and renders the notebooks,
+    docs and site of every artifact whose record is in `out` (the shards' `reports/`, gathered), then
+    publishes those, checking that each artifact they link is at the destination."""
     from hubpub.destination import Destination
     from hubpub.docs import load_reports, render_docs
     from hubpub.errors import HubpubError
@@ -673,17 +694,29 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
 
     dest = Destination.parse(publish_dest or manifest.publish.destination)
     base = destination_url(manifest, dest, public_url)  # before any work: a bad destination fails now
-    if not select_shard(list(iter_selected(manifest, only)), shard):
-        raise HubpubError(f"no variant matches --only {' '.join(only)}" + (f" in shard {shard[0]}/{shard[1]}"
-                                                                           if shard else ""))
-    summary = build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
-                        checkpoints=checkpoints, input_convention=input_convention, parity=parity,
-                        progress=progress, keras_file=keras_file, litert=litert)
+    if shard and publish_dest and dest.is_hub:
+        raise HubpubError(f"--shard with --publish {dest}: a shard publishes its artifact files to gs:// or a "
+                          "directory; a hub's pages need the whole collection, so publish there once, from the "
+                          "gathered dist folders")
+    selected = list(iter_selected(manifest, only))
+    if not selected:
+        raise HubpubError(f"no variant matches --only {' '.join(only)}")
+    if not select_shard(selected, shard):  # a matrix wider than the collection: this shard has nothing to do
+        empty = BuildSummary(__import__("hubpub").__version__, str(manifest.path), f"{shard[0]}/{shard[1]}", 0, None)
+        return CollectionResult(empty, None, f"shard {shard[0]}/{shard[1]} holds none of the {len(selected)} "
+                                "selected variants: nothing to build", base, None)
+    if collect:
+        summary = collected(manifest, out, only=only, kinds=kinds)
+    else:
+        summary = build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
+                            checkpoints=checkpoints, input_convention=input_convention, parity=parity,
+                            progress=progress, keras_file=keras_file, litert=litert, require_pinned=require_pinned)
     docs, note, written, site = None, "", [], None
     if not load_reports(out):
         note = "nothing built, no docs rendered"
     elif shard:
-        note = "not rendered for a shard; render them once at the end with `hubpub docs`"
+        note = ("not rendered for a shard: once every shard is done, gather their reports/ and run "
+                "`hubpub build-all --collect`")
     else:
         notebooks = notebooks or notebooks_dir(out)
         written = render_notebooks(manifest, dist=out, out=notebooks, public_url_base=base)
@@ -693,8 +726,34 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
         site = render_site(manifest, dist=out, public_url_base=base)
     published = None
     if publish_dest and not summary.failed:
-        published = run_publish(manifest, out, dest, public_url=public_url, notebooks=notebooks)
+        published = run_publish(manifest, out, dest, public_url=public_url, notebooks=notebooks,
+                                artifacts_only=bool(shard))
     return CollectionResult(summary, docs, note, base, published, written, site)
+
+
+def collected(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS) -> BuildSummary:
+    """The summary of a collection built elsewhere (shards, a cluster), from the records gathered in `out`;
+    every selected artifact must have one."""
+    from hubpub.errors import HubpubError
+    from hubpub.manifest import iter_selected
+
+    rows, missing = [], []
+    for v in iter_selected(manifest, only):
+        for a in v.artifacts(kinds):
+            try:
+                rec = read_record(Dist(out).report(a.name))
+            except RecordError:
+                missing.append(a.name)
+                continue
+            rows.append(ArtifactRow(rec.artifact, v.name, rec.kind, "collected", 0.0, rec.parameters,
+                                    rec.tarball.size, rec.tarball.sha256, rec.parity.max_abs, rec.random_weights))
+    if missing:
+        raise HubpubError(f"--collect: no build record in {Dist(out).reports} for {len(missing)} artifact(s): "
+                          f"{', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}; gather every shard's "
+                          "reports/ there first (or select fewer with --only)")
+    summary = BuildSummary(__import__("hubpub").__version__, str(manifest.path), "collect", 0, None, tuple(rows))
+    write_summary(Dist(out).build_report, summary)
+    return summary
 
 
 

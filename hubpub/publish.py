@@ -3,10 +3,14 @@
 Published model versions are immutable: an artifact object that exists with the same bytes (crc32c
 and size) is "already published"; with other bytes it is an error unless forced. Docs describe a
 version and are not part of it, so a changed doc is "updated" in place (tfhub.dev took doc fixes for
-published versions too). Uploads are conditional (`if_generation_match`: 0 for a new object, the
-current generation for an update), and existence is also checked first, because emulators and
-resumable uploads do not always enforce the precondition. After each upload the stored crc32c and
-size are compared with the local file; a bad object is deleted.
+published versions too).
+
+Two publishers may run at once (shards of one collection, say). Every write is conditional: a new
+object only if still absent (`if_generation_match=0`; in a directory a hard link, which fails on an
+existing name), an update only of the generation that was read. The loser of a race on a name finds
+the same bytes ("already published") or other bytes (an error: nothing is overwritten). After each
+upload the stored crc32c and size are compared with the local file; a bad object is deleted only if it
+is still the generation this publisher wrote, never another's.
 """
 
 from __future__ import annotations
@@ -225,11 +229,16 @@ class LocalStore:
 
     def stat(self, key: str) -> Stat | None:
         path = self.root / key
-        if not path.is_file():
+        try:
+            st = path.stat()
+        except FileNotFoundError:
             return None
-        return Stat(path.stat().st_size, crc32c_of(path), None)
+        # the inode stands for a generation: a file replaced by another writer is another inode
+        return Stat(st.st_size, crc32c_of(path), st.st_ino) if path.is_file() else None
 
-    def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar, cancel=None) -> None:
+    def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar, cancel=None) -> int:
+        """Write `key`; a new one only if it is still absent (a hard link fails atomically on an existing
+        name, where check-then-rename would race another publisher). Returns its generation (inode)."""
         target = self.root / key
         tmp = temp_name(target)
         try:
@@ -240,21 +249,36 @@ class LocalStore:
                         raise Cancelled()
                     dst.write(block)
                     bar.update(len(block))
-            if replacing is None and target.exists():
-                raise PublishError(f"{target}: appeared during the upload; not overwriting")
-            os.replace(tmp, target)
+            generation = os.stat(tmp).st_ino
+            if replacing is None:
+                try:
+                    os.link(tmp, target)
+                except FileExistsError:
+                    raise Exists() from None
+            else:
+                os.replace(tmp, target)
+            return generation
         except OSError as e:
             raise PublishError(f"{target}: cannot write: {e.strerror or e}") from None
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
 
-    def delete(self, key: str) -> None:
-        (self.root / key).unlink(missing_ok=True)
+    def delete(self, key: str, generation: int) -> None:
+        """Remove `key` if it is still the file of that generation (best effort: a directory has no
+        conditional delete; the window is one stat)."""
+        path = self.root / key
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_ino == generation:
+                path.unlink()
 
 
 class Cancelled(Exception):
     """An upload stopped because the user pressed Ctrl-C."""
+
+
+class Exists(Exception):
+    """A new object's name was taken meanwhile, by another publisher: nothing was overwritten."""
 
 
 class NoCredentials(PublishError):
@@ -324,7 +348,8 @@ class GcsStore:
             raise self._wrap(e, f"reading gs://{self.dest.bucket}/{key}") from None
         return None if blob is None else Stat(int(blob.size), blob.crc32c, blob.generation)
 
-    def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar, cancel=None) -> None:
+    def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar, cancel=None) -> int:
+        """Upload `key` on condition (absent, or still the generation `replacing` saw); its new generation."""
         from google.cloud.storage.retry import _should_retry
 
         blob = self.bucket.blob(key, chunk_size=self.chunk_bytes)
@@ -347,13 +372,17 @@ class GcsStore:
             if cancel is not None and cancel.is_set():
                 raise Cancelled() from None
             if isinstance(e, gexc.PreconditionFailed):
-                raise PublishError(f"gs://{self.dest.bucket}/{key}: exists already (precondition failed); "
-                                   "not overwriting") from None
+                if replacing is None:
+                    raise Exists() from None
+                raise PublishError(f"gs://{self.dest.bucket}/{key}: changed by another publisher while this one "
+                                   "ran (precondition failed); not overwriting it, rerun") from None
             raise self._wrap(e, f"uploading gs://{self.dest.bucket}/{key}") from None
+        return int(blob.generation)
 
-    def delete(self, key: str) -> None:
+    def delete(self, key: str, generation: int) -> None:
+        """Remove `key` only if it is still that generation: never another publisher's object."""
         with contextlib.suppress(Exception):
-            self.bucket.blob(key).delete(retry=self.retry, timeout=self.timeout)
+            self.bucket.blob(key).delete(if_generation_match=generation, retry=self.retry, timeout=self.timeout)
 
 
 class _ProgressReader:
@@ -412,15 +441,21 @@ def destination_url(manifest: Manifest, dest: Destination, override: str | None 
 
 def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: str | None = None, force: bool = False,
             dry_run: bool = False, jobs: int = 4, deadline: float = 300.0, timeout: float = 60.0,
-            chunk_bytes: int | None = None, notebooks: Path | None = None, public: bool = False) -> PublishResult:
+            chunk_bytes: int | None = None, notebooks: Path | None = None, public: bool = False,
+            artifacts_only: bool = False) -> PublishResult:
     """Check everything first, then upload what is missing or changed (docs); raise before touching
     anything on a conflict. A refused publish leaves no folder it created. On a hub (Kaggle, the HF
-    Hub) models are private unless `public` or the manifest's `publish.public`."""
+    Hub) models are private unless `public` or the manifest's `publish.public`. `artifacts_only` (a
+    shard's publish) uploads the artifact files and no docs or site: those come once, at the end."""
     base = destination_url(manifest, dest, public_url)
     if dest.is_hub:
+        if artifacts_only:
+            raise PublishError(f"{dest}: a hub takes a whole collection, pages included; publish there once")
         return _publish_to_hub(manifest, dist, dest, base, force=force, dry_run=dry_run, notebooks=notebooks,
                                public=public or manifest.publish.public)
     uploads = plan_publish(manifest, dist, base)
+    if artifacts_only:
+        uploads = [u for u in uploads if u.artifact]
     if not uploads:
         raise PublishError(f"{dist}: nothing to publish (no tarballs with build reports, no docs); run a build first")
     if dest.is_gcs:
@@ -438,8 +473,9 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
             store.check()
         fix = f"hubpub docs --dest {dest}" + (f" --public-url {public_url}" if public_url else "")
         existing = {u.relative: s for u in uploads if (s := store.stat(dest.key(u.relative))) is not None}
-        colab = check_docs_against_plan(manifest, dist, uploads, base, dest,
-                                        lambda relative: store.stat(dest.key(relative)) is not None, fix, notebooks)
+        colab = None if artifacts_only else check_docs_against_plan(
+            manifest, dist, uploads, base, dest, lambda relative: store.stat(dest.key(relative)) is not None, fix,
+            notebooks)
         result = _publish_checked(store, dest, base, uploads, existing, force=force, dry_run=dry_run, jobs=jobs)
     if isinstance(store, _Unseen):
         result.plan.append(f"{dest}: no Google Cloud credentials, so this plan does not compare with what is "
@@ -543,12 +579,23 @@ def _upload_all(store, dest: Destination, todo: list[tuple[Upload, Stat | None]]
 
 
 def _upload_one(store, dest: Destination, u: Upload, replacing: Stat | None, bar, cancel=None) -> Outcome:
+    """Upload one object, then read back what is stored. Two publishers racing on a name: one uploads, the
+    other finds the same bytes (already published) or other bytes (an error; nothing overwritten)."""
     key = dest.key(u.relative)
-    store.upload(u, key, replacing=replacing, bar=bar, cancel=cancel)
+    try:
+        ours = store.upload(u, key, replacing=replacing, bar=bar, cancel=cancel)
+    except Exists:
+        stat = store.stat(key)
+        if stat is not None and (stat.size, stat.crc32c) == (u.size, u.crc32c):
+            return Outcome(u, "already published", "by a publish running beside this one")
+        raise PublishError(f"{key}: published meanwhile by another publisher, with other bytes; not overwriting "
+                           "(published versions are immutable)") from None
     stat = store.stat(key)
+    if stat is not None and stat.generation != ours:
+        raise PublishError(f"{key}: replaced by another publisher while this one ran; left as it is")
     if stat is None or (stat.size, stat.crc32c) != (u.size, u.crc32c):
-        store.delete(key)
-        raise PublishError(f"{dest.key(u.relative)}: stored object does not match the local file "
+        store.delete(key, ours)  # only our own generation: never another writer's object
+        raise PublishError(f"{key}: stored object does not match the local file "
                            f"(size {stat and stat.size} vs {u.size}, crc32c {stat and stat.crc32c} vs {u.crc32c}); "
                            "the bad object was deleted")
     if replacing is None:
@@ -565,13 +612,17 @@ def verify_published(manifest: Manifest, dist: Path, dest: Destination, result: 
     if dest.is_hub:
         return _verify_on_hub(dist, dest, result, fine_tune=fine_tune)
     tar = next((o.upload for o in result.outcomes if o.upload.relative.endswith(".tar.gz")), None)
-    if tar is None:
-        raise PublishError("nothing published to verify")
-    record = read_reference(Dist(dist).report(tar.artifact))
-    handle = tar.public_url if dest.is_gcs else str(dest.path / dest.key(tar.relative))
+    if tar is not None:
+        artifact, relative, url = tar.artifact, tar.relative, tar.public_url
+    else:  # docs only (the collect step): the first artifact they document, where the shards published it
+        found = next((a for a in manifest.artifacts() if Dist(dist).report(a.name).is_file()), None)
+        if found is None:
+            raise PublishError("nothing published to verify")
+        artifact, relative = found.name, found.asset_object
+        url = f"{result.public_url_base}/{relative}"
+    record = read_reference(Dist(dist).report(artifact))
+    handle = url if dest.is_gcs else str(dest.path / dest.key(relative))
     return verify_handle(handle, record, fine_tune=fine_tune)
-
-
 
 
 def _verify_on_hub(dist: Path, dest: Destination, result: PublishResult, *, fine_tune: bool):

@@ -64,11 +64,16 @@ class Emulator:
 class FaultProxy:
     """Forwards HTTP/1.1 to `upstream`; `faults` entries are [method, path-substring, action, times(, skip)].
 
-    Actions: "reset" (drop the connection, no answer), "503", and "stall" (read half of the request
-    body, then hang for `stall_seconds` and drop). Real sockets: no mock stands in for the network.
+    Actions: "reset" (drop the connection, no answer), "503", "stall" (read half of the request
+    body, then hang for `stall_seconds` and drop), and "pair" (hold an upload until a second one of the
+    same object name arrives, then send both on: two publishers racing, made certain). With
+    `preconditions`, a DELETE's `ifGenerationMatch` is enforced, as Cloud Storage does and fake-gcs-server
+    does not. Real sockets: no mock stands in for the network.
     """
 
-    def __init__(self, stall_seconds: float = 6.0):
+    def __init__(self, stall_seconds: float = 6.0, preconditions: bool = False):
+        self.preconditions = preconditions
+        self._pairs: dict[str, threading.Event] = {}
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -125,6 +130,11 @@ class FaultProxy:
                 if fault == "503":
                     conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
                     return
+                if fault == "pair":
+                    self._meet(_object_name(path, body))
+                if method == "DELETE" and self.preconditions and not self._generation_matches(path):
+                    conn.sendall(b"HTTP/1.1 412 Precondition Failed\r\nContent-Length: 0\r\n\r\n")
+                    continue
                 upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=60)
                 # The client's Host header goes through: the emulator builds resumable session URLs from it.
                 upstream.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
@@ -146,8 +156,50 @@ class FaultProxy:
             with contextlib.suppress(OSError):
                 conn.close()
 
+    def _meet(self, name: str, timeout: float = 10.0) -> None:
+        """The first of two requests for `name` waits for the second; then both go on."""
+        with self._lock:
+            event = self._pairs.pop(name, None)
+            if event is None:
+                event = self._pairs[name] = threading.Event()
+                first = True
+            else:
+                first = False
+        if first:
+            event.wait(timeout)
+        else:
+            event.set()
+
+    def _generation_matches(self, path: str) -> bool:
+        from urllib.parse import parse_qs, urlparse
+
+        url = urlparse(path)
+        wanted = parse_qs(url.query).get("ifGenerationMatch")
+        if not wanted:
+            return True
+        upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=30)
+        upstream.request("GET", url.path)
+        resp = upstream.getresponse()
+        data = resp.read()
+        upstream.close()
+        import json
+
+        return resp.status == 200 and str(json.loads(data).get("generation")) == wanted[0]
+
     def close(self):
         self.sock.close()
+
+
+def _object_name(path: str, body: bytes) -> str:
+    """The object an upload request names: `name=` in the query, else the JSON or multipart body's."""
+    import re
+    from urllib.parse import parse_qs, urlparse
+
+    names = parse_qs(urlparse(path).query).get("name")
+    if names:
+        return names[0]
+    found = re.search(rb'"name"\s*:\s*"([^"]+)"', body)
+    return found.group(1).decode() if found else path
 
 
 def _abort(conn: socket.socket) -> None:

@@ -285,3 +285,145 @@ def test_publish_to_another_bucket_needs_docs_for_it(micro_manifest_path, micro_
     assert (f"(https://storage.googleapis.com/{bucket}/models/docs/assets/docs/testpub/models/micro_1k_224/1.md)"
             in collection)
     assert "models/docs/assets/docs/testpub/models/micro_1k_224/1.md" in "".join(_objects(bucket))
+
+
+# --------------------------------------------------------------------------- two publishers at once
+
+
+def test_the_emulator_enforces_upload_preconditions_and_the_proxy_delete_ones(tmp_path, monkeypatch):
+    """What the race tests below rest on, shown: fake-gcs-server refuses an upload with ifGenerationMatch=0
+    onto an existing object, but ignores the condition on DELETE (Cloud Storage does not); the proxy
+    enforces that one, so a delete of another writer's generation is refused as it would be there."""
+    from google.api_core import exceptions as gexc
+    from google.cloud import storage
+
+    from hubpub.publish import GcsStore
+    from tests.gcs import Emulator, FaultProxy
+
+    proxy = FaultProxy(preconditions=True)
+    emulator = Emulator(tmp_path / "emu.log", external_url=proxy.url)
+    proxy.upstream_port = emulator.port
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", emulator.url)
+        direct = storage.Client().create_bucket("pre")
+        direct.blob("a").upload_from_string(b"one", if_generation_match=0)
+        with pytest.raises(gexc.PreconditionFailed):
+            direct.blob("a").upload_from_string(b"two", if_generation_match=0)
+        stale = direct.get_blob("a").generation + 1
+        direct.blob("a").delete(if_generation_match=stale)  # not refused by the emulator ...
+        assert direct.get_blob("a") is None
+        direct.blob("b").upload_from_string(b"one", if_generation_match=0)
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        store = GcsStore(Destination.parse("gs://pre"))
+        gen = store.stat("b").generation
+        store.delete("b", gen + 1)  # ... refused through the proxy: another writer's generation stays
+        assert store.stat("b") is not None
+        store.delete("b", gen)
+        assert store.stat("b") is None
+    finally:
+        emulator.stop()
+        proxy.close()
+
+
+def _race(publishes) -> list:
+    """Run the publishes at once, in threads; their results or exceptions, in order."""
+    import threading
+
+    out: list = [None] * len(publishes)
+
+    def run(i, fn):
+        try:
+            out[i] = fn()
+        except Exception as e:  # carried back to the test
+            out[i] = e
+
+    threads = [threading.Thread(target=run, args=(i, fn)) for i, fn in enumerate(publishes)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    return out
+
+
+def test_two_publishes_racing_on_a_bucket(micro_manifest_path, micro_dist, tmp_path, monkeypatch):
+    """Both check that every object is absent, then upload: the proxy holds each upload until its twin
+    arrives, so they really race. Same bytes: each object is uploaded once and the other publish finds
+    it published. Other bytes: the loser stops with an error and overwrites nothing."""
+    from google.cloud import storage
+
+    from tests.gcs import Emulator, FaultProxy
+
+    proxy = FaultProxy()
+    emulator = Emulator(tmp_path / "emu.log", external_url=proxy.url)
+    proxy.upstream_port = emulator.port
+    try:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        storage.Client().create_bucket("race")
+        manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket="race")
+        dest = Destination.parse("gs://race/micro")
+        proxy.faults = [["POST", "uploadType=", "pair", 10**6]]
+        a, b = _race([lambda: publish(manifest, dist, dest, jobs=1), lambda: publish(manifest, dist, dest, jobs=1)])
+        assert not isinstance(a, Exception) and not isinstance(b, Exception), (a, b)
+        statuses = {}
+        for result in (a, b):
+            for o in result.outcomes:
+                statuses.setdefault(o.upload.relative, []).append(o.status)
+        assert all(sorted(s) == ["already published", "uploaded"] for s in statuses.values()), statuses
+        raced = [o for o in a.outcomes + b.outcomes if o.detail == "by a publish running beside this one"]
+        assert len(raced) >= len(statuses) // 2, "the uploads did not overlap: nothing was tested"
+        stored = _objects("race")
+        assert stored["micro/micro_1k_224/1.tar.gz"] == (
+            (dist / "tars/micro_1k_224.tar.gz").stat().st_size, crc32c_of(dist / "tars/micro_1k_224.tar.gz"))
+
+        # other bytes under a name not yet published: one wins, the other is refused and overwrites nothing
+        other = tmp_path / "other"
+        shutil.copytree(dist, other)
+        for d in (dist, other):
+            (d / "docs/assets/docs/testpub/testpub.md").write_text("# Publisher testpub\nChanged.\n")
+        sha = other / "tars/micro_1k_224_fe.tar.gz.sha256"
+        sha.write_text(sha.read_text() + "# another build's file\n")
+        m2 = parse_manifest(micro_manifest_path.read_text().replace(
+            "http://127.0.0.1:9/bucket/micro", "https://storage.googleapis.com/race/v2"), micro_manifest_path)
+        for d in (dist, other):
+            render_docs(m2, dist=d, out=d / "docs")
+        dest2 = Destination.parse("gs://race/v2")
+        a, b = _race([lambda: publish(m2, dist, dest2, jobs=1), lambda: publish(m2, other, dest2, jobs=1)])
+        errors = [r for r in (a, b) if isinstance(r, Exception)]
+        assert len(errors) == 1, (a, b)
+        assert "micro_1k_224_fe/1.tar.gz.sha256: published meanwhile by another publisher, with other bytes; " \
+               "not overwriting" in str(errors[0])
+        winner = other if errors[0] is a else dist
+        stored = _objects("race")
+        assert stored["v2/micro_1k_224_fe/1.tar.gz.sha256"] == (
+            (winner / "tars/micro_1k_224_fe.tar.gz.sha256").stat().st_size,
+            crc32c_of(winner / "tars/micro_1k_224_fe.tar.gz.sha256"))
+    finally:
+        emulator.stop()
+        proxy.close()
+
+
+def test_two_publishes_racing_on_a_directory(micro_manifest_path, micro_dist, tmp_path):
+    """A new file is linked into place, which fails if the name exists: never replaced behind a check."""
+    from hubpub.publish import Exists, LocalStore, Upload
+
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=None)
+    dest = Destination.parse(str(tmp_path / "published"))
+    a, b = _race([lambda: publish(manifest, dist, dest, public_url="http://127.0.0.1:9/bucket/micro", jobs=2),
+                  lambda: publish(manifest, dist, dest, public_url="http://127.0.0.1:9/bucket/micro", jobs=2)])
+    assert not isinstance(a, Exception) and not isinstance(b, Exception), (a, b)
+    uploads = {}
+    for result in (a, b):
+        for o in result.outcomes:
+            uploads[o.upload.relative] = uploads.get(o.upload.relative, 0) + (o.status == "uploaded")
+    assert set(uploads.values()) == {1}, uploads  # every file written by exactly one of them
+    for o in a.outcomes:
+        assert (dest.path / o.upload.relative).read_bytes() == o.upload.source.read_bytes()
+    # the primitive itself: a "new" file onto a name that exists is refused, the file untouched
+    store, target = LocalStore(dest), dest.path / "micro_1k_224/1.tar.gz"
+    before = target.read_bytes()
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"other bytes")
+    with pytest.raises(Exists):
+        store.upload(Upload(other, "micro_1k_224/1.tar.gz", 11, crc32c_of(other), ""), "micro_1k_224/1.tar.gz",
+                     replacing=None, bar=type("Bar", (), {"update": lambda self, n: None})())
+    assert target.read_bytes() == before and not list(target.parent.glob(".*tmp"))

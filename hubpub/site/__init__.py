@@ -151,9 +151,8 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
         out_pages = {"index.html": index}
         for artifact, ctx, downloads in models:
             page_dir = (out / page_name(artifact.name)).parent
-            links = [{"format": d.format, "size": d.size, "sha256": d.sha256,
-                      "href": Path(os.path.relpath(d.local.resolve(), page_dir.resolve())).as_posix()
-                      if local else d.published} for d in downloads]
+            links = [{"format": d.format, "size": d.size, "sha256": d.sha256, "href": _href(d, page_dir, local, base)}
+                     for d in downloads]
             out_pages[page_name(artifact.name)] = env.get_template("model.html.j2").render(**ctx, downloads=links)
         return out_pages
 
@@ -161,6 +160,16 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
     _write_tree(env, out, local)
     _write_tree(env, layout.site_upload, pages(local=False))
     return Site(out, tuple(sorted(out / p for p in local)), layout.site_upload)
+
+
+def _href(d: Download, page_dir: Path, local: bool, base: str) -> str:
+    """A download link: the build's own file (the copy to open from dist/, when the file is here; a
+    collect step gathers records only), else where it is published (relative when beside the site)."""
+    if local and d.local.is_file():
+        return Path(os.path.relpath(d.local.resolve(), page_dir.resolve())).as_posix()
+    if local and d.published.startswith("../../"):
+        return f"{base}/{d.published.removeprefix('../../')}"
+    return d.published
 
 
 def _write_tree(env: jinja2.Environment, out: Path, pages: dict[str, str]) -> None:
