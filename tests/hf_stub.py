@@ -6,8 +6,13 @@ NDJSON, tags, collections; repo info, the tree, and `resolve` for downloads), mo
 requests and responses in huggingface_hub's own code, and holds what it receives to the Hub's
 documented rules: repository names, README front matter (license ids, pipeline tags, a model-index
 of name / results / task / dataset / metrics), LFS objects whose sha256 matches their oid, tags
-that exist once, a bearer token on every write. It does not speak Xet (the Hub's chunked storage
-protocol): tests turn Xet off, and the same client then uses the LFS path this stand-in serves.
+that exist once. Credentials as the Hub checks them: every write, and every read of a private
+repository, needs the one token this Hub knows (`Authorization: Bearer <token>`); a private repository
+read without it is answered 401 `RepoNotFound`, as the Hub does, so it cannot be told apart from a
+missing one. Every answer that is not a success (an unknown endpoint included) is recorded in
+`errors` ("<status> <method> <path>"), expected by the client or not, so tests assert the exact set.
+It does not speak Xet (the Hub's chunked storage protocol): tests turn Xet off, and the same client
+then uses the LFS path this stand-in serves.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from urllib.parse import unquote, urlparse
 import yaml
 
 REPO_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+# A subset of the license identifiers the Hub documents (huggingface.co/docs/hub/repositories-licenses).
 LICENSES = {"apache-2.0", "mit", "bsd-3-clause", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0",
             "cc0-1.0", "gpl-3.0", "openrail", "other"}
 PIPELINE_TAGS = {"image-classification", "image-feature-extraction", "image-segmentation", "object-detection",
@@ -49,11 +55,12 @@ class Repo:
 
 
 class HfStub:
-    def __init__(self):
+    def __init__(self, token: str = "hf_not_a_real_token"):
+        self.token = token
         self.repos: dict[str, Repo] = {}
         self.lfs: dict[str, bytes] = {}
         self.collections: dict[str, dict] = {}
-        self.rejected: list[str] = []
+        self.errors: list[str] = []  # every answer that was not a success: "<status> <method> <path>"
         self.put_faults: list[tuple[str, int]] = []  # ("status", 503) or ("reset", 0) for the next LFS PUTs
         self.lfs_puts = 0
         self.broken_oids: set[str] = set()  # LFS objects whose every PUT fails with a 500
@@ -309,17 +316,22 @@ def _handler(stub: HfStub):
         def _body(self) -> bytes:
             return self.rfile.read(int(self.headers.get("Content-Length", 0)))
 
-        def _run(self, fn, write: bool):
-            if write and not (self.headers.get("Authorization") or "").startswith("Bearer "):
-                stub.rejected.append(f"{self.command} {self.path}: no token")
-                return self._json(401, {"error": "Invalid credentials in Authorization header"})
+        def _error(self, status: int, body: dict, headers: dict | None = None):
+            stub.errors.append(f"{status} {self.command} {urlparse(self.path).path}")
+            return self._json(status, body, headers)
+
+        def _run(self, fn, write: bool, repo_id: str | None = None):
+            signed_in = self.headers.get("Authorization") == f"Bearer {stub.token}"
+            if write and not signed_in:
+                return self._error(401, {"error": "Invalid credentials in Authorization header"})
+            repo = stub.repos.get(repo_id) if repo_id else None
+            if repo is not None and repo.private and not signed_in:  # the Hub's answer: as if it did not exist
+                return self._error(401, {"error": "Repository Not Found"}, {"X-Error-Code": "RepoNotFound"})
             try:
                 with stub.lock:
                     result = fn()
             except Refused as e:
-                if e.status not in (404, 409):
-                    stub.rejected.append(f"{self.command} {self.path}: {e}")
-                return self._json(e.status, e.body or {"error": str(e)}, e.headers)
+                return self._error(e.status, e.body or {"error": str(e)}, e.headers)
             if isinstance(result, tuple):
                 return self._send(200, result[0], result[1], "application/octet-stream", self.command == "HEAD")
             return self._json(200, result)
@@ -346,7 +358,7 @@ def _handler(stub: HfStub):
                 return self._run(lambda: stub.create_collection(json.loads(raw)), True)
             if m := re.fullmatch(r"/api/collections/(.+)/items", path):
                 return self._run(lambda: stub.add_item(m.group(1), json.loads(raw)), True)
-            self._json(404, {"error": f"no endpoint {path}"})
+            self._error(404, {"error": f"no endpoint {path}"})
 
         def do_PUT(self):
             path = urlparse(self.path).path
@@ -362,23 +374,22 @@ def _handler(stub: HfStub):
                     return
                 data = self._body()
                 if fault and fault[0] == "status":
-                    return self._json(fault[1], {"error": "injected failure"})
+                    return self._error(fault[1], {"error": "injected failure"})
                 if hashlib.sha256(data).hexdigest() != m.group(1):
-                    stub.rejected.append(f"LFS PUT {m.group(1)}: content does not match its oid")
-                    return self._json(400, {"error": "sha256 mismatch"})
+                    return self._error(400, {"error": "sha256 mismatch"})
                 with stub.lock:
                     stub.lfs[m.group(1)] = data
                 return self._json(200, {})
             if m := re.fullmatch(r"/api/models/(.+?)/settings", path):
                 raw = self._body()
                 return self._run(lambda: stub.settings(m.group(1), json.loads(raw)), True)
-            self._json(404, {"error": f"no endpoint {path}"})
+            self._error(404, {"error": f"no endpoint {path}"})
 
         def do_DELETE(self):
             path = urlparse(self.path).path
             if m := re.fullmatch(r"/api/models/(.+?)/tag/([^/]+)", path):
                 return self._run(lambda: stub.delete_tag(m.group(1), m.group(2)), True)
-            self._json(404, {"error": f"no endpoint {path}"})
+            self._error(404, {"error": f"no endpoint {path}"})
 
         def do_HEAD(self):
             self.do_GET()
@@ -386,16 +397,17 @@ def _handler(stub: HfStub):
         def do_GET(self):
             path = urlparse(self.path).path
             if m := re.fullmatch(r"/api/models/(.+?)/refs", path):
-                return self._run(lambda: stub.refs(m.group(1)), False)
+                return self._run(lambda: stub.refs(m.group(1)), False, m.group(1))
             if m := re.fullmatch(r"/api/models/(.+?)/revision/([^/]+)", path):
-                return self._run(lambda: stub.info(m.group(1), unquote(m.group(2))), False)
+                return self._run(lambda: stub.info(m.group(1), unquote(m.group(2))), False, m.group(1))
             if m := re.fullmatch(r"/api/models/(.+?)/tree/([^/]+)", path):
-                return self._run(lambda: stub.tree(m.group(1), unquote(m.group(2))), False)
+                return self._run(lambda: stub.tree(m.group(1), unquote(m.group(2))), False, m.group(1))
             if m := re.fullmatch(r"/api/collections/(.+)", path):
                 return self._run(lambda: stub.collections.get(m.group(1)) or _missing(), False)
             if m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
-                return self._run(lambda: stub.resolve(m.group(1), unquote(m.group(2)), unquote(m.group(3))), False)
-            self._json(404, {"error": f"no endpoint {path}"})
+                return self._run(lambda: stub.resolve(m.group(1), unquote(m.group(2)), unquote(m.group(3))), False,
+                                 m.group(1))
+            self._error(404, {"error": f"no endpoint {path}"})
 
     return Handler
 

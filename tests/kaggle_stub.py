@@ -2,12 +2,16 @@
 
 It implements the endpoints the real clients call (kagglehub's uploads and downloads, the Kaggle SDK's
 model calls), modelled on kagglehub's own test stubs (`tests/server_stubs/model_upload_stub.py`,
-`model_download_stub.py`), and holds what it receives to the documented rules: Kaggle's slug syntax
-(as the Kaggle CLI checks it), the framework enum, the license names, title and subtitle lengths,
-required fields, update masks naming known fields, credentials on every call, and resumable blob
-uploads (`Content-Range`, 308 with `Range`). It stores the files of every version, so downloads
-return what was uploaded. A request it refuses is answered as Kaggle does (an HTTP error with a
-JSON `message`, or a 200 with `error`) and recorded in `rejected`.
+`model_download_stub.py`), and holds what it receives to rules taken from Kaggle's own code and docs,
+never from hubpub: the slug syntax (the Kaggle CLI's `_validate_slug_syntax`), the framework enum
+(kagglesdk), the license names (kaggle-api's docs/models_metadata.md, "Licenses"), required fields,
+update masks naming known fields, resumable blob uploads (`Content-Range`, 308 with `Range`), and
+credentials on every call: exactly the configured user and key (HTTP Basic, as kagglehub sends
+KAGGLE_USERNAME/KAGGLE_KEY or kaggle.json) or the configured API token (Bearer, KAGGLE_API_TOKEN).
+Kaggle documents no length limits for a model's title or subtitle (the CLI checks them for datasets
+only), so none is enforced here. It stores the files of every version, so downloads return what was
+uploaded. Every answer that is not a success is recorded in `errors` ("<status> <call>"), whether the
+client expected it (a 404 on a model not yet made) or not, so tests assert the exact set.
 
 The Kaggle SDK has fixed endpoints; `KAGGLE_API_ENVIRONMENT=TEST` is its own test setting,
 http://localhost:7777, so the stand-in listens there.
@@ -30,8 +34,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 PORT = 7777
 OWNER = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
-LICENSES = {"MIT", "Apache 2.0", "CC BY 4.0", "CC BY-SA 4.0", "CC BY-NC 4.0", "CC BY-NC-SA 4.0", "CC0: Public Domain",
-            "GPL 3", "BSD-3-Clause"}
+# kaggle-api docs/models_metadata.md, "Licenses": "the available licenses for models", verbatim.
+LICENSES = {
+    "Apache 2.0", "Attribution 3.0 IGO (CC BY 3.0 IGO)", "Attribution 3.0 Unported (CC BY 3.0)",
+    "Attribution 4.0 International (CC BY 4.0)", "Attribution-NoDerivatives 4.0 International (CC BY-ND 4.0)",
+    "Attribution-NonCommercial 4.0 International (CC BY-NC 4.0)",
+    "Attribution-NonCommercial-NoDerivatives 4.0 International (CC BY-NC-ND 4.0)",
+    "Attribution-NonCommercial-ShareAlike 3.0 IGO (CC BY-NC-SA 3.0 IGO)", "BSD-3-Clause", "CC BY-NC-SA 4.0",
+    "CC BY-SA 3.0", "CC BY-SA 4.0", "CC0: Public Domain", "Community Data License Agreement - Permissive - Version 1.0",
+    "Community Data License Agreement - Sharing - Version 1.0", "GNU Affero General Public License 3.0",
+    "GNU Free Documentation License 1.3", "GNU Lesser General Public License 3.0", "GPL 2", "MIT",
+    "ODC Attribution License (ODC-By)", "ODC Public Domain Dedication and Licence (PDDL)", "GPL 3"}
 FRAMEWORKS = {"MODEL_FRAMEWORK_TENSOR_FLOW_2": "tensorFlow2", "MODEL_FRAMEWORK_KERAS": "keras",
               "MODEL_FRAMEWORK_TF_LITE": "tfLite", "MODEL_FRAMEWORK_PY_TORCH": "pyTorch", "MODEL_FRAMEWORK_JAX": "jax"}
 MODEL_FIELDS = {"title", "subtitle", "is_private", "description", "publish_time", "provenance_sources"}
@@ -77,10 +90,14 @@ def _listen(address, handler, wait: float = 600.0) -> ThreadingHTTPServer:
 
 
 class KaggleStub:
-    def __init__(self):
+    def __init__(self, username: str = "testpub", key: str = "not-a-real-key", token: str | None = None):
+        # the one account this Kaggle knows: its legacy user and key, and (if given) its API token
+        self.accepted = {"Basic " + base64.b64encode(f"{username}:{key}".encode()).decode()}
+        if token:
+            self.accepted.add(f"Bearer {token}")
         self.models: dict[tuple[str, str], Model] = {}
         self.blobs: dict[str, dict] = {}
-        self.rejected: list[str] = []
+        self.errors: list[str] = []  # every answer that was not a success: "<status> <call>"
         self.calls: list[str] = []
         self.put_faults: list[tuple[str, int]] = []  # ("reset", after_bytes) or ("status", code), one per PUT
         self.resumed_at: list[int] = []  # offsets of PUTs that continued an interrupted upload
@@ -256,10 +273,8 @@ def _require(body: dict, *keys: str) -> None:
 
 
 def _check_model_meta(body: dict) -> None:
-    if "title" in body and not 5 <= len(body["title"]) <= 50:
-        raise Rejected(400, f"title must be 5 to 50 characters: {body['title']!r}")
-    if body.get("subtitle") and not 20 <= len(body["subtitle"]) <= 80:
-        raise Rejected(400, f"subtitle must be 20 to 80 characters: {body['subtitle']!r}")
+    if "title" in body and not str(body["title"]).strip():
+        raise Rejected(400, "title must not be empty")
     if "isPrivate" in body and not isinstance(body["isPrivate"], bool):
         raise Rejected(400, "isPrivate must be a boolean")
 
@@ -299,14 +314,17 @@ def _handler(stub: KaggleStub):
         def _json(self, status: int, data: dict):
             self._send(status, json.dumps(data).encode())
 
+        def _error(self, status: int, call: str, message: str):
+            stub.errors.append(f"{status} {call}")
+            return self._json(status, {"code": status, "message": message})
+
         def do_POST(self):
             m = re.fullmatch(r"/api/v1/(models\.ModelApiService|blobs\.BlobApiService)/(\w+)", self.path)
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             if m is None:
-                return self._json(404, {"code": 404, "message": f"no endpoint {self.path}"})
-            if not self.headers.get("Authorization"):
-                stub.rejected.append(f"{m.group(2)}: no credentials")
-                return self._json(401, {"code": 401, "message": "Unauthenticated"})
+                return self._error(404, f"POST {self.path}", f"no endpoint {self.path}")
+            if self.headers.get("Authorization") not in stub.accepted:
+                return self._error(401, m.group(2), "Unauthenticated")
             try:
                 with stub.lock:
                     if m.group(2) == "DownloadModelInstanceVersion":
@@ -315,15 +333,13 @@ def _handler(stub: KaggleStub):
                         return self._send(200, data, ctype, {"x-goog-hash": f"md5={md5}"})
                     return self._json(200, stub.api(m.group(2), body))
             except Rejected as e:
-                if e.status != 404:
-                    stub.rejected.append(f"{m.group(2)}: {e}")
-                return self._json(e.status, {"code": e.status, "message": str(e)})
+                return self._error(e.status, m.group(2), str(e))
 
         def do_PUT(self):
             m = re.fullmatch(r"/upload/([\w=-]+)", self.path)
             blob = stub.blobs.get(m.group(1)) if m else None
             if blob is None:
-                return self._json(404, {"message": "no such upload"})
+                return self._error(404, f"PUT {self.path}", "no such upload")
             length = int(self.headers.get("Content-Length", 0))
             crange = self.headers.get("Content-Range", "")
             if crange.startswith("bytes */"):  # how much arrived?
@@ -342,7 +358,7 @@ def _handler(stub: KaggleStub):
                     stub.put_faults.pop(0)
             if fault and fault[0] == "status":
                 self.rfile.read(length)
-                return self._json(fault[1], {"message": "injected failure"})
+                return self._error(fault[1], "PUT upload (injected)", "injected failure")
             data = bytearray()
             while len(data) < length:
                 chunk = self.rfile.read(min(1 << 20, length - len(data)))

@@ -15,7 +15,7 @@ import pytest
 
 from hubpub.destination import Destination
 from hubpub.docs import render_docs
-from hubpub.errors import PublishError
+from hubpub.errors import PublishError, VerifyError
 from hubpub.publish import publish
 from hubpub.verify import read_reference, verify_handle
 from tests.kaggle_stub import KaggleStub
@@ -58,7 +58,9 @@ def test_kaggle_round_trip_through_kagglehub(micro_manifest, hub_dist, kaggle, t
         ("tensorFlow2/micro-1k-224", "uploaded"), ("keras/micro-1k-224", "uploaded"),
         ("tfLite/micro-1k-224", "uploaded"), ("tensorFlow2/micro-1k-224-fe", "uploaded"),
         ("keras/micro-1k-224-fe", "uploaded"), ("tfLite/micro-1k-224-fe", "uploaded")]
-    assert result.visibility == "private" and not kaggle.rejected
+    assert result.visibility == "private"
+    # what the clients asked before creating: each variation, then the model (Kaggle answers 404); no other
+    assert kaggle.errors == ["404 GetModelInstance"] * 6 + ["404 GetModel"]
 
     model = kaggle.models[("testpub", "micro-models")]
     assert model.meta["is_private"] is True and model.meta["title"] == "ConvNeXt"
@@ -189,7 +191,10 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
     result = publish(micro_manifest, hub_dist, Destination.parse(HF))
     assert [(o.upload.relative, o.status, o.detail) for o in result.outcomes] == [
         ("testpub/micro_1k_224", "uploaded", "v1"), ("testpub/micro_1k_224_fe", "uploaded", "v1")]
-    assert not hf.rejected and result.visibility == "private"
+    assert result.visibility == "private"
+    # the clients asked for each repository's refs before creating it (404); nothing else was refused
+    assert hf.errors == ["404 GET /api/models/testpub/micro_1k_224/refs",
+                         "404 GET /api/models/testpub/micro_1k_224_fe/refs"]
     repo = hf.repos["testpub/micro_1k_224"]
     assert repo.private and list(repo.tags) == ["v1"]
     files = hf.files("testpub/micro_1k_224", "v1")
@@ -211,7 +216,12 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
     record = read_reference(hub_dist / "reports" / "micro_1k_224.json")
     folder = download_repo("testpub/micro_1k_224", tmp_path / "download", revision="v1")
     assert verify_handle(str(folder / "saved_model"), record).max_abs <= 1e-5
-    assert verify_handle(f"{hf.url}/testpub/micro_1k_224/resolve/v1/saved_model.tar.gz", record).max_abs <= 1e-5
+    tarball_url = f"{hf.url}/testpub/micro_1k_224/resolve/v1/saved_model.tar.gz"
+    with pytest.raises(VerifyError, match="HTTP 401"):  # private: the Hub answers no one without the token
+        verify_handle(tarball_url, record)
+    repo.private = False  # made public on the Hub, as a publisher does for hub.KerasLayer's users
+    assert verify_handle(tarball_url, record).max_abs <= 1e-5
+    repo.private = True
     code = ("import json, sys, numpy as np, keras\n"
             "from hubpub.verify import compare_to_record, reference_images\n"  # the inputs and the comparison only
             "r = json.load(open(sys.argv[1]))\n"
@@ -311,3 +321,60 @@ def test_hf_repository_names_are_checked_in_the_plan():
     with pytest.raises(PublishError, match=r"hf://testpub/a{97}: not a valid Hugging Face repository name \(97 "
                                            r"characters\).*maximum length is 96"):
         _check_repo_id("testpub/" + "a" * 97)
+
+
+# --------------------------------------------------------------------------- the stand-ins refuse what the hubs refuse
+
+
+@pytest.mark.parametrize("how", ["api token", "kaggle.json", "wrong key"])
+def test_kaggle_credentials_each_way_the_client_reads_them(micro_manifest, hub_dist, monkeypatch, tmp_path, how):
+    """KAGGLE_API_TOKEN goes as a bearer token, kaggle.json's user and key as HTTP Basic; a wrong key is
+    refused by the stand-in (401) and nothing is made."""
+    monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "TEST")
+    monkeypatch.setenv("KAGGLEHUB_CACHE", str(tmp_path / "kagglehub-cache"))
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "kaggle-config"
+    config.mkdir()
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(config))
+    if how == "api token":
+        monkeypatch.setenv("KAGGLE_API_TOKEN", "KGAT_not_a_real_token")
+    else:
+        key = "not-a-real-key" if how == "kaggle.json" else "an-old-key"
+        (config / "kaggle.json").write_text(json.dumps({"username": "testpub", "key": key}))
+    _docs_for(micro_manifest, hub_dist, KAGGLE)
+    with KaggleStub(token="KGAT_not_a_real_token") as stub:
+        if how == "wrong key":
+            with pytest.raises(PublishError, match=r"the credentials were refused \(HTTP 401\)"):
+                publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
+            assert stub.errors and set(stub.errors) <= {"401 GetModelInstance", "401 GetModel"}
+            assert not stub.models
+            return
+        result = publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
+        assert {o.status for o in result.outcomes} == {"uploaded"}
+        assert stub.errors == ["404 GetModelInstance"] * 6 + ["404 GetModel"]
+
+
+def test_kaggle_license_names_are_the_documented_ones():
+    """Every license hubpub sends is in the list Kaggle documents (the stand-in's, from kaggle-api's docs)."""
+    from hubpub.hubs.kaggle import LICENSES as HUBPUB_NAMES
+    from tests.kaggle_stub import LICENSES as DOCUMENTED
+
+    assert set(HUBPUB_NAMES.values()) <= DOCUMENTED, set(HUBPUB_NAMES.values()) - DOCUMENTED
+
+
+def test_the_stand_ins_record_unknown_endpoints_and_wrong_credentials(hf):
+    import requests
+
+    with KaggleStub() as kaggle:
+        answer = requests.post(f"{kaggle.url}/api/v1/models.ModelApiService/NoSuchCall", json={},
+                               auth=("testpub", "not-a-real-key"), timeout=10)
+        assert answer.status_code == 404
+        answer = requests.post(f"{kaggle.url}/api/v1/models.ModelApiService/GetModel", json={},
+                               headers={"Authorization": "Bearer anything"}, timeout=10)
+        assert answer.status_code == 401
+        assert kaggle.errors == ["404 NoSuchCall", "401 GetModel"]
+    assert requests.get(f"{hf.url}/api/spaces/x/y", timeout=10).status_code == 404
+    assert requests.post(f"{hf.url}/api/repos/create", json={"name": "x"}, timeout=10,
+                         headers={"Authorization": "Bearer hf_wrong"}).status_code == 401
+    assert hf.errors == ["404 GET /api/spaces/x/y", "401 POST /api/repos/create"] and not hf.repos

@@ -41,10 +41,16 @@ from hubpub.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
-# The manifest's license ids in Kaggle's license names (the names its model pages and API use).
-LICENSES = {"mit": "MIT", "apache-2.0": "Apache 2.0", "cc-by-4.0": "CC BY 4.0", "cc-by-sa-4.0": "CC BY-SA 4.0",
-            "cc-by-nc-4.0": "CC BY-NC 4.0", "cc-by-nc-sa-4.0": "CC BY-NC-SA 4.0", "cc0-1.0": "CC0: Public Domain",
-            "gpl-3.0": "GPL 3", "bsd-3-clause": "BSD-3-Clause"}
+# The manifest's license ids in Kaggle's license names, as kaggle-api's docs/models_metadata.md lists
+# "the available licenses for models" (some are long names, e.g. CC BY-NC 4.0).
+LICENSES = {"mit": "MIT", "apache-2.0": "Apache 2.0", "bsd-3-clause": "BSD-3-Clause",
+            "cc-by-4.0": "Attribution 4.0 International (CC BY 4.0)", "cc-by-sa-4.0": "CC BY-SA 4.0",
+            "cc-by-nd-4.0": "Attribution-NoDerivatives 4.0 International (CC BY-ND 4.0)",
+            "cc-by-nc-4.0": "Attribution-NonCommercial 4.0 International (CC BY-NC 4.0)",
+            "cc-by-nc-nd-4.0": "Attribution-NonCommercial-NoDerivatives 4.0 International (CC BY-NC-ND 4.0)",
+            "cc-by-nc-sa-4.0": "CC BY-NC-SA 4.0", "cc0-1.0": "CC0: Public Domain", "gpl-2.0": "GPL 2",
+            "gpl-3.0": "GPL 3", "lgpl-3.0": "GNU Lesser General Public License 3.0",
+            "agpl-3.0": "GNU Affero General Public License 3.0"}
 FRAMEWORKS = ("tensorFlow2", "keras", "tfLite")
 MARKER = "hubpub.json"  # in every version: what it holds, so a re-publish can compare
 CREDENTIALS = "set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN (or ~/.kaggle/kaggle.json)"
@@ -287,6 +293,9 @@ class _Api:
         except requests.HTTPError as e:
             if e.response is not None and e.response.status_code in (403, 404):
                 return None
+            if e.response is not None and e.response.status_code == 401:
+                raise PublishError(f"{what} on Kaggle: the credentials were refused (HTTP 401); {CREDENTIALS} "
+                                   "with a current key; nothing was uploaded") from None
             raise hub_error(f"{what} on Kaggle", e) from None
         except Exception as e:
             raise hub_error(f"{what} on Kaggle", e) from None
