@@ -122,7 +122,7 @@ def hubs(out: Path) -> dict:
                           KAGGLEHUB_CACHE=str(tmp / "kh"), TQDM_DISABLE="1")
         import kagglehub
 
-        with KaggleStub():
+        with KaggleStub(username="bench", key="bench"):
             render_docs(manifest, dist=dist, out=dist / "docs", public_url_base="kaggle://bench/convnext")
             render_notebooks(manifest, dist=dist, out=tmp / "nb", public_url_base="kaggle://bench/convnext")
             start = time.perf_counter()
@@ -136,7 +136,7 @@ def hubs(out: Path) -> dict:
         from huggingface_hub import HfApi, constants
 
         constants.HF_HUB_DISABLE_XET = True  # the stand-in serves the LFS path, not Xet
-        with HfStub() as hf:
+        with HfStub(token="hf_bench") as hf:
             os.environ.update(HF_ENDPOINT=hf.url, HF_TOKEN="hf_bench", HF_HOME=str(tmp / "hf"))
             shutil.rmtree(dist / "docs")
             render_docs(manifest, dist=dist, out=dist / "docs", public_url_base="hf://bench")
