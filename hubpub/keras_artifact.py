@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hubpub import tolerances
 from hubpub._files import atomic_path, sha256_file, write_atomic
 from hubpub.errors import ExportError, HubpubError
 from hubpub.package import DEFAULT_MAX_UNPACKED
 
-KERAS_TOLERANCE = 1e-5  # the portable graph against the fast one, same weights, fp32
+KERAS_TOLERANCE = tolerances.KERAS_FILE  # the reloaded file against the SavedModel
 FIXED_DATE = "2000-01-01@00:00:00"
 FIXED_ZIP_TIME = (2000, 1, 1, 0, 0, 0)
 

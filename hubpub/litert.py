@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from hubpub import tolerances
 from hubpub._files import write_atomic
 from hubpub._tf import native_stderr_silenced
 from hubpub.errors import ExportError
 from hubpub.record import LiteRTFile
 
 FORMATS = ("float32", "float16", "dynamic_int8", "int8")
-FLOAT32_TOLERANCE = 1e-4
+FLOAT32_TOLERANCE = tolerances.LITERT_FLOAT32
 
 
 class LiteRTError(ExportError):

@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from hubpub import tolerances
 from hubpub.datasets import Dataset, builtin_datasets
 from hubpub.errors import ManifestError
 from hubpub.families import FAMILIES, ArchConfig, Family
@@ -162,7 +163,8 @@ class LiteRTSettings(_Strict):
     max_parameters: int = Field(default=30_000_000, ge=0, description="by default, variants up to this size")
     formats: list[Literal["float32", "float16", "dynamic_int8", "int8"]] = Field(
         default_factory=lambda: ["float32", "float16", "dynamic_int8", "int8"])
-    min_cosine: float = Field(default=0.98, ge=0, le=1, description="a quantized file below this fails the build")
+    min_cosine: float = Field(default=tolerances.LITERT_MIN_COSINE, ge=0, le=1,
+                              description="a quantized file below this fails the build")
     calibration: list[str] = Field(default_factory=list, description="image folders for int8 calibration, "
                                    "relative to the manifest, besides the sample photos")
 
@@ -251,7 +253,7 @@ class Variant:
     license: str
     version: int
     litert_formats: tuple[str, ...] = ()  # the LiteRT files to build; none if not wanted
-    litert_min_cosine: float = 0.98
+    litert_min_cosine: float = tolerances.LITERT_MIN_COSINE
     litert_calibration: tuple[Path, ...] = ()
 
     @property

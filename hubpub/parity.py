@@ -6,10 +6,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from hubpub import tolerances
 from hubpub.errors import ParityError
 from hubpub.families import ArchConfig, Family
 
-TOLERANCE = 1e-4  # max |Δ| of the final output (logits, or pooled features), fp32
+TOLERANCE = tolerances.PARITY  # max |Δ| of the final output (logits, or pooled features), fp32
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hubpub import tolerances
 from hubpub._files import write_atomic
 from hubpub._torch import torch_available
 from hubpub.layout import Dist
@@ -266,7 +267,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
             parameters=d["parameters"],
             parity=ParityInfo(parity_status, runs[0]["tolerance"] if runs else None,
                               max((r["max_abs"] for r in runs), default=None), runs),
-            round_trip=RoundTrip(tolerance=1e-5, **d["round_trip"]),
+            round_trip=RoundTrip(tolerance=tolerances.ROUND_TRIP, **d["round_trip"]),
             tarball=Tarball(dist.relative(packed.path), packed.sha256, packed.size, tuple(packed.members)),
             saved_model=dist.relative(exported.path),
             output=Output(exported.output_name, exported.output_dim),

@@ -231,7 +231,7 @@ class LocalStore:
         path = self.root / key
         try:
             st = path.stat()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # absent, or a file stands where its folder goes
             return None
         # the inode stands for a generation: a file replaced by another writer is another inode
         return Stat(st.st_size, crc32c_of(path), st.st_ino) if path.is_file() else None
@@ -268,7 +268,7 @@ class LocalStore:
         """Remove `key` if it is still the file of that generation (best effort: a directory has no
         conditional delete; the window is one stat)."""
         path = self.root / key
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
             if path.stat().st_ino == generation:
                 path.unlink()
 

@@ -17,11 +17,12 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from hubpub import tolerances
 from hubpub.errors import VerifyError
 from hubpub.package import DEFAULT_MAX_UNPACKED
 from hubpub.parity import reference_images
 
-VERIFY_TOLERANCE = 1e-4
+VERIFY_TOLERANCE = tolerances.VERIFY
 RECORDED_COLUMNS = 64  # enough to pin the outputs down without a 21841-wide table in every report
 
 

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from hubpub import tolerances
 from hubpub.cli import cli
 from hubpub.convert import official_tensors, port_weights, read_checkpoint, save_checkpoint
 from hubpub.convert import rules as rules_mod
@@ -206,7 +207,7 @@ def test_cli_verify_parity(tmp_path, micro_manifest_path, micro_checkpoints):
     import json
 
     data = json.loads(report.read_text())
-    assert data["tolerance"] == 1e-4
+    assert data["tolerance"] == tolerances.PARITY
     assert data["kinds"]["classifier"]["passed"] and len(data["kinds"]["classifier"]["runs"]) == 2
 
 

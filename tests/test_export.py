@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from hubpub import tolerances
 from hubpub._files import sha256_file
 from hubpub.errors import ExportError, PackageError, VerifyError
 from hubpub.package import check_tarball, pack, safe_extract
@@ -33,9 +34,9 @@ def test_build_writes_the_layout(micro_dist):
         assert sha_line == f"{report['tarball']['sha256']}  {name}.tar.gz\n"
         assert sha256_file(tar) == report["tarball"]["sha256"]
         assert report["tarball"]["size"] == tar.stat().st_size
-        assert report["parity"]["status"] == "passed" and report["parity"]["max_abs"] <= 1e-4
+        assert report["parity"]["status"] == "passed" and report["parity"]["max_abs"] <= tolerances.PARITY
         assert len(report["parity"]["runs"]) == 2  # native and non-square
-        assert max(report["round_trip"]["call"], report["round_trip"]["serving_default"]) <= 1e-5
+        assert max(report["round_trip"]["call"], report["round_trip"]["serving_default"]) <= tolerances.ROUND_TRIP
         assert set(report["timings"]) >= {"fetch", "build+port", "export", "round_trip", "pack"}
     assert not list((micro_dist / "tars").glob(".*")), "temp files left behind"
 
@@ -82,7 +83,7 @@ def test_serving_bytes_decodes_and_preprocesses(micro_dist, micro_manifest):
     batch = tf.stack([preprocess_tf(a, 224, ev) for a in images])
     expected = loaded.signatures["serving_default"](images=batch)["logits"].numpy()
     assert out.shape == (2, 1000)
-    np.testing.assert_allclose(out, expected, atol=1e-5)
+    np.testing.assert_allclose(out, expected, atol=tolerances.ROUND_TRIP)
 
 
 def test_round_trip_catches_a_different_model(micro_dist, micro_manifest):
@@ -126,7 +127,7 @@ def test_hub_keras_layer_over_http_and_fine_tune(micro_dist, file_server, hub_ca
     for name in ARTIFACTS:
         url = f"{file_server.url}/{name}.tar.gz"
         result = verify_handle(url, _report(micro_dist, name)["reference"], fine_tune=name.endswith("_fe"))
-        assert result.max_abs <= 1e-4
+        assert result.max_abs <= tolerances.VERIFY
     assert result.fine_tune["backbone_weights_changed"] == result.fine_tune["backbone_weights"] > 0
     assert np.isfinite(result.fine_tune["loss"])
     assert any("tf-hub-format=compressed" in p or p.endswith(".tar.gz") for p, _ in file_server.requests)
@@ -148,7 +149,8 @@ def test_keras3_tfsmlayer(micro_dist):
     layer = keras.layers.TFSMLayer(str(micro_dist / "saved_models" / "micro_1k_224_fe"),
                                    call_endpoint="serving_default")
     out = layer(reference_images(**record["inputs"]))["feature_vector"]
-    np.testing.assert_allclose(np.asarray(out)[:, :64], np.asarray(record["outputs"]["columns"]), atol=1e-4)
+    np.testing.assert_allclose(np.asarray(out)[:, :64], np.asarray(record["outputs"]["columns"]),
+                               atol=tolerances.VERIFY)
 
 
 def test_verify_detects_a_wrong_artifact(micro_dist):
@@ -282,7 +284,7 @@ def test_normalized_convention_build(micro_manifest, micro_checkpoints, tmp_path
     v = micro_manifest.variant("micro_1k_224")
     (report,) = build_variant(v, tmp_path, checkpoint=str(micro_checkpoints[v.name]), kinds=("classifier",),
                               input_convention="normalized")
-    assert report.input_convention == "normalized" and report.parity.max_abs <= 1e-4
+    assert report.input_convention == "normalized" and report.parity.max_abs <= tolerances.PARITY
     loaded = tf.saved_model.load(str(tmp_path / "saved_models" / v.name))
     image = np.random.default_rng(0).integers(0, 256, (240, 300, 3), dtype=np.uint8)
     buf = io.BytesIO()
@@ -290,7 +292,7 @@ def test_normalized_convention_build(micro_manifest, micro_checkpoints, tmp_path
     got = loaded.signatures["serving_bytes"](images=tf.constant([buf.getvalue()]))["logits"].numpy()
     x = normalize(preprocess_tf(image, 224, v.eval).numpy()[None], v.family)
     want = loaded.signatures["serving_default"](images=tf.constant(x))["logits"].numpy()
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got, want, atol=tolerances.ROUND_TRIP)
     render_docs(micro_manifest, dist=tmp_path, out=tmp_path / "docs")
     doc = (tmp_path / "docs/assets/docs/testpub/models/micro_1k_224/1.md").read_text()
     assert "normalised by the\n  caller with the mean (0.485, 0.456, 0.406)" in doc
@@ -383,4 +385,4 @@ def test_the_graph_mode_loader_runs_serving_default(micro_dist):
         sig = meta_graph.signature_def["serving_default"]
         got = sess.run(sig.outputs["logits"].name, {sig.inputs["images"].name: x})
     want = tf.saved_model.load(path).signatures["serving_default"](images=tf.constant(x))["logits"].numpy()
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got, want, atol=tolerances.ROUND_TRIP)

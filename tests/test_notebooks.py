@@ -8,6 +8,7 @@ import shutil
 import nbformat
 import pytest
 
+from hubpub import tolerances
 from hubpub.errors import HubpubError
 from hubpub.notebooks import NotebookError, render_notebooks
 from hubpub.pipeline import execute_notebooks
@@ -41,7 +42,7 @@ def test_classifier_notebook_ran_with_figures_and_no_errors(executed):
     text = _text(nb)
     assert "1000 classes" in text and "top-1 from the files:" in text
     keras_diff = float(re.search(r"largest difference from hub.KerasLayer: (\S+)", text).group(1))
-    assert keras_diff <= 1e-4  # the Keras 3 file, loaded in the same notebook
+    assert keras_diff <= tolerances.KERAS_FILE  # the Keras 3 file on TensorFlow, in the same notebook
     # what a reader sees: the published handle, not the loopback URL the run used
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     assert params.source.startswith('HANDLE = "https://models.example.com/micro/micro_1k_224/1.tar.gz"')

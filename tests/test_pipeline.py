@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from hubpub import tolerances
 from hubpub.errors import PackageError
 from hubpub.manifest import parse_manifest
 from hubpub.package import check_tarball
@@ -29,7 +30,7 @@ def test_build_all_then_incremental(micro_manifest, micro_checkpoints, tmp_path)
     rows = _artifacts(report)
     assert sorted(rows) == ["micro_1k_224", "micro_1k_224_fe", "micro_iso_1k_224", "micro_iso_1k_224_fe"]
     assert {r.status for r in rows.values()} == {"built"}
-    assert all(r.parity_max_abs <= 1e-4 for r in rows.values())
+    assert all(r.parity_max_abs <= tolerances.PARITY for r in rows.values())
     assert ("micro_1k_224_fe", "pack") in events and ("micro_iso_1k_224", "done") in events
     on_disk = json.loads((tmp_path / "build-report.json").read_text())
     assert {r["artifact"] for r in on_disk["artifacts"]} == rows.keys() and on_disk["failed"] == []
@@ -217,7 +218,8 @@ def test_demo_end_to_end_with_full_size_tiny(tmp_path, root):
     # LiteRT for tiny (28 M parameters, under the default 30 M): four files, checked, published, documented
     record = json.loads((tmp_path / "dist/reports/convnext_tiny_1k_224.json").read_text())
     lite = {f["format"]: f for f in record["litert"]}
-    assert set(lite) == {"float32", "float16", "dynamic_int8", "int8"} and lite["float32"]["max_abs"] <= 1e-4
+    assert set(lite) == {"float32", "float16", "dynamic_int8", "int8"}
+    assert lite["float32"]["max_abs"] <= tolerances.LITERT_FLOAT32
     assert lite["int8"]["cosine"] >= 0.98 and lite["int8"]["size"] <= 0.3 * lite["float32"]["size"]
     assert (tmp_path / "dist/published/convnext_tiny_1k_224/1.int8.tflite").is_file()
     assert (tmp_path / "dist/docs/assets/docs/hubpub/models/convnext_tiny_1k_224/int8/lite/1.md").is_file()

@@ -6,6 +6,7 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from hubpub import tolerances
 from hubpub.cli import cli
 from hubpub.docs import render_docs
 from hubpub.errors import PublishError
@@ -67,7 +68,7 @@ def test_fresh_publish_then_noop_then_conflict_then_force(micro_manifest_path, m
 
     # downstream: hub.KerasLayer on the public URL, mapped to the emulator's public host
     verified = verify_published(manifest, dist, dest, result)
-    assert verified.max_abs <= 1e-4
+    assert verified.max_abs <= tolerances.VERIFY
 
     again = publish(manifest, dist, dest)
     assert {o.status for o in again.outcomes} == {"already published"}
@@ -162,7 +163,8 @@ def test_local_destination_same_semantics(micro_manifest_path, micro_dist, tmp_p
     published = (tmp_path / "published/micro_1k_224/1.tar.gz").read_bytes()
     assert published == (dist / "tars/micro_1k_224.tar.gz").read_bytes()
     assert not list((tmp_path / "published").rglob(".*tmp"))
-    assert verify_published(manifest, dist, dest, result).max_abs <= 1e-4  # over loopback HTTP, as from a bucket
+    # over loopback HTTP, as from a bucket
+    assert verify_published(manifest, dist, dest, result).max_abs <= tolerances.VERIFY
     assert {o.status for o in publish(manifest, dist, dest, public_url=base).outcomes} == {"already published"}
     (tmp_path / "published/micro_1k_224/1.tar.gz.sha256").write_text("tampered\n")
     with pytest.raises(PublishError, match=r"micro_1k_224/1\.tar\.gz\.sha256 exists with different content"):

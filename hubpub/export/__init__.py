@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from hubpub import tolerances
 from hubpub._files import atomic_path
 from hubpub.errors import ExportError
 from hubpub.manifest import EvalPreprocessing
 
-ROUND_TRIP_TOLERANCE = 1e-5
+ROUND_TRIP_TOLERANCE = tolerances.ROUND_TRIP
 OUTPUT_NAMES = {"classifier": "logits", "feature-extractor": "feature_vector"}
 
 
