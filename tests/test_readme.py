@@ -42,3 +42,13 @@ def test_the_command_table_names_every_command_and_option():
     assert not missing, f"options the README's command table does not name: {missing}"
     result = CliRunner().invoke(cli, ["--help"])
     assert all(name in result.output for name in rows)
+
+
+def test_the_benchmark_table_is_what_the_benches_wrote():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report", ROOT / "benchmarks" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    assert report.render() in README, "run `python benchmarks/report.py --write` after a bench"
+    assert len(report.rows()) >= 10

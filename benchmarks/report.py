@@ -1,0 +1,101 @@
+"""The README's benchmark table, made from `benchmarks/results/*.json` (each written by the bench that
+measured it): `python benchmarks/report.py --write` puts it between the README's markers;
+`tests/test_readme.py` checks the README holds exactly this. Nothing in the table is typed by hand."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+README = Path(__file__).parents[1] / "README.md"
+BEGIN = "<!-- benchmarks: made by benchmarks/report.py from benchmarks/results/*.json; do not edit -->"
+END = "<!-- end of benchmarks -->"
+
+
+def _load(name: str):
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _verdict(ratio: float, target: float, at_least: bool) -> str:
+    met = ratio >= target if at_least else ratio <= target
+    return f"{'>=' if at_least else '<='} {target:g}: {'met' if met else 'missed'}"
+
+
+def rows() -> list[tuple[str, str, str, str, str]]:
+    """(script, measures, baseline, figure, target and verdict) for every result on file."""
+    out = []
+    if m := _load("port_memory"):
+        out.append(("bench_port_memory.py", f"peak RSS above the TensorFlow-imported baseline while porting "
+                    f"{m['variant']} ({m['format']})", "weight bytes", f"{m['ratio']:.2f}",
+                    _verdict(m["ratio"], m["target"], False)))
+    if b := _load("build"):
+        mem, t = b["memory"], b["time"]
+        out.append(("bench_build.py", f"worker peak RSS of `build-all --jobs 1` over {', '.join(mem['variants'])}",
+                    "largest weight bytes", f"{mem['ratio']:.2f}", _verdict(mem["ratio"], mem["target"], False)))
+        out.append(("bench_build.py", f"one classifier build of {t['variant']}: port, export, round trip, "
+                    "reproducible tar.gz (median of fresh processes)", "port + `tf.saved_model.save` + plain tar",
+                    f"{t['ratio']:.2f}", _verdict(t["ratio"], t["target"], False)))
+        if n := b.get("noop"):
+            out.append(("bench_build.py", f"a no-op rerun of `build-all` over {n['variants']} up-to-date variants",
+                        "`hubpub validate` of the same manifest", f"{n['ratio']:.2f}",
+                        _verdict(n["ratio"], n["target"], False)))
+    if i := _load("inference"):
+        for run in i["runs"]:
+            out.append(("bench_inference.py", f"hub.KerasLayer images/s, {i['variant']}, {i['resolution']} px, "
+                        f"batch {run['batch']}, {i['threads']} threads", "PyTorch eager, same weights",
+                        f"{run['ratio']:.2f}", _verdict(run["ratio"], 2.0, True)))
+    if u := _load("upload"):
+        out.append(("bench_upload.py", f"{u['megabytes']:.0f} MB through hubpub's GCS upload to fake-gcs-server",
+                    "one raw request to the emulator", f"{u['ratio_vs_emulator_ceiling']:.2f}",
+                    _verdict(u["ratio_vs_emulator_ceiling"], u["target"], True)))
+    if h := _load("upload_hubs"):
+        for hub, name in (("kaggle", "Kaggle"), ("hf", "HF")):
+            out.append(("bench_upload.py --hubs", f"a whole `publish` of {h['variant']}'s classifier to the {name} "
+                        "stand-in", "the client's own upload of the same files", f"{h[f'{hub}_ratio']:.2f}",
+                        "reported"))
+    if lt := _load("litert"):
+        for r in lt:
+            out.append(("bench_litert.py", f"LiteRT `dynamic_int8` images/s, batch 1, {r['variant']} (cosine "
+                        f"{r['dynamic_int8_cosine']:.4f}, size {r['dynamic_int8_size_ratio']:.2f} of float32)",
+                        "the float32 SavedModel", f"{r['dynamic_int8_speedup']:.2f}",
+                        _verdict(r["dynamic_int8_speedup"], 2.0, True)))
+            out.append(("bench_litert.py", f"LiteRT full `int8` and `float16` images/s, {r['variant']}",
+                        "the float32 SavedModel", f"{r['int8_speedup']:.2f} / {r['float16_speedup']:.2f}",
+                        "reported"))
+    if nb := _load("notebooks"):
+        out.append(("bench_notebooks.py", f"executing {nb['variant']}'s classifier notebook on a Jupyter kernel",
+                    "the same cells as a plain `python` script", f"{nb['ratio']:.2f}",
+                    _verdict(nb["ratio"], nb["target"], False)))
+    if k := _load("keras_artifact"):
+        out.append(("bench_keras_artifact.py", f"`.keras` on TensorFlow, {k['variant']}, batch {k['batch']}",
+                    "the SavedModel", f"{k['tensorflow_ratio']:.2f}",
+                    _verdict(k["tensorflow_ratio"], k["tensorflow_target"], True)))
+        out.append(("bench_keras_artifact.py", f"`.keras` on PyTorch, {k['variant']}, batch {k['batch']}",
+                    "the PyTorch reference, eager", f"{k['torch_ratio']:.2f}",
+                    _verdict(k["torch_ratio"], k["torch_target"], True)))
+    for name in ("demo", "onnx", "cluster", "collection", "signing"):
+        if r := _load(name):
+            for row in r.get("rows", []):
+                out.append((row["script"], row["measures"], row["baseline"], row["figure"], row["target"]))
+    return out
+
+
+def render() -> str:
+    lines = [BEGIN, "| script | measures | baseline | ratio | target |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows()]
+    return "\n".join(lines + [END])
+
+
+def main() -> None:
+    text = README.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    if "--write" in sys.argv:
+        README.write_text(text[:start] + render() + text[end:])
+    print(render())
+
+
+if __name__ == "__main__":
+    main()
