@@ -69,12 +69,15 @@ def raw_to_emulator(path: Path, emulator_url: str) -> float:
 def hubpub_upload(path: Path, emulator_url: str) -> float:
     from google.cloud import storage
 
+    from hubpub.destinations import Upload
+    from hubpub.destinations import parse as parse_destination
+    from hubpub.destinations.gcs import GcsStore
+    from hubpub.destinations.objects import crc32c_of
     from hubpub.progress import progress_bar
-    from hubpub.publish import Destination, GcsStore, Upload, crc32c_of
 
     os.environ["STORAGE_EMULATOR_HOST"] = emulator_url
     storage.Client().create_bucket("bench")
-    dest = Destination.parse("gs://bench/prefix")
+    dest = parse_destination("gs://bench/prefix")
     store = GcsStore(dest)
     upload = Upload(path, "big.tar.gz", path.stat().st_size, crc32c_of(path), "")
     start = time.perf_counter()
@@ -92,9 +95,9 @@ def hubs(out: Path) -> dict:
     import zipfile
 
     from hubpub.convert import save_checkpoint
-    from hubpub.destination import Destination
+    from hubpub.destinations import parse as parse_destination
+    from hubpub.destinations.hub import extract_saved_model
     from hubpub.docs import render_docs
-    from hubpub.hubs import extract_saved_model
     from hubpub.manifest import load_manifest
     from hubpub.notebooks import render_notebooks
     from hubpub.pipeline import build_variant
@@ -126,7 +129,7 @@ def hubs(out: Path) -> dict:
             render_docs(manifest, dist=dist, out=dist / "docs", public_url_base="kaggle://bench/convnext")
             render_notebooks(manifest, dist=dist, out=tmp / "nb", public_url_base="kaggle://bench/convnext")
             start = time.perf_counter()
-            publish(manifest, dist, Destination.parse("kaggle://bench/convnext"), notebooks=tmp / "nb")
+            publish(manifest, dist, parse_destination("kaggle://bench/convnext"), notebooks=tmp / "nb")
             figures["kaggle_hubpub_s"] = time.perf_counter() - start
             start = time.perf_counter()
             kagglehub.model_upload("bench/convnext/tensorFlow2/raw", str(tree / "saved_model"), "MIT")
@@ -142,7 +145,7 @@ def hubs(out: Path) -> dict:
             render_docs(manifest, dist=dist, out=dist / "docs", public_url_base="hf://bench")
             render_notebooks(manifest, dist=dist, out=tmp / "nb", public_url_base="hf://bench")
             start = time.perf_counter()
-            publish(manifest, dist, Destination.parse("hf://bench"), notebooks=tmp / "nb")
+            publish(manifest, dist, parse_destination("hf://bench"), notebooks=tmp / "nb")
             figures["hf_hubpub_s"] = time.perf_counter() - start
             hf_tree = tmp / "hf-tree"
             shutil.copytree(tree / "saved_model", hf_tree / "saved_model")

@@ -282,12 +282,11 @@ public_url_option = click.option(
 def docs(model_template: str, templates_dir: Path | None, dist: Path, out: Path | None, dest: str | None,
          public_url: str | None, manifest_path: Path) -> None:
     """Render the model, collection and publisher docs, then validate them."""
-    from hubpub.destination import Destination
+    from hubpub.destinations import parse, public_url_base
     from hubpub.docs import render_docs
-    from hubpub.publish import destination_url
 
     manifest = load_manifest(manifest_path)
-    base = destination_url(manifest, Destination.parse(dest or manifest.publish.destination), public_url)
+    base = public_url_base(parse(dest or manifest.publish.destination), manifest, public_url)
     result = render_docs(manifest, dist=dist, out=out or Dist(dist).docs, templates_dir=templates_dir,
                          model_template=model_template, public_url_base=base)
     click.echo(f"rendered and validated {len(result.paths)} docs under {result.root}, linking to {base}")
@@ -311,13 +310,12 @@ def docs(model_template: str, templates_dir: Path | None, dist: Path, out: Path 
 def notebooks(dist: Path, out: Path | None, only: tuple[str, ...], run: bool, templates_dir: Path | None,
               dest: str | None, public_url: str | None, manifest_path: Path) -> None:
     """Write a usage notebook per built artifact (classify, or fine-tune), and optionally execute them."""
-    from hubpub.destination import Destination
+    from hubpub.destinations import parse, public_url_base
     from hubpub.notebooks import notebooks_dir, render_notebooks
     from hubpub.pipeline import execute_notebooks
-    from hubpub.publish import destination_url
 
     manifest = load_manifest(manifest_path)
-    base = destination_url(manifest, Destination.parse(dest or manifest.publish.destination), public_url)
+    base = public_url_base(parse(dest or manifest.publish.destination), manifest, public_url)
     written = render_notebooks(manifest, dist=dist, out=out or notebooks_dir(dist),
                                templates_dir=templates_dir, public_url_base=base, only=only)
     if run:
@@ -338,12 +336,11 @@ def notebooks(dist: Path, out: Path | None, only: tuple[str, ...], run: bool, te
 def site(dist: Path, out: Path | None, templates_dir: Path | None, dest: str | None, public_url: str | None,
          manifest_path: Path) -> None:
     """Render the collection website from the build and its docs (render the docs first)."""
-    from hubpub.destination import Destination
-    from hubpub.publish import destination_url
+    from hubpub.destinations import parse, public_url_base
     from hubpub.site import render_site
 
     manifest = load_manifest(manifest_path)
-    base = destination_url(manifest, Destination.parse(dest or manifest.publish.destination), public_url)
+    base = public_url_base(parse(dest or manifest.publish.destination), manifest, public_url)
     result = render_site(manifest, dist=dist, out=out, templates_dir=templates_dir, public_url_base=base)
     click.echo(f"{len(result.pages)} pages under {result.root}; open {result.index.resolve().as_uri()} (its downloads "
                f"are this build's files; `publish` uploads the copy in {result.upload}, linking to {base})")
@@ -395,12 +392,12 @@ def publish(dist: Path, dest: str | None, public_url: str | None, dry_run: bool,
             deadline: float, no_verify: bool, public: bool, notebooks_out: Path | None, manifest_path: Path) -> None:
     """Publish the artifacts, docs and site to a bucket, a folder, Kaggle Models or the HF Hub; artifacts are
     immutable unless forced, docs and pages are updated."""
-    from hubpub.destination import Destination
+    from hubpub.destinations import parse
     from hubpub.publish import publish as run_publish
     from hubpub.publish import verify_published
 
     manifest = load_manifest(manifest_path)
-    destination = Destination.parse(dest or manifest.publish.destination)
+    destination = parse(dest or manifest.publish.destination)
     result = run_publish(manifest, dist, destination, public_url=public_url, force=force, dry_run=dry_run, jobs=jobs,
                          deadline=deadline, notebooks=notebooks_out, public=public)
     for line in result.plan:
@@ -638,7 +635,7 @@ def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
     -> usage notebooks, executed."""
     import time
 
-    from hubpub.destination import Destination
+    from hubpub.destinations import parse
     from hubpub.pipeline import demo_checkpoint
     from hubpub.publish import verify_published
 
@@ -657,7 +654,7 @@ def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
     if result.summary.failed:
         raise HubpubError(f"the demo build failed: {', '.join(result.summary.failed)}")
     click.echo(f"4. published to the local destination {dist.published}")
-    checked = verify_published(manifest, out, Destination.parse(str(dist.published)), result.published,
+    checked = verify_published(manifest, out, parse(str(dist.published)), result.published,
                                fine_tune=True)
     click.echo(f"5. verified: {checked.handle} loads with hub.KerasLayer, matches the build "
                f"(max |Δ| {checked.max_abs:.1e}), and fine-tunes (loss {checked.fine_tune['loss']:.3f})")

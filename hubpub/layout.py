@@ -27,6 +27,7 @@ class Dist:
     site = property(lambda self: self.root / "site")  # to open from here: downloads link to the files in dist/
     site_upload = property(lambda self: self.root / "site-upload")  # what publish uploads as site/
     litert_files = property(lambda self: self.root / "litert")
+    onnx_files = property(lambda self: self.root / "onnx")
     demo = property(lambda self: self.root / "demo")
     published = property(lambda self: self.root / "published")
     build_report = property(lambda self: self.root / "build-report.json")
@@ -48,6 +49,13 @@ class Dist:
 
     def litert(self, artifact: str, fmt: str) -> Path:
         return self.litert_files / f"{artifact}.{fmt}.tflite"
+
+    def litert_labels(self, artifact: str) -> Path:
+        """A classifier's class names, published beside its LiteRT files."""
+        return self.litert_files / f"{artifact}.labels.txt"
+
+    def onnx(self, artifact: str) -> Path:
+        return self.onnx_files / f"{artifact}.onnx"
 
     def report(self, artifact: str) -> Path:
         return self.reports / f"{artifact}.json"

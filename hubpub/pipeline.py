@@ -684,17 +684,16 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     A shard publishes its own artifact files only; `collect` builds nothing and renders the notebooks,
     docs and site of every artifact whose record is in `out` (the shards' `reports/`, gathered), then
     publishes those, checking that each artifact they link is at the destination."""
-    from hubpub.destination import Destination
+    from hubpub.destinations import parse, public_url_base
     from hubpub.docs import load_reports, render_docs
     from hubpub.errors import HubpubError
     from hubpub.manifest import iter_selected
     from hubpub.notebooks import notebooks_dir, render_notebooks
-    from hubpub.publish import destination_url
     from hubpub.publish import publish as run_publish
     from hubpub.site import render_site
 
-    dest = Destination.parse(publish_dest or manifest.publish.destination)
-    base = destination_url(manifest, dest, public_url)  # before any work: a bad destination fails now
+    dest = parse(publish_dest or manifest.publish.destination)
+    base = public_url_base(dest, manifest, public_url)  # before any work: a bad destination fails now
     if shard and publish_dest and dest.is_hub:
         raise HubpubError(f"--shard with --publish {dest}: a shard publishes its artifact files to gs:// or a "
                           "directory; a hub's pages need the whole collection, so publish there once, from the "

@@ -10,15 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hubpub.docs import (
-    collection_context,
-    environment,
-    model_context,
-    model_doc_path,
-    render,
-    template_dirs,
-)
+from hubpub.docs import collection_context, environment, model_context, render, template_dirs
 from hubpub.docs.validate import validate_docs
+from hubpub.doctree import model_doc_path
 from hubpub.manifest import parse_manifest
 from hubpub.record import (
     BuildRecord,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hubpub import tolerances
-from hubpub.destination import Destination
+from hubpub.destinations import parse as parse_destination
 from hubpub.docs import render_docs
 from hubpub.errors import PublishError, VerifyError
 from hubpub.publish import publish
@@ -54,7 +54,7 @@ def test_kaggle_round_trip_through_kagglehub(micro_manifest, hub_dist, kaggle, t
     import kagglehub
 
     _docs_for(micro_manifest, hub_dist, KAGGLE)
-    result = publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
+    result = publish(micro_manifest, hub_dist, parse_destination(KAGGLE))
     assert [(o.upload.relative, o.status) for o in result.outcomes] == [
         ("tensorFlow2/micro-1k-224", "uploaded"), ("keras/micro-1k-224", "uploaded"),
         ("tfLite/micro-1k-224", "uploaded"), ("tensorFlow2/micro-1k-224-fe", "uploaded"),
@@ -91,7 +91,7 @@ def test_kaggle_round_trip_through_kagglehub(micro_manifest, hub_dist, kaggle, t
     assert (hub_dist / "keras" / "micro_1k_224.keras").read_bytes() == downloaded.read_bytes()
 
     # Again: identical content makes no version.
-    again = publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
+    again = publish(micro_manifest, hub_dist, parse_destination(KAGGLE))
     assert {o.status for o in again.outcomes} == {"already published"}
     assert len(tf2.versions) == 1
 
@@ -100,9 +100,9 @@ def test_kaggle_round_trip_through_kagglehub(micro_manifest, hub_dist, kaggle, t
     tf2.versions[0].files["hubpub.json"] = json.dumps({**marker, "sha256": "f" * 64}).encode()
     with pytest.raises(PublishError, match=r"tensorFlow2/micro-1k-224: version 1 holds other bytes .* bump "
                                            r"collection\.model_version .* or pass --force"):
-        publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
+        publish(micro_manifest, hub_dist, parse_destination(KAGGLE))
     assert len(tf2.versions) == 1
-    forced = publish(micro_manifest, hub_dist, Destination.parse(KAGGLE), force=True)
+    forced = publish(micro_manifest, hub_dist, parse_destination(KAGGLE), force=True)
     assert [o.status for o in forced.outcomes].count("overwritten (forced)") == 1
     assert len(tf2.versions) == 2 and record_sha(hub_dist) in tf2.versions[1].notes
     assert "parity" in tf2.versions[1].notes
@@ -116,25 +116,25 @@ def test_kaggle_dry_run_needs_no_credentials_and_shows_the_plan(micro_manifest, 
     monkeypatch.delenv("KAGGLE_USERNAME")
     monkeypatch.delenv("KAGGLE_KEY")
     _docs_for(micro_manifest, hub_dist, KAGGLE)
-    result = publish(micro_manifest, hub_dist, Destination.parse(KAGGLE), dry_run=True)
+    result = publish(micro_manifest, hub_dist, parse_destination(KAGGLE), dry_run=True)
     assert {o.status for o in result.outcomes} == {"would publish"} and not kaggle.calls
     text = "\n".join(result.plan)
     assert "Kaggle model testpub/micro-models (private): title 'ConvNeXt'" in text
     assert "testpub/micro-models/tensorFlow2/micro-1k-224-fe: license 'MIT'" in text
     assert "variables/variables.index" in text and "micro_1k_224.keras" in text
     with pytest.raises(PublishError, match="no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY"):
-        publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
+        publish(micro_manifest, hub_dist, parse_destination(KAGGLE))
 
 
 def test_kaggle_upload_faults(micro_manifest, hub_dist, kaggle):
     _docs_for(micro_manifest, hub_dist, KAGGLE)
     kaggle.put_faults = [("status", 503)]  # kagglehub does not retry a 5xx: one line, no version
     with pytest.raises(PublishError) as info:
-        publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
+        publish(micro_manifest, hub_dist, parse_destination(KAGGLE))
     assert "\n" not in str(info.value) and "no version was made" in str(info.value)
     assert not kaggle.models[("testpub", "micro-models")].instances
     kaggle.put_faults = [("reset", 4096)]  # a dropped connection mid-file: kagglehub resumes at the offset
-    result = publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
+    result = publish(micro_manifest, hub_dist, parse_destination(KAGGLE))
     assert {o.status for o in result.outcomes} == {"uploaded"}
     assert kaggle.resumed_at and kaggle.resumed_at[0] == 4096  # asked where it stopped, went on from there
     tf2 = kaggle.instance("testpub", "micro-models", "tensorFlow2", "micro-1k-224")
@@ -153,7 +153,7 @@ def test_kaggle_refuses_docs_rendered_for_another_destination(micro_manifest, hu
     _docs_for(micro_manifest, hub_dist, "https://models.example.com/micro")
     with pytest.raises(PublishError, match=r"rendered for another destination .* Run: hubpub docs --dest "
                                            r"kaggle://testpub/micro-models"):
-        publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
+        publish(micro_manifest, hub_dist, parse_destination(KAGGLE))
     assert not kaggle.calls
 
 
@@ -186,10 +186,10 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
 
     import yaml
 
-    from hubpub.hubs.hf import download_repo
+    from hubpub.destinations.hf import download_repo
 
     _docs_for(micro_manifest, hub_dist, HF)
-    result = publish(micro_manifest, hub_dist, Destination.parse(HF))
+    result = publish(micro_manifest, hub_dist, parse_destination(HF))
     assert [(o.upload.relative, o.status, o.detail) for o in result.outcomes] == [
         ("testpub/micro_1k_224", "uploaded", "v1"), ("testpub/micro_1k_224_fe", "uploaded", "v1")]
     assert result.visibility == "private"
@@ -237,11 +237,11 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
 
     # Again: nothing new. A changed doc: only the card, on main; the tag stays.
     commits = len(repo.commits)
-    again = publish(micro_manifest, hub_dist, Destination.parse(HF))
+    again = publish(micro_manifest, hub_dist, parse_destination(HF))
     assert {o.status for o in again.outcomes} == {"already published"} and len(repo.commits) == commits
     doc = hub_dist / "docs" / "assets" / "docs" / "testpub" / "models" / "micro_1k_224" / "1.md"
     doc.write_text(doc.read_text() + "\nA note added after publishing.\n")
-    updated = publish(micro_manifest, hub_dist, Destination.parse(HF))
+    updated = publish(micro_manifest, hub_dist, parse_destination(HF))
     assert [o.status for o in updated.outcomes] == ["updated (card)", "already published"]
     assert "A note added after publishing." in hf.files("testpub/micro_1k_224")["README.md"].decode()
     assert "A note added" not in hf.files("testpub/micro_1k_224", "v1")["README.md"].decode()
@@ -250,8 +250,8 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
     tagged = next(c for c in repo.commits if c.oid == repo.tags["v1"])
     tagged.files["hubpub.json"] = (b'{"saved_model_sha256": "other"}', False)
     with pytest.raises(PublishError, match=r"testpub/micro_1k_224: tag v1 holds other bytes .* --force"):
-        publish(micro_manifest, hub_dist, Destination.parse(HF))
-    forced = publish(micro_manifest, hub_dist, Destination.parse(HF), force=True)
+        publish(micro_manifest, hub_dist, parse_destination(HF))
+    forced = publish(micro_manifest, hub_dist, parse_destination(HF), force=True)
     assert [o.status for o in forced.outcomes] == ["overwritten (forced)", "already published"]
     assert json.loads(hf.files("testpub/micro_1k_224", "v1")["hubpub.json"])["saved_model_sha256"] == \
         record_sha(hub_dist)
@@ -260,26 +260,26 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
 def test_hf_dry_run_and_credentials(micro_manifest, hub_dist, hf, monkeypatch):
     monkeypatch.delenv("HF_TOKEN")
     _docs_for(micro_manifest, hub_dist, HF)
-    result = publish(micro_manifest, hub_dist, Destination.parse(HF), dry_run=True, public=True)
+    result = publish(micro_manifest, hub_dist, parse_destination(HF), dry_run=True, public=True)
     assert {o.status for o in result.outcomes} == {"would publish"} and not hf.repos
     text = "\n".join(result.plan)
     assert "Hugging Face Hub, testpub (public): collection 'ConvNeXt' of 2 repositories" in text
     assert "testpub/micro_1k_224 @ v1: " in text and "pipeline_tag: image-classification" in text
     assert "saved_model/variables/variables.index" in text and "model.weights.h5" in text
     with pytest.raises(PublishError, match="no Hugging Face credentials: set HF_TOKEN"):
-        publish(micro_manifest, hub_dist, Destination.parse(HF))
+        publish(micro_manifest, hub_dist, parse_destination(HF))
 
 
 def test_hf_upload_faults_are_retried_or_leave_no_version(micro_manifest, hub_dist, hf):
     _docs_for(micro_manifest, hub_dist, HF)
     hf.put_faults = [("status", 503), ("status", 502)]  # huggingface_hub backs off and retries an LFS PUT
-    result = publish(micro_manifest, hub_dist, Destination.parse(HF))
+    result = publish(micro_manifest, hub_dist, parse_destination(HF))
     assert {o.status for o in result.outcomes} == {"uploaded"} and not hf.put_faults
     hf.repos.clear()
     hf.lfs.clear()
     hf.broken_oids = {record_sha(hub_dist)}  # one file the Hub keeps failing (after ~23 s of the client's backoff)
     with pytest.raises(PublishError) as info:
-        publish(micro_manifest, hub_dist, Destination.parse(HF))
+        publish(micro_manifest, hub_dist, parse_destination(HF))
     assert "\n" not in str(info.value) and "no commit is made from a partial upload" in str(info.value)
     assert all(not r.commits and not r.tags for r in hf.repos.values())
 
@@ -317,7 +317,7 @@ def test_cli_publish_on_hf_without_the_clients_request_log(micro_manifest_path, 
 
 def test_hf_repository_names_are_checked_in_the_plan():
     """A name the Hub refuses fails the dry run too, not the upload after it (96 characters at most)."""
-    from hubpub.hubs.hf import _check_repo_id
+    from hubpub.destinations.hf import _check_repo_id
 
     _check_repo_id("testpub/" + "a" * 96)
     with pytest.raises(PublishError, match=r"hf://testpub/a{97}: not a valid Hugging Face repository name \(97 "
@@ -348,18 +348,18 @@ def test_kaggle_credentials_each_way_the_client_reads_them(micro_manifest, hub_d
     with KaggleStub(token="KGAT_not_a_real_token") as stub:
         if how == "wrong key":
             with pytest.raises(PublishError, match=r"the credentials were refused \(HTTP 401\)"):
-                publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
+                publish(micro_manifest, hub_dist, parse_destination(KAGGLE))
             assert stub.errors and set(stub.errors) <= {"401 GetModelInstance", "401 GetModel"}
             assert not stub.models
             return
-        result = publish(micro_manifest, hub_dist, Destination.parse(KAGGLE))
+        result = publish(micro_manifest, hub_dist, parse_destination(KAGGLE))
         assert {o.status for o in result.outcomes} == {"uploaded"}
         assert stub.errors == ["404 GetModelInstance"] * 6 + ["404 GetModel"]
 
 
 def test_kaggle_license_names_are_the_documented_ones():
     """Every license hubpub sends is in the list Kaggle documents (the stand-in's, from kaggle-api's docs)."""
-    from hubpub.hubs.kaggle import LICENSES as HUBPUB_NAMES
+    from hubpub.destinations.kaggle import LICENSES as HUBPUB_NAMES
     from tests.kaggle_stub import LICENSES as DOCUMENTED
 
     assert set(HUBPUB_NAMES.values()) <= DOCUMENTED, set(HUBPUB_NAMES.values()) - DOCUMENTED

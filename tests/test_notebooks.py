@@ -184,7 +184,7 @@ def test_a_notebook_of_another_artifact_is_a_dead_link(checkout):
 
 
 def test_publish_refuses_a_dead_colab_link_before_uploading(checkout, tmp_path):
-    from hubpub.destination import Destination
+    from hubpub.destinations import parse as parse_destination
     from hubpub.manifest import load_manifest
     from hubpub.publish import publish
 
@@ -193,7 +193,7 @@ def test_publish_refuses_a_dead_colab_link_before_uploading(checkout, tmp_path):
                 str(checkout / "dist")).exit_code == 0  # docs, but no notebooks yet
     dest = tmp_path / "published"  # the manifest's destination
     with pytest.raises(HubpubError, match=r"Colab link .* is dead: no notebook at"):
-        publish(manifest, checkout / "dist", Destination.parse(str(dest)))
+        publish(manifest, checkout / "dist", parse_destination(str(dest)))
     assert not dest.exists()  # nothing uploaded, no folder left
 
 

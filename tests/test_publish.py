@@ -8,10 +8,12 @@ from click.testing import CliRunner
 
 from hubpub import tolerances
 from hubpub.cli import cli
+from hubpub.destinations import parse as parse_destination
+from hubpub.destinations.objects import crc32c_of
 from hubpub.docs import render_docs
 from hubpub.errors import PublishError
 from hubpub.manifest import parse_manifest
-from hubpub.publish import Destination, crc32c_of, publish, verify_published
+from hubpub.publish import publish, verify_published
 
 _counter = iter(range(10_000))
 
@@ -48,7 +50,7 @@ def _objects(name):
 def test_fresh_publish_then_noop_then_conflict_then_force(micro_manifest_path, micro_dist, tmp_path, bucket,
                                                           hub_cache):
     manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=bucket)
-    dest = Destination.parse(f"gs://{bucket}/micro")
+    dest = parse_destination(f"gs://{bucket}/micro")
     result = publish(manifest, dist, dest, jobs=3)
     statuses = {o.upload.relative: o.status for o in result.outcomes}
     assert set(statuses.values()) == {"uploaded"}
@@ -99,11 +101,11 @@ def test_fresh_publish_then_noop_then_conflict_then_force(micro_manifest_path, m
 
 def test_dry_run_touches_nothing(micro_manifest_path, micro_dist, tmp_path, bucket):
     manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=bucket)
-    result = publish(manifest, dist, Destination.parse(f"gs://{bucket}/micro"), dry_run=True)
+    result = publish(manifest, dist, parse_destination(f"gs://{bucket}/micro"), dry_run=True)
     assert {o.status for o in result.outcomes} == {"would upload"}
     assert _objects(bucket) == {}
     local = tmp_path / "nowhere"
-    result = publish(manifest, dist, Destination.parse(str(local)), dry_run=True,
+    result = publish(manifest, dist, parse_destination(str(local)), dry_run=True,
                      public_url=f"https://storage.googleapis.com/{bucket}/micro")
     assert not local.exists()
 
@@ -112,7 +114,7 @@ def test_missing_bucket(micro_manifest_path, micro_dist, tmp_path, gcs_emulator,
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator.url)
     manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket="no-such-bucket")
     with pytest.raises(PublishError, match=r"^gs://no-such-bucket: bucket does not exist$"):
-        publish(manifest, dist, Destination.parse("gs://no-such-bucket/micro"))
+        publish(manifest, dist, parse_destination("gs://no-such-bucket/micro"))
 
 
 def test_missing_credentials_is_a_clear_cli_error(micro_manifest_path, micro_dist, tmp_path, monkeypatch):
@@ -133,7 +135,7 @@ def test_random_weights_refused_for_gcs(micro_manifest_path, micro_dist, tmp_pat
     report = dist / "reports" / "micro_1k_224.json"
     report.write_text(json.dumps({**json.loads(report.read_text()), "random_weights": True}))
     with pytest.raises(PublishError, match=r"refusing to publish random-weight \(demo\) artifacts.*micro_1k_224"):
-        publish(manifest, dist, Destination.parse(f"gs://{bucket}/micro"))
+        publish(manifest, dist, parse_destination(f"gs://{bucket}/micro"))
     assert _objects(bucket) == {}
 
 
@@ -147,13 +149,13 @@ def test_docs_asset_path_must_match_an_object(micro_manifest_path, micro_dist, t
                                            r"micro_1k_224/1\.tar\.gz is not below https://storage\.googleapis\.com/"
                                            rf"{bucket}/micro, .*nothing was uploaded\. Render the docs for this "
                                            rf"destination: hubpub docs --dest gs://{bucket}/micro$"):
-        publish(other, dist, Destination.parse(f"gs://{bucket}/micro"))
+        publish(other, dist, parse_destination(f"gs://{bucket}/micro"))
     assert _objects(bucket) == {}
 
 
 def test_local_destination_same_semantics(micro_manifest_path, micro_dist, tmp_path, hub_cache):
     manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=None)
-    dest = Destination.parse(str(tmp_path / "published"))
+    dest = parse_destination(str(tmp_path / "published"))
     with pytest.raises(PublishError, match=r"a local destination has no public URL of its own; pass --public-url"):
         publish(manifest, dist, dest)
     assert not (tmp_path / "published").exists()
@@ -219,7 +221,7 @@ def test_faults_survived_with_every_object_intact(micro_manifest_path, micro_dis
             ["POST", "uploadType=multipart", "reset", 1],
             ["GET", "/o/micro", "503", 1],
         ]
-        dest = Destination.parse("gs://faulty/micro")
+        dest = parse_destination("gs://faulty/micro")
         result = publish(manifest, dist, dest, jobs=2, timeout=2, deadline=120, chunk_bytes=8 * 2**20)
         assert {o.status for o in result.outcomes} == {"uploaded"}
         # After the stall the upload resumed at the second chunk; it did not start over.
@@ -241,7 +243,7 @@ def test_faults_survived_with_every_object_intact(micro_manifest_path, micro_dis
 def test_docs_only_publish_finds_tarballs_already_published(micro_manifest_path, micro_dist, tmp_path, bucket):
     """The sharded workflow's last job: docs rendered from the shards' reports, tarballs already in the bucket."""
     manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=bucket)
-    dest = Destination.parse(f"gs://{bucket}/micro")
+    dest = parse_destination(f"gs://{bucket}/micro")
     shutil.rmtree(dist / "docs")
     with pytest.raises(PublishError, match="no rendered docs"):
         publish(manifest, dist, dest)
@@ -299,7 +301,7 @@ def test_the_emulator_enforces_upload_preconditions_and_the_proxy_delete_ones(tm
     from google.api_core import exceptions as gexc
     from google.cloud import storage
 
-    from hubpub.publish import GcsStore
+    from hubpub.destinations.gcs import GcsStore
     from tests.gcs import Emulator, FaultProxy
 
     proxy = FaultProxy(preconditions=True)
@@ -316,7 +318,7 @@ def test_the_emulator_enforces_upload_preconditions_and_the_proxy_delete_ones(tm
         assert direct.get_blob("a") is None
         direct.blob("b").upload_from_string(b"one", if_generation_match=0)
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
-        store = GcsStore(Destination.parse("gs://pre"))
+        store = GcsStore(parse_destination("gs://pre"))
         gen = store.stat("b").generation
         store.delete("b", gen + 1)  # ... refused through the proxy: another writer's generation stays
         assert store.stat("b") is not None
@@ -362,7 +364,7 @@ def test_two_publishes_racing_on_a_bucket(micro_manifest_path, micro_dist, tmp_p
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
         storage.Client().create_bucket("race")
         manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket="race")
-        dest = Destination.parse("gs://race/micro")
+        dest = parse_destination("gs://race/micro")
         proxy.faults = [["POST", "uploadType=", "pair", 10**6]]
         a, b = _race([lambda: publish(manifest, dist, dest, jobs=1), lambda: publish(manifest, dist, dest, jobs=1)])
         assert not isinstance(a, Exception) and not isinstance(b, Exception), (a, b)
@@ -388,7 +390,7 @@ def test_two_publishes_racing_on_a_bucket(micro_manifest_path, micro_dist, tmp_p
             "http://127.0.0.1:9/bucket/micro", "https://storage.googleapis.com/race/v2"), micro_manifest_path)
         for d in (dist, other):
             render_docs(m2, dist=d, out=d / "docs")
-        dest2 = Destination.parse("gs://race/v2")
+        dest2 = parse_destination("gs://race/v2")
         a, b = _race([lambda: publish(m2, dist, dest2, jobs=1), lambda: publish(m2, other, dest2, jobs=1)])
         errors = [r for r in (a, b) if isinstance(r, Exception)]
         assert len(errors) == 1, (a, b)
@@ -406,10 +408,12 @@ def test_two_publishes_racing_on_a_bucket(micro_manifest_path, micro_dist, tmp_p
 
 def test_two_publishes_racing_on_a_directory(micro_manifest_path, micro_dist, tmp_path):
     """A new file is linked into place, which fails if the name exists: never replaced behind a check."""
-    from hubpub.publish import Exists, LocalStore, Upload
+    from hubpub.destinations import Upload
+    from hubpub.destinations.directory import LocalStore
+    from hubpub.destinations.objects import Exists
 
     manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=None)
-    dest = Destination.parse(str(tmp_path / "published"))
+    dest = parse_destination(str(tmp_path / "published"))
     a, b = _race([lambda: publish(manifest, dist, dest, public_url="http://127.0.0.1:9/bucket/micro", jobs=2),
                   lambda: publish(manifest, dist, dest, public_url="http://127.0.0.1:9/bucket/micro", jobs=2)])
     assert not isinstance(a, Exception) and not isinstance(b, Exception), (a, b)
@@ -421,7 +425,7 @@ def test_two_publishes_racing_on_a_directory(micro_manifest_path, micro_dist, tm
     for o in a.outcomes:
         assert (dest.path / o.upload.relative).read_bytes() == o.upload.source.read_bytes()
     # the primitive itself: a "new" file onto a name that exists is refused, the file untouched
-    store, target = LocalStore(dest), dest.path / "micro_1k_224/1.tar.gz"
+    store, target = LocalStore(dest.path), dest.path / "micro_1k_224/1.tar.gz"
     before = target.read_bytes()
     other = tmp_path / "other.bin"
     other.write_bytes(b"other bytes")

@@ -10,7 +10,7 @@ from urllib.parse import urldefrag, urlparse
 
 import pytest
 
-from hubpub.destination import Destination
+from hubpub.destinations import parse as parse_destination
 from hubpub.docs import render_docs
 from hubpub.publish import publish
 from hubpub.site import render_site
@@ -28,7 +28,7 @@ def published(micro_manifest, micro_dist, tmp_path_factory):
     render_docs(micro_manifest, dist=dist, out=dist / "docs", public_url_base=BASE)
     render_site(micro_manifest, dist=dist, public_url_base=BASE)
     dest = root / "bucket"
-    result = publish(micro_manifest, dist, Destination.parse(str(dest)), public_url=BASE)
+    result = publish(micro_manifest, dist, parse_destination(str(dest)), public_url=BASE)
     return dist, dest, result
 
 
@@ -114,7 +114,7 @@ def test_publish_sets_content_types_and_says_where_the_site_is(published):
     site_rows = [o for o in result.outcomes if o.upload.relative.startswith("site/")]
     assert {o.upload.relative for o in site_rows} >= {"site/index.html", "site/assets/site.css", "site/assets/site.js"}
     assert result.site_url == f"{BASE}/site/index.html"
-    from hubpub.publish import object_headers
+    from hubpub.destinations.gcs import object_headers
 
     assert object_headers("site/index.html") == ("text/html; charset=utf-8", "public, max-age=300")
     assert object_headers("site/assets/site.css") == ("text/css; charset=utf-8", "public, max-age=300")

@@ -23,11 +23,12 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from hubpub import __version__
 from hubpub._files import cleanup_created_dirs, write_atomic
+from hubpub.destinations import artifact_links, notebooks_folder, where
 from hubpub.docs.validate import validate_docs, vocabularies
+from hubpub.doctree import PUBLISHED_DOCS, collection_doc_path, lite_doc_name, lite_doc_path, model_doc_path
 from hubpub.errors import DocsError
 from hubpub.families import Family
 from hubpub.layout import Dist
-from hubpub.links import artifact_links, where
 from hubpub.manifest import Artifact, Manifest
 from hubpub.record import BuildRecord, RecordError, read_record
 from hubpub.resources import packaged_templates_dir
@@ -36,8 +37,6 @@ TASKS = {"classifier": "image-classification", "feature-extractor": "image-featu
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|!])")
 
 
-# Where a published doc lives below the destination: `publish` uploads the rendered tree under `docs/`.
-PUBLISHED_DOCS = "docs/assets/docs"
 
 
 def template_dirs(manifest_path: Path | None = None, templates_dir: Path | None = None) -> list[Path]:
@@ -107,39 +106,10 @@ def _template_line(error: Exception, template: str):
                  if f.filename.endswith(template)), "?")
 
 
-def doc_body(path: Path) -> str:
-    """A rendered doc as a page shows it: without its tfhub.dev heading and metadata comments."""
-    lines = path.read_text(encoding="utf-8").split("\n")
-    kept = [line for line in lines[1:] if not re.fullmatch(r"<!-- [a-z-]+: .* -->", line)]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip() + "\n"
-
-
-def lite_doc_name(artifact: Artifact, fmt: str) -> str:
-    """The tfhub.dev model name of an artifact's LiteRT file: a name may hold slashes
-    (`net_small_1k_224/int8`, as tfhub.dev's `keras-ocr/float16`)."""
-    return f"{artifact.name}/{fmt}"
-
-
-def model_doc_path(publisher: str, artifact: Artifact) -> str:
-    """A model doc's path below `assets/docs/`."""
-    return f"{publisher}/models/{artifact.name}/{artifact.version}.md"
-
-
-def lite_doc_path(publisher: str, artifact: Artifact, fmt: str) -> str:
-    """A Lite doc's path below `assets/docs/`: the format folder comes after the whole model name."""
-    return f"{publisher}/models/{lite_doc_name(artifact, fmt)}/lite/{artifact.version}.md"
-
-
-def collection_doc_path(publisher: str, collection: str) -> str:
-    """The collection doc's path: tfhub.dev keeps one doc per collection, always `1.md`."""
-    return f"{publisher}/collections/{collection}/1.md"
-
-
 def _links(manifest: Manifest, artifact: Artifact, public_url_base: str) -> dict:
-    """Where a reader finds the artifact at the destination (see `hubpub.links`), and its TF-Hub name."""
+    """Where a reader finds the artifact at the destination (`hubpub.destinations`), and its TF-Hub name."""
     pub = manifest.publisher.handle
-    links = artifact_links(public_url_base, pub, artifact.name, artifact.version, artifact.asset_object,
-                           artifact.keras_object, f"{PUBLISHED_DOCS}/{model_doc_path(pub, artifact)}")
+    links = artifact_links(public_url_base, pub, artifact, f"{PUBLISHED_DOCS}/{model_doc_path(pub, artifact)}")
     return {**asdict(links), "litert_prefix": links.litert_prefix}
 
 
@@ -168,7 +138,7 @@ def model_context(manifest: Manifest, artifact: Artifact, record: BuildRecord, e
         "network_architecture": manifest.docs.network_architecture or family.docs.network_architecture,
         # the license is stated in the text always; as metadata only with an id the validator knows
         "license": {"id": v.license, "tag": v.license if v.license in vocabularies()["license"] else None},
-        "colab": manifest.colab_url(artifact, base),
+        "colab": manifest.colab_url(artifact, notebooks_folder(base)),
         "artifact": {"name": artifact.name, "kind": artifact.kind, "version": artifact.version,
                      "task": TASKS[artifact.kind], **links,
                      "output_name": record.output.name, "output_dim": record.output.dim,

@@ -7,7 +7,7 @@ Execution runs a copy whose parameter cell points at the local artifact served o
 the stored notebook keeps the published handle and gets the outputs.
 
 Where they go: `DIST/notebooks/<destination>/<artifact>.ipynb`, a folder per destination
-(`hubpub.links.notebooks_folder`), like everything else a build writes. With the manifest's
+(`hubpub.destinations.notebooks_folder`), like everything else a build writes. With the manifest's
 `notebooks: {github, branch, path}`, each doc's Colab link opens `path/<destination>/<artifact>.ipynb`
 in that repository; `publish` checks every link against the notebooks it is about to publish and
 copies them into that folder of the checkout (commit and push them to publish). A trial build into
@@ -153,8 +153,8 @@ def render_notebooks(manifest, *, dist: Path, out: Path, templates_dir: Path | N
     kind, loading from the destination read from `public_url_base`."""
     from fnmatch import fnmatchcase
 
+    from hubpub.destinations import notebooks_folder
     from hubpub.docs import environment, load_eval_reports, load_reports, model_context, render, template_dirs
-    from hubpub.links import notebooks_folder
 
     public_url_base = public_url_base or manifest.publish.public_url_base
     out = Path(out) / notebooks_folder(public_url_base)

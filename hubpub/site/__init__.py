@@ -24,16 +24,9 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from hubpub._files import cleanup_created_dirs, write_atomic
-from hubpub.docs import (
-    TASKS,
-    collection_context,
-    doc_body,
-    load_eval_reports,
-    load_reports,
-    model_context,
-    model_doc_path,
-    template_dirs,
-)
+from hubpub.destinations import of_base
+from hubpub.docs import TASKS, collection_context, load_eval_reports, load_reports, model_context, template_dirs
+from hubpub.doctree import doc_body, model_doc_path
 from hubpub.errors import DocsError
 from hubpub.layout import Dist
 from hubpub.manifest import Manifest
@@ -103,7 +96,7 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
         raise DocsError(f"{layout.reports}: no build report; run `hubpub build-all` first")
     env = html_environment(template_dirs(manifest.path, templates_dir))
     base = public_url_base or manifest.publish.public_url_base
-    beside = base.startswith(("http://", "https://"))  # beside the artifacts; a hub has its own addresses
+    beside = of_base(base) is None  # a URL base: the site sits beside the artifacts; a hub has its own addresses
     coll = collection_context(manifest, built, evals, public_url_base=base)
     rows, models = [], []
     docs_root = layout.docs / "assets" / "docs"
@@ -198,14 +191,11 @@ def _static(env: jinja2.Environment, name: str) -> Path:
 
 
 def _hub_links(manifest: Manifest, artifact) -> list[tuple[str, str]]:
-    from hubpub.links import artifact_links
+    """The artifact's pages on the hubs the manifest lists (`publish.hubs`)."""
+    from hubpub.destinations import parse
 
-    out = []
-    for hub in manifest.publish.hubs:
-        links = artifact_links(hub, manifest.publisher.handle, artifact.name, artifact.version,
-                               artifact.asset_object, artifact.keras_object, "")
-        out.append(("Kaggle Models" if hub.startswith("kaggle://") else "Hugging Face Hub", links.page_url))
-    return out
+    hubs = [parse(h) for h in manifest.publish.hubs]
+    return [(hub.title, hub.links(str(hub), manifest.publisher.handle, artifact, "").page_url) for hub in hubs]
 
 
 def top1_figure(rows: list[dict], key: str, label: str, tick) -> str | None:

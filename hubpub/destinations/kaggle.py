@@ -18,16 +18,17 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
-from hubpub.destination import Destination
-from hubpub.docs import doc_body
-from hubpub.errors import PublishError
-from hubpub.hubs import (
+from hubpub.destinations.base import ArtifactLinks, Destination, Outcome, PublishJob, PublishResult, Upload
+from hubpub.destinations.hub import (
     Built,
+    built_artifacts,
     collection_doc,
     files_below,
     hub_error,
@@ -36,10 +37,83 @@ from hubpub.hubs import (
     split_usage,
     tar_members,
 )
-from hubpub.links import KAGGLE_WEB, kaggle_variation
-from hubpub.manifest import Manifest
+from hubpub.destinations.links import tfhub_url
+from hubpub.doctree import doc_body
+from hubpub.errors import PublishError
+
+if TYPE_CHECKING:
+    from hubpub.manifest.values import Artifact, Manifest
 
 log = logging.getLogger(__name__)
+
+KAGGLE_WEB = "https://www.kaggle.com/models"
+# Kaggle's slug rules, as its CLI checks them (`_validate_slug_syntax`): owners may use underscores.
+KAGGLE_OWNER = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")
+KAGGLE_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class Kaggle(Destination):
+    """`kaggle://OWNER/MODEL`: one Kaggle model for the collection, a variation per artifact and framework."""
+
+    owner: str
+    model: str
+    title: ClassVar[str] = "Kaggle Models"
+    is_hub: ClassVar[bool] = True
+
+    @classmethod
+    def parse(cls, text: str) -> Kaggle | None:
+        if not text.startswith("kaggle://"):
+            return None
+        owner, _, model = text[9:].strip("/").partition("/")
+        if not KAGGLE_OWNER.match(owner) or not KAGGLE_SLUG.match(model) or "/" in model:
+            raise PublishError(f"{text!r}: a Kaggle destination is kaggle://OWNER/MODEL, both lowercase letters, "
+                               "digits and single hyphens (the owner may use underscores)")
+        return cls(owner, model)
+
+    def __str__(self) -> str:
+        return f"kaggle://{self.owner}/{self.model}"
+
+    def own_url_base(self) -> str:
+        return str(self)
+
+    def links(self, base: str, publisher: str, artifact: Artifact, doc_path: str) -> ArtifactLinks:
+        variation, version = kaggle_variation(artifact.name), artifact.version
+        return ArtifactLinks(
+            asset_url=f"{KAGGLE_WEB}/{self.owner}/{self.model}/tensorFlow2/{variation}/{version}",
+            keras_url=f"{self.owner}/{self.model}/keras/{variation}/{version}", keras_source="kaggle",
+            page_url=f"{KAGGLE_WEB}/{self.owner}/{self.model}/tensorFlow2/{variation}", doc_url=None,
+            tfhub_url=tfhub_url(publisher, artifact),
+            litert_prefix=f"{KAGGLE_WEB}/{self.owner}/{self.model}/tfLite/{variation}/{version}/{artifact.name}.")
+
+    def where(self, base: str) -> str:
+        return f"on Kaggle Models ({KAGGLE_WEB}/{self.owner}/{self.model})"
+
+    def notebooks_folder(self, base: str) -> str:
+        return f"kaggle-{self.owner}-{self.model}"
+
+    def publish(self, job: PublishJob) -> PublishResult:
+        built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix)
+        plan = plan_kaggle(job.manifest, built, job.dist, self, public=job.public)
+        return publish_kaggle(plan, self, force=job.force, dry_run=job.dry_run)
+
+    def verify(self, manifest: Manifest, dist: Path, result: PublishResult, *, fine_tune: bool = False):
+        """The first published SavedModel variation, downloaded as users do (`kagglehub.model_download`)."""
+        from hubpub.destinations.hub import verify_download
+
+        saved = next((o.upload for o in result.outcomes if o.upload.relative.startswith("tensorFlow2/")), None)
+        return verify_download(dist, saved, lambda into: download_variation(
+            f"{self.owner}/{self.model}/{saved.relative}", into), fine_tune=fine_tune)
+
+
+def kaggle_variation(artifact: str) -> str:
+    """The Kaggle variation slug of an artifact: lowercase, single hyphens (`net_small_1k_224_fe`
+    -> `net-small-1k-224-fe`)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", artifact.lower()).strip("-")
+    if not slug:
+        raise PublishError(f"{artifact!r}: no Kaggle variation slug can be made from this name")
+    return slug
+
 
 # The manifest's license ids in Kaggle's license names, as kaggle-api's docs/models_metadata.md lists
 # "the available licenses for models" (some are long names, e.g. CC BY-NC 4.0).
@@ -106,7 +180,7 @@ class KagglePlan:
         return lines
 
 
-def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Destination, *, public: bool) -> KagglePlan:
+def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle, *, public: bool) -> KagglePlan:
     """Everything a publish sends, from the manifest, the build records and the rendered docs."""
     c = manifest.collection
     families = list(dict.fromkeys(b.artifact.variant.family for b in built))
@@ -174,14 +248,10 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Destin
 # --------------------------------------------------------------------------- publishing
 
 
-def publish_kaggle(plan: KagglePlan, *, force: bool = False, dry_run: bool = False):
+def publish_kaggle(plan: KagglePlan, dest: Kaggle, *, force: bool = False, dry_run: bool = False) -> PublishResult:
     """Create or update the model, then per variation: nothing if its latest version holds the same
-    bytes, a new version if the manifest's model_version is newer (or `force`), else refuse. Returns
-    a `hubpub.publish.PublishResult`."""
-    from hubpub.publish import Outcome, PublishResult, Upload
-
+    bytes, a new version if the manifest's model_version is newer (or `force`), else refuse."""
     m = plan.model
-    dest = Destination.parse(f"kaggle://{m.owner}/{m.slug}")
     result = PublishResult(dest, str(dest), plan=plan.describe() if dry_run else [],
                            visibility="private" if m.is_private else "public")
     rows = [Upload(v.built.doc, f"{v.framework}/{v.slug}", sum(s for _, s in v.files), "", v.page(m),
@@ -227,9 +297,9 @@ def _stage(v: KaggleVariation, folder: Path) -> Path:
     elif v.framework == "tfLite":
         folder.mkdir(parents=True)
         for f in v.built.record.litert:
-            _link(v.built.tarball.parent.parent / f.path, folder / Path(f.path).name)
+            _link(v.built.dist.root / f.path, folder / Path(f.path).name)
         for name, _ in _labels(v.built):
-            _link(v.built.tarball.parent.parent / "litert" / name, folder / name)
+            _link(v.built.dist.litert_files / name, folder / name)
     else:
         folder.mkdir(parents=True)
         _link(v.built.keras, folder / f"{v.built.artifact.name}.keras")
@@ -243,7 +313,7 @@ def _stage(v: KaggleVariation, folder: Path) -> Path:
 
 def _labels(b: Built) -> tuple[tuple[str, int], ...]:
     """A classifier's class names, beside its LiteRT files."""
-    path = b.tarball.parent.parent / "litert" / f"{b.artifact.name}.labels.txt"
+    path = b.dist.litert_labels(b.artifact.name)
     return ((path.name, path.stat().st_size),) if path.is_file() else ()
 
 

@@ -20,19 +20,92 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
-from hubpub.destination import Destination
-from hubpub.docs import doc_body
+from hubpub.destinations.base import ArtifactLinks, Destination, Outcome, PublishJob, PublishResult, Upload
+from hubpub.destinations.hub import Built, built_artifacts, collection_doc, hub_error, saved_model_tree, tar_members
+from hubpub.destinations.links import tfhub_url
+from hubpub.doctree import doc_body
 from hubpub.errors import PublishError
-from hubpub.hubs import Built, hub_error, saved_model_tree, tar_members
-from hubpub.links import HF_KERAS_FILE, HF_LITERT_DIR, HF_SAVED_MODEL_DIR, HF_TARBALL, HF_WEB, hf_repo
-from hubpub.manifest import Manifest
+
+if TYPE_CHECKING:
+    from hubpub.manifest.values import Artifact, Manifest
 
 log = logging.getLogger(__name__)
+
+HF_WEB = "https://huggingface.co"
+# What a repository holds besides the Keras files: the SavedModel, as a tree and as the tarball
+# `hub.KerasLayer` loads from the tag's resolve URL.
+HF_SAVED_MODEL_DIR = "saved_model"
+HF_TARBALL = "saved_model.tar.gz"
+HF_KERAS_FILE = "model.keras"
+HF_LITERT_DIR = "litert"
+# Hugging Face user and organization names.
+HF_NAMESPACE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,94}[A-Za-z0-9])?$")
+HF_REPO_NAME_MAX = 96  # huggingface_hub's validate_repo_id
+
+
+@dataclass(frozen=True)
+class HuggingFace(Destination):
+    """`hf://ORG`: one repository per artifact, `ORG/<artifact>`, each version a tag `v<N>`."""
+
+    owner: str
+    title: ClassVar[str] = "Hugging Face Hub"
+    is_hub: ClassVar[bool] = True
+
+    @classmethod
+    def parse(cls, text: str) -> HuggingFace | None:
+        if not text.startswith("hf://"):
+            return None
+        owner = text[5:].strip("/")
+        if not HF_NAMESPACE.match(owner):
+            raise PublishError(f"{text!r}: a Hugging Face destination is hf://ORG (a user or organization name; "
+                               "each artifact becomes a repository ORG/ARTIFACT)")
+        return cls(owner)
+
+    def __str__(self) -> str:
+        return f"hf://{self.owner}"
+
+    def own_url_base(self) -> str:
+        return str(self)
+
+    def repo(self, artifact: str) -> str:
+        return f"{self.owner}/{artifact}"
+
+    def links(self, base: str, publisher: str, artifact: Artifact, doc_path: str) -> ArtifactLinks:
+        repo, version = self.repo(artifact.name), artifact.version
+        return ArtifactLinks(
+            asset_url=f"{HF_WEB}/{repo}/resolve/v{version}/{HF_TARBALL}", keras_url=f"hf://{repo}",
+            keras_source="hf", page_url=f"{HF_WEB}/{repo}", doc_url=None, tfhub_url=tfhub_url(publisher, artifact),
+            litert_prefix=f"{HF_WEB}/{repo}/resolve/v{version}/{HF_LITERT_DIR}/{artifact.name}.")
+
+    def where(self, base: str) -> str:
+        return f"on the Hugging Face Hub ({HF_WEB}/{self.owner})"
+
+    def notebooks_folder(self, base: str) -> str:
+        return f"hf-{self.owner}"
+
+    def name_limit(self) -> tuple[int, str]:
+        return HF_REPO_NAME_MAX, "a Hugging Face repository name"
+
+    def publish(self, job: PublishJob) -> PublishResult:
+        built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix)
+        return publish_hf(plan_hf(job.manifest, built, job.dist, self, public=job.public), self, force=job.force,
+                          dry_run=job.dry_run)
+
+    def verify(self, manifest: Manifest, dist: Path, result: PublishResult, *, fine_tune: bool = False):
+        """The first published repository, downloaded as users do (`snapshot_download`), its SavedModel."""
+        from hubpub.destinations.hub import verify_download
+
+        saved = next((o.upload for o in result.outcomes if o.upload.artifact), None)
+        return verify_download(dist, saved, lambda into: download_repo(saved.relative, into) / HF_SAVED_MODEL_DIR,
+                               fine_tune=fine_tune)
+
 
 MARKER = "hubpub.json"
 PIPELINE_TAGS = {"classifier": "image-classification", "feature-extractor": "image-feature-extraction"}
@@ -71,9 +144,7 @@ class HfPlan:
         return lines
 
 
-def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: Destination, *, public: bool) -> HfPlan:
-    from hubpub.hubs import collection_doc
-
+def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: HuggingFace, *, public: bool) -> HfPlan:
     card = collection_doc(manifest, dist)
     if not card.is_file():
         raise PublishError(f"{card}: no collection doc; run `hubpub docs --dest {dest}`")
@@ -81,7 +152,7 @@ def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: Destinatio
     title = manifest.collection.title or " and ".join(f.docs.title for f in families)
     repos = []
     for b in built:
-        _check_repo_id(hf_repo(dest.owner, b.artifact.name))
+        _check_repo_id(dest.repo(b.artifact.name))
         r = b.record
         marker = {"artifact": b.artifact.name, "version": b.artifact.version, "saved_model_sha256": r.tarball.sha256,
                   "keras_sha256": r.keras.sha256 if r.keras else None, "parity_max_abs": r.parity.max_abs,
@@ -92,11 +163,11 @@ def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: Destinatio
         if b.keras is not None:
             files += [(HF_KERAS_FILE, r.keras.size)] + list(_zip_members(b.keras))
         files += [(f"{HF_LITERT_DIR}/{Path(f.path).name}", f.size) for f in r.litert]
-        labels = b.tarball.parent.parent / "litert" / f"{b.artifact.name}.labels.txt"
+        labels = b.dist.litert_labels(b.artifact.name)
         if r.litert and labels.is_file():
             files.append((f"{HF_LITERT_DIR}/{labels.name}", labels.stat().st_size))
         files += [("README.md", len(card_text.encode())), (MARKER, len(_marker_bytes(marker)))]
-        repos.append(HfRepo(b, hf_repo(dest.owner, b.artifact.name), f"v{b.artifact.version}", tuple(files),
+        repos.append(HfRepo(b, dest.repo(b.artifact.name), f"v{b.artifact.version}", tuple(files),
                             card_text, marker))
     return HfPlan(dest.owner, not public, tuple(repos), title[:60], manifest.collection.description[:150])
 
@@ -124,7 +195,7 @@ def model_card(manifest: Manifest, b: Built) -> str:
         results.append(EvalResult(task_type=task, dataset_type=v.dataset.key, dataset_name=v.dataset.title,
                                   metric_type="accuracy", metric_name="top-1 accuracy (published, %)",
                                   metric_value=v.top1, verified=False))
-    eval_path = b.tarball.parent.parent / "reports" / f"{b.artifact.name}.eval.json"
+    eval_path = b.dist.eval_report(b.artifact.name)
     if b.artifact.kind == "classifier" and eval_path.is_file():
         measured = json.loads(eval_path.read_text())
         results.append(EvalResult(task_type=task, dataset_type=v.dataset.key, dataset_name=v.dataset.title,
@@ -168,13 +239,9 @@ def _api():
     return HfApi(endpoint=_endpoint(), library_name="hubpub")
 
 
-def publish_hf(plan: HfPlan, *, force: bool = False, dry_run: bool = False):
+def publish_hf(plan: HfPlan, dest: HuggingFace, *, force: bool = False, dry_run: bool = False) -> PublishResult:
     """Per repository: nothing if its tag holds the same bytes (the card is updated on `main` if it
-    changed), else a commit of every file and the tag; a tag holding other bytes needs `force`.
-    Returns a `hubpub.publish.PublishResult`."""
-    from hubpub.publish import Outcome, PublishResult, Upload
-
-    dest = Destination.parse(f"hf://{plan.owner}")
+    changed), else a commit of every file and the tag; a tag holding other bytes needs `force`."""
     result = PublishResult(dest, str(dest), plan=plan.describe() if dry_run else [],
                            visibility="private" if plan.private else "public")
     rows = [Upload(r.built.doc, r.repo_id, sum(s for _, s in r.files), "", r.page, r.built.artifact.name,
@@ -281,9 +348,9 @@ def _operations(r: HfRepo, tmp: Path) -> list:
         ops.append(CommitOperationAdd(HF_KERAS_FILE, str(b.keras)))
         with zipfile.ZipFile(b.keras) as z:
             ops += [CommitOperationAdd(i.filename, z.read(i)) for i in z.infolist() if not i.is_dir()]
-    ops += [CommitOperationAdd(f"{HF_LITERT_DIR}/{Path(f.path).name}", str(b.tarball.parent.parent / f.path))
+    ops += [CommitOperationAdd(f"{HF_LITERT_DIR}/{Path(f.path).name}", str(b.dist.root / f.path))
             for f in b.record.litert]
-    labels = b.tarball.parent.parent / "litert" / f"{b.artifact.name}.labels.txt"
+    labels = b.dist.litert_labels(b.artifact.name)
     if b.record.litert and labels.is_file():
         ops.append(CommitOperationAdd(f"{HF_LITERT_DIR}/{labels.name}", str(labels)))
     ops += [CommitOperationAdd("README.md", r.card.encode()), CommitOperationAdd(MARKER, _marker_bytes(r.marker))]

@@ -1,362 +1,22 @@
-"""The collection manifest (`collection.yaml`): loaded, validated, and turned into frozen values.
-
-Every later stage receives these values; nothing is guessed from file names. Validation reports
-every problem in one run, each with its place in the file (`variants[3].checkpoint.url, line 42`).
-Each `architectures` entry names its family (`hubpub.families`), which validates the rest of it.
-"""
+"""Reading a manifest: bounded, parsed, validated (every problem in one run, each with its line), then
+resolved into the values of `values.py`. Each architecture is validated by the family it names, each
+destination by `hubpub.destinations`."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
-from urllib.parse import urljoin, urlparse
+from urllib.parse import urljoin
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-)
+from pydantic import ValidationError
 
-from hubpub import tolerances
-from hubpub.datasets import Dataset, builtin_datasets
+from hubpub.datasets import builtin_datasets
 from hubpub.errors import ManifestError
-from hubpub.families import FAMILIES, ArchConfig, Family
+from hubpub.families import FAMILIES, ArchConfig
+from hubpub.manifest.schema import Handle, ManifestModel, Sha256, _check_url
+from hubpub.manifest.values import DatasetRef, Manifest, Variant, artifact_name
 from hubpub.resources import data_dir
-
-KINDS = ("classifier", "feature-extractor")
-Kind = Literal["classifier", "feature-extractor"]
-SCHEMA_VERSION = 2
-
-# Names that end up in URLs, file names and doc headings: no spaces, no slashes, no newlines.
-Handle = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$")]
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-Line = Annotated[str, StringConstraints(pattern=r"^[^\r\n]+$", strip_whitespace=True)]
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def _check_url(value: str, schemes: tuple[str, ...], *, base: bool = False) -> str:
-    from hubpub.urls import check_url
-
-    return check_url(value, schemes, base=base)
-
-
-class Publisher(_Strict):
-    handle: Handle = Field(description="lowercase tfhub.dev publisher handle")
-    name: Line
-    description: Line
-    url: str | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        return None if v is None else _check_url(v, ("https", "http"))
-
-
-class Collection(_Strict):
-    name: Name
-    version: int = Field(default=1, gt=0)
-    description: Line
-    title: Annotated[str, StringConstraints(min_length=5, max_length=50, pattern=r"^[^\r\n]+$")] | None = Field(
-        default=None, description="on Kaggle and the HF Hub; default: the families' names")
-    subtitle: Annotated[str, StringConstraints(min_length=20, max_length=80, pattern=r"^[^\r\n]+$")] | None = Field(
-        default=None, description="Kaggle's one-line subtitle; default: the description's first sentence")
-    model_version: int = Field(default=1, gt=0, description="published version of each artifact")
-
-
-License = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.+-]*$")]
-
-
-class DocDefaults(_Strict):
-    license: License = Field(default="mit", description="license of the weights, lowercase SPDX-style id")
-    network_architecture: Handle | None = Field(default=None, description="default: the family's tfhub.dev id")
-    format: Literal["saved_model_2", "saved_model", "hub"] = "saved_model_2"
-    fine_tunable: bool = True
-    colab: dict[Kind, str] = Field(default_factory=dict)
-
-    @field_validator("colab")
-    @classmethod
-    def _colab(cls, v: dict[str, str]) -> dict[str, str]:
-        for url in v.values():
-            _check_url(url, ("https",))
-            if urlparse(url).netloc != "colab.research.google.com":
-                raise ValueError(f"colab URL must be on colab.research.google.com: {url!r}")
-        return v
-
-
-class NotebookSettings(_Strict):
-    """Where the usage notebooks are published: a folder of a GitHub repository, which Colab opens
-    directly (`colab.research.google.com/github/OWNER/REPO/blob/BRANCH/PATH/NAME.ipynb`)."""
-
-    github: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")] = Field(
-        description="OWNER/REPO")
-    branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/-]+$")] = "main"
-    path: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")] = Field(
-        default="notebooks", description="folder inside the repository, relative to its root")
-
-    @field_validator("path", "branch")
-    @classmethod
-    def _no_dot_dot(cls, v: str) -> str:
-        if ".." in v.split("/") or v.endswith(".lock"):
-            raise ValueError(f"not a folder inside the repository: {v!r}")
-        return v
-
-    def colab_url(self, notebook: str) -> str:
-        return (f"https://colab.research.google.com/github/{self.github}/blob/{self.branch}/"
-                f"{self.path}/{notebook}.ipynb")
-
-
-class PublishSettings(_Strict):
-    destination: str = Field(description="gs://bucket/prefix or a local directory")
-    public_url_base: str
-    public: bool = Field(default=False, description="on Kaggle and the HF Hub: public models (default private)")
-    hubs: list[str] = Field(default_factory=list, description="kaggle://OWNER/MODEL and hf://ORG where the "
-                            "collection is also published: the site links each artifact's page there")
-
-    @field_validator("hubs")
-    @classmethod
-    def _hubs(cls, v: list[str]) -> list[str]:
-        from hubpub.destination import Destination
-        from hubpub.errors import PublishError
-
-        for hub in v:
-            try:
-                if not Destination.parse(hub).is_hub:
-                    raise ValueError(f"not a hub: {hub!r}; give kaggle://OWNER/MODEL or hf://ORG")
-            except PublishError as e:
-                raise ValueError(e.message) from None
-        return v
-
-    @field_validator("destination")
-    @classmethod
-    def _destination(cls, v: str) -> str:
-        from hubpub.destination import Destination
-        from hubpub.errors import PublishError
-
-        try:
-            if Destination.parse(v).is_hub:
-                raise ValueError(f"destination must be gs://BUCKET/PREFIX or a local directory: {v!r} (a hub goes "
-                                 "in publish.hubs, or use `hubpub publish --dest`)")
-        except PublishError as e:
-            raise ValueError(e.message) from None
-        return v
-
-    @field_validator("public_url_base")
-    @classmethod
-    def _base(cls, v: str) -> str:
-        return _check_url(v, ("https", "http"), base=True).rstrip("/")
-
-
-class LiteRTSettings(_Strict):
-    """Which variants get LiteRT (TFLite) files, and how far a quantized file may stray."""
-
-    max_parameters: int = Field(default=30_000_000, ge=0, description="by default, variants up to this size")
-    formats: list[Literal["float32", "float16", "dynamic_int8", "int8"]] = Field(
-        default_factory=lambda: ["float32", "float16", "dynamic_int8", "int8"])
-    min_cosine: float = Field(default=tolerances.LITERT_MIN_COSINE, ge=0, le=1,
-                              description="a quantized file below this fails the build")
-    calibration: list[str] = Field(default_factory=list, description="image folders for int8 calibration, "
-                                   "relative to the manifest, besides the sample photos")
-
-
-class EvalPreprocessing(_Strict):
-    """How the official evaluation resizes: `shorter` keeps the aspect ratio then centre-crops."""
-
-    resize: Literal["shorter", "squash"]
-    crop_pct: float = Field(gt=0, le=1)
-
-
-class CheckpointRef(_Strict):
-    url: str | None = None
-    path: str | None = Field(default=None, description="a local file, relative to the manifest's folder")
-    sha256: Sha256 | None = None
-
-
-class VariantSpec(_Strict):
-    name: Name
-    architecture: str
-    pretrain: Name = "imagenet-1k"
-    finetune: Name | None = None
-    num_classes: int = Field(gt=0)
-    resolution: int = Field(gt=0)
-    checkpoint: CheckpointRef
-    top1: float | None = Field(default=None, ge=0, le=100)
-    eval: EvalPreprocessing | None = None
-    description: Line | None = None
-    license: License | None = Field(default=None, description="the weights' license, if not docs.license")
-    litert: bool | None = Field(default=None, description="LiteRT files; default: up to litert.max_parameters")
-
-
-class ManifestModel(_Strict):
-    schema_version: Literal[2]
-    publisher: Publisher
-    collection: Collection
-    docs: DocDefaults = Field(default_factory=DocDefaults)
-    notebooks: NotebookSettings | None = None
-    litert: LiteRTSettings = Field(default_factory=LiteRTSettings)
-    publish: PublishSettings
-    checkpoint_base_url: str | None = None
-    require_pinned: bool = Field(default=False, description="refuse to download a checkpoint without a sha256 "
-                                 "(checkpoint.sha256 or collection.lock), as build-all --require-pinned")
-    eval_presets: dict[int, EvalPreprocessing] = Field(default_factory=dict)
-    datasets: dict[Name, Dataset] = Field(default_factory=dict)
-    architectures: dict[Name, dict]  # each validated by the family it names
-    variants: Annotated[list[VariantSpec], Field(min_length=1)]
-
-    @field_validator("checkpoint_base_url")
-    @classmethod
-    def _base(cls, v: str | None) -> str | None:
-        return None if v is None else _check_url(v, ("https", "http"))
-
-
-# --------------------------------------------------------------------------- values for stages
-
-
-@dataclass(frozen=True)
-class DatasetRef:
-    """A dataset as the stages use it, its label file resolved to a path."""
-
-    key: str
-    title: str
-    classes: int
-    labels: Path | None
-    tfhub_id: str | None
-    classes_note: str | None = None
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One set of weights: built twice, as a classifier and as a feature extractor."""
-
-    name: str
-    architecture_name: str
-    architecture: ArchConfig
-    pretrain: DatasetRef
-    finetune: DatasetRef | None
-    num_classes: int
-    resolution: int
-    checkpoint_url: str
-    checkpoint_sha256: str | None
-    top1: float | None
-    eval: EvalPreprocessing
-    description: str | None
-    license: str
-    version: int
-    litert_formats: tuple[str, ...] = ()  # the LiteRT files to build; none if not wanted
-    litert_min_cosine: float = tolerances.LITERT_MIN_COSINE
-    litert_calibration: tuple[Path, ...] = ()
-
-    @property
-    def family(self) -> Family:
-        return FAMILIES[self.architecture.family]
-
-    @property
-    def dataset(self) -> DatasetRef:
-        """The dataset the head predicts: the fine-tuning set if any, else the pre-training set."""
-        return self.finetune or self.pretrain
-
-    @property
-    def datasets(self) -> tuple[DatasetRef, ...]:
-        return (self.pretrain,) if self.finetune in (None, self.pretrain) else (self.pretrain, self.finetune)
-
-    @property
-    def feature_dim(self) -> int:
-        return self.architecture.feature_dim
-
-    @property
-    def min_input_size(self) -> int:
-        """The smallest height or width the model takes: its total stride."""
-        return self.architecture.min_input_size
-
-    def artifacts(self, kinds: tuple[str, ...] = KINDS) -> list[Artifact]:
-        return [Artifact(self, kind) for kind in KINDS if kind in kinds]
-
-    def parameter_count(self, kind: str = "classifier") -> int | None:
-        """None when the family knows it only once the model is built (a user's Keras file)."""
-        return self.architecture.parameter_count(self.num_classes if kind == "classifier" else 0)
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """What is published: a variant built as one kind."""
-
-    variant: Variant
-    kind: str
-
-    @property
-    def name(self) -> str:
-        return artifact_name(self.variant.name, self.kind)
-
-    @property
-    def version(self) -> int:
-        return self.variant.version
-
-    @property
-    def asset_object(self) -> str:
-        """The tarball's object name under the destination: one URL per version, never reused."""
-        return f"{self.name}/{self.version}.tar.gz"
-
-    def litert_object(self, fmt: str) -> str:
-        """A LiteRT file's object name below the destination."""
-        return f"{self.name}/{self.version}.{fmt}.tflite"
-
-    @property
-    def keras_object(self) -> str:
-        """The Keras 3 file's object name, beside the tarball."""
-        return f"{self.name}/{self.version}.keras"
-
-    def asset_url(self, publish: PublishSettings) -> str:
-        return f"{publish.public_url_base}/{self.asset_object}"
-
-
-def artifact_name(variant: str, kind: str) -> str:
-    return variant if kind == "classifier" else f"{variant}_fe"
-
-
-@dataclass(frozen=True)
-class Manifest:
-    path: Path
-    publisher: Publisher
-    collection: Collection
-    docs: DocDefaults
-    notebooks: NotebookSettings | None
-    publish: PublishSettings
-    architectures: dict[str, ArchConfig]
-    variants: tuple[Variant, ...]
-    require_pinned: bool = False
-
-    def colab_url(self, artifact: Artifact, public_url_base: str) -> str | None:
-        """The Colab link of an artifact's usage notebook for the destination read from `public_url_base`:
-        derived from `notebooks` (a folder per destination), else the manifest's own `docs.colab`."""
-        from hubpub.links import notebooks_folder
-
-        if self.notebooks is not None:
-            return self.notebooks.colab_url(f"{notebooks_folder(public_url_base)}/{artifact.name}")
-        return self.docs.colab.get(artifact.kind)
-
-    def variant(self, name: str) -> Variant:
-        for v in self.variants:
-            if v.name == name:
-                return v
-        known = ", ".join(v.name for v in self.variants)
-        raise ManifestError(str(self.path), [f"unknown variant {name!r}; known: {known}"])
-
-    def artifacts(self, kinds: tuple[str, ...] = KINDS) -> list[Artifact]:
-        return [a for v in self.variants for a in v.artifacts(kinds)]
-
-
-# --------------------------------------------------------------------------- loading
-
 
 # Bounds on what a manifest may be: the 24-variant ConvNeXt manifest is 8 KB and about 600 YAML
 # nodes. A YAML alias "bomb" is small text whose aliases expand to billions of nodes.
@@ -416,7 +76,7 @@ def parse_manifest(text: str, path: str | Path = "<manifest>") -> Manifest:
         problems += [_problem(lines, loc, f"{_format_loc(loc)}: {p}") for p in _calibration_problems(path.parent,
                                                                                                       folder)]
     if model is not None:
-        problems += _name_problems(model, lines)
+        problems += _destination_problems(model, lines) + _name_problems(model, lines)
     if problems:
         # sorted by line so the output reads top to bottom; duplicates (same place, same words) once
         unique = sorted(set(problems), key=lambda p: (p[0], p[1]))
@@ -455,24 +115,24 @@ def _calibration_problems(root: Path, folder: str) -> list[str]:
 
 
 # The longest artifact name every place it goes takes: a file name is at most 255 bytes, and the longest
-# one hubpub writes is `.<artifact>.dynamic_int8.tflite.sha256.<pid>.tmp`; Hugging Face repository names
-# are at most 96 characters (huggingface_hub's validate_repo_id). Kaggle documents no limit for a
-# variation slug (only dataset slugs: 50), so none is guessed here.
-MAX_FILE_ARTIFACT = 255 - len("..dynamic_int8.tflite.sha256.4194304.tmp")
-MAX_HF_REPO_NAME = 96
+# one hubpub writes is `.<artifact>.dynamic_int8.tflite.sha256.<pid>.<thread>.tmp`; a destination with
+# its own limit says it (`name_limit`: Hugging Face repository names, 96 characters). Kaggle documents
+# no limit for a variation slug (only dataset slugs: 50), so none is guessed there.
+MAX_FILE_ARTIFACT = 255 - len("..dynamic_int8.tflite.sha256.4194304.4194304.tmp")
 
 
 def _name_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
     """Variant names checked against the limits of every place their artifacts go: file names always, and
     the Hugging Face Hub when the manifest names it (`publish.hubs`); `publish --dest` checks its own
     before uploading, dry runs included."""
+    from hubpub.destinations import parse
+
     out = []
-    hubs = {h.split("://", 1)[0] for h in model.publish.hubs}
+    hubs = [parse(h) for h in model.publish.hubs]
     for i, v in enumerate(model.variants):
         longest = artifact_name(v.name, "feature-extractor")
         limits = [("a file name", len(longest.encode()), MAX_FILE_ARTIFACT)]
-        if "hf" in hubs:
-            limits.append(("a Hugging Face repository name", len(longest), MAX_HF_REPO_NAME))
+        limits += [(what, len(longest), limit) for limit, what in filter(None, (h.name_limit() for h in hubs))]
         for what, length, limit in limits:
             if length > limit:
                 loc = ("variants", i, "name")
@@ -480,6 +140,29 @@ def _name_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
                                                 f"{longest[:40]!r}... of {length} characters, too long for {what} "
                                                 f"(at most {limit}; `_fe` included)"))
                 break
+    return out
+
+
+def _destination_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
+    """`publish.destination` is a bucket or a directory, each of `publish.hubs` a hub: as the destinations
+    themselves read addresses."""
+    from hubpub.destinations import parse
+    from hubpub.errors import PublishError
+
+    out = []
+    places = [(("publish", "destination"), model.publish.destination, False)]
+    places += [(("publish", "hubs", i), hub, True) for i, hub in enumerate(model.publish.hubs)]
+    for loc, text, hub in places:
+        try:
+            dest = parse(text)
+        except PublishError as e:
+            out.append(_problem(lines, loc, f"{_format_loc(loc)}: {e.message}"))
+            continue
+        if dest.is_hub != hub:
+            said = (f"not a hub: {text!r}; give kaggle://OWNER/MODEL or hf://ORG" if hub else
+                    f"destination must be gs://BUCKET/PREFIX or a local directory: {text!r} (a hub goes in "
+                    "publish.hubs, or use `hubpub publish --dest`)")
+            out.append(_problem(lines, loc, f"{_format_loc(loc)}: {said}"))
     return out
 
 
@@ -708,12 +391,3 @@ def _problem(lines: dict[tuple, int], loc: tuple, message: str) -> tuple[int, st
             line = lines[loc[:end]]
             return line, f"line {line}: {message}"
     return 0, message
-
-
-def iter_selected(manifest: Manifest, patterns: tuple[str, ...] = ()) -> Iterator[Variant]:
-    """Variants whose names match any of the glob patterns (all of them when none is given)."""
-    from fnmatch import fnmatchcase
-
-    for v in manifest.variants:
-        if not patterns or any(fnmatchcase(v.name, p) for p in patterns):
-            yield v

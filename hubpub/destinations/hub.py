@@ -1,5 +1,5 @@
-"""Publishing to the model hubs where TF-Hub's models live now: Kaggle Models (`hubpub.hubs.kaggle`)
-and the Hugging Face Hub (`hubpub.hubs.hf`).
+"""What the model hubs where TF-Hub's models live now share: Kaggle Models (`kaggle.py`) and the Hugging
+Face Hub (`hf.py`).
 
 What both share: the built artifacts a publish takes (each checked against its build record), and
 the text of the docs rendered for that hub, cut into what a hub's page shows. Nothing is typed
@@ -16,13 +16,16 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hubpub.docs import PUBLISHED_DOCS, collection_doc_path, model_doc_path
+from hubpub.destinations.base import ArtifactLinks, Destination
+from hubpub.doctree import PUBLISHED_DOCS, collection_doc_path, model_doc_path
 from hubpub.errors import PublishError
 from hubpub.layout import Dist
-from hubpub.links import ArtifactLinks, artifact_links
-from hubpub.manifest import Artifact, Manifest
 from hubpub.record import BuildRecord, RecordError, read_record
+
+if TYPE_CHECKING:
+    from hubpub.manifest.values import Artifact, Manifest
 
 
 @dataclass(frozen=True)
@@ -31,15 +34,16 @@ class Built:
 
     artifact: Artifact
     record: BuildRecord
+    dist: Dist
     tarball: Path
     keras: Path | None
     links: ArtifactLinks
     doc: Path  # the model doc rendered for this hub
 
 
-def built_artifacts(manifest: Manifest, dist: Path, base: str, fix: str) -> list[Built]:
+def built_artifacts(manifest: Manifest, dist: Path, dest: Destination, base: str, fix: str) -> list[Built]:
     """Every artifact built into `dist` whose files match its record, with its doc rendered for the hub
-    at `base`; `fix` is the command that renders them. Raises before anything is uploaded."""
+    `dest` (read from `base`); `fix` is the command that renders them. Raises before anything is uploaded."""
     layout, out = Dist(dist), []
     pub = manifest.publisher.handle
     for artifact in manifest.artifacts():
@@ -54,15 +58,14 @@ def built_artifacts(manifest: Manifest, dist: Path, base: str, fix: str) -> list
         if record.tarball.size != tar.stat().st_size or (keras is not None and (
                 not keras.is_file() or record.keras.size != keras.stat().st_size)):
             raise PublishError(f"{tar}: does not match its build report; rebuild {artifact.name}")
-        links = artifact_links(base, pub, artifact.name, artifact.version, artifact.asset_object,
-                               artifact.keras_object, f"{PUBLISHED_DOCS}/{model_doc_path(pub, artifact)}")
+        links = dest.links(base, pub, artifact, f"{PUBLISHED_DOCS}/{model_doc_path(pub, artifact)}")
         doc = layout.docs / "assets" / "docs" / model_doc_path(pub, artifact)
         if not doc.is_file():
             raise PublishError(f"{doc}: no rendered doc for {artifact.name}; nothing was uploaded. Run: {fix}")
         if f"<!-- asset-path: {links.asset_url} -->" not in doc.read_text(encoding="utf-8"):
             raise PublishError(f"{doc}: rendered for another destination (its asset-path is not {links.asset_url}); "
                                f"nothing was uploaded. Run: {fix}")
-        out.append(Built(artifact, record, tar, keras, links, doc))
+        out.append(Built(artifact, record, layout, tar, keras, links, doc))
     if not out:
         raise PublishError(f"{dist}: nothing to publish (no tarballs with build reports); run a build first")
     return out
@@ -115,7 +118,7 @@ def saved_model_tree(b: Built, scratch: Path) -> Path:
     """The published SavedModel's files as a folder: the build's own SavedModel folder when it holds
     exactly the tarball's members (names and sizes: the tarball was packed from it), else the
     tarball extracted into `scratch`. Either way, what the tarball holds."""
-    folder = Dist(b.tarball.parent.parent).saved_model(b.artifact.name)
+    folder = b.dist.saved_model(b.artifact.name)
     if folder.is_dir() and files_below(folder) == tuple(sorted(tar_members(b.tarball))):
         return folder
     return extract_saved_model(b.tarball, scratch)
@@ -142,3 +145,18 @@ def hub_error(what: str, error: Exception) -> PublishError:
     """One line for a client's failure: what was being done, and the first line the client said."""
     first = (str(error).strip().splitlines() or [type(error).__name__])[0]
     return PublishError(f"{what}: {type(error).__name__}: {first[:300]}")
+
+
+def verify_download(dist: Path, saved, download, *, fine_tune: bool):
+    """Download one published SavedModel as its users do (`download(folder)` gives its folder), then
+    hub.KerasLayer on it, compared with its build record; the result names the page it came from."""
+    import tempfile
+
+    from hubpub.verify import read_reference, verify_handle
+
+    if saved is None:
+        raise PublishError("nothing published to verify")
+    record = read_reference(Dist(dist).report(saved.artifact))
+    with tempfile.TemporaryDirectory(prefix="hubpub-verify-hub-") as tmp:
+        checked = verify_handle(str(download(Path(tmp))), record, fine_tune=fine_tune)
+    return type(checked)(saved.public_url, checked.max_abs, checked.fine_tune)

@@ -1,0 +1,168 @@
+"""What every destination is and gives back: the `Destination` interface and the result types of a
+publish, shared by all of them (and by nothing else's module: no destination imports `hubpub.publish`).
+
+A destination is a small frozen value, parsed from its address and printed back the same way by its own
+class (`gs://BUCKET/PREFIX`, a directory, `kaggle://OWNER/MODEL`, `hf://ORG`); `hubpub.destinations`
+holds the registry that tries each class's `parse` in turn. Besides its address it knows
+- where each published file and page ends up (`links`), for docs, notebooks, site and cards;
+- the public URL base the docs are rendered for (`public_url_base`);
+- how to publish a build there (`publish`, a `PublishJob` in, a `PublishResult` out), dry runs included;
+- how to get one published artifact back as its users do and check it (`verify`).
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from hubpub.manifest.values import Artifact, Manifest
+
+
+@dataclass(frozen=True)
+class ArtifactLinks:
+    """Where a reader finds one artifact at one destination."""
+
+    asset_url: str  # what hub.KerasLayer loads
+    keras_url: str  # the .keras file's URL, or the hub handle a Keras user loads (see keras_source)
+    keras_source: str  # "url" (get_file then load_model), "kaggle" (kagglehub handle) or "hf" (hf://)
+    page_url: str | None  # the hub's own page for the artifact; None at a bucket or directory
+    doc_url: str | None  # the published tfhub.dev-format doc; None on a hub (its page is the doc)
+    tfhub_url: str  # the name in the tfhub.dev format, never a link: tfhub.dev takes no new models
+    litert_prefix: str = ""  # a LiteRT file's URL is this + "<format>.tflite"
+    onnx_url: str | None = None  # the ONNX file, where the destination has one
+
+    def litert_url(self, fmt: str) -> str:
+        return f"{self.litert_prefix}{fmt}.tflite"
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One unit a publish sends: an object of a bucket or directory, or a hub's variation or repository."""
+
+    source: Path
+    relative: str  # below the destination: an object's name, `framework/variation`, or a repository id
+    size: int
+    crc32c: str  # base64 of the big-endian CRC32C, as GCS reports it ("" on a hub)
+    public_url: str
+    artifact: str | None = None  # None for a doc or page
+    random_weights: bool = False  # a demo artifact: never to a public place
+
+    @property
+    def mutable(self) -> bool:
+        """Docs and pages are updated in place; every artifact file is immutable."""
+        return self.artifact is None
+
+
+@dataclass
+class Outcome:
+    upload: Upload
+    # uploaded, updated, overwritten (forced), already published; "would ..." in a dry run
+    status: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Stat:
+    size: int
+    crc32c: str
+    generation: int | None  # what a conditional write names: a GCS generation, a file's inode
+
+
+@dataclass
+class PublishResult:
+    destination: Destination
+    public_url_base: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    plan: list[str] = field(default_factory=list)  # the plan in words, beyond the outcomes
+    site_url: str | None = None  # the collection site's page, when the site was published
+    visibility: str = ""  # on a hub: "private" or "public"
+    notebooks: list[Path] = field(default_factory=list)  # copied into the checkout: commit and push them
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for o in self.outcomes:
+            out[o.status] = out.get(o.status, 0) + 1
+        return out
+
+
+@dataclass(frozen=True)
+class PublishJob:
+    """What one publish is asked to do, in plain values: the destination decides how."""
+
+    manifest: Manifest
+    dist: Path
+    base: str  # the public URL base the docs were rendered for (a hub: its own address)
+    fix: str  # the command that renders the docs for this destination, for error messages
+    force: bool = False
+    dry_run: bool = False
+    jobs: int = 4
+    deadline: float = 300.0
+    timeout: float = 60.0
+    chunk_bytes: int | None = None
+    public: bool = False
+    artifacts_only: bool = False  # a shard's publish: the artifact files, no docs or site
+    docs: tuple = ()  # the rendered docs, validated (`hubpub.docs.validate.Doc`); none for artifacts only
+
+
+class Destination(ABC):
+    """A place a collection is published to. Subclasses are frozen dataclasses of their address."""
+
+    title: ClassVar[str]  # in words: "Kaggle Models"
+    is_hub: ClassVar[bool] = False  # a hub has its own pages and fixed addresses; no URL base of ours
+
+    @classmethod
+    @abstractmethod
+    def parse(cls, text: str) -> Destination | None:
+        """The destination `text` names, None if it is not of this kind; `PublishError` if it is of this
+        kind but malformed."""
+
+    @abstractmethod
+    def __str__(self) -> str:
+        """The address, as `parse` reads it."""
+
+    def same_as(self, other: Destination) -> bool:
+        return type(self) is type(other) and str(self) == str(other)
+
+    def key(self, relative: str) -> str:
+        """Where an upload's `relative` name lands (a bucket puts its prefix before it)."""
+        return relative
+
+    @abstractmethod
+    def own_url_base(self) -> str:
+        """The base the docs link to when neither `--public-url` nor the manifest says one (a hub: its own
+        address, which its `links` understand); `PublishError` if there is none (a directory)."""
+
+    @abstractmethod
+    def links(self, base: str, publisher: str, artifact: Artifact, doc_path: str) -> ArtifactLinks:
+        """Where each of the artifact's files and pages is, read from `base`."""
+
+    def where(self, base: str) -> str:
+        """The destination in words, for a doc's prose."""
+        return f"under {base}"
+
+    def notebooks_folder(self, base: str) -> str:
+        """The folder of the usage notebooks that load from here (a folder per destination)."""
+        return url_slug(base)
+
+    def name_limit(self) -> tuple[int, str] | None:
+        """The longest artifact name this destination takes, and what that name is, if it has a limit."""
+        return None
+
+    @abstractmethod
+    def publish(self, job: PublishJob) -> PublishResult:
+        """Check everything (the docs' links to this destination's files included), then send what is
+        missing or changed; raise before sending anything on a conflict."""
+
+    @abstractmethod
+    def verify(self, manifest: Manifest, dist: Path, result: PublishResult, *, fine_tune: bool = False):
+        """One published artifact, got back as its users get it and checked against its build record."""
+
+
+def url_slug(text: str) -> str:
+    """A folder name for an address: `http://localhost:8000` -> `localhost-8000`."""
+    rest = text.partition("://")[2] or text
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", rest).strip("-.")

@@ -1,0 +1,120 @@
+"""A local directory with a bucket's semantics (no overwrite, atomic writes), read from the address it
+is served from (`--public-url`, or the manifest's `public_url_base` for its own destination)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from hubpub._files import temp_name
+from hubpub.destinations.base import Destination, PublishJob, PublishResult, Stat, Upload
+from hubpub.destinations.links import url_links
+from hubpub.destinations.objects import Cancelled, Exists, crc32c_of, publish_objects
+from hubpub.errors import PublishError
+
+if TYPE_CHECKING:
+    from hubpub.manifest.values import Artifact, Manifest
+
+
+@dataclass(frozen=True)
+class Directory(Destination):
+    """A folder of this machine (or a mounted share), served from an address given beside it."""
+
+    path: Path
+    title: ClassVar[str] = "a directory"
+
+    @classmethod
+    def parse(cls, text: str) -> Directory | None:
+        if "://" in text:
+            return None
+        if not text.strip():
+            raise PublishError("the destination is empty: give a bucket, a directory or a hub")
+        return cls(Path(text))
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def same_as(self, other: Destination) -> bool:
+        return isinstance(other, Directory) and self.path.resolve() == other.path.resolve()
+
+    def own_url_base(self) -> str:
+        raise PublishError(f"{self}: a local destination has no public URL of its own; pass --public-url with "
+                           "the http(s) address it will be served from (the docs link there)")
+
+    def links(self, base: str, publisher: str, artifact: Artifact, doc_path: str):
+        return url_links(base, publisher, artifact, doc_path)
+
+    def publish(self, job: PublishJob) -> PublishResult:
+        return publish_objects(self, LocalStore(self.path), job, local_root=self.path)
+
+    def verify(self, manifest: Manifest, dist: Path, result: PublishResult, *, fine_tune: bool = False):
+        from hubpub.destinations.objects import verify_objects
+
+        return verify_objects(self, manifest, dist, result, lambda relative, url: str(self.path / relative),
+                              fine_tune=fine_tune)
+
+
+class LocalStore:
+    """A directory with the same semantics as a bucket: no overwrite, atomic writes."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def check(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise PublishError(f"{self.root}: the destination is a file, not a directory")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = temp_name(self.root / "write-test")
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise PublishError(f"{self.root}: cannot write to the destination: {e.strerror or e}") from None
+
+    def stat(self, key: str) -> Stat | None:
+        path = self.root / key
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):  # absent, or a file stands where its folder goes
+            return None
+        # the inode stands for a generation: a file replaced by another writer is another inode
+        return Stat(st.st_size, crc32c_of(path), st.st_ino) if path.is_file() else None
+
+    def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar, cancel=None) -> int:
+        """Write `key`; a new one only if it is still absent (a hard link fails atomically on an existing
+        name, where check-then-rename would race another publisher). Returns its generation (inode)."""
+        target = self.root / key
+        tmp = temp_name(target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(upload.source, "rb") as src, open(tmp, "wb") as dst:
+                while block := src.read(1 << 20):
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled()
+                    dst.write(block)
+                    bar.update(len(block))
+            generation = os.stat(tmp).st_ino
+            if replacing is None:
+                try:
+                    os.link(tmp, target)
+                except FileExistsError:
+                    raise Exists() from None
+            else:
+                os.replace(tmp, target)
+            return generation
+        except OSError as e:
+            raise PublishError(f"{target}: cannot write: {e.strerror or e}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+
+    def delete(self, key: str, generation: int) -> None:
+        """Remove `key` if it is still the file of that generation (best effort: a directory has no
+        conditional delete; the window is one stat)."""
+        path = self.root / key
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            if path.stat().st_ino == generation:
+                path.unlink()

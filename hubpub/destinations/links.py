@@ -1,0 +1,26 @@
+"""Addresses below a URL base (a bucket's public URL, a served directory): the layout of a published
+collection, `<artifact>/<version>.<ext>` beside `docs/` and `site/`, in one place. The hubs fix their own
+addresses (`kaggle.py`, `hf.py`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hubpub.destinations.base import ArtifactLinks
+
+if TYPE_CHECKING:
+    from hubpub.manifest.values import Artifact
+
+
+def tfhub_url(publisher: str, artifact: Artifact) -> str:
+    """The name in the tfhub.dev format, never a link: tfhub.dev takes no new models."""
+    return f"https://tfhub.dev/{publisher}/{artifact.name}/{artifact.version}"
+
+
+def url_links(base: str, publisher: str, artifact: Artifact, doc_path: str) -> ArtifactLinks:
+    """The links of an artifact published below the URL `base`."""
+    return ArtifactLinks(asset_url=f"{base}/{artifact.asset_object}", keras_url=f"{base}/{artifact.keras_object}",
+                         keras_source="url", page_url=None, doc_url=f"{base}/{doc_path}",
+                         tfhub_url=tfhub_url(publisher, artifact),
+                         litert_prefix=f"{base}/{artifact.name}/{artifact.version}.",
+                         onnx_url=f"{base}/{artifact.onnx_object}")
