@@ -92,6 +92,20 @@ class _Seconds(click.types.FloatParamType):
 
 PATH, TEXT, SECONDS = _Path(path_type=Path), _Text(), _Seconds()
 
+def format_options(command):
+    """`--no-<format>` for each format of `hubpub.formats`; the command takes them as `**skip`."""
+    from hubpub.formats import FORMATS
+
+    for fmt in reversed(FORMATS):
+        command = click.option(f"--no-{fmt.name}", f"skip_{fmt.name}", is_flag=True,
+                               help=f"Build no {fmt.title} ({fmt.suffix}) files.")(command)
+    return command
+
+
+def _skipped(skip: dict) -> tuple[str, ...]:
+    return tuple(name.removeprefix("skip_") for name, on in skip.items() if on)
+
+
 no_keras_option = click.option("--no-keras", is_flag=True, help="Build no Keras 3 (.keras) artifact.")
 no_litert_option = click.option("--no-litert", is_flag=True, help="Build no LiteRT (.tflite) files.")
 notebooks_option = click.option(
@@ -209,16 +223,17 @@ def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_conven
 @click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
 @no_keras_option
 @no_litert_option
+@format_options
 @manifest_option
 def build(variant: str, checkpoint: str | None, kinds: str, input_convention: str, out: Path,
-          no_parity: bool, no_keras: bool, no_litert: bool, manifest_path: Path) -> None:
+          no_parity: bool, no_keras: bool, no_litert: bool, manifest_path: Path, **skip) -> None:
     """Build, port, check parity, export, round-trip and pack both kinds of one variant."""
-    from hubpub.pipeline import build_variant
+    from hubpub.pipeline import build_variant, default_formats
 
     v = load_manifest(manifest_path).variant(variant)
     records = build_variant(v, out, checkpoint=checkpoint, kinds=_kinds(kinds), input_convention=input_convention,
                             parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s),
-                            keras_file=not no_keras, litert=not no_litert)
+                            keras_file=not no_keras, litert=not no_litert, formats=default_formats(_skipped(skip)))
     rows = [("artifact", "params", "tarball", "parity max |Δ|", "round-trip", ".keras vs SavedModel", "seconds")]
     for r in records:
         rows.append((r.artifact, f"{r.parameters / 1e6:.2f}M", f"{r.tarball.size / 2**20:.1f} MiB",
@@ -527,9 +542,9 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
                input_convention: str = "hub", no_parity: bool = False, publish_dest: str | None = None,
                public_url: str | None = None, no_keras: bool = False, no_litert: bool = False,
                notebooks: Path | None = None, execute_notebooks: bool = False, collect: bool = False,
-               require_pinned: bool = False):
+               require_pinned: bool = False, skip_formats: tuple[str, ...] = ()):
     """build-all's arguments to the library and its result to the terminal; shared with the demo."""
-    from hubpub.pipeline import build_collection
+    from hubpub.pipeline import build_collection, default_formats
 
     if collect and (shard or checkpoints or force):
         raise click.UsageError("--collect builds nothing: it takes no --shard, --checkpoint or --force")
@@ -538,6 +553,7 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
     try:
         result = build_collection(manifest, out, only=only, kinds=_kinds(kinds), jobs=jobs, shard=_shard(shard),
                                   collect=collect, require_pinned=require_pinned,
+                                  formats=None if collect else default_formats(skip_formats),
                                   force=force, checkpoints=_checkpoint_overrides(checkpoints),
                                   input_convention=input_convention, parity=not no_parity,
                                   publish_dest=publish_dest, public_url=public_url, progress=progress,
@@ -593,6 +609,7 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
 @click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
 @no_keras_option
 @no_litert_option
+@format_options
 @click.option("--publish", "publish_dest", type=TEXT, default=None, metavar="DEST",
               help="Then publish to gs://BUCKET/PREFIX or DIR (the docs link there).")
 @public_url_option
@@ -605,13 +622,13 @@ def _build_all(manifest_path: Path, out: Path, *, only: tuple[str, ...], kinds: 
 @click.option("--no-verify", is_flag=True, help="With --publish: skip loading one published artifact.")
 def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
                   no_keras, no_litert, publish_dest, public_url, notebooks_out, execute_notebooks, collect,
-                  require_pinned, no_verify) -> None:
+                  require_pinned, no_verify, **skip) -> None:
     """Build every artifact of the collection: incremental, resumable, parallel, shardable."""
     manifest, result = _build_all(manifest_path, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                                   checkpoints=checkpoints, input_convention=input_convention, no_parity=no_parity,
                                   publish_dest=publish_dest, public_url=public_url, no_keras=no_keras,
                                   no_litert=no_litert, notebooks=notebooks_out, execute_notebooks=execute_notebooks,
-                                  collect=collect, require_pinned=require_pinned)
+                                  collect=collect, require_pinned=require_pinned, skip_formats=_skipped(skip))
     if result.summary.failed:
         failed = result.summary.failed
         raise HubpubError(f"{len(failed)} variant(s) failed: {', '.join(failed)}")

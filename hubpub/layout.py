@@ -27,7 +27,6 @@ class Dist:
     site = property(lambda self: self.root / "site")  # to open from here: downloads link to the files in dist/
     site_upload = property(lambda self: self.root / "site-upload")  # what publish uploads as site/
     litert_files = property(lambda self: self.root / "litert")
-    onnx_files = property(lambda self: self.root / "onnx")
     demo = property(lambda self: self.root / "demo")
     published = property(lambda self: self.root / "published")
     build_report = property(lambda self: self.root / "build-report.json")
@@ -54,8 +53,9 @@ class Dist:
         """A classifier's class names, published beside its LiteRT files."""
         return self.litert_files / f"{artifact}.labels.txt"
 
-    def onnx(self, artifact: str) -> Path:
-        return self.onnx_files / f"{artifact}.onnx"
+    def format_file(self, fmt: str, artifact: str, suffix: str) -> Path:
+        """A file of a format of the format seam (`hubpub.formats`): `<fmt>/<artifact><suffix>`."""
+        return self.root / fmt / f"{artifact}{suffix}"
 
     def report(self, artifact: str) -> Path:
         return self.reports / f"{artifact}.json"
@@ -70,5 +70,5 @@ class Dist:
         return Path(path).relative_to(self.root).as_posix()
 
     def temp_dirs(self) -> tuple[Path, ...]:
-        """Where an interrupted build can leave temp files beside the final names."""
-        return self.saved_models, self.tars, self.keras_files, self.litert_files, self.reports
+        """Where an interrupted build can leave temp files beside the final names: each folder of dist/."""
+        return tuple(sorted(p for p in self.root.iterdir() if p.is_dir())) if self.root.is_dir() else ()

@@ -74,6 +74,19 @@ def build_ported(variant: Variant, source: Path, *, kind: str, input_convention:
     return model, report
 
 
+def default_formats(skip: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every format of `hubpub.formats` not in `skip` whose libraries are installed; one line names the
+    extra of each that is not."""
+    from hubpub.formats import FORMATS
+
+    wanted = [f for f in FORMATS if f.name not in skip]
+    for fmt in wanted:
+        if not fmt.available():
+            log.warning("warning: no %s files: its libraries are not installed (pip install \"hubpub[%s]\", "
+                        "or --no-%s to say so)", fmt.title, fmt.extra, fmt.name)
+    return tuple(f.name for f in wanted if f.available())
+
+
 def has_reference(variant: Variant) -> bool:
     return variant.family.reference is not None and torch_available()
 
@@ -107,17 +120,19 @@ def measure_preprocess_gap(variant: Variant) -> dict | None:
 def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
                   kinds: tuple[str, ...] = KINDS, input_convention: str = "hub", parity: bool = True,
                   on_stage=lambda artifact, stage: None, inputs_keys: dict[str, str] | None = None,
-                  fetched=None, keras_file: bool = True, litert: bool = True) -> list[BuildRecord]:
+                  fetched=None, keras_file: bool = True, litert: bool = True,
+                  formats: tuple[str, ...] | None = None) -> list[BuildRecord]:
     """fetch -> build -> port -> parity -> export -> round-trip -> pack, for each kind of a variant.
 
     Writes the saved model, tarball (+ .sha256) and build record of each artifact into the dist
-    folder `out`, and returns the records.
+    folder `out`, and returns the records. `formats` names the formats of `hubpub.formats` to build
+    (default: every one whose extra is installed).
     """
     with _collect_young_objects_only():
         return _build_variant(variant, Dist(out), checkpoint=checkpoint, kinds=kinds,
                               input_convention=input_convention, parity=parity, on_stage=on_stage,
                               inputs_keys=inputs_keys or {}, fetched=fetched, keras_file=keras_file,
-                              litert=litert)
+                              litert=litert, formats=default_formats() if formats is None else formats)
 
 
 @contextlib.contextmanager
@@ -133,10 +148,11 @@ def _collect_young_objects_only():
 
 
 def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_convention, parity, on_stage,
-                   inputs_keys, fetched, keras_file, litert=True) -> list[BuildRecord]:
+                   inputs_keys, fetched, keras_file, litert=True, formats=()) -> list[BuildRecord]:
     from hubpub import __version__
     from hubpub.export import export_saved_model, round_trip
     from hubpub.fetch import fetch
+    from hubpub.formats import FormatJob
     from hubpub.keras_artifact import checked_keras, write_keras
     from hubpub.parity import check_parity, reference_images
     from hubpub.verify import reference_record
@@ -235,6 +251,11 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                 d["packed"] = packing.result()
         gap = gap_job.result()
 
+    for kind, d in done.items():  # the formats of the format seam: each from the final SavedModel
+        d["formats"] = build_formats(formats, FormatJob(artifact_name(variant.name, kind), d["exported"].path, dist,
+                                                        rt_images, d["expected"], d["parameters"]),
+                                     d["timings"], on_stage)
+
     if litert and variant.litert_formats:
         from hubpub.litert import build_litert, calibration_images
 
@@ -276,10 +297,28 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
             inputs_key=inputs_keys.get(kind),
             keras=KerasFile(dist.relative(d["keras"].path), d["keras"].sha256, d["keras"].size,
                             d["keras"].max_abs) if "keras" in d else None,
-            litert=d.get("litert", ()))
+            litert=d.get("litert", ()), formats=d["formats"])
         write_record(dist.report(name), record)
         records.append(record)
     return records
+
+
+def build_formats(names: tuple[str, ...], job, timings: Timings, on_stage) -> tuple:
+    """The files of the formats named (`hubpub.formats`), in registry order, each timed as its own stage;
+    a format too large for the artifact is left out, saying why."""
+    from hubpub.formats import FORMATS
+
+    files = []
+    for fmt in FORMATS:
+        if fmt.name not in names:
+            continue
+        if why := fmt.wanted(job.parameters):
+            log.info("%s: no %s file: %s", job.artifact, fmt.title, why)
+            continue
+        on_stage(job.artifact, fmt.name)
+        with timings.stage(fmt.name):
+            files.append(fmt.build(job))
+    return tuple(files)
 
 
 def _pack_checked(saved_model: Path, tarball: Path):
@@ -349,7 +388,7 @@ LOCK_NAME = "collection.lock"
 
 
 def inputs_key(variant: Variant, kind: str, checkpoint_sha256: str, input_convention: str, parity: bool,
-               keras_file: bool = True, litert: bool = True) -> str:
+               keras_file: bool = True, litert: bool = True, formats: tuple[str, ...] = ()) -> str:
     """What an artifact's bytes depend on: its manifest entry, the checkpoint, hubpub's version."""
     import hashlib
 
@@ -363,7 +402,8 @@ def inputs_key(variant: Variant, kind: str, checkpoint_sha256: str, input_conven
                        "hubpub": __version__, "input_convention": input_convention, "parity": parity,
                        "keras": keras_file,
                        "litert": [variant.litert_formats, variant.litert_min_cosine,
-                                  [str(p) for p in variant.litert_calibration]] if litert else None},
+                                  [str(p) for p in variant.litert_calibration]] if litert else None,
+                       **({"formats": list(formats)} if formats else {})},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -431,6 +471,7 @@ class VariantJob:
     threads: int | None = None  # CPU threads for TensorFlow and PyTorch in this worker; None: all
     keras_file: bool = True  # also the Keras 3 artifact
     litert: bool = True  # also the LiteRT files, for the variants the manifest wants them for
+    formats: tuple[str, ...] = ()  # the formats of `hubpub.formats` to build
 
 
 # What the worker's libraries read for their thread pools, at their first use.
@@ -490,7 +531,7 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
 
         import_tensorflow()  # after the fetch: a missing checkpoint fails without the seconds of this import
         keys = {k: inputs_key(variant, k, fetched.sha256, job.input_convention, job.parity, job.keras_file,
-                              job.litert)
+                              job.litert, job.formats)
                 for k in job.kinds}
         done = {} if job.force else {k: r for k in job.kinds
                                      if (r := up_to_date(dist, artifact_name(variant.name, k), keys[k]))}
@@ -500,7 +541,7 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
             built = build_variant(variant, dist.root, checkpoint=job.checkpoint, kinds=todo,
                                   input_convention=job.input_convention, parity=job.parity, on_stage=emit,
                                   inputs_keys=keys, fetched=fetched, keras_file=job.keras_file,
-                                  litert=job.litert)
+                                  litert=job.litert, formats=job.formats)
             records |= {r.kind: ("built", r.replace(timings={**r.timings, "fetch": fetch_seconds})) for r in built}
         return VariantResult(variant.name, True, time.perf_counter() - start, tuple(records[k] for k in job.kinds),
                              job.checkpoint or variant.checkpoint_url, fetched.sha256)
@@ -548,7 +589,7 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
               shard: tuple[int, int] | None = None, force: bool = False, checkpoints: dict[str, str] | None = None,
               input_convention: str = "hub", parity: bool = True, lock_path: Path | None = None,
               progress=None, keras_file: bool = True, litert: bool = True,
-              require_pinned: bool = False) -> BuildSummary:
+              require_pinned: bool = False, formats: tuple[str, ...] | None = None) -> BuildSummary:
     """Build every selected variant in worker processes (a fresh one per variant), then write the report.
 
     A fresh process per variant frees its memory and keeps SavedModel bytes reproducible. One
@@ -569,6 +610,7 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     unknown = sorted(set(checkpoints) - {v.name for v in manifest.variants})
     if unknown:
         raise FetchError(f"--checkpoint given for unknown variant(s): {', '.join(unknown)}")
+    formats = default_formats() if formats is None else formats
     lock_path = lock_path or manifest.path.with_name(LOCK_NAME)
     lock = read_lock(lock_path)
     if require_pinned or manifest.require_pinned:
@@ -582,7 +624,7 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
         expected = v.checkpoint_sha256 or (locked.get("sha256") if source is None
                                            and locked.get("url") == v.checkpoint_url else None)
         jobs_list.append(VariantJob(str(manifest.path), v.name, str(out), source, expected, kinds, input_convention,
-                                    parity, force, threads, keras_file, litert))
+                                    parity, force, threads, keras_file, litert, formats))
 
     results: dict[str, VariantResult] = {}
     ctx = mp.get_context("spawn")
@@ -677,6 +719,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
                      checkpoints: dict[str, str] | None = None, input_convention: str = "hub", parity: bool = True,
                      publish_dest: str | None = None, public_url: str | None = None,
                      progress=None, keras_file: bool = True, litert: bool = True, notebooks: Path | None = None,
+                     formats: tuple[str, ...] | None = None,
                      execute: bool = False, collect: bool = False, require_pinned: bool = False) -> CollectionResult:
     """build-all: every selected artifact, then its usage notebooks (into `notebooks`, default
     DIST/notebooks; run if `execute`) and docs for the destination, then (if asked) publish.
@@ -710,7 +753,8 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     else:
         summary = build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                             checkpoints=checkpoints, input_convention=input_convention, parity=parity,
-                            progress=progress, keras_file=keras_file, litert=litert, require_pinned=require_pinned)
+                            progress=progress, keras_file=keras_file, litert=litert, require_pinned=require_pinned,
+                            formats=formats)
     docs, note, written, site = None, "", [], None
     if not load_reports(out):
         note = "nothing built, no docs rendered"

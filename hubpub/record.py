@@ -13,7 +13,7 @@ from pathlib import Path
 from hubpub._files import write_json
 from hubpub.errors import HubpubError
 
-SCHEMA_VERSION = 4  # 3: the Keras 3 file; 4: LiteRT files
+SCHEMA_VERSION = 5  # 3: the Keras 3 file; 4: LiteRT files; 5: formats of the format seam (ONNX)
 
 
 class RecordError(HubpubError):
@@ -80,6 +80,19 @@ class LiteRTFile:
 
 
 @dataclass(frozen=True)
+class FormatFile:
+    """One file of a format built through the format seam (`hubpub.formats`): where it is, what it
+    holds, and how close it came to the SavedModel on the build's fixed inputs."""
+
+    format: str  # the format's name: "onnx"
+    path: str  # relative to dist/
+    sha256: str
+    size: int
+    max_abs: float
+    tolerance: float
+
+
+@dataclass(frozen=True)
 class Output:
     name: str  # "logits" or "feature_vector"
     dim: int
@@ -111,7 +124,11 @@ class BuildRecord:
     inputs_key: str | None = None  # what the artifact's bytes depend on (build-all's incremental check)
     keras: KerasFile | None = None  # None when built without it (--no-keras)
     litert: tuple[LiteRTFile, ...] = ()  # none for variants above the manifest's size, or with --no-litert
+    formats: tuple[FormatFile, ...] = ()  # the files of the formats in `hubpub.formats` (ONNX), as built
     schema_version: int = SCHEMA_VERSION
+
+    def format_file(self, name: str) -> FormatFile | None:
+        return next((f for f in self.formats if f.format == name), None)
 
     def replace(self, **changes) -> BuildRecord:
         return dataclasses.replace(self, **changes)

@@ -15,5 +15,7 @@ KERAS_OTHER_BACKEND = 1e-4
 VERIFY = 1e-4
 # the float32 LiteRT file, through the LiteRT interpreter, against the SavedModel
 LITERT_FLOAT32 = 1e-4
+# the ONNX file, in onnxruntime, against the SavedModel, at the native and a non-square size
+ONNX = 1e-4
 # the lowest cosine similarity a quantized LiteRT file may have to the SavedModel (litert.min_cosine)
 LITERT_MIN_COSINE = 0.98

@@ -1,0 +1,172 @@
+"""ONNX: every artifact also as `<artifact>.onnx`, for onnxruntime and the runtimes that read ONNX.
+
+Converted from the exported SavedModel with tf2onnx, the one path that works for every family: each
+family (a user's own Keras model included) exports a SavedModel with the Hub input convention inside
+(float32 NHWC RGB in [0, 1], normalised in the graph), and its serving signature has a dynamic batch,
+height and width, which the ONNX file keeps. (`torch.onnx.export` of a PyTorch reference would serve
+only the families that have one; Keras' own ONNX export on PyTorch has no dynamic shapes.) TensorFlow
+writes exact GELU as `Erfc`, which ONNX lacks: it becomes `1 - Erf(x)`. Node and tensor names are
+renamed in graph order, so the bytes depend on the graph only, not on what the process traced before.
+The file is checked in onnxruntime against the SavedModel, at the native and a non-square size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+
+import numpy as np
+
+from hubpub import tolerances
+from hubpub._files import write_atomic
+from hubpub.formats.base import Format, FormatError, FormatJob
+from hubpub.record import FormatFile
+
+OPSET = 17
+# One .onnx file is one protobuf message: at most 2 GiB. Larger models would need ONNX's external data.
+MAX_WEIGHT_BYTES = 2**31 - 64 * 2**20
+
+
+class Onnx(Format):
+    name = "onnx"
+    title = "ONNX"
+    suffix = ".onnx"
+    extra = "onnx"
+    kaggle_framework = "onnx"  # kagglesdk's ModelFramework.MODEL_FRAMEWORK_ONNX
+    hf_folder = "onnx"
+
+    def wanted(self, parameters: int) -> str | None:
+        if parameters * 4 > MAX_WEIGHT_BYTES:
+            return (f"{parameters * 4 / 2**30:.1f} GiB of weights: over the 2 GiB one ONNX file can hold (a "
+                    "protobuf message)")
+        return None
+
+    def available(self) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in ("tf2onnx", "onnx", "onnxruntime"))
+
+    def build(self, job: FormatJob) -> FormatFile:
+        import tensorflow as tf
+
+        model = canonical(convert(job.saved_model))
+        data = model.SerializeToString()
+        loaded = tf.saved_model.load(str(job.saved_model))  # held: its signature refers to its variables
+        serving = loaded.signatures["serving_default"]
+        name = next(iter(serving.structured_input_signature[1]))
+        resolution = job.inputs.shape[1]
+        other = np.random.default_rng(1).random((1, resolution + 32, resolution + 96, 3), dtype=np.float32)
+        checks = [(job.inputs, job.expected),
+                  (other, next(iter(serving(**{name: tf.constant(other)}).values())).numpy())]
+        worst = max(float(np.abs(run(data, x) - want).max()) for x, want in checks)
+        if not worst <= tolerances.ONNX:
+            raise FormatError(f"{job.artifact}: the ONNX file differs from the SavedModel by {worst:.2e} "
+                              f"(tolerance {tolerances.ONNX:g})")
+        path = write_atomic(self.path(job.dist, job.artifact), data)
+        digest = hashlib.sha256(data).hexdigest()
+        write_atomic(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
+        return FormatFile(self.name, job.dist.relative(path), digest, len(data), worst, tolerances.ONNX)
+
+
+def convert(saved_model):
+    """The SavedModel's serving signature as an ONNX model, its batch, height and width dynamic as there."""
+    import tf2onnx
+    from tf2onnx import tf_loader
+
+    # tf2onnx copies the whole graph before each of its optimisers to undo a failing one; hubpub checks
+    # the result in onnxruntime instead, and the copies were half of the conversion's time.
+    before = os.environ.get("TF2ONNX_CATCH_ERRORS")
+    os.environ["TF2ONNX_CATCH_ERRORS"] = "FALSE"
+    try:
+        graph, inputs, outputs, tables, renames = tf_loader.from_saved_model(
+            str(saved_model), None, None, tag=["serve"], signatures=["serving_default"],
+            return_initialized_tables=True, return_tensors_to_rename=True)
+        model, _ = tf2onnx.convert.from_graph_def(graph, input_names=inputs, output_names=outputs, opset=OPSET,
+                                                  custom_op_handlers={"Erfc": (_erfc, [])},
+                                                  tensors_to_rename=renames)
+    except Exception as e:  # tf2onnx raises many types
+        raise FormatError(f"ONNX conversion failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+    finally:
+        if before is None:
+            os.environ.pop("TF2ONNX_CATCH_ERRORS", None)
+        else:
+            os.environ["TF2ONNX_CATCH_ERRORS"] = before
+    return model
+
+
+def _erfc(ctx, node, name, args):
+    """erfc(x) = 1 - erf(x): TensorFlow's exact GELU, in ops ONNX has."""
+    from tf2onnx import utils
+
+    erf = ctx.make_node("Erf", [node.input[0]])
+    one = ctx.make_const(utils.make_name("one"), np.array(1, dtype=np.float32))
+    node_name, outputs = node.name, node.output
+    ctx.remove_node(node_name)
+    return ctx.make_node("Sub", [one.output[0], erf.output[0]], outputs=outputs, name=node_name)
+
+
+def canonical(model):
+    """`model` with its nodes in an order the graph alone decides (depth first from the outputs, each node's
+    inputs in order), every node and inner tensor renamed in that order, the weights in order of first use,
+    and no producer details: the same graph gives the same bytes, whatever order the converter kept (its
+    sets follow Python's per-process string hashing)."""
+    graph = model.graph
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    producer = {out: node for node in graph.node for out in node.output}
+    order, seen = [], set()
+
+    def visit(tensor: str) -> None:
+        node = producer.get(tensor)
+        if node is None or id(node) in seen:
+            return
+        seen.add(id(node))
+        for name in node.input:
+            visit(name)
+        order.append(node)
+
+    for out in graph.output:
+        visit(out.name)
+    names: dict[str, str] = {}
+
+    def rename(value: str) -> str:
+        if not value or value in keep:
+            return value
+        return names.setdefault(value, f"t{len(names)}")
+
+    nodes = []
+    for i, node in enumerate(order):
+        copy = type(node)()
+        copy.CopyFrom(node)
+        copy.name, copy.doc_string = f"n{i}", ""
+        copy.input[:] = [rename(x) for x in node.input]
+        copy.output[:] = [rename(x) for x in node.output]
+        nodes.append(copy)
+    weights = sorted((w for w in graph.initializer if w.name in names), key=lambda w: int(names[w.name][1:]))
+    for w in weights:
+        w.name = names[w.name]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    kept = [type(w)() for w in weights]
+    for new, old in zip(kept, weights, strict=True):
+        new.CopyFrom(old)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.value_info[:]  # shapes onnxruntime infers again; their names and order varied
+    for values, dims in ((graph.input, ("batch", "height", "width")), (graph.output, ("batch",))):
+        for value in values:  # the converter numbers its unknown dimensions from a process-wide counter
+            for i, dim in enumerate(value.type.tensor_type.shape.dim):
+                if dim.dim_param:
+                    dim.dim_param = dims[i] if i < len(dims) else f"dim{i}"
+    graph.name, graph.doc_string = "hubpub", ""
+    model.doc_string = ""
+    model.producer_name, model.producer_version = "hubpub", ""
+    return model
+
+
+def run(model: bytes, images: np.ndarray) -> np.ndarray:
+    """The ONNX model's outputs on `images`, in onnxruntime on the CPU."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # no warnings about unused initializers on the terminal
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: images.astype(np.float32)})[0]
