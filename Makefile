@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip "setuptools<82"
 	# torch==2.13.0 is a CPU build on this disk; setuptools<82 keeps tensorflow_hub importable.
-	$(PY) -m pip install -q -e ".[torch,dev]" "setuptools<82"
+	$(PY) -m pip install -q -e ".[all,torch,dev]" "setuptools<82"
 	# timm, the independent reference the porting tests compare with; --no-deps: its torchvision would
 	# replace the CPU torch (the tests stand in for the few torchvision names timm imports).
 	$(PY) -m pip install -q --no-deps "timm>=1.0.20"

@@ -253,18 +253,27 @@ def build(variant: str, checkpoint: str | None, kinds: str, input_convention: st
 @click.option("--max-unpacked", default="16G", show_default=True, metavar="SIZE",
               help="Refuse an archive that unpacks to more than this (e.g. 500M, 32G).")
 def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked: str) -> None:
-    """Load HANDLE with hub.KerasLayer (a URL, .tar.gz or directory) or keras.saving.load_model (a .keras
-    file or URL) and compare with the build's record."""
-    from hubpub.verify import read_reference, verify_handle, verify_keras
+    """Load HANDLE with hub.KerasLayer (a URL, .tar.gz or directory), keras.saving.load_model (a .keras
+    file or URL) or onnxruntime (a .onnx file or URL) and compare with the build's record."""
+    from hubpub.formats import FORMATS
+    from hubpub.verify import read_reference, verify_format, verify_handle, verify_keras
 
     limit = _byte_size(max_unpacked)
+    path = handle.split("?")[0].rstrip("/")
+    fmt = next((f for f in FORMATS if path.endswith(f.suffix)), None)
     if report_path is None:
-        parts = handle.split("?")[0].rstrip("/").split("/")
+        parts = path.split("/")
         # .../<artifact>/<version>.tar.gz (published), .../<artifact>.tar.gz (dist/tars) or a directory
-        last = parts[-1].removesuffix(".tar.gz").removesuffix(".keras")
+        last = parts[-1].removesuffix(".tar.gz").removesuffix(".keras").removesuffix(fmt.suffix if fmt else "")
         name = parts[-2] if len(parts) > 1 and last.isdigit() else last
         report_path = Dist("dist").report(name)
-    if handle.split("?")[0].endswith(".keras"):
+    if fmt is not None:
+        if fine_tune:
+            raise click.UsageError(f"--fine-tune trains a SavedModel or a .keras file, not {fmt.title}. "
+                                   f"Received: {handle}")
+        result = verify_format(handle, read_reference(report_path), fmt, max_bytes=limit)
+        loader = fmt.runner
+    elif path.endswith(".keras"):
         result = verify_keras(handle, read_reference(report_path), fine_tune=fine_tune, max_bytes=limit)
         loader = "keras.saving.load_model"
     else:

@@ -20,6 +20,7 @@ import numpy as np
 from hubpub import tolerances
 from hubpub._files import write_atomic
 from hubpub._torch import torch_available
+from hubpub.extras import install_command, installed
 from hubpub.layout import Dist
 from hubpub.manifest import KINDS, Variant, artifact_name
 from hubpub.record import (
@@ -82,8 +83,8 @@ def default_formats(skip: tuple[str, ...] = ()) -> tuple[str, ...]:
     wanted = [f for f in FORMATS if f.name not in skip]
     for fmt in wanted:
         if not fmt.available():
-            log.warning("warning: no %s files: its libraries are not installed (pip install \"hubpub[%s]\", "
-                        "or --no-%s to say so)", fmt.title, fmt.extra, fmt.name)
+            log.warning("warning: no %s files: its libraries are not installed (%s, or --no-%s to say so)",
+                        fmt.title, install_command(fmt.extra), fmt.name)
     return tuple(f.name for f in wanted if f.available())
 
 
@@ -256,7 +257,10 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                                                         rt_images, d["expected"], d["parameters"]),
                                      d["timings"], on_stage)
 
-    if litert and variant.litert_formats:
+    if litert and variant.litert_formats and not installed("litert"):
+        log.warning("warning: no LiteRT files: its libraries are not installed (%s, or --no-litert to say so)",
+                    install_command("litert"))
+    elif litert and variant.litert_formats:
         from hubpub.litert import build_litert, calibration_images
 
         calibration = calibration_images(res, variant.litert_calibration)
@@ -763,9 +767,13 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
                 "`hubpub build-all --collect`")
     else:
         notebooks = notebooks or notebooks_dir(out)
-        written = render_notebooks(manifest, dist=out, out=notebooks, public_url_base=base)
-        if execute:
-            written = execute_notebooks(out, written, progress=lambda name: log.info("executing %s", name))
+        if installed("notebooks"):
+            written = render_notebooks(manifest, dist=out, out=notebooks, public_url_base=base)
+            if execute:
+                written = execute_notebooks(out, written, progress=lambda name: log.info("executing %s", name))
+        else:
+            log.warning("warning: no usage notebooks: the notebooks extra is not installed (%s)",
+                        install_command("notebooks"))
         docs = render_docs(manifest, dist=out, out=Dist(out).docs, public_url_base=base)
         site = render_site(manifest, dist=out, public_url_base=base)
     published = None

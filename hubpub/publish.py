@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hubpub.destinations import Destination, PublishJob, PublishResult, public_url_base
 from hubpub.errors import PublishError
+from hubpub.extras import require
 from hubpub.layout import Dist
 from hubpub.manifest import Manifest
 
@@ -26,6 +27,8 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
     conflict. On a hub, models are private unless `public` or the manifest's `publish.public`.
     `artifacts_only` (a shard's publish) sends the artifact files and no docs or site: those come once,
     at the end (`build-all --collect`)."""
+    if dest.extra:  # before anything else: no point checking docs for a destination hubpub cannot reach
+        require(dest.extra, f"publishing to {dest.title}")
     base = public_url_base(dest, manifest, public_url)
     fix = f"hubpub docs --dest {dest}" + (f" --public-url {public_url}" if public_url else "")
     if artifacts_only and dest.is_hub:

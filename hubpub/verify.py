@@ -142,6 +142,36 @@ def verify_keras(handle: str, record: dict, *, fine_tune: bool = False,
         return VerifyResult(handle, delta, _keras_fit_step(model, images, handle) if fine_tune else None)
 
 
+def verify_format(handle: str, record: dict, fmt, *, max_bytes: int = DEFAULT_MAX_UNPACKED) -> VerifyResult:
+    """Run a file of a format of `hubpub.formats` (path or URL) as its users do (ONNX: onnxruntime) and
+    compare with `record`, within the looser of the format's tolerance and verify's."""
+    from hubpub.errors import FetchError
+    from hubpub.extras import require
+    from hubpub.fetch import download
+    from hubpub.formats import FormatError
+
+    require(fmt.extra, f"running a {fmt.title} file")
+    with tempfile.TemporaryDirectory(prefix="hubpub-verify-") as tmp:
+        path = Path(handle)
+        if "://" in handle:
+            path = Path(tmp) / f"model{fmt.suffix}"
+            try:
+                download(resolve_handle(handle), path, max_bytes=max_bytes, shown_as=handle)
+            except FetchError as e:
+                raise VerifyError(str(e)) from None
+        elif not path.is_file():
+            raise VerifyError(f"{handle}: no such file")
+        if path.stat().st_size > max_bytes:
+            raise VerifyError(f"{handle}: {path.stat().st_size} bytes, over the limit of {max_bytes}")
+        images = reference_images(**record["inputs"])
+        try:
+            outputs = fmt.run(path.read_bytes(), images)
+            delta = compare_to_record(outputs, record, max(VERIFY_TOLERANCE, fmt.tolerance))
+        except (FormatError, VerifyError) as e:
+            raise VerifyError(f"{handle}: {e}") from None
+        return VerifyResult(handle, delta, None)
+
+
 def _keras_fit_step(model, images: np.ndarray, handle: str) -> dict:
     import keras
 

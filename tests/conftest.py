@@ -87,6 +87,17 @@ def micro_dist(micro_manifest, micro_checkpoints, tmp_path_factory) -> Path:
     return out
 
 
+def copy_built(src: Path, dst: Path, *, saved_models: bool = True) -> Path:
+    """A copy of the built files of a dist/ (no docs, notebooks or site): what tests publish from."""
+    import shutil
+
+    folders = ["tars", "keras", "litert", "onnx", "reports"] + (["saved_models"] if saved_models else [])
+    for folder in folders:
+        if (src / folder).is_dir():
+            shutil.copytree(src / folder, dst / folder)
+    return dst
+
+
 @pytest.fixture
 def file_server(tmp_path):
     from tests.httpserver import FileServer

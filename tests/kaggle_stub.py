@@ -45,8 +45,10 @@ LICENSES = {
     "Community Data License Agreement - Sharing - Version 1.0", "GNU Affero General Public License 3.0",
     "GNU Free Documentation License 1.3", "GNU Lesser General Public License 3.0", "GPL 2", "MIT",
     "ODC Attribution License (ODC-By)", "ODC Public Domain Dedication and Licence (PDDL)", "GPL 3"}
+# kagglesdk's ModelFramework enum (models/types/model_enums.py) and the names handles use for them.
 FRAMEWORKS = {"MODEL_FRAMEWORK_TENSOR_FLOW_2": "tensorFlow2", "MODEL_FRAMEWORK_KERAS": "keras",
-              "MODEL_FRAMEWORK_TF_LITE": "tfLite", "MODEL_FRAMEWORK_PY_TORCH": "pyTorch", "MODEL_FRAMEWORK_JAX": "jax"}
+              "MODEL_FRAMEWORK_TF_LITE": "tfLite", "MODEL_FRAMEWORK_PY_TORCH": "pyTorch", "MODEL_FRAMEWORK_JAX": "jax",
+              "MODEL_FRAMEWORK_ONNX": "onnx"}
 MODEL_FIELDS = {"title", "subtitle", "is_private", "description", "publish_time", "provenance_sources"}
 INSTANCE_FIELDS = {"overview", "usage", "fine_tunable", "training_data", "license_name"}
 

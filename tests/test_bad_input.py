@@ -4,7 +4,6 @@
 import io
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from click.testing import CliRunner
 
 from hubpub.cli import cli
 from hubpub.record import SCHEMA_VERSION
+from tests.conftest import copy_built
 
 BOMB = """\
 a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]
@@ -228,8 +228,7 @@ def test_verify_report_missing_keys(micro_dist, tmp_path):
 
 def _dist_with_docs(micro_manifest_path, micro_dist, tmp_path) -> Path:
     dist = tmp_path / "dist"
-    for sub in ("tars", "keras", "litert", "reports"):
-        shutil.copytree(micro_dist / sub, dist / sub)
+    copy_built(micro_dist, dist, saved_models=False)
     result = CliRunner().invoke(cli, ["docs", "--manifest", str(micro_manifest_path), "--dist", str(dist)])
     assert result.exit_code == 0, result.output
     return dist
@@ -255,14 +254,15 @@ def test_publish_failure_midway_says_what_did_upload(micro_manifest_path, micro_
     (dest / "micro_1k_224_fe").write_text("in the way")
     errors = run("publish", "--manifest", micro_manifest_path, "--dist", dist, "--dest", dest,
                  "--public-url", "http://127.0.0.1:9/bucket/micro", "--jobs", "1")
-    # micro_1k_224_fe's 6 files (tarball, .keras, their .sha256, 2 LiteRT files) cannot go; the
-    # classifier's 7 (the same and its LiteRT class names) and the 8 docs do.
-    assert errors[0] == f"error: {dest}: 6 of 21 upload(s) failed; 15 succeeded and stay published (rerun to " \
+    # micro_1k_224_fe's 8 files (tarball, .keras, ONNX, their .sha256, 2 LiteRT files) cannot go; the
+    # classifier's 9 (the same and its LiteRT class names) and the 8 docs do.
+    assert errors[0] == f"error: {dest}: 8 of 25 upload(s) failed; 17 succeeded and stay published (rerun to " \
                         "upload the rest)"
     assert sum("micro_1k_224_fe/1.tar.gz" in e and "cannot write" in e for e in errors) == 2
     uploaded = sorted(e.removeprefix("error: uploaded: ") for e in errors if e.startswith("error: uploaded: "))
     assert uploaded == sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and p.parent != dest)
-    assert "micro_1k_224/1.tar.gz" in uploaded and "micro_1k_224/1.keras" in uploaded and len(uploaded) == 15
+    assert "micro_1k_224/1.tar.gz" in uploaded and "micro_1k_224/1.keras" in uploaded and len(uploaded) == 17
+    assert "micro_1k_224/1.onnx" in uploaded and "micro_1k_224/1.onnx.sha256" in uploaded
 
 
 def test_refused_publish_leaves_no_folder(micro_manifest_path, micro_dist, tmp_path):

@@ -17,6 +17,7 @@ from hubpub.manifest import parse_manifest
 from hubpub.record import (
     BuildRecord,
     CheckpointInfo,
+    FormatFile,
     KerasFile,
     LiteRTFile,
     Output,
@@ -78,6 +79,11 @@ CASES += [
     ("on_kaggle__feature-extractor", "convnext_tiny_1k_224", "feature-extractor", {"base": "kaggle://goldpub/convnext"}),
     ("on_hf__classifier", "convnext_tiny_1k_224", "classifier", {"base": "hf://goldpub"}),
     ("with_litert__classifier", "convnext_tiny_1k_224", "classifier", {"litert": True}),
+    ("with_onnx__classifier", "convnext_tiny_1k_224", "classifier", {"onnx": True}),
+    ("with_onnx_on_hf__feature-extractor", "convnext_tiny_22k_1k_384", "feature-extractor",
+     {"onnx": True, "base": "hf://goldpub", "input_convention": "normalized"}),
+    ("with_onnx_on_kaggle__classifier", "convnext_tiny_1k_224", "classifier",
+     {"onnx": True, "base": "kaggle://goldpub/convnext"}),
 ]
 HUB_OPTIONS = ("eval", "base")
 EVAL = {"top1": 82.062, "top5": 95.86, "images": 50000}
@@ -95,7 +101,7 @@ LITERT = (LiteRTFile("float32", "litert/convnext_tiny_1k_224.float32.tflite", "0
 
 
 def fake_report(artifact, *, random_weights=False, input_convention="hub", parity=True, keras=True,
-                litert=False) -> BuildRecord:
+                litert=False, onnx=False) -> BuildRecord:
     """A build record with fixed numbers, as the pipeline writes it."""
     v = artifact.variant
     clf = artifact.kind == "classifier"
@@ -116,7 +122,9 @@ def fake_report(artifact, *, random_weights=False, input_convention="hub", parit
         preprocess_gap={"mean": 0.194, "max": 7.0, "photos": ["astronaut.jpg", "chelsea.jpg", "coffee.jpg",
                                                                "rocket.jpg"]},
         keras=KerasFile(f"keras/{artifact.name}.keras", "0" * 63 + "2", 114_807_868, 3.1e-6) if keras else None,
-        litert=LITERT if litert else ())
+        litert=LITERT if litert else (),
+        formats=(FormatFile("onnx", f"onnx/{artifact.name}.onnx", "0" * 63 + "5", 114_390_528, 2.1e-06, 1e-4),)
+        if onnx else ())
 
 
 def _rendered(manifest) -> dict[str, str]:

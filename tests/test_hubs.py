@@ -7,8 +7,9 @@ the clients call and check what they receive against the hubs' documented rules.
 is the clients' real traffic against those rules, not the hubs themselves.
 """
 
+import hashlib
 import json
-import shutil
+import os
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,10 @@ from hubpub import tolerances
 from hubpub.destinations import parse as parse_destination
 from hubpub.docs import render_docs
 from hubpub.errors import PublishError, VerifyError
+from hubpub.formats import by_name
 from hubpub.publish import publish
-from hubpub.verify import read_reference, verify_handle
+from hubpub.verify import read_reference, verify_format, verify_handle
+from tests.conftest import copy_built
 from tests.kaggle_stub import KaggleStub
 
 KAGGLE = "kaggle://testpub/micro-models"
@@ -27,8 +30,7 @@ KAGGLE = "kaggle://testpub/micro-models"
 @pytest.fixture()
 def hub_dist(micro_dist, tmp_path):
     dist = tmp_path / "dist"
-    for folder in ("saved_models", "tars", "keras", "litert", "reports"):
-        shutil.copytree(micro_dist / folder, dist / folder)
+    copy_built(micro_dist, dist)
     return dist
 
 
@@ -57,11 +59,12 @@ def test_kaggle_round_trip_through_kagglehub(micro_manifest, hub_dist, kaggle, t
     result = publish(micro_manifest, hub_dist, parse_destination(KAGGLE))
     assert [(o.upload.relative, o.status) for o in result.outcomes] == [
         ("tensorFlow2/micro-1k-224", "uploaded"), ("keras/micro-1k-224", "uploaded"),
-        ("tfLite/micro-1k-224", "uploaded"), ("tensorFlow2/micro-1k-224-fe", "uploaded"),
-        ("keras/micro-1k-224-fe", "uploaded"), ("tfLite/micro-1k-224-fe", "uploaded")]
+        ("tfLite/micro-1k-224", "uploaded"), ("onnx/micro-1k-224", "uploaded"),
+        ("tensorFlow2/micro-1k-224-fe", "uploaded"), ("keras/micro-1k-224-fe", "uploaded"),
+        ("tfLite/micro-1k-224-fe", "uploaded"), ("onnx/micro-1k-224-fe", "uploaded")]
     assert result.visibility == "private"
     # what the clients asked before creating: each variation, then the model (Kaggle answers 404); no other
-    assert kaggle.errors == ["404 GetModelInstance"] * 6 + ["404 GetModel"]
+    assert kaggle.errors == ["404 GetModelInstance"] * 8 + ["404 GetModel"]
 
     model = kaggle.models[("testpub", "micro-models")]
     assert model.meta["is_private"] is True and model.meta["title"] == "ConvNeXt"
@@ -89,6 +92,13 @@ def test_kaggle_round_trip_through_kagglehub(micro_manifest, hub_dist, kaggle, t
     keras_folder = kagglehub.model_download("testpub/micro-models/keras/micro-1k-224/1")
     downloaded = Path(keras_folder) / "micro_1k_224.keras"
     assert (hub_dist / "keras" / "micro_1k_224.keras").read_bytes() == downloaded.read_bytes()
+    onnx = kaggle.instance("testpub", "micro-models", "onnx", "micro-1k-224")  # sent as MODEL_FRAMEWORK_ONNX
+    assert onnx.versions[0].files["micro_1k_224.onnx"] == (hub_dist / "onnx" / "micro_1k_224.onnx").read_bytes()
+    assert json.loads(onnx.versions[0].files["hubpub.json"])["format"] == "onnx"
+    onnx_folder = kagglehub.model_download("testpub/micro-models/onnx/micro-1k-224/1")
+    assert set(os.listdir(onnx_folder)) == {"micro_1k_224.onnx", "hubpub.json"}
+    assert verify_format(str(Path(onnx_folder) / "micro_1k_224.onnx"), record,
+                         by_name("onnx")).max_abs <= tolerances.ONNX
 
     # Again: identical content makes no version.
     again = publish(micro_manifest, hub_dist, parse_destination(KAGGLE))
@@ -203,6 +213,9 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
             "saved_model/saved_model.pb", "saved_model/variables/variables.index", "README.md",
             "hubpub.json", "litert/micro_1k_224.int8.tflite"} <= set(files)
     assert files["saved_model.tar.gz"] == (hub_dist / "tars" / "micro_1k_224.tar.gz").read_bytes()
+    assert files["onnx/micro_1k_224.onnx"] == (hub_dist / "onnx" / "micro_1k_224.onnx").read_bytes()
+    assert json.loads(files["hubpub.json"])["formats_sha256"] == {
+        "onnx": hashlib.sha256(files["onnx/micro_1k_224.onnx"]).hexdigest()}
     meta = yaml.safe_load(files["README.md"].decode().split("---")[1])
     assert meta["license"] == "mit" and meta["library_name"] == "keras"
     assert meta["pipeline_tag"] == "image-classification" and meta["datasets"] == ["imagenet-1k"]
@@ -295,7 +308,7 @@ def test_cli_docs_publish_and_verify_on_kaggle(micro_manifest_path, hub_dist, ka
     assert "linking to kaggle://testpub/micro-models" in docs.output
     out = CliRunner().invoke(cli, ["publish", *args, "--dest", KAGGLE, "--public"])
     assert out.exit_code == 0, out.output
-    assert "tensorFlow2/micro-1k-224" in out.output and "6 uploaded (public)" in out.output
+    assert "tensorFlow2/micro-1k-224" in out.output and "8 uploaded (public)" in out.output
     assert "verified: https://www.kaggle.com/models/testpub/micro-models/tensorFlow2/micro-1k-224" in out.output
     assert kaggle.models[("testpub", "micro-models")].meta["is_private"] is False
 
@@ -354,7 +367,7 @@ def test_kaggle_credentials_each_way_the_client_reads_them(micro_manifest, hub_d
             return
         result = publish(micro_manifest, hub_dist, parse_destination(KAGGLE))
         assert {o.status for o in result.outcomes} == {"uploaded"}
-        assert stub.errors == ["404 GetModelInstance"] * 6 + ["404 GetModel"]
+        assert stub.errors == ["404 GetModelInstance"] * 8 + ["404 GetModel"]
 
 
 def test_kaggle_license_names_are_the_documented_ones():

@@ -14,6 +14,7 @@ import pytest
 
 from hubpub import tolerances
 from hubpub.parity import reference_images
+from tests.conftest import copy_built
 
 LOAD = r"""
 import json, sys
@@ -118,15 +119,12 @@ def test_portable_graph_of_convnext_v2_matches_its_fast_graph(tmp_path):
 
 def test_keras_artifact_is_published_and_verified(micro_manifest_path, micro_dist, tmp_path, file_server):
     """Published beside the tarball, immutable like it; `hubpub verify` takes it by path and by URL."""
-    import shutil
-
     from click.testing import CliRunner
 
     from hubpub.cli import cli
 
     dist = tmp_path / "dist"
-    for folder in ("tars", "keras", "litert", "reports"):
-        shutil.copytree(micro_dist / folder, dist / folder)
+    copy_built(micro_dist, dist, saved_models=False)
     runner = CliRunner()
     common = ["--manifest", str(micro_manifest_path), "--dist", str(dist)]
     assert runner.invoke(cli, ["docs", *common]).exit_code == 0

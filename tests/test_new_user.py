@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from hubpub.cli import cli
+from tests.conftest import copy_built
 from tests.test_bad_input import run
 
 
@@ -36,8 +37,7 @@ NOTEBOOKS = "notebooks: {github: testpub/micro-models, branch: main, path: noteb
 
 def _dist(micro_dist, tmp_path) -> Path:
     dist = tmp_path / "dist"
-    for sub in ("saved_models", "tars", "keras", "litert", "reports"):
-        shutil.copytree(micro_dist / sub, dist / sub)
+    copy_built(micro_dist, dist)
     return dist
 
 
@@ -161,7 +161,7 @@ def test_a_gcs_dry_run_plans_without_credentials(micro_manifest_path, micro_dist
     out = cli_ok("publish", "--manifest", micro_manifest_path, "--dist", dist, "--dest", "gs://some-bucket/micro",
                  "--dry-run")
     assert "no Google Cloud credentials, so this plan does not compare" in out
-    assert "21 would upload" in out and "micro/micro_1k_224/1.tar.gz" in out
+    assert "25 would upload" in out and "micro/micro_1k_224/1.tar.gz" in out
     [error] = run("publish", "--manifest", micro_manifest_path, "--dist", dist, "--dest", "gs://some-bucket/micro")
     assert error.startswith("error: no Google Cloud credentials found")
 

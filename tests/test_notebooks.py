@@ -12,13 +12,13 @@ from hubpub import tolerances
 from hubpub.errors import HubpubError
 from hubpub.notebooks import NotebookError, render_notebooks
 from hubpub.pipeline import execute_notebooks
+from tests.conftest import copy_built
 
 
 @pytest.fixture(scope="module")
 def executed(micro_manifest, micro_dist, tmp_path_factory):
     dist = tmp_path_factory.mktemp("nb") / "dist"
-    for folder in ("saved_models", "tars", "keras", "litert", "reports"):
-        shutil.copytree(micro_dist / folder, dist / folder)
+    copy_built(micro_dist, dist)
     written = render_notebooks(micro_manifest, dist=dist, out=dist / "notebooks",
                                public_url_base="https://models.example.com/micro")
     assert [nb.artifact for nb in written] == ["micro_1k_224", "micro_1k_224_fe"]
@@ -84,8 +84,7 @@ def _micro_classify_notebook(template: str, micro_manifest, micro_dist, tmp_path
     templates.mkdir()
     (templates / "classify.py.j2").write_text(template)
     dist = tmp_path / "dist"
-    for folder in ("tars", "keras", "litert", "reports"):
-        shutil.copytree(micro_dist / folder, dist / folder)
+    copy_built(micro_dist, dist, saved_models=False)
     return dist, render_notebooks(micro_manifest, dist=dist, out=dist / "notebooks", templates_dir=templates,
                                   only=("micro_1k_224",))
 
@@ -104,7 +103,7 @@ def test_a_dead_kernel_is_one_error_with_what_it_said(micro_manifest, micro_dist
     """The kernel's native stderr is kept out of the terminal, and shown when the kernel dies."""
     dist, written = _micro_classify_notebook('# %% tags=["parameters"]\nHANDLE = "{{ artifact.asset_url }}"\n\n'
                                              '# %%\nimport os\nos.write(2, b"chatter\\nkernel out of luck\\n")\n'
-                                             'import time\ntime.sleep(1)  # the kernel forwards what fd 2 got\n'
+                                             'import time\ntime.sleep(3)  # the kernel forwards what fd 2 got\n'
                                              'os._exit(3)\n', micro_manifest, micro_dist, tmp_path)
     with pytest.raises(NotebookError, match=r"micro_1k_224\.ipynb: the kernel failed: .*"
                                             r"\(kernel stderr: kernel out of luck\)$"):
@@ -126,8 +125,7 @@ def checkout(micro_dist, tmp_path):
         "notebooks: {github: testpub/micro-models, branch: main, path: notebooks}\n")
     (root / "collection.yaml").write_text(text)
     dist = root / "dist"
-    for folder in ("saved_models", "tars", "keras", "litert", "reports"):
-        shutil.copytree(micro_dist / folder, dist / folder)
+    copy_built(micro_dist, dist)
     return root
 
 

@@ -15,6 +15,7 @@ from hubpub.errors import PackageError
 from hubpub.manifest import parse_manifest
 from hubpub.package import check_tarball
 from hubpub.pipeline import build_all, select_shard, worker_threads
+from tests.conftest import copy_built
 
 
 def _artifacts(report):
@@ -271,8 +272,7 @@ def test_an_old_build_record_is_rebuilt_not_misread(micro_manifest, micro_dist, 
     from hubpub.record import SCHEMA_VERSION
 
     dist = Dist(tmp_path / "dist")
-    for folder in ("saved_models", "tars", "keras", "litert", "reports"):
-        shutil.copytree(micro_dist / folder, dist.root / folder)
+    copy_built(micro_dist, dist.root)
     path = dist.report("micro_1k_224")
     record = json.loads(path.read_text())
     path.write_text(json.dumps({**record, "inputs_key": "k"}))

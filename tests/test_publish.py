@@ -14,6 +14,7 @@ from hubpub.docs import render_docs
 from hubpub.errors import PublishError
 from hubpub.manifest import parse_manifest
 from hubpub.publish import publish, verify_published
+from tests.conftest import copy_built
 
 _counter = iter(range(10_000))
 
@@ -21,8 +22,7 @@ _counter = iter(range(10_000))
 def _setup(micro_manifest_path, micro_dist, tmp_path, *, bucket: str | None, base: str | None = None):
     """A dist/ copy whose manifest and docs point at `bucket` (or at a local destination)."""
     dist = tmp_path / "dist"
-    for sub in ("tars", "keras", "litert", "reports"):
-        shutil.copytree(micro_dist / sub, dist / sub)
+    copy_built(micro_dist, dist, saved_models=False)
     text = micro_manifest_path.read_text()
     if bucket:
         text = text.replace("http://127.0.0.1:9/bucket/micro", base or f"https://storage.googleapis.com/{bucket}/micro")
@@ -264,8 +264,7 @@ def test_publish_to_another_bucket_needs_docs_for_it(micro_manifest_path, micro_
     """Docs rendered for the manifest's destination are refused for another bucket before any upload;
     rendered for it, everything links there and verify loads from there."""
     dist = tmp_path / "dist"
-    for sub in ("tars", "keras", "litert", "reports"):
-        shutil.copytree(micro_dist / sub, dist / sub)
+    copy_built(micro_dist, dist, saved_models=False)
     common = ["--manifest", str(micro_manifest_path), "--dist", str(dist)]
     runner = CliRunner()
     assert runner.invoke(cli, ["docs", *common]).exit_code == 0

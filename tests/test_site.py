@@ -14,6 +14,7 @@ from hubpub.destinations import parse as parse_destination
 from hubpub.docs import render_docs
 from hubpub.publish import publish
 from hubpub.site import render_site
+from tests.conftest import copy_built
 
 BASE = "http://127.0.0.1:9/bucket/micro"
 
@@ -23,8 +24,7 @@ def published(micro_manifest, micro_dist, tmp_path_factory):
     """micro's two artifacts with docs and site, published to a local destination."""
     root = tmp_path_factory.mktemp("site")
     dist = root / "dist"
-    for folder in ("saved_models", "tars", "keras", "litert", "reports"):
-        shutil.copytree(micro_dist / folder, dist / folder)
+    copy_built(micro_dist, dist)
     render_docs(micro_manifest, dist=dist, out=dist / "docs", public_url_base=BASE)
     render_site(micro_manifest, dist=dist, public_url_base=BASE)
     dest = root / "bucket"

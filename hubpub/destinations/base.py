@@ -33,7 +33,8 @@ class ArtifactLinks:
     doc_url: str | None  # the published tfhub.dev-format doc; None on a hub (its page is the doc)
     tfhub_url: str  # the name in the tfhub.dev format, never a link: tfhub.dev takes no new models
     litert_prefix: str = ""  # a LiteRT file's URL is this + "<format>.tflite"
-    onnx_url: str | None = None  # the ONNX file, where the destination has one
+    formats: dict[str, str] = field(default_factory=dict)  # the URL of each format of `hubpub.formats`
+    format_handles: dict[str, str] = field(default_factory=dict)  # Kaggle: each format's kagglehub handle
 
     def litert_url(self, fmt: str) -> str:
         return f"{self.litert_prefix}{fmt}.tflite"
@@ -113,6 +114,7 @@ class Destination(ABC):
 
     title: ClassVar[str]  # in words: "Kaggle Models"
     is_hub: ClassVar[bool] = False  # a hub has its own pages and fixed addresses; no URL base of ours
+    extra: ClassVar[str | None] = None  # the pip extra its client comes in (`hubpub.extras`), if any
 
     @classmethod
     @abstractmethod

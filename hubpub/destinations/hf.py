@@ -32,6 +32,8 @@ from hubpub.destinations.hub import Built, built_artifacts, collection_doc, hub_
 from hubpub.destinations.links import tfhub_url
 from hubpub.doctree import doc_body
 from hubpub.errors import PublishError
+from hubpub.extras import require
+from hubpub.formats import FORMATS, by_name
 
 if TYPE_CHECKING:
     from hubpub.manifest.values import Artifact, Manifest
@@ -57,6 +59,7 @@ class HuggingFace(Destination):
     owner: str
     title: ClassVar[str] = "Hugging Face Hub"
     is_hub: ClassVar[bool] = True
+    extra: ClassVar[str] = "hf"
 
     @classmethod
     def parse(cls, text: str) -> HuggingFace | None:
@@ -82,7 +85,9 @@ class HuggingFace(Destination):
         return ArtifactLinks(
             asset_url=f"{HF_WEB}/{repo}/resolve/v{version}/{HF_TARBALL}", keras_url=f"hf://{repo}",
             keras_source="hf", page_url=f"{HF_WEB}/{repo}", doc_url=None, tfhub_url=tfhub_url(publisher, artifact),
-            litert_prefix=f"{HF_WEB}/{repo}/resolve/v{version}/{HF_LITERT_DIR}/{artifact.name}.")
+            litert_prefix=f"{HF_WEB}/{repo}/resolve/v{version}/{HF_LITERT_DIR}/{artifact.name}.",
+            formats={f.name: f"{HF_WEB}/{repo}/resolve/v{version}/{f.hf_folder}/{artifact.name}{f.suffix}"
+                     for f in FORMATS})
 
     def where(self, base: str) -> str:
         return f"on the Hugging Face Hub ({HF_WEB}/{self.owner})"
@@ -102,6 +107,7 @@ class HuggingFace(Destination):
         """The first published repository, downloaded as users do (`snapshot_download`), its SavedModel."""
         from hubpub.destinations.hub import verify_download
 
+        require(self.extra, "downloading from the Hugging Face Hub")
         saved = next((o.upload for o in result.outcomes if o.upload.artifact), None)
         return verify_download(dist, saved, lambda into: download_repo(saved.relative, into) / HF_SAVED_MODEL_DIR,
                                fine_tune=fine_tune)
@@ -156,13 +162,15 @@ def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: HuggingFac
         r = b.record
         marker = {"artifact": b.artifact.name, "version": b.artifact.version, "saved_model_sha256": r.tarball.sha256,
                   "keras_sha256": r.keras.sha256 if r.keras else None, "parity_max_abs": r.parity.max_abs,
-                  "litert_sha256": {f.format: f.sha256 for f in r.litert}}
+                  "litert_sha256": {f.format: f.sha256 for f in r.litert},
+                  "formats_sha256": {f.format: f.sha256 for f in r.formats}}
         card_text = model_card(manifest, b)
         files = [(HF_TARBALL, r.tarball.size)]
         files += [(f"{HF_SAVED_MODEL_DIR}/{name}", size) for name, size in tar_members(b.tarball)]
         if b.keras is not None:
             files += [(HF_KERAS_FILE, r.keras.size)] + list(_zip_members(b.keras))
         files += [(f"{HF_LITERT_DIR}/{Path(f.path).name}", f.size) for f in r.litert]
+        files += [(f"{by_name(f.format).hf_folder}/{Path(f.path).name}", f.size) for f in r.formats]
         labels = b.dist.litert_labels(b.artifact.name)
         if r.litert and labels.is_file():
             files.append((f"{HF_LITERT_DIR}/{labels.name}", labels.stat().st_size))
@@ -314,7 +322,7 @@ def _tagged(api, r: HfRepo) -> tuple[bool, bool]:
         except Exception as e:  # no marker: a tag made by something else
             log.debug("%s@%s: no readable %s: %s", r.repo_id, r.tag, MARKER, e)
             return True, False
-    keys = ("saved_model_sha256", "keras_sha256", "litert_sha256")
+    keys = ("saved_model_sha256", "keras_sha256", "litert_sha256", "formats_sha256")
     return True, all(held.get(k) == r.marker[k] for k in keys)
 
 
@@ -350,6 +358,8 @@ def _operations(r: HfRepo, tmp: Path) -> list:
             ops += [CommitOperationAdd(i.filename, z.read(i)) for i in z.infolist() if not i.is_dir()]
     ops += [CommitOperationAdd(f"{HF_LITERT_DIR}/{Path(f.path).name}", str(b.dist.root / f.path))
             for f in b.record.litert]
+    ops += [CommitOperationAdd(f"{by_name(f.format).hf_folder}/{Path(f.path).name}", str(b.dist.root / f.path))
+            for f in b.record.formats]
     labels = b.dist.litert_labels(b.artifact.name)
     if b.record.litert and labels.is_file():
         ops.append(CommitOperationAdd(f"{HF_LITERT_DIR}/{labels.name}", str(labels)))

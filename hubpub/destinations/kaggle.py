@@ -40,6 +40,8 @@ from hubpub.destinations.hub import (
 from hubpub.destinations.links import tfhub_url
 from hubpub.doctree import doc_body
 from hubpub.errors import PublishError
+from hubpub.extras import require
+from hubpub.formats import FORMATS, by_name
 
 if TYPE_CHECKING:
     from hubpub.manifest.values import Artifact, Manifest
@@ -60,6 +62,7 @@ class Kaggle(Destination):
     model: str
     title: ClassVar[str] = "Kaggle Models"
     is_hub: ClassVar[bool] = True
+    extra: ClassVar[str] = "kaggle"
 
     @classmethod
     def parse(cls, text: str) -> Kaggle | None:
@@ -84,7 +87,11 @@ class Kaggle(Destination):
             keras_url=f"{self.owner}/{self.model}/keras/{variation}/{version}", keras_source="kaggle",
             page_url=f"{KAGGLE_WEB}/{self.owner}/{self.model}/tensorFlow2/{variation}", doc_url=None,
             tfhub_url=tfhub_url(publisher, artifact),
-            litert_prefix=f"{KAGGLE_WEB}/{self.owner}/{self.model}/tfLite/{variation}/{version}/{artifact.name}.")
+            litert_prefix=f"{KAGGLE_WEB}/{self.owner}/{self.model}/tfLite/{variation}/{version}/{artifact.name}.",
+            formats={f.name: f"{KAGGLE_WEB}/{self.owner}/{self.model}/{f.kaggle_framework}/{variation}/{version}"
+                     for f in FORMATS if f.kaggle_framework},
+            format_handles={f.name: f"{self.owner}/{self.model}/{f.kaggle_framework}/{variation}/{version}"
+                            for f in FORMATS if f.kaggle_framework})
 
     def where(self, base: str) -> str:
         return f"on Kaggle Models ({KAGGLE_WEB}/{self.owner}/{self.model})"
@@ -101,6 +108,7 @@ class Kaggle(Destination):
         """The first published SavedModel variation, downloaded as users do (`kagglehub.model_download`)."""
         from hubpub.destinations.hub import verify_download
 
+        require(self.extra, "downloading from Kaggle Models")
         saved = next((o.upload for o in result.outcomes if o.upload.relative.startswith("tensorFlow2/")), None)
         return verify_download(dist, saved, lambda into: download_variation(
             f"{self.owner}/{self.model}/{saved.relative}", into), fine_tune=fine_tune)
@@ -242,6 +250,18 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle
                     f"{f.format} sha256 {f.sha256[:16]}... cosine {f.cosine:.4f}" for f in r.litert),
                 marker={**marker, "sha256": litert_sha, "format": "litert",
                         "files": {f.format: f.sha256 for f in r.litert}}, **common))
+        for f in r.formats:  # the formats of `hubpub.formats` Kaggle has a framework for
+            fmt = by_name(f.format)
+            if not fmt.kaggle_framework:
+                continue
+            framework = fmt.kaggle_framework
+            variations.append(KaggleVariation(
+                framework=framework, slug=slug, usage=usage.replace(f"{framework}/{slug}/{b.artifact.version}",
+                                                                    "${FRAMEWORK}/${VARIATION_SLUG}/${VERSION_NUMBER}"),
+                files=((Path(f.path).name, f.size), (MARKER, 0)),
+                version_notes=f"{b.artifact.name} version {b.artifact.version}: {fmt.title} sha256 {f.sha256}; "
+                              f"max |Δ| {f.max_abs:.1e} from the SavedModel",
+                marker={**marker, "sha256": f.sha256, "format": f.format}, **common))
     return KagglePlan(model, tuple(variations))
 
 
@@ -300,9 +320,13 @@ def _stage(v: KaggleVariation, folder: Path) -> Path:
             _link(v.built.dist.root / f.path, folder / Path(f.path).name)
         for name, _ in _labels(v.built):
             _link(v.built.dist.litert_files / name, folder / name)
-    else:
+    elif v.framework == "keras":
         folder.mkdir(parents=True)
         _link(v.built.keras, folder / f"{v.built.artifact.name}.keras")
+    else:  # a format of `hubpub.formats`
+        folder.mkdir(parents=True)
+        f = next(f for f in v.built.record.formats if by_name(f.format).kaggle_framework == v.framework)
+        _link(v.built.dist.root / f.path, folder / Path(f.path).name)
     (folder / MARKER).write_text(json.dumps(v.marker, indent=2) + "\n")
     planned = {name for name, _ in v.files}
     found = {name for name, _ in files_below(folder)}
@@ -455,8 +479,8 @@ class _Api:
 
 
 def _framework(name: str, enum):
-    return {"tensorFlow2": enum.MODEL_FRAMEWORK_TENSOR_FLOW_2, "keras": enum.MODEL_FRAMEWORK_KERAS,
-            "tfLite": enum.MODEL_FRAMEWORK_TF_LITE}[name]
+    """kagglesdk's enum value of a framework's name in a handle: `tensorFlow2` -> MODEL_FRAMEWORK_TENSOR_FLOW_2."""
+    return getattr(enum, "MODEL_FRAMEWORK_" + re.sub(r"(?<=[a-z])(?=[A-Z0-9])", "_", name).upper())
 
 
 def download_variation(handle: str, into: Path) -> Path:

@@ -23,7 +23,9 @@ import google_crc32c
 
 from hubpub._files import cleanup_created_dirs
 from hubpub.destinations.base import Destination, Outcome, PublishJob, PublishResult, Stat, Upload
+from hubpub.destinations.links import format_object
 from hubpub.errors import PublishError
+from hubpub.formats import by_name
 from hubpub.layout import Dist
 from hubpub.package import check_tarball
 from hubpub.progress import progress_bar
@@ -73,6 +75,9 @@ def plan_objects(manifest: Manifest, dist: Path, base: str) -> list[Upload]:
         files += [(layout.root / lite.path, artifact.litert_object(lite.format)) for lite in record.litert]
         if record.litert and (labels := layout.litert_labels(artifact.name)).is_file():
             files.append((labels, f"{artifact.name}/{artifact.version}.labels.txt"))
+        for f in record.formats:  # each format of `hubpub.formats`, with its .sha256
+            obj = format_object(artifact, by_name(f.format))
+            files += [(layout.root / f.path, obj), (layout.root / (f.path + ".sha256"), obj + ".sha256")]
         for source, relative in files:
             if not source.is_file():
                 raise PublishError(f"{source}: missing; rebuild {artifact.name}")
@@ -80,7 +85,7 @@ def plan_objects(manifest: Manifest, dist: Path, base: str) -> list[Upload]:
                                   f"{base}/{relative}", artifact.name, record.random_weights))
         if record.tarball.size != tar.stat().st_size or (
                 record.keras is not None and record.keras.size != layout.keras(artifact.name).stat().st_size) or any(
-                lite.size != (layout.root / lite.path).stat().st_size for lite in record.litert):
+                f.size != (layout.root / f.path).stat().st_size for f in (*record.litert, *record.formats)):
             raise PublishError(f"{tar}: does not match its build report; rebuild {artifact.name}")
     for folder, prefix, pattern in ((layout.docs, "docs/", "*.md"), (layout.site_upload, "site/", "*")):
         for path in sorted(folder.rglob(pattern)) if folder.is_dir() else []:

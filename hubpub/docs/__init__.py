@@ -28,6 +28,7 @@ from hubpub.docs.validate import validate_docs, vocabularies
 from hubpub.doctree import PUBLISHED_DOCS, collection_doc_path, lite_doc_name, lite_doc_path, model_doc_path
 from hubpub.errors import DocsError
 from hubpub.families import Family
+from hubpub.formats import by_name
 from hubpub.layout import Dist
 from hubpub.manifest import Artifact, Manifest
 from hubpub.record import BuildRecord, RecordError, read_record
@@ -157,6 +158,10 @@ def model_context(manifest: Manifest, artifact: Artifact, record: BuildRecord, e
         "eval_report": eval_report,
         "litert": [{**asdict(f), "url": f"{links['litert_prefix']}{f.format}.tflite",
                     "doc": lite_doc_name(artifact, f.format)} for f in record.litert],
+        # the formats of `hubpub.formats`, each rendered by its own `formats/<name>.md.j2`
+        "formats": [{**asdict(f), **by_name(f.format).doc_values(), "title": by_name(f.format).title,
+                     "url": links["formats"].get(f.format), "handle": links["format_handles"].get(f.format),
+                     "source": links["keras_source"]} for f in record.formats],
     }
 
 

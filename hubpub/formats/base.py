@@ -49,10 +49,16 @@ class Format(ABC):
     extra: ClassVar[str]  # the pip extra its libraries come in: `pip install "hubpub[onnx]"`
     kaggle_framework: ClassVar[str | None] = None  # its Kaggle Models framework, if Kaggle has one
     hf_folder: ClassVar[str]  # its folder in a Hugging Face repository
+    runner: ClassVar[str]  # what runs it downstream, as `hubpub verify` says: "onnxruntime"
+    tolerance: ClassVar[float]  # max |Δ| from the SavedModel on the build's inputs (`hubpub.tolerances`)
     content_type: ClassVar[str] = "application/octet-stream"
 
     def path(self, dist: Dist, artifact: str) -> Path:
         return dist.format_file(self.name, artifact, self.suffix)
+
+    def doc_values(self) -> dict:
+        """What its template text says beyond the record (ONNX: the opset)."""
+        return {}
 
     def wanted(self, parameters: int) -> str | None:
         """None if the format is built for an artifact of this size, else why not (said in the record's
@@ -62,6 +68,11 @@ class Format(ABC):
     @abstractmethod
     def available(self) -> bool:
         """Whether its libraries are installed (else the build says which extra to install)."""
+
+    @abstractmethod
+    def run(self, data: bytes, images: np.ndarray) -> np.ndarray:
+        """The file's outputs on `images` (float32 NHWC in [0, 1]), run as its users run it: what `hubpub
+        verify` compares with the build's record. Raises FormatError if the bytes do not load."""
 
     @abstractmethod
     def build(self, job: FormatJob) -> FormatFile:

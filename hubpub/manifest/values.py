@@ -113,11 +113,6 @@ class Artifact:
         """The Keras 3 file's object name, beside the tarball."""
         return f"{self.name}/{self.version}.keras"
 
-    @property
-    def onnx_object(self) -> str:
-        """The ONNX file's object name, beside the tarball."""
-        return f"{self.name}/{self.version}.onnx"
-
     def asset_url(self, publish: PublishSettings) -> str:
         return f"{publish.public_url_base}/{self.asset_object}"
 

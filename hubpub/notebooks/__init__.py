@@ -119,25 +119,35 @@ def publish_notebooks(check: ColabCheck, manifest) -> list[Path]:
     return written
 
 
-def _notebook_problem(path: Path, handles: list[str]) -> str | None:
-    import nbformat
+def _read_notebook(path: Path) -> dict:
+    """A notebook file as its JSON (nbformat 4), read without the notebooks extra: publishing checks links."""
+    import json
 
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
+        raise ValueError("not an nbformat 4 notebook")
+    return nb
+
+
+def _source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else str(source)
+
+
+def _notebook_problem(path: Path, handles: list[str]) -> str | None:
     if not path.is_file():
         return f"no notebook at {path}"
     try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as e:  # any reason it is not a notebook: say which
+        nb = _read_notebook(path)
+    except (OSError, ValueError) as e:  # any reason it is not a notebook: say which
         return f"{path} is not a notebook ({type(e).__name__})"
-    text = "\n".join(c.source for c in nb.cells)
+    text = "\n".join(_source(c) for c in nb["cells"])
     missing = [h for h in handles if h not in text]
     return f"{path} does not mention the artifact's handle {missing[0]}" if missing else None
 
 
 def _has_outputs(path: Path) -> bool:
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    return "executed_from" in nb.metadata.get("hubpub", {})
+    return "executed_from" in _read_notebook(path).get("metadata", {}).get("hubpub", {})
 
 
 @dataclass(frozen=True)
@@ -155,6 +165,9 @@ def render_notebooks(manifest, *, dist: Path, out: Path, templates_dir: Path | N
 
     from hubpub.destinations import notebooks_folder
     from hubpub.docs import environment, load_eval_reports, load_reports, model_context, render, template_dirs
+    from hubpub.extras import require
+
+    require("notebooks", "writing the usage notebooks")
 
     public_url_base = public_url_base or manifest.publish.public_url_base
     out = Path(out) / notebooks_folder(public_url_base)
@@ -268,6 +281,9 @@ def execute(path: Path, overrides: dict[str, str], *, timeout: int = 900, shown_
     from nbclient.exceptions import CellExecutionError
     from traitlets.config import Config
 
+    from hubpub.extras import require
+
+    require("notebooks", "running the usage notebooks")
     nb = nbformat.read(path, as_version=4)
     params = parameter_cell(nb)
     original = params.source if params is not None else None

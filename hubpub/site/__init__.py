@@ -25,9 +25,11 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from hubpub._files import cleanup_created_dirs, write_atomic
 from hubpub.destinations import of_base
+from hubpub.destinations.links import format_object
 from hubpub.docs import TASKS, collection_context, load_eval_reports, load_reports, model_context, template_dirs
 from hubpub.doctree import doc_body, model_doc_path
 from hubpub.errors import DocsError
+from hubpub.formats import by_name
 from hubpub.layout import Dist
 from hubpub.manifest import Manifest
 from hubpub.resources import packaged_templates_dir
@@ -118,6 +120,11 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
                 f"{lite.format}.tflite"
             downloads.append(Download(f"LiteRT {lite.format} (.tflite), cosine {lite.cosine:.4f} to the SavedModel",
                                       published, layout.root / lite.path, lite.size, lite.sha256))
+        for f in record.formats:  # the formats of `hubpub.formats`
+            fmt = by_name(f.format)
+            downloads.append(Download(f"{fmt.title} ({fmt.suffix}), max |Δ| {f.max_abs:.1e} to the SavedModel",
+                                      f"../../{format_object(artifact, fmt)}" if beside else a["formats"][f.format],
+                                      layout.root / f.path, f.size, f.sha256))
         hubs = [{"name": name, "url": url} for name, url in _hub_links(manifest, artifact)]
         row = {"name": artifact.name, "kind": artifact.kind, "kind_title": KIND_TITLES[artifact.kind],
                "dataset": artifact.variant.dataset.title, "trained": " → ".join(d.title for d in
