@@ -8,10 +8,11 @@ Published model versions are immutable everywhere; docs and pages are updated in
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from hubpub.destinations import Destination, PublishJob, PublishResult, public_url_base
-from hubpub.errors import PublishError
+from hubpub.errors import PublishError, VerifyError
 from hubpub.extras import require
 from hubpub.layout import Dist
 from hubpub.manifest import Manifest
@@ -22,11 +23,12 @@ log = logging.getLogger(__name__)
 def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: str | None = None, force: bool = False,
             dry_run: bool = False, jobs: int = 4, deadline: float = 300.0, timeout: float = 60.0,
             chunk_bytes: int | None = None, notebooks: Path | None = None, public: bool = False,
-            artifacts_only: bool = False) -> PublishResult:
+            artifacts_only: bool = False, verify: bool = False, fine_tune: bool = False) -> PublishResult:
     """Check everything first, then send what is missing or changed; raise before touching anything on a
     conflict. On a hub, models are private unless `public` or the manifest's `publish.public`.
     `artifacts_only` (a shard's publish) sends the artifact files and no docs or site: those come once,
-    at the end (`build-all --collect`)."""
+    at the end (`build-all --collect`). With `verify`, one published artifact is then got back as its
+    users get it and checked against its build (`result.verified`; with `fine_tune`, a training step too)."""
     if dest.extra:  # before anything else: no point checking docs for a destination hubpub cannot reach
         require(dest.extra, f"publishing to {dest.title}")
     base = public_url_base(dest, manifest, public_url)
@@ -42,7 +44,15 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
     result = dest.publish(job)
     if not dry_run and colab is not None:
         _publish_notebooks(colab, manifest, dist, result)
+    if verify and not dry_run:
+        try:
+            checked = verify_published(manifest, dist, dest, result, fine_tune=fine_tune)
+        except VerifyError as e:  # the uploads stand; say so, or the user would think nothing happened
+            raise VerifyError(f"published to {dest} ({result.summary()}), but the artifact got back from "
+                              f"there failed its check: {e}") from None
+        result = replace(result, verified=checked)
     return result
+
 
 
 def _checked_docs(manifest: Manifest, dist: Path, notebooks: Path | None, fix: str):

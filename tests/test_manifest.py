@@ -179,7 +179,7 @@ def test_ctrl_c_is_a_message_not_a_traceback(monkeypatch, root):
         raise KeyboardInterrupt
 
     # A mock, because Ctrl-C cannot be typed into an in-process test (the subprocess tests send SIGINT).
-    monkeypatch.setattr("hubpub.cli.load_manifest", interrupted)
+    monkeypatch.setattr("hubpub.cli.build.load_manifest", interrupted)  # where `validate` finds it
     result = CliRunner().invoke(cli, ["validate", "--manifest", str(root / "collection.yaml")])
     assert calls, "the interrupt never happened: the test would pass for any exit"
     assert result.exit_code == 130 and "Traceback" not in result.output

@@ -82,12 +82,17 @@ class PublishResult:
     site_url: str | None = None  # the collection site's page, when the site was published
     visibility: str = ""  # on a hub: "private" or "public"
     notebooks: list[Path] = field(default_factory=list)  # copied into the checkout: commit and push them
+    verified: object | None = None  # hubpub.verify.VerifyResult: one artifact got back as users get it
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for o in self.outcomes:
             out[o.status] = out.get(o.status, 0) + 1
         return out
+
+    def summary(self) -> str:
+        """"3 uploaded, 2 already published"."""
+        return ", ".join(f"{n} {status}" for status, n in self.counts().items())
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ def main() -> None:
     Node.__hash__ = lambda node: hash(node.name)  # this process converts one model and exits
     saved_model, out = sys.argv[1:3]
     try:
-        Path(out).write_bytes(canonical(convert(saved_model)).SerializeToString())
+        Path(out).write_bytes(canonical(fused(convert(saved_model))).SerializeToString())
     except FormatError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
@@ -143,6 +143,18 @@ def convert(saved_model):
             os.environ.pop("TF2ONNX_CATCH_ERRORS", None)
         else:
             os.environ["TF2ONNX_CATCH_ERRORS"] = before
+    return model
+
+
+def fused(model):
+    """`model` with GELU and layer norm in the forms onnxruntime runs as one kernel (`onnx_fusions`)."""
+    import onnx
+
+    from hubpub.formats.onnx_fusions import gelu, layer_norm
+
+    gelu(model)
+    model = onnx.shape_inference.infer_shapes(model)  # layer_norm needs each tensor's rank
+    layer_norm(model)
     return model
 
 

@@ -1,0 +1,91 @@
+"""The `hubpub` group: logging, the exit codes, and every failure as `error:` lines."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from hubpub import __version__
+from hubpub.errors import HubpubError
+
+log = logging.getLogger("hubpub")
+
+
+EXIT_ERROR = 1  # bad input, configuration or outside world; a failed check
+EXIT_USAGE = 2  # the command line itself: unknown option, bad option value
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+class _Interrupted(Exception):
+    """Ctrl-C, carried past click's own handling (which prints an empty line first)."""
+
+
+class _Group(click.Group):
+    """Every failure a user can cause ends as `error: ...` lines on stderr and a documented exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
+            click.echo(f"error: {e.format_message()}{hint}", err=True)
+            code = EXIT_USAGE
+        except HubpubError as e:
+            for line in e.lines():
+                click.echo(f"error: {line}", err=True)
+            code = EXIT_ERROR
+        except click.ClickException as e:  # e.g. a file option that cannot be opened
+            click.echo(f"error: {e.format_message()}", err=True)
+            code = EXIT_ERROR
+        except (_Interrupted, click.Abort, KeyboardInterrupt):
+            # Every stage writes atomically: nothing half-written stays under a final name.
+            click.echo("error: interrupted; finished files are kept, rerun the command to go on", err=True)
+            code = EXIT_INTERRUPTED
+        code = code if isinstance(code, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hubpub")
+@click.option("-v", "--verbose", count=True, help="More log output (repeat for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Build, document, verify and publish a TF-Hub style model collection."""
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    # Libraries' own chatter (google.auth warns about each credential source it tries) only with -vv.
+    # huggingface_hub's HTTP client (httpx, httpx2 in its 2.x) logs every request at INFO ("HTTP Request: GET ...").
+    for noisy in ("tensorflow", "absl", "h5py", "urllib3", "google", "nbclient", "traitlets", "jupyter_client",
+                  "httpx", "httpcore", "httpx2", "httpcore2", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
+    for client in ("huggingface_hub", "kagglehub"):  # their warnings matter; their progress lines do not
+        logging.getLogger(client).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+    if quiet:
+        import os
+
+        os.environ["HUBPUB_DISABLE_PROGRESS"] = "1"
+        os.environ["TQDM_DISABLE"] = "1"  # the hub clients' own progress bars (kagglehub, huggingface_hub)
+    if verbose > 1:
+        import os
+
+        os.environ["HUBPUB_NATIVE_LOGS"] = "1"  # TensorFlow's and LiteRT's C++ output too
+    ctx.obj = {"verbose": verbose, "quiet": quiet}
+    if ctx.invoked_subcommand not in ("validate", "list", "docs", "validate-docs", "site", None):
+        from hubpub._tf import import_tensorflow
+
+        import_tensorflow(verbose=verbose > 1)
+
+
+def main() -> None:
+    cli(prog_name="hubpub")

@@ -1,0 +1,237 @@
+"""Commands that document, publish and check: docs, notebooks, site, validate-docs, publish, verify, eval."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from hubpub.cli.group import cli
+from hubpub.cli.options import (
+    PATH,
+    SECONDS,
+    TEXT,
+    byte_size,
+    manifest_option,
+    notebooks_note,
+    notebooks_option,
+    public_url_option,
+    table,
+    verified_note,
+)
+from hubpub.layout import Dist
+from hubpub.manifest import load_manifest
+
+log = logging.getLogger("hubpub")
+
+
+@cli.command()
+@click.argument("handle")
+@click.option("--report", "report_path", type=PATH, default=None,
+              help="The artifact's build report [default: dist/reports/<artifact>.json].")
+@click.option("--fine-tune", is_flag=True, help="Also run one SGD step with trainable=True.")
+@click.option("--max-unpacked", default="16G", show_default=True, metavar="SIZE",
+              help="Refuse an archive that unpacks to more than this (e.g. 500M, 32G).")
+def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked: str) -> None:
+    """Load HANDLE with hub.KerasLayer (a URL, .tar.gz or directory), keras.saving.load_model (a .keras
+    file or URL) or onnxruntime (a .onnx file or URL) and compare with the build's record."""
+    from hubpub.formats import FORMATS
+    from hubpub.verify import read_reference, verify_format, verify_handle, verify_keras
+
+    limit = byte_size(max_unpacked)
+    path = handle.split("?")[0].rstrip("/")
+    fmt = next((f for f in FORMATS if path.endswith(f.suffix)), None)
+    if report_path is None:
+        parts = path.split("/")
+        # .../<artifact>/<version>.tar.gz (published), .../<artifact>.tar.gz (dist/tars) or a directory
+        last = parts[-1].removesuffix(".tar.gz").removesuffix(".keras").removesuffix(fmt.suffix if fmt else "")
+        name = parts[-2] if len(parts) > 1 and last.isdigit() else last
+        report_path = Dist("dist").report(name)
+    if fmt is not None:
+        if fine_tune:
+            raise click.UsageError(f"--fine-tune trains a SavedModel or a .keras file, not {fmt.title}. "
+                                   f"Received: {handle}")
+        result = verify_format(handle, read_reference(report_path), fmt, max_bytes=limit)
+        loader = fmt.runner
+    elif path.endswith(".keras"):
+        result = verify_keras(handle, read_reference(report_path), fine_tune=fine_tune, max_bytes=limit)
+        loader = "keras.saving.load_model"
+    else:
+        result = verify_handle(handle, read_reference(report_path), fine_tune=fine_tune, max_unpacked=limit)
+        loader = "hub.KerasLayer"
+    click.echo(f"{handle}: loads with {loader}; outputs match the build (max |Δ| {result.max_abs:.2e})")
+    if result.fine_tune:
+        ft = result.fine_tune
+        click.echo(f"fine-tune: loss {ft['loss']:.4f}, {ft['backbone_weights_changed']}/{ft['backbone_weights']} "
+                   "backbone weights changed")
+
+
+@cli.command()
+@click.option("--template", "model_template", type=TEXT, default="model.md.j2", show_default=True,
+              help="Model doc template: a name in the templates folders, or a path to your own.")
+@click.option("--templates-dir", type=PATH, default=None,
+              help="Your templates, searched first; then templates/ beside the manifest, then hubpub's own.")
+@click.option("--dist", type=PATH, default="dist", show_default=True,
+              help="Build output holding reports/ (and eval reports).")
+@click.option("--out", type=PATH, default=None, help="[default: DIST/docs]")
+@click.option("--dest", type=TEXT, default=None, help="Render for this destination [default: the manifest's].")
+@public_url_option
+@manifest_option
+def docs(model_template: str, templates_dir: Path | None, dist: Path, out: Path | None, dest: str | None,
+         public_url: str | None, manifest_path: Path) -> None:
+    """Render the model, collection and publisher docs, then validate them."""
+    from hubpub.destinations import parse, public_url_base
+    from hubpub.docs import render_docs
+
+    manifest = load_manifest(manifest_path)
+    base = public_url_base(parse(dest or manifest.publish.destination), manifest, public_url)
+    result = render_docs(manifest, dist=dist, out=out or Dist(dist).docs, templates_dir=templates_dir,
+                         model_template=model_template, public_url_base=base)
+    click.echo(f"rendered and validated {len(result.paths)} docs under {result.root}, linking to {base}")
+    if result.skipped:
+        click.echo(f"{len(result.skipped)} artifacts have no build report yet and no doc: "
+                   f"{', '.join(result.skipped[:4])}{', ...' if len(result.skipped) > 4 else ''}")
+
+
+@cli.command()
+@click.option("--dist", type=PATH, default="dist", show_default=True)
+@click.option("--out", type=PATH, default=None,
+              help="[default: DIST/notebooks]; each destination's notebooks go in a folder of their own")
+@click.option("--only", multiple=True, help="Glob on artifact names (repeatable).")
+@click.option("--execute", "run", is_flag=True, help="Run each on a Jupyter kernel against this build; keep outputs.")
+@click.option("--templates-dir", type=PATH, default=None,
+              help="Your templates (classify.py.j2, fine_tune.py.j2), searched first.")
+@click.option("--dest", type=TEXT, default=None,
+              help="Link to the artifacts at this destination [default: the manifest's].")
+@public_url_option
+@manifest_option
+def notebooks(dist: Path, out: Path | None, only: tuple[str, ...], run: bool, templates_dir: Path | None,
+              dest: str | None, public_url: str | None, manifest_path: Path) -> None:
+    """Write a usage notebook per built artifact (classify, or fine-tune), and optionally execute them."""
+    from hubpub.destinations import parse, public_url_base
+    from hubpub.notebooks import notebooks_dir, render_notebooks
+    from hubpub.pipeline import execute_notebooks
+
+    manifest = load_manifest(manifest_path)
+    base = public_url_base(parse(dest or manifest.publish.destination), manifest, public_url)
+    written = render_notebooks(manifest, dist=dist, out=out or notebooks_dir(dist),
+                               templates_dir=templates_dir, public_url_base=base, only=only)
+    if run:
+        written = execute_notebooks(dist, written, progress=lambda name: log.info("executing %s", name))
+    for nb in written:
+        click.echo(f"{nb.path}{' (executed)' if nb.executed else ''}")
+
+
+@cli.command()
+@click.option("--dist", type=PATH, default="dist", show_default=True)
+@click.option("--out", type=PATH, default=None, help="[default: DIST/site]")
+@click.option("--templates-dir", type=PATH, default=None,
+              help="Your templates: site/index.html.j2, site/model.html.j2, site/site.css, site/site.js.")
+@click.option("--dest", type=TEXT, default=None,
+              help="Link to the artifacts at this destination [default: the manifest's].")
+@public_url_option
+@manifest_option
+def site(dist: Path, out: Path | None, templates_dir: Path | None, dest: str | None, public_url: str | None,
+         manifest_path: Path) -> None:
+    """Render the collection website from the build and its docs (render the docs first)."""
+    from hubpub.destinations import parse, public_url_base
+    from hubpub.site import render_site
+
+    manifest = load_manifest(manifest_path)
+    base = public_url_base(parse(dest or manifest.publish.destination), manifest, public_url)
+    result = render_site(manifest, dist=dist, out=out, templates_dir=templates_dir, public_url_base=base)
+    click.echo(f"{len(result.pages)} pages under {result.root}; open {result.index.resolve().as_uri()} (its downloads "
+               f"are this build's files; `publish` uploads the copy in {result.upload}, linking to {base})")
+
+
+@cli.command("validate-docs")
+@click.argument("directory", type=PATH)
+@click.option("--manifest", "manifest_path", type=PATH, default=None,
+              help="Check the Colab links against this manifest's notebooks [default: collection.yaml, if present].")
+@notebooks_option
+def validate_docs_cmd(directory: Path, manifest_path: Path | None, notebooks_out: Path | None) -> None:
+    """Check a docs tree against the tfhub.dev rules, and that every Colab link opens a notebook of the
+    artifact it documents."""
+    from hubpub.docs.validate import validate_docs
+    from hubpub.notebooks import check_colab_links, checkout_notebooks
+
+    found = validate_docs(directory)
+    counts = ", ".join(f"{sum(d.kind == k for d in found)} {k}" for k in ("publisher", "collection", "module", "lite"))
+    links = ""
+    if manifest_path is None and not Path("collection.yaml").is_file():
+        if any(d.metadata.get("colab") for d in found):
+            log.warning("warning: Colab links not checked: no manifest (give --manifest)")
+    else:
+        manifest = load_manifest(manifest_path or "collection.yaml")
+        folders = [notebooks_out] if notebooks_out else [f for f in (checkout_notebooks(manifest),) if f]
+        check = check_colab_links(found, manifest, folders)
+        for warning in check.warnings():
+            log.warning("warning: %s", warning)
+        links = f"; {len(check.checked)} Colab links open a notebook of their artifact"
+    click.echo(f"{directory}: ok: {len(found)} docs ({counts}){links}")
+
+
+@cli.command()
+@click.option("--dist", type=PATH, default="dist", show_default=True)
+@click.option("--dest", type=TEXT, default=None,
+              help="gs://BUCKET/PREFIX, a local directory, kaggle://OWNER/MODEL or hf://ORG [default: the manifest's].")
+@public_url_option
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@click.option("--force", is_flag=True, help="Overwrite published artifact files whose content differs.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=4, show_default=True, help="Parallel uploads.")
+@click.option("--deadline", type=SECONDS, default=300.0, show_default=True,
+              help="Seconds to keep retrying a failing request (408, 429, 5xx, connection errors); 1 to 86400.")
+@click.option("--no-verify", is_flag=True, help="Skip loading one published artifact with hub.KerasLayer.")
+@click.option("--public", is_flag=True, help="On Kaggle or the HF Hub: make the models public [default: the "
+              "manifest's publish.public, else private].")
+@notebooks_option
+@manifest_option
+def publish(dist: Path, dest: str | None, public_url: str | None, dry_run: bool, force: bool, jobs: int,
+            deadline: float, no_verify: bool, public: bool, notebooks_out: Path | None, manifest_path: Path) -> None:
+    """Publish the artifacts, docs and site to a bucket, a folder, Kaggle Models or the HF Hub; artifacts are
+    immutable unless forced, docs and pages are updated."""
+    from hubpub.destinations import parse
+    from hubpub.publish import publish as run_publish
+
+    manifest = load_manifest(manifest_path)
+    destination = parse(dest or manifest.publish.destination)
+    result = run_publish(manifest, dist, destination, public_url=public_url, force=force, dry_run=dry_run, jobs=jobs,
+                         deadline=deadline, notebooks=notebooks_out, public=public, verify=not no_verify)
+    for line in result.plan:
+        click.echo(line)
+    rows = [("object", "size", "status", "public URL")]
+    for o in result.outcomes:
+        rows.append((destination.key(o.upload.relative), f"{o.upload.size:,}", o.status, o.upload.public_url))
+    click.echo(table(rows))
+    click.echo(f"{destination}: {result.summary()}" + (f" ({result.visibility})" if result.visibility else ""))
+    if result.site_url:
+        click.echo(f"site: {result.site_url}")
+    notebooks_note(result)
+    verified_note(result)
+
+
+@cli.command("eval")
+@click.argument("artifact_or_url")
+@click.option("--data", type=PATH, required=True,
+              help="ImageNet-style folder: class subfolders named by WordNet id.")
+@click.option("--labels", "labels_file", type=PATH, default=None,
+              help="Instead of subfolders: lines '<image path relative to --data> <wnid or class index>'.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Evaluate the first N images only.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--dist", type=PATH, default="dist", show_default=True)
+@manifest_option
+def eval_cmd(artifact_or_url: str, data: Path, labels_file: Path | None, limit: int | None, batch_size: int,
+             dist: Path, manifest_path: Path) -> None:
+    """Top-1/top-5 of a classifier (artifact name, directory or URL) with the official preprocessing."""
+    from hubpub.eval import evaluate_artifact
+
+    name, result, path, dataset = evaluate_artifact(load_manifest(manifest_path), artifact_or_url, data, dist=dist,
+                                                    labels_file=labels_file, limit=limit, batch_size=batch_size)
+    if dataset.unknown:
+        click.echo(f"skipped {sum(dataset.unknown.values())} files in {len(dataset.unknown)} classes unknown to "
+                   f"the model: {', '.join(list(dataset.unknown)[:5])}", err=True)
+    click.echo(f"{name}: top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  on {result.images} images "
+               f"({len(result.corrupt)} corrupt and {sum(result.unknown.values())} unknown-class files skipped), "
+               f"{result.images / result.seconds:.1f} img/s")
+    click.echo(f"report: {path}")

@@ -1,0 +1,328 @@
+"""One variant built: fetch, port, parity, export, round trip, pack, `.keras`, LiteRT and the formats of
+`hubpub.formats`, into a build record per kind."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hubpub import tolerances
+from hubpub._torch import torch_available
+from hubpub.extras import install_command, installed
+from hubpub.layout import Dist
+from hubpub.manifest import KINDS, Variant, artifact_name
+from hubpub.record import (
+    BuildRecord,
+    CheckpointInfo,
+    KerasFile,
+    Output,
+    ParityInfo,
+    RoundTrip,
+    Tarball,
+    write_record,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Timings:
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - start, 3)
+
+
+def build_ported(variant: Variant, source: Path, *, kind: str, input_convention: str = "hub"):
+    """The Keras model of one artifact from its family, with the checkpoint ported into it by name
+    (or, for a family without a converter, the model the source file holds)."""
+    from hubpub.convert import port_weights, read_checkpoint, unported
+    from hubpub.errors import CheckpointError
+
+    family, classifier = variant.family, kind == "classifier"
+    if input_convention not in family.input_conventions:
+        raise CheckpointError(f"{variant.name}: family {family.name} takes --input-convention "
+                              f"{' or '.join(family.input_conventions)}, not {input_convention}")
+    model = family.build(variant.architecture, num_classes=variant.num_classes if classifier else None,
+                         input_convention=input_convention, name=artifact_name(variant.name, kind), source=source)
+    if family.converter is None:
+        return model, unported(model, source)
+    with read_checkpoint(source) as ckpt:
+        report = port_weights(model, ckpt, family.converter, variant.architecture, classifier=classifier,
+                              label=variant.name)
+    return model, report
+
+
+def default_formats(skip: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Every format of `hubpub.formats` not in `skip` whose libraries are installed; one line names the
+    extra of each that is not."""
+    from hubpub.formats import FORMATS
+
+    wanted = [f for f in FORMATS if f.name not in skip]
+    for fmt in wanted:
+        if not fmt.available():
+            log.warning("warning: no %s files: its libraries are not installed (%s, or --no-%s to say so)",
+                        fmt.title, install_command(fmt.extra), fmt.name)
+    return tuple(f.name for f in wanted if f.available())
+
+
+def has_reference(variant: Variant) -> bool:
+    return variant.family.reference is not None and torch_available()
+
+
+def _reference(variant: Variant, checkpoint_path: Path):
+    """The PyTorch reference; its own scope, so the checkpoint's mapping goes once the reference does."""
+    from hubpub.convert import official_tensors, read_checkpoint
+
+    family = variant.family
+    with read_checkpoint(checkpoint_path) as ckpt:
+        return family.reference(variant.architecture, variant.num_classes, official_tensors(ckpt, family.converter))
+
+
+def feature_extractor_of(classifier, variant: Variant):
+    """The feature extractor sharing the classifier's weights: same graph, cut where the family says."""
+    import keras
+
+    cut = classifier.get_layer(variant.architecture.feature_layer).output
+    return keras.Model(classifier.input, cut, name=classifier.name + "_fe")
+
+
+def measure_preprocess_gap(variant: Variant) -> dict | None:
+    """How far serving_bytes' in-graph preprocessing is from Pillow's, on the sample photos."""
+    from hubpub.eval import preprocess_gap
+    from hubpub.resources import photos
+
+    found = photos()
+    return preprocess_gap(variant.resolution, variant.eval, found) if found else None
+
+
+def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
+                  kinds: tuple[str, ...] = KINDS, input_convention: str = "hub", parity: bool = True,
+                  on_stage=lambda artifact, stage: None, inputs_keys: dict[str, str] | None = None,
+                  fetched=None, keras_file: bool = True, litert: bool = True,
+                  formats: tuple[str, ...] | None = None) -> list[BuildRecord]:
+    """fetch -> build -> port -> parity -> export -> round-trip -> pack, for each kind of a variant.
+
+    Writes the saved model, tarball (+ .sha256) and build record of each artifact into the dist
+    folder `out`, and returns the records. `formats` names the formats of `hubpub.formats` to build
+    (default: every one whose extra is installed).
+    """
+    with _collect_young_objects_only():
+        return _build_variant(variant, Dist(out), checkpoint=checkpoint, kinds=kinds,
+                              input_convention=input_convention, parity=parity, on_stage=on_stage,
+                              inputs_keys=inputs_keys or {}, fetched=fetched, keras_file=keras_file,
+                              litert=litert, formats=default_formats() if formats is None else formats)
+
+
+@contextlib.contextmanager
+def _collect_young_objects_only():
+    """Keep the garbage collector off the objects that exist before the build (TensorFlow's and
+    Keras' modules: about a million): each full collection, explicit or automatic, then walks only
+    what the build made (tiny: 0.53 -> 0.23 s spent collecting). They are collectable again after."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_convention, parity, on_stage,
+                   inputs_keys, fetched, keras_file, litert=True, formats=()) -> list[BuildRecord]:
+    from hubpub import __version__
+    from hubpub.export import export_saved_model, round_trip
+    from hubpub.fetch import fetch
+    from hubpub.formats import FormatJob
+    from hubpub.keras_artifact import checked_keras, write_keras
+    from hubpub.parity import check_parity, reference_images
+    from hubpub.verify import reference_record
+
+    timings = Timings()
+    source = checkpoint or variant.checkpoint_url
+    if fetched is None:  # build-all's worker has fetched (and hashed) it already
+        on_stage(variant.name, "fetch")
+        with timings.stage("fetch"):
+            fetched = fetch(source, sha256=variant.checkpoint_sha256 if checkpoint is None else None)
+    on_stage(variant.name, "port")
+    with timings.stage("build+port"):
+        first = "classifier" if "classifier" in kinds else "feature-extractor"
+        base, port = build_ported(variant, fetched.path, kind=first, input_convention=input_convention)
+    models = {first: base}
+    if "feature-extractor" in kinds and first == "classifier":
+        models["feature-extractor"] = feature_extractor_of(base, variant)
+
+    parity_runs: dict[str, list] = {k: [] for k in models}
+    if parity and has_reference(variant):
+        on_stage(variant.name, "parity")
+        with timings.stage("parity"):
+            reference = _reference(variant, fetched.path)
+            for kind, model in models.items():
+                for h, w in default_parity_sizes(variant):
+                    report = check_parity(model, reference, variant.family, variant.architecture,
+                                          reference_images(h, w, batch=1), classifier=kind == "classifier",
+                                          input_convention=input_convention)
+                    parity_runs[kind].append(report.to_dict())
+            del reference
+            gc.collect()
+
+    # One set of fixed inputs serves the round trip and the record `verify` checks downstream.
+    res = variant.resolution
+    rt_images = reference_images(res, res, 2, seed=0)
+    done: dict[str, dict] = {}
+    for kind, model in models.items():
+        name = artifact_name(variant.name, kind)
+        kt = Timings()
+        on_stage(name, "export")
+        with kt.stage("export"):
+            exported = export_saved_model(
+                model, dist.saved_model(name), kind=kind, resolution=variant.resolution, ev=variant.eval,
+                labels=variant.dataset.labels if kind == "classifier" else None,
+                input_convention=input_convention, normalization=(variant.family.mean, variant.family.std),
+                probe=rt_images)
+            expected = exported.probe_outputs
+        done[kind] = {"timings": kt, "exported": exported, "expected": expected,
+                      "record": reference_record(expected, res, res, batch=2, seed=0),
+                      "parameters": int(model.count_params())}
+    # The Keras 3 files after every SavedModel: their build resets Keras' name counters.
+    for kind, model in models.items() if keras_file else ():
+        name, kt = artifact_name(variant.name, kind), done[kind]["timings"]
+        on_stage(name, "keras")
+        with kt.stage("keras"):
+            done[kind]["keras_written"] = write_keras(
+                model, lambda kind=kind: variant.family.build(
+                    variant.architecture, num_classes=variant.num_classes if kind == "classifier" else None,
+                    input_convention=input_convention, name=artifact_name(variant.name, kind),
+                    source=fetched.path, portable=True),
+                dist.keras(name))
+    # The reloads below would otherwise hold a second copy of the weights next to the Keras model
+    # (`model` too: the loops above leave it naming the last model, which shares every weight).
+    del models, base, model
+    gc.collect()
+    for kind, d in done.items() if keras_file else ():
+        name, kt = artifact_name(variant.name, kind), d["timings"]
+        on_stage(name, "keras-check")
+        with kt.stage("keras_check"):  # Keras' loader reads the whole weights file into memory first
+            d["keras"] = checked_keras(dist.keras(name), *d.pop("keras_written"), rt_images, d["expected"])
+        gc.collect()
+
+    # From here on, work runs beside the round trips: packing (ISA-L, hashing, file I/O) and the
+    # preprocessing gap mostly without the GIL. Not earlier: a save's function names come from the
+    # counter that numbers every eager tensor, so TensorFlow work beside a save would change its bytes.
+    with ThreadPoolExecutor(2) as pool:
+        gap_job = pool.submit(measure_preprocess_gap, variant)
+        for i, (kind, d) in enumerate(done.items()):
+            name, kt, exported = artifact_name(variant.name, kind), d["timings"], d["exported"]
+            if i:
+                gc.collect()  # the previous reload, before this one makes another copy of the weights
+            on_stage(name, "round-trip")
+            tarball = dist.tarball(name)
+            packing = pool.submit(_pack_checked, exported.path, tarball)
+            try:
+                with kt.stage("round_trip"):
+                    d["round_trip"] = round_trip(d["expected"], exported.path, rt_images, kind=kind)
+            except BaseException:
+                # No tarball of a SavedModel that failed its round trip, even without its report.
+                wait([packing])
+                for path in (tarball, dist.tarball_sha256(name)):
+                    path.unlink(missing_ok=True)
+                raise
+            on_stage(name, "pack")
+            with kt.stage("pack"):  # what is left of it after the round trip
+                d["packed"] = packing.result()
+        gap = gap_job.result()
+
+    for kind, d in done.items():  # the formats of the format seam: each from the final SavedModel
+        d["formats"] = build_formats(formats, FormatJob(artifact_name(variant.name, kind), d["exported"].path, dist,
+                                                        rt_images, d["expected"], d["parameters"]),
+                                     d["timings"], on_stage)
+
+    if litert and variant.litert_formats and not installed("litert"):
+        log.warning("warning: no LiteRT files: its libraries are not installed (%s, or --no-litert to say so)",
+                    install_command("litert"))
+    elif litert and variant.litert_formats:
+        from hubpub.litert import build_litert, calibration_images
+
+        calibration = calibration_images(res, variant.litert_calibration)
+        inputs = np.concatenate([rt_images, calibration])  # the parity inputs and real photos
+        for kind, d in done.items():
+            name, kt = artifact_name(variant.name, kind), d["timings"]
+            on_stage(name, "litert")
+            with kt.stage("litert"):
+                d["litert"] = build_litert(d["exported"].path, dist.litert_files, name, res, inputs=inputs,
+                                           calibration=calibration, formats=variant.litert_formats,
+                                           min_cosine=variant.litert_min_cosine, dist_root=dist.root)
+
+    if parity_runs and any(parity_runs.values()):
+        parity_status = "passed"
+    elif not parity:
+        parity_status = "skipped (--no-parity)"
+    elif variant.family.reference is None:
+        parity_status = f"not checked: the {variant.family.name} family has no reference implementation"
+    else:
+        parity_status = "skipped (torch not installed)"
+    records = []
+    for kind, d in done.items():
+        name, kt, exported = artifact_name(variant.name, kind), d["timings"], d["exported"]
+        packed, runs = d["packed"], tuple(parity_runs.get(kind, []))
+        record = BuildRecord(
+            artifact=name, variant=variant.name, kind=kind, family=variant.family.name, version=variant.version,
+            hubpub_version=__version__, input_convention=input_convention, random_weights=port.random_weights,
+            checkpoint=CheckpointInfo(str(source), fetched.sha256, port.layout, port.file_format),
+            parameters=d["parameters"],
+            parity=ParityInfo(parity_status, runs[0]["tolerance"] if runs else None,
+                              max((r["max_abs"] for r in runs), default=None), runs),
+            round_trip=RoundTrip(tolerance=tolerances.ROUND_TRIP, **d["round_trip"]),
+            tarball=Tarball(dist.relative(packed.path), packed.sha256, packed.size, tuple(packed.members)),
+            saved_model=dist.relative(exported.path),
+            output=Output(exported.output_name, exported.output_dim),
+            signatures={s.name: {"inputs": s.inputs, "outputs": s.outputs} for s in exported.signatures},
+            timings={**timings.seconds, **kt.seconds}, reference=d["record"], preprocess_gap=gap,
+            inputs_key=inputs_keys.get(kind),
+            keras=KerasFile(dist.relative(d["keras"].path), d["keras"].sha256, d["keras"].size,
+                            d["keras"].max_abs) if "keras" in d else None,
+            litert=d.get("litert", ()), formats=d["formats"])
+        write_record(dist.report(name), record)
+        records.append(record)
+    return records
+
+
+def build_formats(names: tuple[str, ...], job, timings: Timings, on_stage) -> tuple:
+    """The files of the formats named (`hubpub.formats`), in registry order, each timed as its own stage;
+    a format too large for the artifact is left out, saying why."""
+    from hubpub.formats import FORMATS
+
+    files = []
+    for fmt in FORMATS:
+        if fmt.name not in names:
+            continue
+        if why := fmt.wanted(job.parameters):
+            log.info("%s: no %s file: %s", job.artifact, fmt.title, why)
+            continue
+        on_stage(job.artifact, fmt.name)
+        with timings.stage(fmt.name):
+            files.append(fmt.build(job))
+    return tuple(files)
+
+
+def _pack_checked(saved_model: Path, tarball: Path):
+    from hubpub.package import check_tarball, pack
+
+    packed = pack(saved_model, tarball)
+    check_tarball(packed.path)
+    return packed
+
+def default_parity_sizes(variant: Variant) -> list[tuple[int, int]]:
+    """The native resolution, and a non-square size that is a multiple of the stem stride."""
+    r = variant.resolution
+    return [(r, r), (r + 32, r + 96)]

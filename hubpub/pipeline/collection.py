@@ -1,0 +1,302 @@
+"""The collection: `build-all` over the variants (a worker pool, shards, collecting shards), then
+notebooks, docs, site and publish, in sequence."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hubpub.extras import install_command, installed
+from hubpub.layout import Dist
+from hubpub.manifest import KINDS, Variant, artifact_name
+from hubpub.pipeline.build import default_formats
+from hubpub.pipeline.incremental import LOCK_NAME, check_pinned, read_lock, write_lock
+from hubpub.pipeline.workers import (
+    VariantJob,
+    VariantResult,
+    _ignore_sigint,
+    _stop_workers,
+    run_variant,
+    worker_threads,
+)
+from hubpub.record import (
+    ArtifactRow,
+    BuildSummary,
+    RecordError,
+    read_record,
+    write_summary,
+)
+
+log = logging.getLogger(__name__)
+
+
+def select_shard(variants: list[Variant], shard: tuple[int, int] | None) -> list[Variant]:
+    """Shard K of N (1-based): every N-th variant in manifest order, both kinds of a variant together."""
+    if shard is None:
+        return variants
+    k, n = shard
+    return [v for i, v in enumerate(variants) if i % n == k - 1]
+
+
+def clean_interrupted(out: Path) -> None:
+    """Remove temp files an interrupted run left beside the final names (never the final files)."""
+    import shutil
+
+    for sub in Dist(out).temp_dirs():
+        for tmp in sub.glob(".*tmp") if sub.is_dir() else []:
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+
+
+def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS, jobs: int = 1,
+              shard: tuple[int, int] | None = None, force: bool = False, checkpoints: dict[str, str] | None = None,
+              input_convention: str = "hub", parity: bool = True, lock_path: Path | None = None,
+              progress=None, keras_file: bool = True, litert: bool = True,
+              require_pinned: bool = False, formats: tuple[str, ...] | None = None) -> BuildSummary:
+    """Build every selected variant in worker processes (a fresh one per variant), then write the report.
+
+    A fresh process per variant frees its memory and keeps SavedModel bytes reproducible. One
+    variant's failure is recorded and the others go on.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing.managers import SyncManager
+
+    from hubpub.errors import FetchError
+    from hubpub.manifest import iter_selected
+
+    checkpoints = checkpoints or {}
+    out.mkdir(parents=True, exist_ok=True)
+    clean_interrupted(out)
+    variants = select_shard(list(iter_selected(manifest, only)), shard)
+    unknown = sorted(set(checkpoints) - {v.name for v in manifest.variants})
+    if unknown:
+        raise FetchError(f"--checkpoint given for unknown variant(s): {', '.join(unknown)}")
+    formats = default_formats() if formats is None else formats
+    lock_path = lock_path or manifest.path.with_name(LOCK_NAME)
+    lock = read_lock(lock_path)
+    if require_pinned or manifest.require_pinned:
+        check_pinned(manifest, variants, lock, lock_path, checkpoints)
+    jobs = max(1, min(jobs, len(variants)))
+    threads = worker_threads(jobs)
+    jobs_list = []
+    for v in variants:
+        source = checkpoints.get(v.name)
+        locked = lock.get(v.name, {})
+        expected = v.checkpoint_sha256 or (locked.get("sha256") if source is None
+                                           and locked.get("url") == v.checkpoint_url else None)
+        jobs_list.append(VariantJob(str(manifest.path), v.name, str(out), source, expected, kinds, input_convention,
+                                    parity, force, threads, keras_file, litert, formats))
+
+    results: dict[str, VariantResult] = {}
+    ctx = mp.get_context("spawn")
+    # Ctrl-C reaches every process of the terminal's group: the helpers ignore it, and this process
+    # stops them, so the user sees one line and no traceback from a worker or the queue's thread.
+    mgr = SyncManager(ctx=ctx)
+    mgr.start(_ignore_sigint)
+    with mgr:
+        events = mgr.Queue()
+        listener = None
+        if progress is not None:
+            import threading
+
+            def listen():
+                try:
+                    while (item := events.get()) is not None:
+                        progress(*item)
+                except (EOFError, OSError):  # the manager is gone: interrupted
+                    return
+
+            listener = threading.Thread(target=listen, daemon=True)
+            listener.start()
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1,
+                                   initializer=_ignore_sigint)
+        try:
+            futures = {pool.submit(run_variant, job, events): job for job in jobs_list}
+            for fut in as_completed(futures):
+                job = futures[fut]
+                try:
+                    result = fut.result()
+                except BrokenProcessPool as e:
+                    result = VariantResult(job.variant, False, 0.0, error=f"worker process died (out of memory?): {e}")
+                results[job.variant] = result
+                if progress is not None:
+                    progress(job.variant, "done" if result.ok else f"FAILED: {result.error}")
+        except KeyboardInterrupt:
+            _stop_workers(pool)
+            clean_interrupted(out)
+            raise
+        pool.shutdown()
+        events.put(None)
+        if listener is not None:
+            listener.join(timeout=5)
+
+    # The lock records the hash of every official checkpoint downloaded; later builds are checked against it.
+    changed = False
+    for v in variants:
+        r = results.get(v.name)
+        if r and r.ok and v.name not in checkpoints and lock.get(v.name, {}).get("sha256") != r.checkpoint_sha256:
+            lock[v.name] = {"url": r.checkpoint_url, "sha256": r.checkpoint_sha256}
+            changed = True
+    if changed:
+        write_lock(lock_path, lock)
+
+    rows = []
+    for v in variants:
+        r = results[v.name]
+        if not r.ok:
+            rows += [ArtifactRow(artifact_name(v.name, k), v.name, k, "failed", round(r.seconds, 1), error=r.error)
+                     for k in kinds]
+            continue
+        for status, rec in r.records:
+            rows.append(ArtifactRow(rec.artifact, v.name, rec.kind, status,
+                                    round(sum(rec.timings.values()), 1) if status == "built" else 0.0,
+                                    rec.parameters, rec.tarball.size, rec.tarball.sha256, rec.parity.max_abs,
+                                    rec.random_weights))
+    summary = BuildSummary(__import__("hubpub").__version__, str(manifest.path),
+                           f"{shard[0]}/{shard[1]}" if shard else None, jobs, threads, tuple(rows))
+    for name, r in results.items():
+        if r.traceback:
+            log.debug("%s:\n%s", name, r.traceback)
+    write_summary(Dist(out).build_report, summary)
+    return summary
+
+
+# --------------------------------------------------------------------------- the collection, end to end
+
+
+@dataclass(frozen=True)
+class CollectionResult:
+    summary: BuildSummary
+    docs: object | None  # hubpub.docs.RenderResult, when rendered
+    docs_note: str  # why the docs were not rendered, else ""
+    public_url_base: str
+    published: object | None  # hubpub.publish.PublishResult, when published
+    notebooks: list = field(default_factory=list)  # hubpub.notebooks.Notebook, written or kept
+    site: object | None = None  # hubpub.site.Site, when rendered
+
+
+def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS,
+                     jobs: int = 1, shard: tuple[int, int] | None = None, force: bool = False,
+                     checkpoints: dict[str, str] | None = None, input_convention: str = "hub", parity: bool = True,
+                     publish_dest: str | None = None, public_url: str | None = None,
+                     progress=None, keras_file: bool = True, litert: bool = True, notebooks: Path | None = None,
+                     formats: tuple[str, ...] | None = None,
+                     execute: bool = False, collect: bool = False, require_pinned: bool = False,
+                     verify: bool = True, fine_tune: bool = False) -> CollectionResult:
+    """build-all: every selected artifact, then its usage notebooks (into `notebooks`, default
+    DIST/notebooks; run if `execute`) and docs for the destination, then (if asked) publish and, as
+    `publish` does, `verify` one published artifact (with `fine_tune`, a training step too).
+
+    A shard publishes its own artifact files only; `collect` builds nothing and renders the notebooks,
+    docs and site of every artifact whose record is in `out` (the shards' `reports/`, gathered), then
+    publishes those, checking that each artifact they link is at the destination."""
+    from hubpub.destinations import parse, public_url_base
+    from hubpub.docs import load_reports, render_docs
+    from hubpub.errors import HubpubError
+    from hubpub.manifest import iter_selected
+    from hubpub.notebooks import notebooks_dir, render_notebooks
+    from hubpub.publish import publish as run_publish
+    from hubpub.site import render_site
+
+    dest = parse(publish_dest or manifest.publish.destination)
+    base = public_url_base(dest, manifest, public_url)  # before any work: a bad destination fails now
+    if shard and publish_dest and dest.is_hub:
+        raise HubpubError(f"--shard with --publish {dest}: a shard publishes its artifact files to gs:// or a "
+                          "directory; a hub's pages need the whole collection, so publish there once, from the "
+                          "gathered dist folders")
+    selected = list(iter_selected(manifest, only))
+    if not selected:
+        raise HubpubError(f"no variant matches --only {' '.join(only)}")
+    if not select_shard(selected, shard):  # a matrix wider than the collection: this shard has nothing to do
+        empty = BuildSummary(__import__("hubpub").__version__, str(manifest.path), f"{shard[0]}/{shard[1]}", 0, None)
+        return CollectionResult(empty, None, f"shard {shard[0]}/{shard[1]} holds none of the {len(selected)} "
+                                "selected variants: nothing to build", base, None)
+    if collect:
+        summary = collected(manifest, out, only=only, kinds=kinds)
+    else:
+        summary = build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
+                            checkpoints=checkpoints, input_convention=input_convention, parity=parity,
+                            progress=progress, keras_file=keras_file, litert=litert, require_pinned=require_pinned,
+                            formats=formats)
+    docs, note, written, site = None, "", [], None
+    if not load_reports(out):
+        note = "nothing built, no docs rendered"
+    elif shard:
+        note = ("not rendered for a shard: once every shard is done, gather their reports/ and run "
+                "`hubpub build-all --collect`")
+    else:
+        notebooks = notebooks or notebooks_dir(out)
+        if installed("notebooks"):
+            written = render_notebooks(manifest, dist=out, out=notebooks, public_url_base=base)
+            if execute:
+                written = execute_notebooks(out, written, progress=lambda name: log.info("executing %s", name))
+        else:
+            log.warning("warning: no usage notebooks: the notebooks extra is not installed (%s)",
+                        install_command("notebooks"))
+        docs = render_docs(manifest, dist=out, out=Dist(out).docs, public_url_base=base)
+        site = render_site(manifest, dist=out, public_url_base=base)
+    published = None
+    if publish_dest and not summary.failed:
+        published = run_publish(manifest, out, dest, public_url=public_url, notebooks=notebooks,
+                                artifacts_only=bool(shard), verify=verify, fine_tune=fine_tune)
+    return CollectionResult(summary, docs, note, base, published, written, site)
+
+
+def collected(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS) -> BuildSummary:
+    """The summary of a collection built elsewhere (shards, a cluster), from the records gathered in `out`;
+    every selected artifact must have one."""
+    from hubpub.errors import HubpubError
+    from hubpub.manifest import iter_selected
+
+    rows, missing = [], []
+    for v in iter_selected(manifest, only):
+        for a in v.artifacts(kinds):
+            try:
+                rec = read_record(Dist(out).report(a.name))
+            except RecordError:
+                missing.append(a.name)
+                continue
+            rows.append(ArtifactRow(rec.artifact, v.name, rec.kind, "collected", 0.0, rec.parameters,
+                                    rec.tarball.size, rec.tarball.sha256, rec.parity.max_abs, rec.random_weights))
+    if missing:
+        raise HubpubError(f"--collect: no build record in {Dist(out).reports} for {len(missing)} artifact(s): "
+                          f"{', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}; gather every shard's "
+                          "reports/ there first (or select fewer with --only)")
+    summary = BuildSummary(__import__("hubpub").__version__, str(manifest.path), "collect", 0, None, tuple(rows))
+    write_summary(Dist(out).build_report, summary)
+    return summary
+
+
+
+def demo_checkpoint(variant: Variant, out: Path) -> tuple[Path, bool]:
+    """The demo's random-weight checkpoint in the official layout (made once); (path, made now)."""
+    from hubpub.convert import RANDOM_WEIGHTS_KEY, save_checkpoint
+
+    path = Dist(out).demo / f"{variant.name}.random.safetensors"
+    if path.is_file():
+        return path, False
+    tensors = variant.family.random_checkpoint(variant.architecture, variant.num_classes)
+    return save_checkpoint(tensors, path, metadata={RANDOM_WEIGHTS_KEY: "true"}), True
+
+
+def execute_notebooks(dist: Path, notebooks: list, *, progress=lambda name: None) -> list:
+    """Run each notebook against this build's own files, served over loopback HTTP as a bucket would;
+    one already executed from the same source and artifact bytes is kept as it is."""
+    from hubpub.notebooks import Notebook, artifact_stamp, execute
+    from hubpub.verify import serve_directory
+
+    layout, done = Dist(dist), []
+    with serve_directory(layout.root) as base:
+        for nb in notebooks:
+            if nb.executed:
+                done.append(nb)
+                continue
+            progress(nb.artifact)
+            overrides = {"HANDLE": f"{base}/{layout.relative(layout.tarball(nb.artifact))}"}
+            if layout.keras(nb.artifact).is_file():
+                overrides["KERAS_URL"] = f"{base}/{layout.relative(layout.keras(nb.artifact))}"
+            execute(nb.path, overrides, stamp=artifact_stamp(read_record(layout.report(nb.artifact))))
+            done.append(Notebook(nb.artifact, nb.path, executed=True))
+    return done

@@ -1,0 +1,131 @@
+"""One variant as a job for a worker process: its inputs, its result, and the threads and signals of the pool."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from hubpub.layout import Dist
+from hubpub.manifest import artifact_name
+from hubpub.pipeline.build import build_variant
+from hubpub.pipeline.incremental import inputs_key, up_to_date
+from hubpub.record import (
+    BuildRecord,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VariantJob:
+    """Plain values sent to a worker process."""
+
+    manifest_path: str
+    variant: str
+    out: str
+    checkpoint: str | None
+    expected_sha256: str | None
+    kinds: tuple[str, ...]
+    input_convention: str
+    parity: bool
+    force: bool
+    threads: int | None = None  # CPU threads for TensorFlow and PyTorch in this worker; None: all
+    keras_file: bool = True  # also the Keras 3 artifact
+    litert: bool = True  # also the LiteRT files, for the variants the manifest wants them for
+    formats: tuple[str, ...] = ()  # the formats of `hubpub.formats` to build
+
+
+# What the worker's libraries read for their thread pools, at their first use.
+THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+
+
+def worker_threads(jobs: int) -> int | None:
+    """Each of `jobs` workers gets an equal share of this process's CPUs (None for one worker).
+
+    Every library sizes its pools to all CPUs by default: two workers on two cores would each run
+    two compute threads per op (measured: 4 variants, --jobs 2, 52 s; with a share each, 43 s).
+    """
+    if jobs <= 1:
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
+    return max(1, cpus // jobs)
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """What a worker sends back: each kind's record with its status, or the error."""
+
+    variant: str
+    ok: bool
+    seconds: float
+    records: tuple[tuple[str, BuildRecord], ...] = ()  # (status, record) per kind
+    checkpoint_url: str | None = None
+    checkpoint_sha256: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+
+def run_variant(job: VariantJob, events=None) -> VariantResult:
+    """Worker: fetch, check what is up to date, build the rest. Returns plain results, never raises."""
+    import traceback
+
+    from hubpub.errors import HubpubError
+    from hubpub.fetch import fetch
+    from hubpub.manifest import load_manifest
+
+    def emit(artifact: str, stage: str) -> None:
+        if events is not None:
+            events.put((artifact, stage))
+
+    if job.threads:  # before TensorFlow or PyTorch is imported here; a user's own setting wins
+        for name in THREAD_VARIABLES:
+            os.environ.setdefault(name, str(job.threads))
+    start = time.perf_counter()
+    try:
+        variant = load_manifest(job.manifest_path).variant(job.variant)
+        dist = Dist(job.out)
+        emit(variant.name, "fetch")
+        fetch_start = time.perf_counter()
+        fetched = fetch(job.checkpoint or variant.checkpoint_url, sha256=job.expected_sha256)
+        fetch_seconds = round(time.perf_counter() - fetch_start, 3)
+        from hubpub._tf import import_tensorflow
+
+        import_tensorflow()  # after the fetch: a missing checkpoint fails without the seconds of this import
+        keys = {k: inputs_key(variant, k, fetched.sha256, job.input_convention, job.parity, job.keras_file,
+                              job.litert, job.formats)
+                for k in job.kinds}
+        done = {} if job.force else {k: r for k in job.kinds
+                                     if (r := up_to_date(dist, artifact_name(variant.name, k), keys[k]))}
+        todo = tuple(k for k in job.kinds if k not in done)
+        records = {k: ("up to date", r) for k, r in done.items()}
+        if todo:
+            built = build_variant(variant, dist.root, checkpoint=job.checkpoint, kinds=todo,
+                                  input_convention=job.input_convention, parity=job.parity, on_stage=emit,
+                                  inputs_keys=keys, fetched=fetched, keras_file=job.keras_file,
+                                  litert=job.litert, formats=job.formats)
+            records |= {r.kind: ("built", r.replace(timings={**r.timings, "fetch": fetch_seconds})) for r in built}
+        return VariantResult(variant.name, True, time.perf_counter() - start, tuple(records[k] for k in job.kinds),
+                             job.checkpoint or variant.checkpoint_url, fetched.sha256)
+    except HubpubError as e:
+        return VariantResult(job.variant, False, time.perf_counter() - start, error=str(e).splitlines()[0])
+    except Exception as e:  # a bug: keep the traceback for -v, and let the other variants go on
+        return VariantResult(job.variant, False, time.perf_counter() - start,
+                             error=f"internal error: {type(e).__name__}: {e}", traceback=traceback.format_exc())
+
+
+def _ignore_sigint() -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool) -> None:
+    """Terminate a pool's workers now (ProcessPoolExecutor has no public way before Python 3.14)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        p.terminate()
+    for p in processes:
+        p.join(timeout=10)
+    pool.shutdown(wait=False, cancel_futures=True)
