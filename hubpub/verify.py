@@ -198,6 +198,7 @@ def _first_line(error: Exception, url: str, handle: str) -> str:
 def _checked_loadable(handle: str, max_unpacked: int) -> Iterator[str]:
     """What hub.KerasLayer should load for `handle`: a directory as it is; an archive checked, then
     served over loopback (tensorflow_hub extracts only downloads) with a throwaway cache."""
+    from hubpub.destinations import is_bucket_url
     from hubpub.errors import FetchError, PackageError
     from hubpub.fetch import download
     from hubpub.package import check_tarball
@@ -206,7 +207,7 @@ def _checked_loadable(handle: str, max_unpacked: int) -> Iterator[str]:
     if "://" not in handle and local.is_dir():
         yield str(local)
         return
-    if handle.startswith("gs://"):  # read by TensorFlow's own file system; it extracts nothing itself
+    if is_bucket_url(handle):  # read by TensorFlow's own file system; it extracts nothing itself
         yield handle
         return
     with tempfile.TemporaryDirectory(prefix="hubpub-verify-") as tmp:

@@ -1,5 +1,6 @@
 """An installed hubpub works away from its source checkout: the wheel carries templates, labels and photos."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -62,3 +63,65 @@ def test_installed_wheel_renders_docs_from_an_empty_directory(wheel, micro_manif
     assert (work / "dist/site/assets/site.css").is_file()
     doc = (work / "dist/docs/assets/docs/testpub/models/micro_1k_224/1.md").read_text()
     assert "<!-- asset-path: https://example.com/micro/micro_1k_224/1.tar.gz -->" in doc
+
+
+CORE_SITE = '''
+import sys
+for name in {blocked!r}:
+    sys.modules[name] = None  # as if not installed: the core install has none of the extras
+'''
+
+
+def test_the_core_alone_builds_documents_and_publishes_to_a_directory(wheel, micro_manifest_path, micro_checkpoints,
+                                                                       tmp_path):
+    """The wheel's own requirements hold none of the optional stacks, and a fresh virtual environment
+    with the wheel and no extra (this environment's packages on its path, every extra's modules made
+    unimportable by a sitecustomize) builds, renders docs and publishes to a directory, saying in one line
+    each what it leaves out."""
+    from email.parser import Parser
+
+    from hubpub.extras import EXTRAS
+
+    with zipfile.ZipFile(wheel) as z:
+        meta = Parser().parsestr(z.read(next(n for n in z.namelist() if n.endswith("METADATA"))).decode())
+    core = [r.split(";")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()
+            for r in meta.get_all("Requires-Dist") if "extra ==" not in r]
+    optional = {"torch", "kagglehub", "kagglesdk", "huggingface-hub", "nbformat", "nbclient", "ipykernel",
+                "matplotlib", "scikit-image", "ai-edge-litert", "tf2onnx", "onnx", "onnxruntime"}
+    assert "tensorflow" in core and not optional & set(core), core
+    assert {"kaggle", "hf", "notebooks", "litert", "onnx", "all", "torch"} <= set(meta.get_all("Provides-Extra"))
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--quiet",
+                    str(wheel)], check=True, timeout=300)
+    site = Path(subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                        text=True).strip())
+    (site / "zz_deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    (site / "sitecustomize.py").write_text(CORE_SITE.format(blocked=sorted({m for ms in EXTRAS.values() for m in ms})))
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(micro_manifest_path, work / "collection.yaml")
+
+    def hubpub(*args):
+        proc = subprocess.run([str(venv / "bin" / "hubpub"), *map(str, args)], cwd=work, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stderr
+
+    built = hubpub("build", "micro_1k_224", "--checkpoint", micro_checkpoints["micro_1k_224"])
+    assert 'no ONNX files: its libraries are not installed (pip install "hubpub[onnx]"' in built
+    record = json.loads((work / "dist/reports/micro_1k_224.json").read_text())
+    assert record["parity"]["status"] == "skipped (torch not installed)" and record["keras"] is not None
+    assert record["formats"] == [] and record["litert"] == []
+    hubpub("docs", "--public-url", "http://127.0.0.1:9/micro")
+    out = tmp_path / "published"
+    hubpub("publish", "--dest", out, "--public-url", "http://127.0.0.1:9/micro")
+    assert (out / "micro_1k_224/1.tar.gz").is_file() and (out / "micro_1k_224/1.keras").is_file()
+    assert not list(out.rglob("*.onnx")) and not list(out.rglob("*.tflite"))
+    proc = subprocess.run([str(venv / "bin" / "hubpub"), "publish", "--dest", "kaggle://testpub/micro-models"],
+                          cwd=work, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and proc.stderr.splitlines()[-1] == (
+        "error: publishing to Kaggle Models needs hubpub's kaggle extra (kagglehub, kagglesdk not installed): "
+        'pip install "hubpub[kaggle]"')

@@ -33,10 +33,23 @@ if TYPE_CHECKING:
 
 # Tried in this order; a directory takes any address without a scheme, so it comes last.
 DESTINATIONS: tuple[type[Destination], ...] = (Gcs, Kaggle, HuggingFace, Directory)
-FORMS = "gs://BUCKET/PREFIX, a local directory, kaggle://OWNER/MODEL or hf://ORG"
+
+
+def forms(*, hub: bool | None = None) -> str:
+    """The address forms, for messages and help: all, or only the hubs' (`hub=True`) or the others'."""
+    said = [d.form for d in DESTINATIONS if hub is None or d.is_hub == hub]
+    return ", ".join(said[:-1]) + " or " + said[-1] if len(said) > 1 else said[0]
+
+
+def is_bucket_url(text: str) -> bool:
+    """A `gs://` address: TensorFlow's own file system reads it (verify hands it over as it is)."""
+    return Gcs.parse(text) is not None
+
+
+FORMS = forms()
 
 __all__ = ["DESTINATIONS", "ArtifactLinks", "Destination", "Outcome", "PublishJob", "PublishResult", "Stat",
-           "Upload", "of_base", "parse", "public_url_base"]
+           "Upload", "forms", "is_bucket_url", "of_base", "parse", "public_url_base"]
 
 
 def parse(text: str) -> Destination:

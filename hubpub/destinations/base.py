@@ -118,6 +118,7 @@ class Destination(ABC):
     """A place a collection is published to. Subclasses are frozen dataclasses of their address."""
 
     title: ClassVar[str]  # in words: "Kaggle Models"
+    form: ClassVar[str]  # its address as the user writes it: "kaggle://OWNER/MODEL"
     is_hub: ClassVar[bool] = False  # a hub has its own pages and fixed addresses; no URL base of ours
     extra: ClassVar[str | None] = None  # the pip extra its client comes in (`hubpub.extras`), if any
 

@@ -25,6 +25,7 @@ class Directory(Destination):
 
     path: Path
     title: ClassVar[str] = "a directory"
+    form: ClassVar[str] = "a local directory"  # how its address is written
 
     @classmethod
     def parse(cls, text: str) -> Directory | None:

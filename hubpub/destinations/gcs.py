@@ -49,6 +49,7 @@ class Gcs(Destination):
     bucket: str
     prefix: str = ""
     title: ClassVar[str] = "Google Cloud Storage"
+    form: ClassVar[str] = "gs://BUCKET/PREFIX"  # how its address is written
 
     @classmethod
     def parse(cls, text: str) -> Gcs | None:

@@ -58,6 +58,7 @@ class HuggingFace(Destination):
 
     owner: str
     title: ClassVar[str] = "Hugging Face Hub"
+    form: ClassVar[str] = "hf://ORG"  # how its address is written
     is_hub: ClassVar[bool] = True
     extra: ClassVar[str] = "hf"
 

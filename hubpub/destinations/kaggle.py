@@ -61,6 +61,7 @@ class Kaggle(Destination):
     owner: str
     model: str
     title: ClassVar[str] = "Kaggle Models"
+    form: ClassVar[str] = "kaggle://OWNER/MODEL"  # how its address is written
     is_hub: ClassVar[bool] = True
     extra: ClassVar[str] = "kaggle"
 

@@ -146,7 +146,7 @@ def _name_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
 def _destination_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
     """`publish.destination` is a bucket or a directory, each of `publish.hubs` a hub: as the destinations
     themselves read addresses."""
-    from hubpub.destinations import parse
+    from hubpub.destinations import forms, parse
     from hubpub.errors import PublishError
 
     out = []
@@ -159,9 +159,9 @@ def _destination_problems(model: ManifestModel, lines: dict) -> list[tuple[int, 
             out.append(_problem(lines, loc, f"{_format_loc(loc)}: {e.message}"))
             continue
         if dest.is_hub != hub:
-            said = (f"not a hub: {text!r}; give kaggle://OWNER/MODEL or hf://ORG" if hub else
-                    f"destination must be gs://BUCKET/PREFIX or a local directory: {text!r} (a hub goes in "
-                    "publish.hubs, or use `hubpub publish --dest`)")
+            said = (f"not a hub: {text!r}; give {forms(hub=True)}" if hub else
+                    f"destination must be {forms(hub=False)}: {text!r} (a hub goes in publish.hubs, or use "
+                    "`hubpub publish --dest`)")
             out.append(_problem(lines, loc, f"{_format_loc(loc)}: {said}"))
     return out
 

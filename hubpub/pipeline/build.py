@@ -138,6 +138,23 @@ def _collect_young_objects_only():
         gc.unfreeze()
 
 
+@dataclass
+class _KindBuild:
+    """What one kind's build has made so far, stage by stage, until its record is written."""
+
+    timings: Timings
+    exported: object  # hubpub.export.ExportResult
+    expected: np.ndarray  # the SavedModel's outputs on the fixed inputs
+    reference: dict  # what `verify` compares with downstream (`reference_record`)
+    parameters: int
+    keras_written: tuple | None = None  # write_keras's result, until checked
+    keras: object | None = None  # hubpub.keras_artifact's checked file
+    round_trip: dict = field(default_factory=dict)
+    packed: object | None = None  # hubpub.package.PackResult
+    formats: tuple = ()
+    litert: tuple = ()
+
+
 def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_convention, parity, on_stage,
                    inputs_keys, fetched, keras_file, litert=True, formats=()) -> list[BuildRecord]:
     from hubpub import __version__
@@ -179,7 +196,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
     # One set of fixed inputs serves the round trip and the record `verify` checks downstream.
     res = variant.resolution
     rt_images = reference_images(res, res, 2, seed=0)
-    done: dict[str, dict] = {}
+    done: dict[str, _KindBuild] = {}
     for kind, model in models.items():
         name = artifact_name(variant.name, kind)
         kt = Timings()
@@ -191,15 +208,14 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                 input_convention=input_convention, normalization=(variant.family.mean, variant.family.std),
                 probe=rt_images)
             expected = exported.probe_outputs
-        done[kind] = {"timings": kt, "exported": exported, "expected": expected,
-                      "record": reference_record(expected, res, res, batch=2, seed=0),
-                      "parameters": int(model.count_params())}
+        done[kind] = _KindBuild(kt, exported, expected, reference_record(expected, res, res, batch=2, seed=0),
+                                int(model.count_params()))
     # The Keras 3 files after every SavedModel: their build resets Keras' name counters.
     for kind, model in models.items() if keras_file else ():
-        name, kt = artifact_name(variant.name, kind), done[kind]["timings"]
+        name, kt = artifact_name(variant.name, kind), done[kind].timings
         on_stage(name, "keras")
         with kt.stage("keras"):
-            done[kind]["keras_written"] = write_keras(
+            done[kind].keras_written = write_keras(
                 model, lambda kind=kind: variant.family.build(
                     variant.architecture, num_classes=variant.num_classes if kind == "classifier" else None,
                     input_convention=input_convention, name=artifact_name(variant.name, kind),
@@ -210,10 +226,11 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
     del models, base, model
     gc.collect()
     for kind, d in done.items() if keras_file else ():
-        name, kt = artifact_name(variant.name, kind), d["timings"]
+        name, kt = artifact_name(variant.name, kind), d.timings
         on_stage(name, "keras-check")
         with kt.stage("keras_check"):  # Keras' loader reads the whole weights file into memory first
-            d["keras"] = checked_keras(dist.keras(name), *d.pop("keras_written"), rt_images, d["expected"])
+            d.keras = checked_keras(dist.keras(name), *d.keras_written, rt_images, d.expected)
+            d.keras_written = None
         gc.collect()
 
     # From here on, work runs beside the round trips: packing (ISA-L, hashing, file I/O) and the
@@ -222,7 +239,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
     with ThreadPoolExecutor(2) as pool:
         gap_job = pool.submit(measure_preprocess_gap, variant)
         for i, (kind, d) in enumerate(done.items()):
-            name, kt, exported = artifact_name(variant.name, kind), d["timings"], d["exported"]
+            name, kt, exported = artifact_name(variant.name, kind), d.timings, d.exported
             if i:
                 gc.collect()  # the previous reload, before this one makes another copy of the weights
             on_stage(name, "round-trip")
@@ -230,7 +247,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
             packing = pool.submit(_pack_checked, exported.path, tarball)
             try:
                 with kt.stage("round_trip"):
-                    d["round_trip"] = round_trip(d["expected"], exported.path, rt_images, kind=kind)
+                    d.round_trip = round_trip(d.expected, exported.path, rt_images, kind=kind)
             except BaseException:
                 # No tarball of a SavedModel that failed its round trip, even without its report.
                 wait([packing])
@@ -239,13 +256,12 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                 raise
             on_stage(name, "pack")
             with kt.stage("pack"):  # what is left of it after the round trip
-                d["packed"] = packing.result()
+                d.packed = packing.result()
         gap = gap_job.result()
 
     for kind, d in done.items():  # the formats of the format seam: each from the final SavedModel
-        d["formats"] = build_formats(formats, FormatJob(artifact_name(variant.name, kind), d["exported"].path, dist,
-                                                        rt_images, d["expected"], d["parameters"]),
-                                     d["timings"], on_stage)
+        d.formats = build_formats(formats, FormatJob(artifact_name(variant.name, kind), d.exported.path, dist,
+                                                     rt_images, d.expected, d.parameters), d.timings, on_stage)
 
     if litert and variant.litert_formats and not installed("litert"):
         log.warning("warning: no LiteRT files: its libraries are not installed (%s, or --no-litert to say so)",
@@ -256,10 +272,10 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
         calibration = calibration_images(res, variant.litert_calibration)
         inputs = np.concatenate([rt_images, calibration])  # the parity inputs and real photos
         for kind, d in done.items():
-            name, kt = artifact_name(variant.name, kind), d["timings"]
+            name, kt = artifact_name(variant.name, kind), d.timings
             on_stage(name, "litert")
             with kt.stage("litert"):
-                d["litert"] = build_litert(d["exported"].path, dist.litert_files, name, res, inputs=inputs,
+                d.litert = build_litert(d.exported.path, dist.litert_files, name, res, inputs=inputs,
                                            calibration=calibration, formats=variant.litert_formats,
                                            min_cosine=variant.litert_min_cosine, dist_root=dist.root)
 
@@ -273,25 +289,25 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
         parity_status = "skipped (torch not installed)"
     records = []
     for kind, d in done.items():
-        name, kt, exported = artifact_name(variant.name, kind), d["timings"], d["exported"]
-        packed, runs = d["packed"], tuple(parity_runs.get(kind, []))
+        name, kt, exported = artifact_name(variant.name, kind), d.timings, d.exported
+        packed, runs = d.packed, tuple(parity_runs.get(kind, []))
         record = BuildRecord(
             artifact=name, variant=variant.name, kind=kind, family=variant.family.name, version=variant.version,
             hubpub_version=__version__, input_convention=input_convention, random_weights=port.random_weights,
             checkpoint=CheckpointInfo(str(source), fetched.sha256, port.layout, port.file_format),
-            parameters=d["parameters"],
+            parameters=d.parameters,
             parity=ParityInfo(parity_status, runs[0]["tolerance"] if runs else None,
                               max((r["max_abs"] for r in runs), default=None), runs),
-            round_trip=RoundTrip(tolerance=tolerances.ROUND_TRIP, **d["round_trip"]),
+            round_trip=RoundTrip(tolerance=tolerances.ROUND_TRIP, **d.round_trip),
             tarball=Tarball(dist.relative(packed.path), packed.sha256, packed.size, tuple(packed.members)),
             saved_model=dist.relative(exported.path),
             output=Output(exported.output_name, exported.output_dim),
             signatures={s.name: {"inputs": s.inputs, "outputs": s.outputs} for s in exported.signatures},
-            timings={**timings.seconds, **kt.seconds}, reference=d["record"], preprocess_gap=gap,
+            timings={**timings.seconds, **kt.seconds}, reference=d.reference, preprocess_gap=gap,
             inputs_key=inputs_keys.get(kind),
-            keras=KerasFile(dist.relative(d["keras"].path), d["keras"].sha256, d["keras"].size,
-                            d["keras"].max_abs) if "keras" in d else None,
-            litert=d.get("litert", ()), formats=d["formats"])
+            keras=KerasFile(dist.relative(d.keras.path), d.keras.sha256, d.keras.size,
+                            d.keras.max_abs) if d.keras is not None else None,
+            litert=d.litert, formats=d.formats)
         write_record(dist.report(name), record)
         records.append(record)
     return records
