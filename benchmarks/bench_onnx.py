@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -57,6 +58,9 @@ def main() -> int:
         [record] = build_variant(v, Path(tmp) / "dist", checkpoint=str(ckpt), kinds=("classifier",), parity=False,
                                  keras_file=False, litert=False, formats=("onnx",))
         [onnx_file] = record.formats
+        # the conversion runs in a child process (the build's only one here): its peak resident memory
+        result["conversion_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        result["weight_mb"] = record.parameters * 4 / 2**20
         result["onnx_seconds"], result["export_seconds"] = record.timings["onnx"], record.timings["export"]
         result["onnx_max_abs"], result["onnx_mib"] = onnx_file.max_abs, onnx_file.size / 2**20
         serving = tf.saved_model.load(str(Path(tmp) / "dist" / record.saved_model)).signatures["serving_default"]
@@ -79,6 +83,11 @@ def main() -> int:
          f"{r['batch']}, {args.threads} threads", "baseline": "the SavedModel in TensorFlow",
          "figure": f"{r['ratio']:.2f}", "target": f">= {TARGET:g}: {'met' if r['ratio'] >= TARGET else 'missed'}"}
         for r in result["runs"]]
+    result["rows"].append(
+        {"script": "bench_onnx.py", "measures": f"peak memory of the ONNX conversion process, {v.name} "
+         f"({result['conversion_peak_mb'] / 1024:.1f} GiB for {result['weight_mb']:.0f} MiB of weights; "
+         "`CONVERSION_BYTES_PER_WEIGHT_BYTE` sizes the models it is tried for)", "baseline": "the weights' bytes",
+         "figure": f"{result['conversion_peak_mb'] / result['weight_mb']:.0f}", "target": "reported"})
     result["rows"].append(
         {"script": "bench_onnx.py", "measures": f"the ONNX stage of {v.name}'s classifier build (convert in a "
          f"child process, check at two sizes; {result['onnx_mib']:.0f} MiB)", "baseline": "its SavedModel export",

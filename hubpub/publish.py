@@ -16,6 +16,7 @@ from hubpub.errors import PublishError, VerifyError
 from hubpub.extras import require
 from hubpub.layout import Dist
 from hubpub.manifest import Manifest
+from hubpub.record import RecordError, read_records
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,16 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
     docs, colab = (), None
     if not artifacts_only:
         docs, colab = _checked_docs(manifest, dist, notebooks, fix)
+    try:
+        records = read_records(Dist(dist).reports)  # read once: the destination and the notebooks take these
+    except RecordError as e:
+        raise PublishError(str(e)) from None
     job = PublishJob(manifest, Path(dist), base, fix, force=force, dry_run=dry_run, jobs=jobs, deadline=deadline,
                      timeout=timeout, chunk_bytes=chunk_bytes, public=public or manifest.publish.public,
-                     artifacts_only=artifacts_only, docs=tuple(docs))
+                     artifacts_only=artifacts_only, docs=tuple(docs), records=records)
     result = dest.publish(job)
     if not dry_run and colab is not None:
-        _publish_notebooks(colab, manifest, dist, result)
+        _publish_notebooks(colab, manifest, records, result)
     if verify and not dry_run:
         try:
             checked = verify_published(manifest, dist, dest, result, fine_tune=fine_tune)
@@ -73,19 +78,12 @@ def _checked_docs(manifest: Manifest, dist: Path, notebooks: Path | None, fix: s
     return docs, check
 
 
-def _publish_notebooks(check, manifest: Manifest, dist: Path, result: PublishResult) -> None:
+def _publish_notebooks(check, manifest: Manifest, records: dict, result: PublishResult) -> None:
     """The notebooks the published docs link, copied into the manifest's checkout (never a demo's
     random-weight ones), where a commit and push publishes them."""
     from hubpub.notebooks import publish_notebooks
-    from hubpub.record import RecordError, read_record
 
-    def random(name: str) -> bool:
-        try:
-            return read_record(Dist(dist).report(name)).random_weights
-        except RecordError:
-            return False
-
-    if not any(random(a.name) for a in manifest.artifacts()):
+    if not any(r.random_weights for r in records.values()):
         result.notebooks = publish_notebooks(check, manifest)
 
 

@@ -214,3 +214,10 @@ class BuildSummary:
 
 def write_summary(path: Path, summary: BuildSummary) -> Path:
     return write_json(path, {**dataclasses.asdict(summary), "failed": summary.failed})
+
+
+def read_records(folder: Path) -> dict[str, BuildRecord]:
+    """Every artifact's build record in a reports folder (not the eval or parity reports), by artifact."""
+    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    return {p.name.removesuffix(".json"): read_record(p) for p in paths
+            if not p.name.endswith((".eval.json", ".parity.json"))}

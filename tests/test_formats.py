@@ -87,12 +87,19 @@ def test_off_tolerance_is_an_error_and_writes_nothing(micro_dist, tmp_path):
     assert not (tmp_path / "dist").exists()
 
 
-def test_a_model_over_two_gib_of_weights_gets_no_onnx_file_and_a_reason():
-    from hubpub.formats.onnx import Onnx
+def test_a_model_too_large_to_convert_or_hold_gets_no_onnx_file_and_a_reason(monkeypatch):
+    from hubpub.formats import onnx
 
-    assert Onnx().wanted(28_600_000) is None  # ConvNeXt-T
-    assert Onnx().wanted(600_000_000) == ("2.2 GiB of weights: over the 2 GiB one ONNX file can hold (a "
-                                          "protobuf message)")
+    assert onnx.Onnx().wanted(600_000_000) == ("2.2 GiB of weights: over the 2 GiB one ONNX file can hold (a "
+                                               "protobuf message)")
+    # The machine's memory cannot be changed from a test: `physical_memory` is replaced to say 24 and 64 GiB.
+    monkeypatch.setattr(onnx, "physical_memory", lambda: 24 * 2**30)
+    assert onnx.Onnx().wanted(28_600_000) is None and onnx.Onnx().wanted(88_600_000) is None  # tiny, base
+    assert onnx.Onnx().wanted(197_800_000) == (  # large
+        "converting it would take about 38 GiB of memory (tf2onnx holds about 50 copies of its 0.74 GiB of "
+        "weights); this machine has 24 GiB")
+    monkeypatch.setattr(onnx, "physical_memory", lambda: 64 * 2**30)
+    assert onnx.Onnx().wanted(197_800_000) is None
 
 
 def _cli(*args):

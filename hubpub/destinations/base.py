@@ -112,6 +112,7 @@ class PublishJob:
     public: bool = False
     artifacts_only: bool = False  # a shard's publish: the artifact files, no docs or site
     docs: tuple = ()  # the rendered docs, validated (`hubpub.docs.validate.Doc`); none for artifacts only
+    records: dict = field(default_factory=dict)  # every build record in dist, by artifact (`BuildRecord`), read once
 
 
 class Destination(ABC):

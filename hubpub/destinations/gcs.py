@@ -81,7 +81,7 @@ class Gcs(Destination):
         return url_links(base, publisher, artifact, doc_path)
 
     def publish(self, job: PublishJob) -> PublishResult:
-        random = sorted({a.name for a in job.manifest.artifacts() if _random_weights(job.dist, a.name)})
+        random = sorted(name for name, record in job.records.items() if record.random_weights)
         if random:
             raise PublishError(f"refusing to publish random-weight (demo) artifacts to {self}: {', '.join(random)}")
         try:
@@ -101,16 +101,6 @@ class Gcs(Destination):
 
         # read back from the public URL, as a user does (`verify` maps it to an emulator where one is set)
         return verify_objects(self, manifest, dist, result, lambda relative, url: url, fine_tune=fine_tune)
-
-
-def _random_weights(dist: Path, artifact: str) -> bool:
-    from hubpub.layout import Dist
-    from hubpub.record import RecordError, read_record
-
-    try:
-        return read_record(Dist(dist).report(artifact)).random_weights
-    except RecordError:
-        return False
 
 
 class NoCredentials(PublishError):

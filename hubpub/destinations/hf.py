@@ -100,7 +100,7 @@ class HuggingFace(Destination):
         return HF_REPO_NAME_MAX, "a Hugging Face repository name"
 
     def publish(self, job: PublishJob) -> PublishResult:
-        built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix)
+        built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix, job.records)
         return publish_hf(plan_hf(job.manifest, built, job.dist, self, public=job.public), self, force=job.force,
                           dry_run=job.dry_run)
 

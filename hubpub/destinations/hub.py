@@ -22,7 +22,7 @@ from hubpub.destinations.base import ArtifactLinks, Destination
 from hubpub.doctree import PUBLISHED_DOCS, collection_doc_path, model_doc_path
 from hubpub.errors import PublishError
 from hubpub.layout import Dist
-from hubpub.record import BuildRecord, RecordError, read_record
+from hubpub.record import BuildRecord
 
 if TYPE_CHECKING:
     from hubpub.manifest.values import Artifact, Manifest
@@ -41,19 +41,17 @@ class Built:
     doc: Path  # the model doc rendered for this hub
 
 
-def built_artifacts(manifest: Manifest, dist: Path, dest: Destination, base: str, fix: str) -> list[Built]:
+def built_artifacts(manifest: Manifest, dist: Path, dest: Destination, base: str, fix: str,
+                    records: dict) -> list[Built]:
     """Every artifact built into `dist` whose files match its record, with its doc rendered for the hub
     `dest` (read from `base`); `fix` is the command that renders them. Raises before anything is uploaded."""
     layout, out = Dist(dist), []
     pub = manifest.publisher.handle
     for artifact in manifest.artifacts():
         tar = layout.tarball(artifact.name)
-        if not layout.report(artifact.name).is_file() or not tar.is_file():
+        record = records.get(artifact.name)
+        if record is None or not tar.is_file():
             continue
-        try:
-            record = read_record(layout.report(artifact.name))
-        except RecordError as e:
-            raise PublishError(str(e)) from None
         keras = layout.keras(artifact.name) if record.keras is not None else None
         if record.tarball.size != tar.stat().st_size or (keras is not None and (
                 not keras.is_file() or record.keras.size != keras.stat().st_size)):

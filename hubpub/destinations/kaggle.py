@@ -101,7 +101,7 @@ class Kaggle(Destination):
         return f"kaggle-{self.owner}-{self.model}"
 
     def publish(self, job: PublishJob) -> PublishResult:
-        built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix)
+        built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix, job.records)
         plan = plan_kaggle(job.manifest, built, job.dist, self, public=job.public)
         return publish_kaggle(plan, self, force=job.force, dry_run=job.dry_run)
 

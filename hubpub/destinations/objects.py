@@ -29,7 +29,6 @@ from hubpub.formats import by_name
 from hubpub.layout import Dist
 from hubpub.package import check_tarball
 from hubpub.progress import progress_bar
-from hubpub.record import RecordError, read_record
 
 if TYPE_CHECKING:
     from hubpub.manifest.values import Manifest
@@ -54,19 +53,16 @@ def crc32c_of(path: Path) -> str:
 
 
 
-def plan_objects(manifest: Manifest, dist: Path, base: str) -> list[Upload]:
+def plan_objects(manifest: Manifest, dist: Path, base: str, records: dict) -> list[Upload]:
     """Every tarball (+ .sha256) with a build report, and every rendered doc, with its object name
     and its public URL below `base`."""
     uploads: list[Upload] = []
     layout = Dist(dist)
     for artifact in manifest.artifacts():
         tar = layout.tarball(artifact.name)
-        if not layout.report(artifact.name).is_file() or not tar.is_file():
+        record = records.get(artifact.name)
+        if record is None or not tar.is_file():
             continue
-        try:
-            record = read_record(layout.report(artifact.name))
-        except RecordError as e:
-            raise PublishError(str(e)) from None
         files = [(tar, artifact.asset_object),
                  (layout.tarball_sha256(artifact.name), artifact.asset_object + ".sha256")]
         if record.keras is not None:
@@ -132,7 +128,7 @@ def check_asset_paths(job: PublishJob, dest: Destination, uploads: list[Upload],
 def publish_objects(dest: Destination, store, job: PublishJob, *, local_root: Path | None = None) -> PublishResult:
     """The whole flow for a store (`LocalStore`, `GcsStore`); `local_root` is a directory destination's
     folder, left as it was if the publish is refused."""
-    uploads = plan_objects(job.manifest, job.dist, job.base)
+    uploads = plan_objects(job.manifest, job.dist, job.base, job.records)
     if job.artifacts_only:
         uploads = [u for u in uploads if u.artifact]
     if not uploads:

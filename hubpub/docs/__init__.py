@@ -31,7 +31,7 @@ from hubpub.families import Family
 from hubpub.formats import by_name
 from hubpub.layout import Dist
 from hubpub.manifest import Artifact, Manifest
-from hubpub.record import BuildRecord, RecordError, read_record
+from hubpub.record import BuildRecord, RecordError, read_records
 from hubpub.resources import packaged_templates_dir
 
 TASKS = {"classifier": "image-classification", "feature-extractor": "image-feature-vector"}
@@ -197,34 +197,35 @@ class RenderResult:
     skipped: tuple[str, ...]  # artifacts without a build report
 
 
-def load_reports(dist: Path) -> dict[str, BuildRecord]:
-    """The build record of every artifact built into `dist`; a record of an older hubpub is an error
-    that says to rebuild, never a doc rendered from misread numbers."""
-    reports = {}
-    folder = Dist(dist).reports
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        if path.name.endswith((".eval.json", ".parity.json")):
-            continue
-        try:
-            reports[path.name.removesuffix(".json")] = read_record(path)
-        except RecordError as e:
-            raise DocsError(str(e)) from None
-    return reports
+@dataclass(frozen=True)
+class Built:
+    """What a dist folder holds for the docs, notebooks, site and publish: every artifact's build record
+    and `hubpub eval`'s reports. Read once per command (`load_built`) and handed to each stage."""
+
+    records: dict[str, BuildRecord]
+    evals: dict[str, dict]
 
 
-def load_eval_reports(dist: Path) -> dict[str, dict]:
-    reports = {}
+def load_built(dist: Path) -> Built:
+    """The build records of every artifact built into `dist`, and their eval reports; a record of an older
+    hubpub is an error that says to rebuild, never a doc rendered from misread numbers."""
     folder = Dist(dist).reports
+    try:
+        records = read_records(folder)
+    except RecordError as e:
+        raise DocsError(str(e)) from None
+    evals = {}
     for path in sorted(folder.glob("*.eval.json")) if folder.is_dir() else []:
         try:
-            reports[path.name.removesuffix(".eval.json")] = json.loads(path.read_text())
+            evals[path.name.removesuffix(".eval.json")] = json.loads(path.read_text())
         except ValueError as e:
             raise DocsError(f"{path}: unreadable eval report: {e}") from None
-    return reports
+    return Built(records, evals)
 
 
 def render_docs(manifest: Manifest, *, dist: Path, out: Path, templates_dir: Path | None = None,
-                model_template: str = "model.md.j2", public_url_base: str | None = None) -> RenderResult:
+                model_template: str = "model.md.j2", public_url_base: str | None = None,
+                built: Built | None = None) -> RenderResult:
     """Render docs for every artifact with a build report in `dist`, validate, then move into `out`.
 
     Links point below `public_url_base` (default: the manifest's): where the artifacts are published.
@@ -241,8 +242,8 @@ def render_docs(manifest: Manifest, *, dist: Path, out: Path, templates_dir: Pat
     elif model_template not in env.list_templates():
         raise DocsError(f"model template {model_template!r} not found: neither a file nor a template in "
                         f"{', '.join(env.loader.searchpath)}")
-    reports = load_reports(dist)
-    evals = load_eval_reports(dist)
+    built = built or load_built(dist)
+    reports, evals = built.records, built.evals
     built = [(a, reports[a.name]) for a in manifest.artifacts() if a.name in reports]
     skipped = [a.name for a in manifest.artifacts() if a.name not in reports]
     if not built:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,11 @@ OPSET = 17
 HASH_SEED = "0"  # the conversion's PYTHONHASHSEED: any fixed value; changing it may change the bytes
 # One .onnx file is one protobuf message: at most 2 GiB. Larger models would need ONNX's external data.
 MAX_WEIGHT_BYTES = 2**31 - 64 * 2**20
+# tf2onnx's path (TensorFlow's freezing, grappler, tf2onnx's graph and optimisers) holds many copies of the
+# weights at once: the conversion process of convnext_tiny (114 MB of weights) peaked at 6.2 GB, of
+# convnext_large (0.79 GB) it passed 17 GB before tf2onnx had begun. Measured: `benchmarks/bench_onnx.py`.
+CONVERSION_BYTES_PER_WEIGHT_BYTE = 50
+CONVERSION_BASE_BYTES = 2**30  # TensorFlow and tf2onnx imported
 
 
 class Onnx(Format):
@@ -51,9 +58,15 @@ class Onnx(Format):
         return {"opset": OPSET}
 
     def wanted(self, parameters: int) -> str | None:
-        if parameters * 4 > MAX_WEIGHT_BYTES:
-            return (f"{parameters * 4 / 2**30:.1f} GiB of weights: over the 2 GiB one ONNX file can hold (a "
+        weights = parameters * 4
+        if weights > MAX_WEIGHT_BYTES:
+            return (f"{weights / 2**30:.1f} GiB of weights: over the 2 GiB one ONNX file can hold (a "
                     "protobuf message)")
+        need, have = conversion_bytes(weights), physical_memory()
+        if have and need > 0.8 * have:
+            return (f"converting it would take about {need / 2**30:.0f} GiB of memory (tf2onnx holds about "
+                    f"{CONVERSION_BYTES_PER_WEIGHT_BYTE} copies of its {weights / 2**30:.2f} GiB of weights); this "
+                    f"machine has {have / 2**30:.0f} GiB")
         return None
 
     def available(self) -> bool:
@@ -87,6 +100,18 @@ class Onnx(Format):
         return FormatFile(self.name, job.dist.relative(path), digest, len(data), worst, self.tolerance)
 
 
+def conversion_bytes(weight_bytes: int) -> int:
+    """The conversion process's expected peak memory for a model with this many bytes of weights."""
+    return CONVERSION_BASE_BYTES + CONVERSION_BYTES_PER_WEIGHT_BYTE * weight_bytes
+
+
+def physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system that says
+        return None
+
+
 def converted(saved_model) -> bytes:
     """The canonical ONNX file of the SavedModel, converted in a child process made deterministic (see
     `main`); the child reads the SavedModel again."""
@@ -96,10 +121,17 @@ def converted(saved_model) -> bytes:
             [sys.executable, "-c", "from hubpub.formats.onnx import main; main()", str(saved_model), str(out)],
             env={**os.environ, "PYTHONHASHSEED": HASH_SEED, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True,
             text=True)
+        if child.returncode < 0:  # killed: by the kernel when memory ran out, most likely
+            signal_name = signal.Signals(-child.returncode).name
+            raise FormatError(f"the ONNX conversion process was killed ({signal_name}; out of memory?)")
         if child.returncode != 0:
             lines = child.stderr.strip().splitlines()
-            errors = [line for line in lines if line.startswith("error: ")]
-            raise FormatError((errors or lines or [f"exit status {child.returncode}"])[-1].removeprefix("error: "))
+            said = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+            if said:
+                raise FormatError(said[-1])
+            crash = [line for line in lines if re.match(r"^\w+(Error|Exception)\b", line)]
+            crash = crash or [f"exit status {child.returncode}"]
+            raise FormatError(f"the ONNX conversion process failed: {crash[-1]}")
         return out.read_bytes()
 
 

@@ -158,13 +158,13 @@ class Notebook:
 
 
 def render_notebooks(manifest, *, dist: Path, out: Path, templates_dir: Path | None = None,
-                     public_url_base: str | None = None, only: tuple[str, ...] = ()) -> list[Notebook]:
+                     public_url_base: str | None = None, only: tuple[str, ...] = (), built=None) -> list[Notebook]:
     """One notebook per built artifact (`<out>/<destination>/<artifact>.ipynb`), from the template of its
     kind, loading from the destination read from `public_url_base`."""
     from fnmatch import fnmatchcase
 
     from hubpub.destinations import notebooks_folder
-    from hubpub.docs import environment, load_eval_reports, load_reports, model_context, render, template_dirs
+    from hubpub.docs import environment, load_built, model_context, render, template_dirs
     from hubpub.extras import require
 
     require("notebooks", "writing the usage notebooks")
@@ -173,7 +173,8 @@ def render_notebooks(manifest, *, dist: Path, out: Path, templates_dir: Path | N
     out = Path(out) / notebooks_folder(public_url_base)
 
     env = environment(template_dirs(manifest.path, templates_dir))
-    reports, evals = load_reports(dist), load_eval_reports(dist)
+    built = built or load_built(dist)  # hubpub.docs.Built
+    reports, evals = built.records, built.evals
     written = []
     for artifact in manifest.artifacts():
         if artifact.name not in reports or (only and not any(fnmatchcase(artifact.name, p) for p in only)):

@@ -193,7 +193,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     docs and site of every artifact whose record is in `out` (the shards' `reports/`, gathered), then
     publishes those, checking that each artifact they link is at the destination."""
     from hubpub.destinations import parse, public_url_base
-    from hubpub.docs import load_reports, render_docs
+    from hubpub.docs import load_built, render_docs
     from hubpub.errors import HubpubError
     from hubpub.manifest import iter_selected
     from hubpub.notebooks import notebooks_dir, render_notebooks
@@ -221,7 +221,8 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
                             progress=progress, keras_file=keras_file, litert=litert, require_pinned=require_pinned,
                             formats=formats)
     docs, note, written, site = None, "", [], None
-    if not load_reports(out):
+    built = load_built(out)  # read once: the notebooks, docs and site all take these
+    if not built.records:
         note = "nothing built, no docs rendered"
     elif shard:
         note = ("not rendered for a shard: once every shard is done, gather their reports/ and run "
@@ -229,14 +230,15 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     else:
         notebooks = notebooks or notebooks_dir(out)
         if installed("notebooks"):
-            written = render_notebooks(manifest, dist=out, out=notebooks, public_url_base=base)
+            written = render_notebooks(manifest, dist=out, out=notebooks, public_url_base=base, built=built)
             if execute:
-                written = execute_notebooks(out, written, progress=lambda name: log.info("executing %s", name))
+                written = execute_notebooks(out, written, progress=lambda name: log.info("executing %s", name),
+                                            built=built)
         else:
             log.warning("warning: no usage notebooks: the notebooks extra is not installed (%s)",
                         install_command("notebooks"))
-        docs = render_docs(manifest, dist=out, out=Dist(out).docs, public_url_base=base)
-        site = render_site(manifest, dist=out, public_url_base=base)
+        docs = render_docs(manifest, dist=out, out=Dist(out).docs, public_url_base=base, built=built)
+        site = render_site(manifest, dist=out, public_url_base=base, built=built)
     published = None
     if publish_dest and not summary.failed:
         published = run_publish(manifest, out, dest, public_url=public_url, notebooks=notebooks,
@@ -269,7 +271,6 @@ def collected(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     return summary
 
 
-
 def demo_checkpoint(variant: Variant, out: Path) -> tuple[Path, bool]:
     """The demo's random-weight checkpoint in the official layout (made once); (path, made now)."""
     from hubpub.convert import RANDOM_WEIGHTS_KEY, save_checkpoint
@@ -281,7 +282,7 @@ def demo_checkpoint(variant: Variant, out: Path) -> tuple[Path, bool]:
     return save_checkpoint(tensors, path, metadata={RANDOM_WEIGHTS_KEY: "true"}), True
 
 
-def execute_notebooks(dist: Path, notebooks: list, *, progress=lambda name: None) -> list:
+def execute_notebooks(dist: Path, notebooks: list, *, progress=lambda name: None, built=None) -> list:
     """Run each notebook against this build's own files, served over loopback HTTP as a bucket would;
     one already executed from the same source and artifact bytes is kept as it is."""
     from hubpub.notebooks import Notebook, artifact_stamp, execute
@@ -297,6 +298,7 @@ def execute_notebooks(dist: Path, notebooks: list, *, progress=lambda name: None
             overrides = {"HANDLE": f"{base}/{layout.relative(layout.tarball(nb.artifact))}"}
             if layout.keras(nb.artifact).is_file():
                 overrides["KERAS_URL"] = f"{base}/{layout.relative(layout.keras(nb.artifact))}"
-            execute(nb.path, overrides, stamp=artifact_stamp(read_record(layout.report(nb.artifact))))
+            record = built.records[nb.artifact] if built is not None else read_record(layout.report(nb.artifact))
+            execute(nb.path, overrides, stamp=artifact_stamp(record))
             done.append(Notebook(nb.artifact, nb.path, executed=True))
     return done

@@ -26,7 +26,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from hubpub._files import cleanup_created_dirs, write_atomic
 from hubpub.destinations import of_base
 from hubpub.destinations.links import format_object
-from hubpub.docs import TASKS, collection_context, load_eval_reports, load_reports, model_context, template_dirs
+from hubpub.docs import TASKS, Built, collection_context, load_built, model_context, template_dirs
 from hubpub.doctree import doc_body, model_doc_path
 from hubpub.errors import DocsError
 from hubpub.formats import by_name
@@ -83,7 +83,7 @@ class Download:
 
 
 def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, templates_dir: Path | None = None,
-                public_url_base: str | None = None) -> Site:
+                public_url_base: str | None = None, built: Built | None = None) -> Site:
     """A collection page and one page per built artifact, from the rendered docs in `dist/docs`
     (render them first, for the same destination) and the build records.
 
@@ -92,7 +92,8 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
     `publish` uploads beside the artifacts, its downloads where they are published."""
     layout = Dist(dist)
     out = Path(out) if out is not None else layout.site
-    reports, evals = load_reports(dist), load_eval_reports(dist)
+    built = built or load_built(dist)
+    reports, evals = built.records, built.evals
     built = [(a, reports[a.name]) for a in manifest.artifacts() if a.name in reports]
     if not built:
         raise DocsError(f"{layout.reports}: no build report; run `hubpub build-all` first")
