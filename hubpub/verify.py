@@ -86,7 +86,7 @@ def read_reference(report_path: Path) -> dict:
 
 
 def verify_handle(handle: str, record: dict, *, fine_tune: bool = False,
-                  max_unpacked: int = DEFAULT_MAX_UNPACKED) -> VerifyResult:
+                  max_unpacked: int = DEFAULT_MAX_UNPACKED, read_by_tensorflow: bool = False) -> VerifyResult:
     """Load `handle` with tf-keras `hub.KerasLayer`, compare with `record`, optionally fine-tune.
 
     An archive (a URL or a local `.tar.gz`) is downloaded once and checked first: Hub layout, no
@@ -94,7 +94,7 @@ def verify_handle(handle: str, record: dict, *, fine_tune: bool = False,
     tensorflow_hub fetch it, over loopback HTTP, into a cache that is removed afterwards.
     Errors name `handle`, never a temporary path or port.
     """
-    with _checked_loadable(handle, max_unpacked) as url:
+    with _checked_loadable(handle, max_unpacked, read_by_tensorflow) as url:
         import tensorflow as tf
         import tensorflow_hub as hub
 
@@ -195,10 +195,9 @@ def _first_line(error: Exception, url: str, handle: str) -> str:
 
 
 @contextlib.contextmanager
-def _checked_loadable(handle: str, max_unpacked: int) -> Iterator[str]:
+def _checked_loadable(handle: str, max_unpacked: int, read_by_tensorflow: bool) -> Iterator[str]:
     """What hub.KerasLayer should load for `handle`: a directory as it is; an archive checked, then
     served over loopback (tensorflow_hub extracts only downloads) with a throwaway cache."""
-    from hubpub.destinations import is_bucket_url
     from hubpub.errors import FetchError, PackageError
     from hubpub.fetch import download
     from hubpub.package import check_tarball
@@ -207,7 +206,7 @@ def _checked_loadable(handle: str, max_unpacked: int) -> Iterator[str]:
     if "://" not in handle and local.is_dir():
         yield str(local)
         return
-    if is_bucket_url(handle):  # read by TensorFlow's own file system; it extracts nothing itself
+    if read_by_tensorflow:  # a bucket address (gs://): TensorFlow's own file system reads it, extracting nothing
         yield handle
         return
     with tempfile.TemporaryDirectory(prefix="hubpub-verify-") as tmp:

@@ -36,6 +36,7 @@ log = logging.getLogger("hubpub")
 def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked: str) -> None:
     """Load HANDLE with hub.KerasLayer (a URL, .tar.gz or directory), keras.saving.load_model (a .keras
     file or URL) or onnxruntime (a .onnx file or URL) and compare with the build's record."""
+    from hubpub.destinations import is_bucket_url
     from hubpub.formats import FORMATS
     from hubpub.verify import read_reference, verify_format, verify_handle, verify_keras
 
@@ -58,7 +59,8 @@ def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked:
         result = verify_keras(handle, read_reference(report_path), fine_tune=fine_tune, max_bytes=limit)
         loader = "keras.saving.load_model"
     else:
-        result = verify_handle(handle, read_reference(report_path), fine_tune=fine_tune, max_unpacked=limit)
+        result = verify_handle(handle, read_reference(report_path), fine_tune=fine_tune, max_unpacked=limit,
+                               read_by_tensorflow=is_bucket_url(handle))
         loader = "hub.KerasLayer"
     click.echo(f"{handle}: loads with {loader}; outputs match the build (max |Δ| {result.max_abs:.2e})")
     if result.fine_tune:

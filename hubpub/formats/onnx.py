@@ -38,8 +38,8 @@ HASH_SEED = "0"  # the conversion's PYTHONHASHSEED: any fixed value; changing it
 # One .onnx file is one protobuf message: at most 2 GiB. Larger models would need ONNX's external data.
 MAX_WEIGHT_BYTES = 2**31 - 64 * 2**20
 # tf2onnx's path (TensorFlow's freezing, grappler, tf2onnx's graph and optimisers) holds many copies of the
-# weights at once: the conversion process of convnext_tiny (114 MB of weights) peaked at 6.2 GB, of
-# convnext_large (0.79 GB) it passed 17 GB before tf2onnx had begun. Measured: `benchmarks/bench_onnx.py`.
+# weights at once: the conversion process of a 114 MB model (ConvNeXt tiny) peaked at 6.2 GB, of
+# a 0.79 GB one (ConvNeXt large) it passed 17 GB before tf2onnx had begun. Measured: `benchmarks/bench_onnx.py`.
 CONVERSION_BYTES_PER_WEIGHT_BYTE = 50
 CONVERSION_BASE_BYTES = 2**30  # TensorFlow and tf2onnx imported
 

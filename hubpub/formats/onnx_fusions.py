@@ -3,7 +3,7 @@ maths is the same and the build's check against the SavedModel still holds the r
 
 tf2onnx writes TensorFlow's exact GELU and Keras' LayerNormalization op by op (GELU with a negation
 inside erfc; layer norm as mean, variance, rsqrt, scale and shift), which onnxruntime does not recognise:
-on convnext_tiny at batch 8 those element-wise ops took a third of its time (`benchmarks/bench_onnx.py`).
+on ConvNeXt tiny at batch 8 those element-wise ops took a third of its time (`benchmarks/bench_onnx.py`).
 Each rewrite matches only its exact pattern, each intermediate read by that pattern alone."""
 from __future__ import annotations
 

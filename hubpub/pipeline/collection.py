@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hubpub import __version__
 from hubpub.extras import install_command, installed
 from hubpub.layout import Dist
 from hubpub.manifest import KINDS, Variant, artifact_name
@@ -154,7 +155,7 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
                                     round(sum(rec.timings.values()), 1) if status == "built" else 0.0,
                                     rec.parameters, rec.tarball.size, rec.tarball.sha256, rec.parity.max_abs,
                                     rec.random_weights))
-    summary = BuildSummary(__import__("hubpub").__version__, str(manifest.path),
+    summary = BuildSummary(__version__, str(manifest.path),
                            f"{shard[0]}/{shard[1]}" if shard else None, jobs, threads, tuple(rows))
     for name, r in results.items():
         if r.traceback:
@@ -210,7 +211,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     if not selected:
         raise HubpubError(f"no variant matches --only {' '.join(only)}")
     if not select_shard(selected, shard):  # a matrix wider than the collection: this shard has nothing to do
-        empty = BuildSummary(__import__("hubpub").__version__, str(manifest.path), f"{shard[0]}/{shard[1]}", 0, None)
+        empty = BuildSummary(__version__, str(manifest.path), f"{shard[0]}/{shard[1]}", 0, None)
         return CollectionResult(empty, None, f"shard {shard[0]}/{shard[1]} holds none of the {len(selected)} "
                                 "selected variants: nothing to build", base, None)
     if collect:
@@ -266,7 +267,7 @@ def collected(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
         raise HubpubError(f"--collect: no build record in {Dist(out).reports} for {len(missing)} artifact(s): "
                           f"{', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}; gather every shard's "
                           "reports/ there first (or select fewer with --only)")
-    summary = BuildSummary(__import__("hubpub").__version__, str(manifest.path), "collect", 0, None, tuple(rows))
+    summary = BuildSummary(__version__, str(manifest.path), "collect", 0, None, tuple(rows))
     write_summary(Dist(out).build_report, summary)
     return summary
 
