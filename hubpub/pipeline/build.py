@@ -259,25 +259,25 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                 d.packed = packing.result()
         gap = gap_job.result()
 
-    for kind, d in done.items():  # the formats of the format seam: each from the final SavedModel
-        d.formats = build_formats(formats, FormatJob(artifact_name(variant.name, kind), d.exported.path, dist,
-                                                     rt_images, d.expected, d.parameters), d.timings, on_stage)
-
-    if litert and variant.litert_formats and not installed("litert"):
-        log.warning("warning: no LiteRT files: its libraries are not installed (%s, or --no-litert to say so)",
-                    install_command("litert"))
-    elif litert and variant.litert_formats:
-        from hubpub.litert import build_litert, calibration_images
-
-        calibration = calibration_images(res, variant.litert_calibration)
-        inputs = np.concatenate([rt_images, calibration])  # the parity inputs and real photos
+    def build_all_formats() -> None:  # the formats of the format seam: each from the final SavedModel
         for kind, d in done.items():
-            name, kt = artifact_name(variant.name, kind), d.timings
-            on_stage(name, "litert")
-            with kt.stage("litert"):
-                d.litert = build_litert(d.exported.path, dist.litert_files, name, res, inputs=inputs,
-                                           calibration=calibration, formats=variant.litert_formats,
-                                           min_cosine=variant.litert_min_cosine, dist_root=dist.root)
+            d.formats = build_formats(formats, FormatJob(artifact_name(variant.name, kind), d.exported.path, dist,
+                                                         rt_images, d.expected, d.parameters), d.timings, on_stage)
+
+    # The formats beside LiteRT: ONNX's conversion is a child process, so the two use both cores (the
+    # demo's build: 126 -> ? s). Both read the final SavedModels only; neither writes one.
+    with ThreadPoolExecutor(1) as pool:
+        formats_job = pool.submit(build_all_formats)
+        try:
+            if litert and variant.litert_formats and not installed("litert"):
+                log.warning("warning: no LiteRT files: its libraries are not installed (%s, or --no-litert to "
+                            "say so)", install_command("litert"))
+            elif litert and variant.litert_formats:
+                _build_litert(variant, dist, done, rt_images, on_stage)
+        except BaseException:
+            wait([formats_job])  # LiteRT's error is the one to report
+            raise
+        formats_job.result()
 
     if parity_runs and any(parity_runs.values()):
         parity_status = "passed"
@@ -311,6 +311,21 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
         write_record(dist.report(name), record)
         records.append(record)
     return records
+
+
+def _build_litert(variant: Variant, dist: Dist, done: dict[str, _KindBuild], rt_images, on_stage) -> None:
+    from hubpub.litert import build_litert, calibration_images
+
+    res = variant.resolution
+    calibration = calibration_images(res, variant.litert_calibration)
+    inputs = np.concatenate([rt_images, calibration])  # the parity inputs and real photos
+    for kind, d in done.items():
+        name, kt = artifact_name(variant.name, kind), d.timings
+        on_stage(name, "litert")
+        with kt.stage("litert"):
+            d.litert = build_litert(d.exported.path, dist.litert_files, name, res, inputs=inputs,
+                                    calibration=calibration, formats=variant.litert_formats,
+                                    min_cosine=variant.litert_min_cosine, dist_root=dist.root)
 
 
 def build_formats(names: tuple[str, ...], job, timings: Timings, on_stage) -> tuple:
