@@ -30,6 +30,8 @@ collection: {name: micro, description: Micro ConvNeXt models for tests.}
 publish: {destination: PUBLISH_DIR, public_url_base: "http://127.0.0.1:9/bucket/micro"}
 # LiteRT off by default for micro builds (they are many); micro_dist opts in for its own build.
 litert: {max_parameters: 0, formats: [float32, int8], min_cosine: 0.9}
+# ONNX likewise (its conversion is a child process of its own): micro_dist builds every format.
+formats: {onnx: false}
 eval_presets:
   224: {resize: shorter, crop_pct: 0.875}
   384: {resize: squash, crop_pct: 1.0}

@@ -110,6 +110,9 @@ BROKEN = [
      r"line 48: architectures\.tiny\.family: required field is missing; give one of convnext, convnext_v2, keras"),
     ("missing calibration folder", lambda t: t + "litert: {calibration: [no/such/photos]}\n",
      r"litert\.calibration\[0\]: no folder 'no/such/photos' beside the manifest"),
+    ("unknown format", lambda t: t + "formats: {onnx: false, tfjs: true}\n",
+     r"line \d+: formats\.tfjs: unknown format 'tfjs'; known: onnx"),
+    ("format not a yes/no", lambda t: t + "formats: {onnx: sometimes}\n", r"formats\.onnx: .*bool"),
 ]
 
 

@@ -33,6 +33,7 @@ def test_build_all_then_incremental(micro_manifest, micro_checkpoints, tmp_path)
     assert {r.status for r in rows.values()} == {"built"}
     assert all(r.parity_max_abs <= tolerances.PARITY for r in rows.values())
     assert ("micro_1k_224_fe", "pack") in events and ("micro_iso_1k_224", "done") in events
+    assert not [e for e in events if e[1] == "onnx"] and not list((tmp_path / "onnx").glob("*"))  # formats.onnx: false
     on_disk = json.loads((tmp_path / "build-report.json").read_text())
     assert {r["artifact"] for r in on_disk["artifacts"]} == rows.keys() and on_disk["failed"] == []
     assert (on_disk["jobs"], on_disk["threads_per_worker"]) == (2, worker_threads(2))

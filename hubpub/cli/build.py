@@ -80,7 +80,8 @@ def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_conven
     from hubpub.parity import TOLERANCE
     from hubpub.pipeline import verify_parity_report
 
-    v = load_manifest(manifest_path).variant(variant)
+    manifest = load_manifest(manifest_path)
+    v = manifest.variant(variant)
     check_sizes(sizes, v.min_input_size)
     report_path = report_path or Dist("dist").parity_report(v.name)
     result = verify_parity_report(v, checkpoint, report_path, sizes=list(sizes) or None, kinds=parse_kinds(kinds),
@@ -115,10 +116,12 @@ def build(variant: str, checkpoint: str | None, kinds: str, input_convention: st
     """Build, port, check parity, export, round-trip and pack both kinds of one variant."""
     from hubpub.pipeline import build_variant, default_formats
 
-    v = load_manifest(manifest_path).variant(variant)
+    manifest = load_manifest(manifest_path)
+    v = manifest.variant(variant)
     records = build_variant(v, out, checkpoint=checkpoint, kinds=parse_kinds(kinds), input_convention=input_convention,
                             parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s),
-                            keras_file=not no_keras, litert=not no_litert, formats=default_formats(skipped(skip)))
+                            keras_file=not no_keras, litert=not no_litert,
+                            formats=default_formats(skipped(skip) + manifest.formats_off))
     rows = [("artifact", "params", "tarball", "parity max |Δ|", "round-trip", ".keras vs SavedModel", "seconds")]
     for r in records:
         rows.append((r.artifact, f"{r.parameters / 1e6:.2f}M", f"{r.tarball.size / 2**20:.1f} MiB",
@@ -224,9 +227,11 @@ def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, force, checkpoin
     progress = _StageProgress()
     kinds = parse_kinds(kinds)
     try:
-        result = build_collection(load_manifest(manifest_path), out, only=only, kinds=kinds, jobs=jobs,
+        manifest = load_manifest(manifest_path)
+        result = build_collection(manifest, out, only=only, kinds=kinds, jobs=jobs,
                                   shard=parse_shard(shard), collect=collect, require_pinned=require_pinned,
-                                  formats=None if collect else default_formats(skipped(skip)), force=force,
+                                  formats=None if collect else default_formats(skipped(skip) + manifest.formats_off),
+                                  force=force,
                                   checkpoints=checkpoint_overrides(checkpoints), input_convention=input_convention,
                                   parity=not no_parity, publish_dest=publish_dest, public_url=public_url,
                                   progress=progress, keras_file=not no_keras, litert=not no_litert,

@@ -76,7 +76,7 @@ def parse_manifest(text: str, path: str | Path = "<manifest>") -> Manifest:
         problems += [_problem(lines, loc, f"{_format_loc(loc)}: {p}") for p in _calibration_problems(path.parent,
                                                                                                       folder)]
     if model is not None:
-        problems += _destination_problems(model, lines) + _name_problems(model, lines)
+        problems += _destination_problems(model, lines) + _name_problems(model, lines) + _format_problems(model, lines)
     if problems:
         # sorted by line so the output reads top to bottom; duplicates (same place, same words) once
         unique = sorted(set(problems), key=lambda p: (p[0], p[1]))
@@ -141,6 +141,15 @@ def _name_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
                                                 f"(at most {limit}; `_fe` included)"))
                 break
     return out
+
+
+def _format_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
+    from hubpub.formats import FORMATS
+
+    known = [f.name for f in FORMATS]
+    return [_problem(lines, ("formats", name), f"{_format_loc(('formats', name))}: unknown format {name!r}; known: "
+                     f"{', '.join(known)} (the SavedModel, .keras and LiteRT files have their own settings)")
+            for name in model.formats if name not in known]
 
 
 def _destination_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
@@ -242,6 +251,7 @@ def _resolve(m: ManifestModel, architectures: dict[str, ArchConfig], path: Path)
         architectures=architectures,
         variants=tuple(variants),
         require_pinned=m.require_pinned,
+        formats_off=tuple(name for name, on in m.formats.items() if not on),
     )
 
 

@@ -158,6 +158,8 @@ class ManifestModel(_Strict):
     docs: DocDefaults = Field(default_factory=DocDefaults)
     notebooks: NotebookSettings | None = None
     litert: LiteRTSettings = Field(default_factory=LiteRTSettings)
+    formats: dict[Name, bool] = Field(default_factory=dict, description="the formats of hubpub.formats to build, "
+                                      "by name (`onnx: false` as --no-onnx); default: every one installed")
     publish: PublishSettings
     checkpoint_base_url: str | None = None
     require_pinned: bool = Field(default=False, description="refuse to download a checkpoint without a sha256 "

@@ -132,6 +132,7 @@ class Manifest:
     architectures: dict[str, ArchConfig]
     variants: tuple[Variant, ...]
     require_pinned: bool = False
+    formats_off: tuple[str, ...] = ()  # formats the manifest leaves out (`formats: {onnx: false}`)
 
     def colab_url(self, artifact: Artifact, notebooks_folder: str) -> str | None:
         """The Colab link of an artifact's usage notebook in a destination's `notebooks_folder`: derived from

@@ -74,7 +74,7 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     unknown = sorted(set(checkpoints) - {v.name for v in manifest.variants})
     if unknown:
         raise FetchError(f"--checkpoint given for unknown variant(s): {', '.join(unknown)}")
-    formats = default_formats() if formats is None else formats
+    formats = default_formats(manifest.formats_off) if formats is None else formats
     lock_path = lock_path or manifest.path.with_name(LOCK_NAME)
     lock = read_lock(lock_path)
     if require_pinned or manifest.require_pinned:
