@@ -63,6 +63,7 @@ class HfStub:
         self.errors: list[str] = []  # every answer that was not a success: "<status> <method> <path>"
         self.put_faults: list[tuple[str, int]] = []  # ("status", 503) or ("reset", 0) for the next LFS PUTs
         self.lfs_puts = 0
+        self.downloaded: list[tuple[str, int]] = []  # (path, bytes) of every file served
         self.broken_oids: set[str] = set()  # LFS objects whose every PUT fails with a 500
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -278,8 +279,8 @@ def _check_card(text: str) -> None:
         raise Refused(400, f"README.md: license {meta.get('license')!r} is not a Hub license id")
     if meta.get("pipeline_tag") not in PIPELINE_TAGS:
         raise Refused(400, f"README.md: pipeline_tag {meta.get('pipeline_tag')!r} is not a Hub task")
-    if not isinstance(meta.get("library_name"), str) or not isinstance(meta.get("tags", []), list):
-        raise Refused(400, "README.md: library_name must be a string and tags a list")
+    if not isinstance(meta.get("library_name", ""), str) or not isinstance(meta.get("tags", []), list):
+        raise Refused(400, "README.md: library_name must be a string and tags a list")  # both optional
     for entry in meta.get("model-index") or []:
         if not entry.get("name") or not entry.get("results"):
             raise Refused(400, "README.md: a model-index entry needs a name and results")
@@ -309,6 +310,8 @@ def _handler(stub: HfStub):
             self.end_headers()
             if not head:
                 self.wfile.write(body)
+                if ctype == "application/octet-stream":  # a file's bytes: what a download costs
+                    stub.downloaded.append((urlparse(self.path).path, len(body)))
 
         def _json(self, status: int, data, headers: dict | None = None):
             self._send(status, json.dumps(data).encode(), headers)

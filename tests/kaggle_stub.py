@@ -100,6 +100,7 @@ class KaggleStub:
         self.models: dict[tuple[str, str], Model] = {}
         self.blobs: dict[str, dict] = {}
         self.errors: list[str] = []  # every answer that was not a success: "<status> <call>"
+        self.downloaded: list[tuple[str, int]] = []  # (file, bytes) of every download answered
         self.calls: list[str] = []
         self.put_faults: list[tuple[str, int]] = []  # ("reset", after_bytes) or ("status", code), one per PUT
         self.resumed_at: list[int] = []  # offsets of PUTs that continued an interrupted upload
@@ -331,6 +332,7 @@ def _handler(stub: KaggleStub):
                 with stub.lock:
                     if m.group(2) == "DownloadModelInstanceVersion":
                         data, ctype = stub.download(body)
+                        stub.downloaded.append((body.get("path") or "", len(data)))
                         md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
                         return self._send(200, data, ctype, {"x-goog-hash": f"md5={md5}"})
                     return self._json(200, stub.api(m.group(2), body))

@@ -89,9 +89,13 @@ def test_kaggle_round_trip_through_kagglehub(micro_manifest, hub_dist, kaggle, t
     record = read_reference(hub_dist / "reports" / "micro_1k_224.json")
     folder = kagglehub.model_download("testpub/micro-models/tensorFlow2/micro-1k-224/1")
     assert verify_handle(folder, record).max_abs <= tolerances.VERIFY
+    kaggle.downloaded.clear()
     keras_folder = kagglehub.model_download("testpub/micro-models/keras/micro-1k-224/1")
     downloaded = Path(keras_folder) / "micro_1k_224.keras"
     assert (hub_dist / "keras" / "micro_1k_224.keras").read_bytes() == downloaded.read_bytes()
+    # the Keras variation holds the Keras file and hubpub's small marker: that is all a Keras user downloads
+    assert sorted(name for name, _ in kaggle.downloaded) == ["hubpub.json", "micro_1k_224.keras"]
+    assert sum(n for _, n in kaggle.downloaded) <= 1.2 * downloaded.stat().st_size
     onnx = kaggle.instance("testpub", "micro-models", "onnx", "micro-1k-224")  # sent as MODEL_FRAMEWORK_ONNX
     assert onnx.versions[0].files["micro_1k_224.onnx"] == (hub_dist / "onnx" / "micro_1k_224.onnx").read_bytes()
     assert json.loads(onnx.versions[0].files["hubpub.json"])["format"] == "onnx"
@@ -200,43 +204,64 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
 
     _docs_for(micro_manifest, hub_dist, HF)
     result = publish(micro_manifest, hub_dist, parse_destination(HF))
-    assert [(o.upload.relative, o.status, o.detail) for o in result.outcomes] == [
-        ("testpub/micro_1k_224", "uploaded", "v1"), ("testpub/micro_1k_224_fe", "uploaded", "v1")]
+    repos = [f"testpub/{a}{s}" for a in ("micro_1k_224", "micro_1k_224_fe") for s in ("", "-savedmodel", "-litert",
+                                                                                          "-onnx")]
+    assert [(o.upload.relative, o.status, o.detail) for o in result.outcomes] == [(r, "uploaded", "v1") for r in repos]
     assert result.visibility == "private"
     # the clients asked for each repository's refs before creating it (404); nothing else was refused
-    assert hf.errors == ["404 GET /api/models/testpub/micro_1k_224/refs",
-                         "404 GET /api/models/testpub/micro_1k_224_fe/refs"]
+    assert hf.errors == [f"404 GET /api/models/{r}/refs" for r in repos]
     repo = hf.repos["testpub/micro_1k_224"]
     assert repo.private and list(repo.tags) == ["v1"]
-    files = hf.files("testpub/micro_1k_224", "v1")
-    assert {"config.json", "metadata.json", "model.weights.h5", "model.keras", "saved_model.tar.gz",
-            "saved_model/saved_model.pb", "saved_model/variables/variables.index", "README.md",
-            "hubpub.json", "litert/micro_1k_224.int8.tflite"} <= set(files)
-    assert files["saved_model.tar.gz"] == (hub_dist / "tars" / "micro_1k_224.tar.gz").read_bytes()
-    assert files["onnx/micro_1k_224.onnx"] == (hub_dist / "onnx" / "micro_1k_224.onnx").read_bytes()
-    assert json.loads(files["hubpub.json"])["formats_sha256"] == {
-        "onnx": hashlib.sha256(files["onnx/micro_1k_224.onnx"]).hexdigest()}
-    meta = yaml.safe_load(files["README.md"].decode().split("---")[1])
+    keras_files = hf.files("testpub/micro_1k_224", "v1")  # the Keras layout alone, what Keras' hf:// loader reads
+    assert set(keras_files) == {"config.json", "metadata.json", "model.weights.h5", "README.md", "hubpub.json"}
+    assert set(hf.files("testpub/micro_1k_224-savedmodel", "v1")) == {"saved_model.tar.gz", "README.md",
+                                                                      "hubpub.json"}
+    assert set(hf.files("testpub/micro_1k_224-litert", "v1")) == {
+        "micro_1k_224.float32.tflite", "micro_1k_224.int8.tflite", "micro_1k_224.labels.txt", "README.md",
+        "hubpub.json"}
+    files = hf.files("testpub/micro_1k_224-onnx", "v1")
+    assert set(files) == {"micro_1k_224.onnx", "README.md", "hubpub.json"}
+    assert files["micro_1k_224.onnx"] == (hub_dist / "onnx" / "micro_1k_224.onnx").read_bytes()
+    assert json.loads(files["hubpub.json"])["sha256"] == hashlib.sha256(files["micro_1k_224.onnx"]).hexdigest()
+    assert hf.files("testpub/micro_1k_224-savedmodel", "v1")["saved_model.tar.gz"] == \
+        (hub_dist / "tars" / "micro_1k_224.tar.gz").read_bytes()
+    meta = yaml.safe_load(keras_files["README.md"].decode().split("---")[1])
     assert meta["license"] == "mit" and meta["library_name"] == "keras"
     assert meta["pipeline_tag"] == "image-classification" and meta["datasets"] == ["imagenet-1k"]
     metrics = {m["name"]: m["value"] for result in meta["model-index"][0]["results"] for m in result["metrics"]}
     assert metrics["top-1 accuracy (published, %)"] == 50.0
     assert metrics["largest |Δ| from the PyTorch reference"] < tolerances.PARITY
+    libraries = {r: yaml.safe_load(hf.files(r)["README.md"].decode().split("---")[1]).get("library_name")
+                 for r in repos[:4]}
+    assert list(libraries.values()) == ["keras", "tf-keras", "litert", None]  # ONNX: a format, not a library
+    card = hf.files("testpub/micro_1k_224-onnx")["README.md"].decode()
+    assert "This repository holds the ONNX file (`onnxruntime`) of `micro_1k_224`" in card
+    assert all(f"[{r}](https://huggingface.co/{r})" in card for r in repos[:4])  # every card says where the rest are
     fe_meta = yaml.safe_load(hf.files("testpub/micro_1k_224_fe")["README.md"].decode().split("---")[1])
     assert fe_meta["pipeline_tag"] == "image-feature-extraction"
     (collection,) = hf.collections.values()
-    assert [i["id"] for i in collection["items"]] == ["testpub/micro_1k_224", "testpub/micro_1k_224_fe"]
+    assert [i["id"] for i in collection["items"]] == repos
 
-    # As users get it: snapshot_download, then hub.KerasLayer; the tag's tarball URL; the Keras handle.
+    # As users get each format, from a fresh cache: every load path downloads its own format alone.
     record = read_reference(hub_dist / "reports" / "micro_1k_224.json")
-    folder = download_repo("testpub/micro_1k_224", tmp_path / "download", revision="v1")
-    assert verify_handle(str(folder / "saved_model"), record).max_abs <= tolerances.VERIFY
-    tarball_url = f"{hf.url}/testpub/micro_1k_224/resolve/v1/saved_model.tar.gz"
+    tarball = hub_dist / "tars" / "micro_1k_224.tar.gz"
+    hf.downloaded.clear()
+    folder = download_repo("testpub/micro_1k_224-savedmodel", tmp_path / "download", revision="v1")
+    assert verify_handle(str(folder / "saved_model.tar.gz"), record).max_abs <= tolerances.VERIFY
+    got = _downloaded(hf)
+    assert set(got) == {"saved_model.tar.gz", "README.md", "hubpub.json"}
+    assert got["saved_model.tar.gz"] == tarball.stat().st_size
+    tarball_url = f"{hf.url}/testpub/micro_1k_224-savedmodel/resolve/v1/saved_model.tar.gz"
     with pytest.raises(VerifyError, match="HTTP 401"):  # private: the Hub answers no one without the token
         verify_handle(tarball_url, record)
-    repo.private = False  # made public on the Hub, as a publisher does for hub.KerasLayer's users
+    hf.repos["testpub/micro_1k_224-savedmodel"].private = False  # made public, as a publisher does for its users
+    hf.downloaded.clear()
     assert verify_handle(tarball_url, record).max_abs <= tolerances.VERIFY
-    repo.private = True
+    assert _downloaded(hf) == {"saved_model.tar.gz": tarball.stat().st_size}  # hub.KerasLayer: the tarball only
+    for name, suffix in (("micro_1k_224.onnx", "-onnx"), ("micro_1k_224.int8.tflite", "-litert")):
+        hf.downloaded.clear()
+        download_repo(f"testpub/micro_1k_224{suffix}", tmp_path / f"snapshot{suffix}", revision="v1")
+        assert name in _downloaded(hf) and not {"model.weights.h5", "saved_model.tar.gz"} & set(_downloaded(hf))
     code = ("import json, sys, numpy as np, keras\n"
             "from hubpub.verify import compare_to_record, reference_images\n"  # the inputs and the comparison only
             "r = json.load(open(sys.argv[1]))\n"
@@ -244,30 +269,43 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
             "print(compare_to_record(keras.ops.convert_to_numpy(m(reference_images(**r['inputs']))), r))\n")
     ref = tmp_path / "record.json"
     ref.write_text(json.dumps(record, default=lambda a: a.tolist()))
+    hf.downloaded.clear()
     proc = subprocess.run([sys.executable, "-c", code, str(ref)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.strip().splitlines()[-1]) <= tolerances.VERIFY
+    keras_bytes = (hub_dist / "keras" / "micro_1k_224.keras").stat().st_size
+    assert set(_downloaded(hf)) == {"config.json", "metadata.json", "model.weights.h5", "README.md", "hubpub.json"}
+    assert sum(_downloaded(hf).values()) <= 1.2 * keras_bytes, (_downloaded(hf), keras_bytes)
 
-    # Again: nothing new. A changed doc: only the card, on main; the tag stays.
+    # Again: nothing new. A changed doc: only the cards, on main; the tags stay.
     commits = len(repo.commits)
     again = publish(micro_manifest, hub_dist, parse_destination(HF))
     assert {o.status for o in again.outcomes} == {"already published"} and len(repo.commits) == commits
     doc = hub_dist / "docs" / "assets" / "docs" / "testpub" / "models" / "micro_1k_224" / "1.md"
     doc.write_text(doc.read_text() + "\nA note added after publishing.\n")
     updated = publish(micro_manifest, hub_dist, parse_destination(HF))
-    assert [o.status for o in updated.outcomes] == ["updated (card)", "already published"]
+    assert [o.status for o in updated.outcomes] == ["updated (card)"] * 4 + ["already published"] * 4
     assert "A note added after publishing." in hf.files("testpub/micro_1k_224")["README.md"].decode()
     assert "A note added" not in hf.files("testpub/micro_1k_224", "v1")["README.md"].decode()
 
     # The tag holding other bytes: refused, unless forced.
     tagged = next(c for c in repo.commits if c.oid == repo.tags["v1"])
-    tagged.files["hubpub.json"] = (b'{"saved_model_sha256": "other"}', False)
+    tagged.files["hubpub.json"] = (b'{"form": "keras", "sha256": "other"}', False)
     with pytest.raises(PublishError, match=r"testpub/micro_1k_224: tag v1 holds other bytes .* --force"):
         publish(micro_manifest, hub_dist, parse_destination(HF))
     forced = publish(micro_manifest, hub_dist, parse_destination(HF), force=True)
-    assert [o.status for o in forced.outcomes] == ["overwritten (forced)", "already published"]
-    assert json.loads(hf.files("testpub/micro_1k_224", "v1")["hubpub.json"])["saved_model_sha256"] == \
-        record_sha(hub_dist)
+    assert [o.status for o in forced.outcomes] == ["overwritten (forced)"] + ["already published"] * 7
+    assert json.loads(hf.files("testpub/micro_1k_224", "v1")["hubpub.json"])["sha256"] == \
+        hashlib.sha256((hub_dist / "keras" / "micro_1k_224.keras").read_bytes()).hexdigest()
+
+
+def _downloaded(hf) -> dict[str, int]:
+    """The files the stand-in served since `hf.downloaded` was cleared, by name, with their bytes."""
+    out: dict[str, int] = {}
+    for path, size in hf.downloaded:
+        name = path.split("/resolve/", 1)[1].split("/", 1)[1]
+        out[name] = out.get(name, 0) + size
+    return out
 
 
 def test_hf_dry_run_and_credentials(micro_manifest, hub_dist, hf, monkeypatch):
@@ -276,9 +314,10 @@ def test_hf_dry_run_and_credentials(micro_manifest, hub_dist, hf, monkeypatch):
     result = publish(micro_manifest, hub_dist, parse_destination(HF), dry_run=True, public=True)
     assert {o.status for o in result.outcomes} == {"would publish"} and not hf.repos
     text = "\n".join(result.plan)
-    assert "Hugging Face Hub, testpub (public): collection 'ConvNeXt' of 2 repositories" in text
+    assert "Hugging Face Hub, testpub (public): collection 'ConvNeXt' of 8 repositories" in text
     assert "testpub/micro_1k_224 @ v1: " in text and "pipeline_tag: image-classification" in text
-    assert "saved_model/variables/variables.index" in text and "model.weights.h5" in text
+    assert "testpub/micro_1k_224-savedmodel @ v1: " in text and "    saved_model.tar.gz (" in text
+    assert "    model.weights.h5 (" in text and "    micro_1k_224.onnx (" in text
     with pytest.raises(PublishError, match="no Hugging Face credentials: set HF_TOKEN"):
         publish(micro_manifest, hub_dist, parse_destination(HF))
 
@@ -294,7 +333,8 @@ def test_hf_upload_faults_are_retried_or_leave_no_version(micro_manifest, hub_di
     with pytest.raises(PublishError) as info:
         publish(micro_manifest, hub_dist, parse_destination(HF))
     assert "\n" not in str(info.value) and "no commit is made from a partial upload" in str(info.value)
-    assert all(not r.commits and not r.tags for r in hf.repos.values())
+    assert all(not r.tags for r in hf.repos.values())  # no version anywhere
+    assert not hf.repos["testpub/micro_1k_224-savedmodel"].commits  # and no commit from the partial upload
 
 
 def test_cli_docs_publish_and_verify_on_kaggle(micro_manifest_path, hub_dist, kaggle):
@@ -323,7 +363,7 @@ def test_cli_publish_on_hf_without_the_clients_request_log(micro_manifest_path, 
     assert CliRunner().invoke(cli, ["docs", *args, "--dest", HF]).exit_code == 0
     out = CliRunner().invoke(cli, ["publish", *args, "--dest", HF, "--no-verify"])
     assert out.exit_code == 0, out.output
-    assert "2 uploaded (private)" in out.output and "HTTP Request" not in out.output
+    assert "8 uploaded (private)" in out.output and "HTTP Request" not in out.output
     loud = CliRunner().invoke(cli, ["-vv", "publish", *args, "--dest", HF, "--no-verify"])
     assert loud.exit_code == 0 and "HTTP Request: GET" in loud.output
 

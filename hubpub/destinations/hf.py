@@ -1,17 +1,20 @@
 """Publish a collection to the Hugging Face Hub: `hubpub publish --dest hf://ORG`.
 
-One repository per artifact, `ORG/<artifact>`: a classifier and its feature extractor differ in
-what the Hub keys on (`pipeline_tag`, the model-index, what `keras.saving.load_model("hf://...")`
-returns), so each gets its own page and handle, as Keras' own uploads do. A repository holds:
-- the Keras 3 artifact as the Hub's Keras layout at the root (`config.json`, `metadata.json`,
-  `model.weights.h5`: what `keras.saving.load_model("hf://ORG/<artifact>")` reads) and as the
-  single file `model.keras`;
-- the SavedModel as a tree (`saved_model/`) and as the tarball `hub.KerasLayer` loads from the tag's
-  resolve URL (`saved_model.tar.gz`);
-- `README.md`, the model card: typed metadata (huggingface_hub's `ModelCardData`: license,
-  library_name, tags, datasets, pipeline_tag, a model-index with the parity and eval figures) over
-  the model doc's body; and `hubpub.json`, what the version holds.
-A version is a git tag `v<model_version>` on the commit that added it; a tag holding other bytes is
+One repository per artifact and format, so that each way of loading downloads that format alone:
+`keras.saving.load_model("hf://ORG/<artifact>")` downloads its whole repository (Keras calls
+`snapshot_download` without file patterns), and so does a `snapshot_download` user. A classifier and
+its feature extractor differ in what the Hub keys on (`pipeline_tag`, the model-index), so each gets
+its own repositories, as Keras' own uploads do:
+- `ORG/<artifact>`: the Keras 3 artifact in the Hub's Keras layout (`config.json`, `metadata.json`,
+  `model.weights.h5`: what Keras' `hf://` loader reads; `library_name: keras`);
+- `ORG/<artifact>-savedmodel`: the SavedModel as the tarball `hub.KerasLayer` loads from the tag's
+  resolve URL (`saved_model.tar.gz`; `library_name: tf-keras`);
+- `ORG/<artifact>-litert`: the LiteRT files and class names (`library_name: litert`), and
+  `ORG/<artifact>-<format>` for each format of `hubpub.formats` (ONNX), as the Hub's own `-onnx`
+  and LiteRT community repositories do.
+Each holds `README.md`, the model card (typed metadata through huggingface_hub's `ModelCardData` over
+the model doc's body, which links every repository), and `hubpub.json`, what the version holds. A
+version is a git tag `v<model_version>` on the commit that added it; a tag holding other bytes is
 refused without `--force`. The collection doc becomes a Hub collection of the repositories.
 """
 
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from hubpub.destinations.base import ArtifactLinks, Destination, Outcome, PublishJob, PublishResult, Upload
-from hubpub.destinations.hub import Built, built_artifacts, collection_doc, hub_error, saved_model_tree, tar_members
+from hubpub.destinations.hub import Built, built_artifacts, collection_doc, hub_error
 from hubpub.destinations.links import tfhub_url
 from hubpub.doctree import doc_body
 from hubpub.errors import PublishError
@@ -41,15 +44,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HF_WEB = "https://huggingface.co"
-# What a repository holds besides the Keras files: the SavedModel, as a tree and as the tarball
-# `hub.KerasLayer` loads from the tag's resolve URL.
-HF_SAVED_MODEL_DIR = "saved_model"
 HF_TARBALL = "saved_model.tar.gz"
-HF_KERAS_FILE = "model.keras"
-HF_LITERT_DIR = "litert"
+# The repositories of an artifact besides its Keras one, by the suffix of their names.
+SAVED_MODEL_SUFFIX = "-savedmodel"
+LITERT_SUFFIX = "-litert"
 # Hugging Face user and organization names.
 HF_NAMESPACE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,94}[A-Za-z0-9])?$")
 HF_REPO_NAME_MAX = 96  # huggingface_hub's validate_repo_id
+
+
+def _suffixes() -> tuple[str, ...]:
+    return ("", SAVED_MODEL_SUFFIX, LITERT_SUFFIX, *(f"-{f.name}" for f in FORMATS))
 
 
 @dataclass(frozen=True)
@@ -83,12 +88,15 @@ class HuggingFace(Destination):
 
     def links(self, base: str, publisher: str, artifact: Artifact, doc_path: str) -> ArtifactLinks:
         repo, version = self.repo(artifact.name), artifact.version
+
+        def resolve(suffix: str, name: str) -> str:
+            return f"{HF_WEB}/{repo}{suffix}/resolve/v{version}/{name}"
+
         return ArtifactLinks(
-            asset_url=f"{HF_WEB}/{repo}/resolve/v{version}/{HF_TARBALL}", keras_url=f"hf://{repo}",
+            asset_url=resolve(SAVED_MODEL_SUFFIX, HF_TARBALL), keras_url=f"hf://{repo}",
             keras_source="hf", page_url=f"{HF_WEB}/{repo}", doc_url=None, tfhub_url=tfhub_url(publisher, artifact),
-            litert_prefix=f"{HF_WEB}/{repo}/resolve/v{version}/{HF_LITERT_DIR}/{artifact.name}.",
-            formats={f.name: f"{HF_WEB}/{repo}/resolve/v{version}/{f.hf_folder}/{artifact.name}{f.suffix}"
-                     for f in FORMATS})
+            litert_prefix=resolve(LITERT_SUFFIX, f"{artifact.name}."),
+            formats={f.name: resolve(f"-{f.name}", f"{artifact.name}{f.suffix}") for f in FORMATS})
 
     def where(self, base: str) -> str:
         return f"on the Hugging Face Hub ({HF_WEB}/{self.owner})"
@@ -97,7 +105,8 @@ class HuggingFace(Destination):
         return f"hf-{self.owner}"
 
     def name_limit(self) -> tuple[int, str]:
-        return HF_REPO_NAME_MAX, "a Hugging Face repository name"
+        longest = max(_suffixes(), key=len)
+        return HF_REPO_NAME_MAX - len(longest), f"a Hugging Face repository name with `{longest}` after it"
 
     def publish(self, job: PublishJob) -> PublishResult:
         built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix, job.records)
@@ -109,9 +118,10 @@ class HuggingFace(Destination):
         from hubpub.destinations.hub import verify_download
 
         require(self.extra, "downloading from the Hugging Face Hub")
-        saved = next((o.upload for o in result.outcomes if o.upload.artifact), None)
-        return verify_download(dist, saved, lambda into: download_repo(saved.relative, into) / HF_SAVED_MODEL_DIR,
-                               fine_tune=fine_tune)
+        saved = next((o for o in result.outcomes if o.upload.artifact and o.upload.relative.endswith(
+            SAVED_MODEL_SUFFIX)), None)
+        return verify_download(dist, saved and saved.upload, lambda into: download_file(
+            saved.upload.relative, HF_TARBALL, into, revision=saved.detail), fine_tune=fine_tune)
 
 
 MARKER = "hubpub.json"
@@ -120,17 +130,29 @@ CREDENTIALS = "set HF_TOKEN (or run `hf auth login`)"
 
 
 @dataclass(frozen=True)
+class HfFile:
+    path: str  # in the repository
+    size: int
+    source: Path | bytes  # a file of the build, or the text hubpub writes (README.md, hubpub.json)
+    member: bool = False  # `source` is the .keras file (a zip) and this file one of its members
+
+
+@dataclass(frozen=True)
 class HfRepo:
     built: Built
     repo_id: str
     tag: str
-    files: tuple[tuple[str, int], ...]  # path in the repository, size (README and hubpub.json: their text's)
-    card: str  # README.md
+    form: str  # what it holds: "keras", "saved_model", "litert" or a format's name
+    files: tuple[HfFile, ...]
     marker: dict
 
     @property
     def page(self) -> str:
         return f"{HF_WEB}/{self.repo_id}"
+
+    @property
+    def card(self) -> str:
+        return next(f.source.decode() for f in self.files if f.path == "README.md")
 
 
 @dataclass(frozen=True)
@@ -147,8 +169,25 @@ class HfPlan:
         for r in self.repos:
             meta = r.card.split("---")[1].strip().replace("\n", "; ")
             lines.append(f"  {r.repo_id} @ {r.tag}: {meta[:400]}")
-            lines += [f"    {name} ({size:,} bytes)" for name, size in r.files]
+            lines += [f"    {f.path} ({f.size:,} bytes)" for f in r.files]
         return lines
+
+
+# Per form: its title, what its card says the repository holds, the library the Hub lists it under
+# (huggingface.js model-libraries.ts: `keras` counts config.json and .keras downloads, `tf-keras`
+# saved_model.pb, `litert` .tflite; ONNX is a file format there, not a library: its cards name none),
+# and its tags.
+FORMS = {"keras": ("Keras 3", "the Keras 3 model (`keras.saving.load_model`)", "keras", ("keras", "tensorflow")),
+         "saved_model": ("SavedModel", "the SavedModel as a TF-Hub tarball (`hub.KerasLayer`)", "tf-keras",
+                         ("tensorflow", "tf-keras", "saved-model", "tensorflow-hub")),
+         "litert": ("LiteRT", "the LiteRT files (`ai_edge_litert`)", "litert", ("litert", "tflite"))}
+
+
+def _form(form: str) -> tuple[str, str, str | None, tuple[str, ...]]:
+    if form in FORMS:
+        return FORMS[form]
+    fmt = by_name(form)
+    return fmt.title, f"the {fmt.title} file (`{fmt.runner}`)", None, (form,)
 
 
 def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: HuggingFace, *, public: bool) -> HfPlan:
@@ -159,26 +198,39 @@ def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: HuggingFac
     title = manifest.collection.title or " and ".join(f.docs.title for f in families)
     repos = []
     for b in built:
-        _check_repo_id(dest.repo(b.artifact.name))
-        r = b.record
-        marker = {"artifact": b.artifact.name, "version": b.artifact.version, "saved_model_sha256": r.tarball.sha256,
-                  "keras_sha256": r.keras.sha256 if r.keras else None, "parity_max_abs": r.parity.max_abs,
-                  "litert_sha256": {f.format: f.sha256 for f in r.litert},
-                  "formats_sha256": {f.format: f.sha256 for f in r.formats}}
-        card_text = model_card(manifest, b)
-        files = [(HF_TARBALL, r.tarball.size)]
-        files += [(f"{HF_SAVED_MODEL_DIR}/{name}", size) for name, size in tar_members(b.tarball)]
-        if b.keras is not None:
-            files += [(HF_KERAS_FILE, r.keras.size)] + list(_zip_members(b.keras))
-        files += [(f"{HF_LITERT_DIR}/{Path(f.path).name}", f.size) for f in r.litert]
-        files += [(f"{by_name(f.format).hf_folder}/{Path(f.path).name}", f.size) for f in r.formats]
-        labels = b.dist.litert_labels(b.artifact.name)
-        if r.litert and labels.is_file():
-            files.append((f"{HF_LITERT_DIR}/{labels.name}", labels.stat().st_size))
-        files += [("README.md", len(card_text.encode())), (MARKER, len(_marker_bytes(marker)))]
-        repos.append(HfRepo(b, dest.repo(b.artifact.name), f"v{b.artifact.version}", tuple(files),
-                            card_text, marker))
+        repos += _artifact_repos(manifest, b, dest)
     return HfPlan(dest.owner, not public, tuple(repos), title[:60], manifest.collection.description[:150])
+
+
+def _artifact_repos(manifest: Manifest, b: Built, dest: HuggingFace) -> list[HfRepo]:
+    """The repositories of one artifact, each with the files of one format (none for a format not built)."""
+    r, name, main = b.record, b.artifact.name, dest.repo(b.artifact.name)
+    held: list[tuple[str, str, list[tuple[str, Path]], object]] = []  # form, suffix, files, sha256
+    if b.keras is not None:
+        held.append(("keras", "", [], r.keras.sha256))  # the .keras file's members, below
+    held.append(("saved_model", SAVED_MODEL_SUFFIX, [(HF_TARBALL, b.tarball)], r.tarball.sha256))
+    if r.litert:
+        files = [(Path(f.path).name, b.dist.root / f.path) for f in r.litert]
+        labels = b.dist.litert_labels(name)
+        files += [(labels.name, labels)] if labels.is_file() else []
+        held.append(("litert", LITERT_SUFFIX, files, {f.format: f.sha256 for f in r.litert}))
+    for f in r.formats:
+        held.append((f.format, f"-{f.format}", [(Path(f.path).name, b.dist.root / f.path)], f.sha256))
+    siblings = [(form, f"{main}{suffix}") for form, suffix, _, _ in held]
+    repos = []
+    for form, suffix, files, digest in held:
+        repo_id = f"{main}{suffix}"
+        _check_repo_id(repo_id)
+        entries = [HfFile(path, src.stat().st_size, src) for path, src in files]
+        if form == "keras":
+            entries += [HfFile(member, size, b.keras, member=True) for member, size in _zip_members(b.keras)]
+        marker = {"artifact": name, "version": b.artifact.version, "form": form, "sha256": digest,
+                  "parity_max_abs": r.parity.max_abs}
+        card = model_card(manifest, b, form, siblings).encode()
+        entries += [HfFile("README.md", len(card), card), HfFile(MARKER, len(_marker_bytes(marker)),
+                                                                  _marker_bytes(marker))]
+        repos.append(HfRepo(b, repo_id, f"v{b.artifact.version}", form, tuple(entries), marker))
+    return repos
 
 
 def _check_repo_id(repo_id: str) -> None:
@@ -193,8 +245,9 @@ def _check_repo_id(repo_id: str) -> None:
                            f"characters): {str(e).splitlines()[0]}; shorten the variant's name") from None
 
 
-def model_card(manifest: Manifest, b: Built) -> str:
-    """README.md: typed metadata (validated by huggingface_hub) over the model doc's body."""
+def model_card(manifest: Manifest, b: Built, form: str = "keras", siblings: list[tuple[str, str]] = ()) -> str:
+    """README.md of the repository holding `form`: typed metadata (validated by huggingface_hub), a line
+    naming every repository of the artifact, and the model doc's body."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     v, r = b.artifact.variant, b.record
@@ -216,11 +269,15 @@ def model_card(manifest: Manifest, b: Built) -> str:
                                   dataset_name=f"fixed random inputs at {sizes}" if sizes else "fixed random inputs",
                                   metric_type="max_abs_diff", metric_name="largest |Δ| from the PyTorch reference",
                                   metric_value=float(f"{r.parity.max_abs:.3g}"), verified=False))
+    title, what, library, tags = _form(form)
     data = ModelCardData(
-        license=v.license, library_name="keras", pipeline_tag=task, model_name=b.artifact.name,
+        license=v.license, library_name=library, pipeline_tag=task, model_name=b.artifact.name,
         datasets=[d.key for d in v.datasets], eval_results=results or None,
-        tags=["keras", "tensorflow", "tf-keras", "saved-model", "tensorflow-hub", v.family.name, "hubpub"])
-    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{doc_body(b.doc)}"))  # parsed back: valid YAML
+        tags=[*tags, v.family.name, "hubpub"])
+    where = ", ".join(f"{_form(f)[0]} [{repo}]({HF_WEB}/{repo})" for f, repo in siblings)
+    note = (f"This repository holds {what} of `{b.artifact.name}`: one repository per format, so that each "
+            f"download is that format alone ({where}).\n\n") if siblings else ""
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{note}{doc_body(b.doc)}"))  # parsed back: valid YAML
 
 
 def _marker_bytes(marker: dict) -> bytes:
@@ -253,7 +310,7 @@ def publish_hf(plan: HfPlan, dest: HuggingFace, *, force: bool = False, dry_run:
     changed), else a commit of every file and the tag; a tag holding other bytes needs `force`."""
     result = PublishResult(dest, str(dest), plan=plan.describe() if dry_run else [],
                            visibility="private" if plan.private else "public")
-    rows = [Upload(r.built.doc, r.repo_id, sum(s for _, s in r.files), "", r.page, r.built.artifact.name,
+    rows = [Upload(r.built.doc, r.repo_id, sum(f.size for f in r.files), "", r.page, r.built.artifact.name,
                    r.built.record.random_weights) for r in plan.repos]
     if dry_run:
         result.outcomes += [Outcome(u, "would publish", r.tag) for u, r in zip(rows, plan.repos, strict=True)]
@@ -272,6 +329,7 @@ def publish_hf(plan: HfPlan, dest: HuggingFace, *, force: bool = False, dry_run:
     if conflicts:
         raise PublishError(f"{conflicts[0]}; nothing was uploaded. Published versions are immutable: bump "
                            "collection.model_version in the manifest, or pass --force to move the tag", conflicts[1:])
+    committed = []
     with tempfile.TemporaryDirectory(prefix="hubpub-hf-") as tmp:
         for r, row, (exists, same) in zip(plan.repos, rows, states, strict=True):
             _call(f"creating {r.repo_id}", lambda r=r: api.create_repo(r.repo_id, private=plan.private,
@@ -282,14 +340,20 @@ def publish_hf(plan: HfPlan, dest: HuggingFace, *, force: bool = False, dry_run:
                 changed = _update_card(api, r)
                 result.outcomes.append(Outcome(row, "updated (card)" if changed else "already published", r.tag))
                 continue
-            commit = _call(f"uploading {r.repo_id} (no commit is made from a partial upload; run publish again)",
+            commit = _call(f"uploading {r.repo_id} (no commit is made from a partial upload, and no version is "
+                           "tagged until every repository has its files; run publish again)",
                            lambda r=r: api.create_commit(r.repo_id, operations=_operations(r, Path(tmp)),
                                                          commit_message=f"{r.built.artifact.name} {r.tag} (hubpub)"))
-            if exists:
-                _call(f"moving tag {r.tag} of {r.repo_id}", lambda r=r: api.delete_tag(r.repo_id, tag=r.tag))
-            _call(f"tagging {r.repo_id} {r.tag}", lambda r=r, c=commit: api.create_tag(
-                r.repo_id, tag=r.tag, revision=c.oid, tag_message=f"{r.built.artifact.name} version {r.tag[1:]}"))
-            result.outcomes.append(Outcome(row, "overwritten (forced)" if exists else "uploaded", r.tag))
+            committed.append((r, row, exists, commit))
+    # The tags last: a version appears in every repository of the collection, or in none.
+    for r, row, exists, commit in committed:
+        if exists:
+            _call(f"moving tag {r.tag} of {r.repo_id}", lambda r=r: api.delete_tag(r.repo_id, tag=r.tag))
+        _call(f"tagging {r.repo_id} {r.tag}", lambda r=r, c=commit: api.create_tag(
+            r.repo_id, tag=r.tag, revision=c.oid, tag_message=f"{r.built.artifact.name} version {r.tag[1:]}"))
+        result.outcomes.append(Outcome(row, "overwritten (forced)" if exists else "uploaded", r.tag))
+    order = {r.repo_id: i for i, r in enumerate(plan.repos)}
+    result.outcomes.sort(key=lambda o: order[o.upload.relative])
     _collection(api, plan)
     return result
 
@@ -323,8 +387,7 @@ def _tagged(api, r: HfRepo) -> tuple[bool, bool]:
         except Exception as e:  # no marker: a tag made by something else
             log.debug("%s@%s: no readable %s: %s", r.repo_id, r.tag, MARKER, e)
             return True, False
-    keys = ("saved_model_sha256", "keras_sha256", "litert_sha256", "formats_sha256")
-    return True, all(held.get(k) == r.marker[k] for k in keys)
+    return True, (held.get("form"), held.get("sha256")) == (r.marker["form"], r.marker["sha256"])
 
 
 def _update_card(api, r: HfRepo) -> bool:
@@ -344,31 +407,20 @@ def _update_card(api, r: HfRepo) -> bool:
 
 
 def _operations(r: HfRepo, tmp: Path) -> list:
-    """Every file of the version, read from the build's own files (the SavedModel as the tarball's
-    members, the Keras layout as the .keras file's)."""
+    """The plan's files, read from the build's own files (the Keras layout unpacked from the .keras
+    file into `tmp` first: read from disk as uploaded, never held in memory whole)."""
     from huggingface_hub import CommitOperationAdd
 
-    b = r.built
-    saved = saved_model_tree(b, tmp / r.built.artifact.name / HF_SAVED_MODEL_DIR)
-    ops = [CommitOperationAdd(HF_TARBALL, str(b.tarball))]
-    ops += [CommitOperationAdd(f"{HF_SAVED_MODEL_DIR}/{p.relative_to(saved).as_posix()}", str(p))
-            for p in sorted(saved.rglob("*")) if p.is_file()]
-    if b.keras is not None:
-        ops.append(CommitOperationAdd(HF_KERAS_FILE, str(b.keras)))
-        with zipfile.ZipFile(b.keras) as z:
-            ops += [CommitOperationAdd(i.filename, z.read(i)) for i in z.infolist() if not i.is_dir()]
-    ops += [CommitOperationAdd(f"{HF_LITERT_DIR}/{Path(f.path).name}", str(b.dist.root / f.path))
-            for f in b.record.litert]
-    ops += [CommitOperationAdd(f"{by_name(f.format).hf_folder}/{Path(f.path).name}", str(b.dist.root / f.path))
-            for f in b.record.formats]
-    labels = b.dist.litert_labels(b.artifact.name)
-    if b.record.litert and labels.is_file():
-        ops.append(CommitOperationAdd(f"{HF_LITERT_DIR}/{labels.name}", str(labels)))
-    ops += [CommitOperationAdd("README.md", r.card.encode()), CommitOperationAdd(MARKER, _marker_bytes(r.marker))]
-    planned = {name for name, _ in r.files}
-    if {op.path_in_repo for op in ops} != planned:  # never upload something other than what the plan showed
-        raise PublishError(f"{b.tarball}: files differ from the plan: "
-                           f"{sorted(planned ^ {op.path_in_repo for op in ops})}")
+    ops = []
+    for f in r.files:
+        if isinstance(f.source, bytes):
+            ops.append(CommitOperationAdd(f.path, f.source))
+        elif f.member:
+            with zipfile.ZipFile(f.source) as z:
+                unpacked = Path(z.extract(f.path, tmp / r.repo_id))
+            ops.append(CommitOperationAdd(f.path, str(unpacked)))
+        else:
+            ops.append(CommitOperationAdd(f.path, str(f.source)))
     return ops
 
 
@@ -379,6 +431,16 @@ def _collection(api, plan: HfPlan) -> None:
     for r in plan.repos:
         _call(f"adding {r.repo_id} to the collection", lambda r=r: api.add_collection_item(
             collection.slug, item_id=r.repo_id, item_type="model", exists_ok=True))
+
+
+def download_file(repo_id: str, filename: str, into: Path, revision: str | None = None) -> Path:
+    """One file of a published version, as `hf_hub_download` gets it."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, filename, revision=revision, local_dir=str(into), endpoint=_endpoint()))
+    except Exception as e:
+        raise hub_error(f"downloading {filename} of {repo_id} from the Hugging Face Hub", e) from None
 
 
 def download_repo(repo_id: str, into: Path, revision: str | None = None) -> Path:

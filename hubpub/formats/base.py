@@ -48,7 +48,6 @@ class Format(ABC):
     suffix: ClassVar[str]  # ".onnx": after `<artifact>` in dist/, after `<version>` at a destination
     extra: ClassVar[str]  # the pip extra its libraries come in: `pip install "hubpub[onnx]"`
     kaggle_framework: ClassVar[str | None] = None  # its Kaggle Models framework, if Kaggle has one
-    hf_folder: ClassVar[str]  # its folder in a Hugging Face repository
     runner: ClassVar[str]  # what runs it downstream, as `hubpub verify` says: "onnxruntime"
     tolerance: ClassVar[float]  # max |Δ| from the SavedModel on the build's inputs (`hubpub.tolerances`)
     content_type: ClassVar[str] = "application/octet-stream"

@@ -50,7 +50,6 @@ class Onnx(Format):
     suffix = ".onnx"
     extra = "onnx"
     kaggle_framework = "onnx"  # kagglesdk's ModelFramework.MODEL_FRAMEWORK_ONNX
-    hf_folder = "onnx"
     runner = "onnxruntime"
     tolerance = tolerances.ONNX
 
