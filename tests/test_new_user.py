@@ -203,7 +203,8 @@ def test_variant_names_too_long_for_a_file_or_the_hf_hub(micro_manifest_path, tm
     path.write_text(path.read_text().replace("public_url_base:", "hubs: ['hf://testpub'], public_url_base:"))
     [error] = run("validate", "--manifest", path)
     # 85 and `-savedmodel`, the longest of an artifact's repository names, make the Hub's 96
-    assert "of 98 characters, too long for a Hugging Face repository name with `-savedmodel` after it (at most 85" in error
+    assert ("of 98 characters, too long for a Hugging Face repository name with `-savedmodel` after it "
+            "(at most 85") in error
 
 
 # --------------------------------------------------------------------------- archives (items 8, 12)
