@@ -6,7 +6,7 @@ Both in the same run, on loopback, with the same bytes (500 MB by default). Prin
 Then the hubs (`--hubs`, the default too): convnext_tiny's classifier (random weights) published by
 hubpub to the loopback Kaggle and Hugging Face stand-ins (tests/kaggle_stub.py, tests/hf_stub.py),
 against the client's own upload of the same files in the same run (`kagglehub.model_upload` of the
-same two directories; `HfApi.upload_folder` of the same repository tree). Writes
+same two directories; `HfApi.upload_folder` of the same two repositories). Writes
 benchmarks/results/upload_hubs.json.
 """
 
@@ -112,7 +112,8 @@ def hubs(out: Path) -> dict:
         tmp = Path(tmp)
         ckpt = save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes), tmp / "c.safetensors")
         dist = tmp / "dist"
-        build_variant(v, dist, checkpoint=str(ckpt), kinds=("classifier",), parity=False)
+        # the SavedModel and the .keras file: the files the raw uploads below send too
+        build_variant(v, dist, checkpoint=str(ckpt), kinds=("classifier",), parity=False, litert=False, formats=())
         report = json.loads((dist / "reports" / f"{v.name}.json").read_text())
         (dist / "reports" / f"{v.name}.json").write_text(json.dumps({**report, "random_weights": False}))
         tree = tmp / "tree"  # the files both hubs receive, for the clients' own uploads
@@ -147,19 +148,20 @@ def hubs(out: Path) -> dict:
             start = time.perf_counter()
             publish(manifest, dist, parse_destination("hf://bench"), notebooks=tmp / "nb")
             figures["hf_hubpub_s"] = time.perf_counter() - start
-            hf_tree = tmp / "hf-tree"
-            shutil.copytree(tree / "saved_model", hf_tree / "saved_model")
-            shutil.copy(dist / "tars" / f"{v.name}.tar.gz", hf_tree / "saved_model.tar.gz")
-            shutil.copy(dist / "keras" / f"{v.name}.keras", hf_tree / "model.keras")
+            # The same files as hubpub's two repositories of the artifact: the Keras layout, the tarball.
+            hf_tree, hf_tar = tmp / "hf-tree", tmp / "hf-tar"
+            hf_tar.mkdir()
+            shutil.copy(dist / "tars" / f"{v.name}.tar.gz", hf_tar / "saved_model.tar.gz")
             with zipfile.ZipFile(dist / "keras" / f"{v.name}.keras") as z:
                 z.extractall(hf_tree)
             hf.lfs.clear()  # the raw upload sends every object again, as hubpub's first publish did
             api = HfApi(endpoint=hf.url)
-            api.create_repo("bench/raw", private=True)
             start = time.perf_counter()
-            api.upload_folder(repo_id="bench/raw", folder_path=str(hf_tree))
+            for repo, folder in (("bench/raw", hf_tree), ("bench/raw-savedmodel", hf_tar)):
+                api.create_repo(repo, private=True)
+                api.upload_folder(repo_id=repo, folder_path=str(folder))
             figures["hf_client_s"] = time.perf_counter() - start
-            hf_size = sum(p.stat().st_size for p in hf_tree.rglob("*") if p.is_file())
+            hf_size = sum(p.stat().st_size for f in (hf_tree, hf_tar) for p in f.rglob("*") if p.is_file())
     result = {"variant": v.name, "kaggle_bytes": size, "hf_bytes": hf_size, **figures,
               "kaggle_ratio": figures["kaggle_client_s"] / figures["kaggle_hubpub_s"],
               "hf_ratio": figures["hf_client_s"] / figures["hf_hubpub_s"]}
