@@ -13,6 +13,7 @@ benchmarks/results/upload_hubs.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -105,7 +106,8 @@ def hubs(out: Path) -> dict:
     from tests.hf_stub import HfStub
     from tests.kaggle_stub import KaggleStub
 
-    manifest = load_manifest(ROOT / "collection.yaml")
+    # no `notebooks:` checkout: a publish would copy its notebooks into this repository's notebooks/
+    manifest = dataclasses.replace(load_manifest(ROOT / "collection.yaml"), notebooks=None)
     v = manifest.variant("convnext_tiny_1k_224")
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:

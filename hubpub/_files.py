@@ -56,6 +56,46 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
+def write_if_changed(path: str | Path, data: str | bytes) -> bool:
+    """`write_atomic` unless `path` already holds these bytes (its mtime then stays); True if written."""
+    path = Path(path)
+    raw = data.encode() if isinstance(data, str) else data
+    try:
+        if path.stat().st_size == len(raw) and path.read_bytes() == raw:
+            return False
+    except OSError:
+        pass
+    write_atomic(path, raw)
+    return True
+
+
+def sync_tree(source: Path, target: Path) -> int:
+    """Make `target` hold exactly the files of `source` (a staging folder, consumed): a file whose bytes
+    are already there is left as it is, the others are moved in, and files `source` lacks are removed.
+    Returns how many files were written."""
+    wanted = {p.relative_to(source) for p in source.rglob("*") if p.is_file()}
+    written = 0
+    for rel in sorted(wanted):
+        src, dst = source / rel, target / rel
+        try:
+            same = dst.is_file() and dst.stat().st_size == src.stat().st_size and dst.read_bytes() == src.read_bytes()
+        except OSError:
+            same = False
+        if not same:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.is_dir():
+                shutil.rmtree(dst)
+            os.replace(src, dst)
+            written += 1
+    for path in sorted(target.rglob("*"), reverse=True) if target.is_dir() else ():
+        rel = path.relative_to(target)
+        if path.is_file() and rel not in wanted:
+            path.unlink()
+        elif path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return written
+
+
 def write_json(path: str | Path, data) -> Path:
     """Write JSON atomically, keys sorted, so equal data gives equal bytes."""
     return write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

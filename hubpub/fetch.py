@@ -52,7 +52,7 @@ def fetch(source: str | Path, *, sha256: str | None = None, cache: Path | None =
         path = Path(source)
         if not path.is_file():
             raise FetchError(f"{source}: no such checkpoint file")
-        digest = sha256_file(path)
+        digest = known_sha256(path, cache)
         _check(digest, sha256, source, None)
         return Fetched(path, digest, downloaded=False)
 
@@ -83,23 +83,47 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _remember_sha256(path: Path, digest: str) -> None:
+def _stamp(path: Path) -> str:
+    """What changes when a file's bytes may have: its size, modification time and inode."""
     st = path.stat()
-    write_atomic(_sidecar(path), f"{digest} {st.st_size} {st.st_mtime_ns}\n")
+    return f"{st.st_size} {st.st_mtime_ns} {st.st_ino}"
 
 
-def _cached_sha256(path: Path) -> str:
-    """The sha256 recorded at download, while size and mtime are unchanged; else hash again."""
-    st = path.stat()
+def _remember_sha256(path: Path, digest: str, sidecar: Path | None = None) -> None:
+    write_atomic(sidecar or _sidecar(path), f"{digest} {_stamp(path)}\n")
+
+
+def _cached_sha256(path: Path, sidecar: Path | None = None) -> str:
+    """The sha256 recorded in `sidecar` (default: beside the file), while the file's size, mtime and
+    inode are unchanged; else hashed again and recorded."""
+    sidecar = sidecar or _sidecar(path)
     try:
-        digest, size, mtime = _sidecar(path).read_text().split()
-        if int(size) == st.st_size and int(mtime) == st.st_mtime_ns:
+        digest, stamp = sidecar.read_text().split(" ", 1)
+        if stamp.strip() == _stamp(path):
             return digest
     except (OSError, ValueError):
         pass
     digest = sha256_file(path)
-    _remember_sha256(path, digest)
+    _remember_sha256(path, digest, sidecar)
     return digest
+
+
+def known_sha256(path: Path, cache: Path | None = None) -> str:
+    """A local file's sha256, hashed again only when its size, mtime or inode changed (recorded in the
+    cache, never beside a user's file): a rerun over unchanged checkpoints reads none of them."""
+    key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    sidecar = (cache or cache_dir()) / "local-sha256" / key
+    try:
+        return _cached_sha256(path, sidecar)
+    except OSError:  # a read-only cache: hash every time
+        return sha256_file(path)
+
+
+def cached_sha256(url: str, cache: Path | None = None) -> str | None:
+    """The sha256 of `url`'s download in the cache (stat-keyed, as `fetch` reads it), if it is there."""
+    name = Path(unquote(urlparse(url).path)).name or "checkpoint"
+    final = (cache or cache_dir()) / hashlib.sha1(url.encode()).hexdigest()[:16] / name
+    return _cached_sha256(final) if final.is_file() else None
 
 
 def _check(actual: str, expected: str | None, source: str, path: Path | None) -> None:

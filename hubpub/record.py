@@ -10,7 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hubpub._files import write_json
+from hubpub._files import write_if_changed, write_json
 from hubpub.errors import HubpubError
 
 SCHEMA_VERSION = 5  # 3: the Keras 3 file; 4: LiteRT files; 5: formats of the format seam (ONNX)
@@ -213,7 +213,9 @@ class BuildSummary:
 
 
 def write_summary(path: Path, summary: BuildSummary) -> Path:
-    return write_json(path, {**dataclasses.asdict(summary), "failed": summary.failed})
+    data = {**dataclasses.asdict(summary), "failed": summary.failed}
+    write_if_changed(path, json.dumps(data, indent=2, sort_keys=True) + "\n")  # as write_json, if changed
+    return path
 
 
 def read_records(folder: Path) -> dict[str, BuildRecord]:

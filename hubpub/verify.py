@@ -95,7 +95,9 @@ def verify_handle(handle: str, record: dict, *, fine_tune: bool = False,
     Errors name `handle`, never a temporary path or port.
     """
     with _checked_loadable(handle, max_unpacked, read_by_tensorflow) as url:
-        import tensorflow as tf
+        from hubpub._tf import import_tensorflow
+
+        tf = import_tensorflow()  # without its start-up chatter, if this is the first import
         import tensorflow_hub as hub
 
         images = reference_images(**record["inputs"])
@@ -248,7 +250,9 @@ def _hub_cache(path: Path) -> Iterator[None]:
 
 
 def _fine_tune_step(url: str, images: np.ndarray, handle: str) -> dict:
-    import tensorflow as tf
+    from hubpub._tf import import_tensorflow
+
+    tf = import_tensorflow()
     import tensorflow_hub as hub
     import tf_keras
 

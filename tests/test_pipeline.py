@@ -92,11 +92,16 @@ def test_lock_file_records_and_then_enforces_the_checkpoint_hash(micro_manifest_
         assert not first.failed
         lock = (tmp_path / "collection.lock").read_text()
         assert "micro_iso_1k_224" in lock and "sha256:" in lock
-        # The server now serves other bytes under the same URL; a fresh cache must notice.
+        # The server now serves other bytes under the same URL. With a fresh cache, what is built from
+        # the pinned bytes is up to date without a download; a rebuild must download, and notice.
         shutil.copy(micro_checkpoints["micro_1k_224"], file_server.root / "micro_iso_1k_224.safetensors")
         os.environ["HUBPUB_CACHE"] = str(tmp_path / "cache2")
+        file_server.requests.clear()
+        again = build_all(manifest, tmp_path / "dist", only=("micro_iso_1k_224",), kinds=("feature-extractor",),
+                          parity=False)
+        assert [r.status for r in again.artifacts] == ["up to date"] and not file_server.requests
         second = build_all(manifest, tmp_path / "dist", only=("micro_iso_1k_224",), kinds=("feature-extractor",),
-                           parity=False)
+                           parity=False, force=True)
         assert second.failed == ["micro_iso_1k_224"]
         assert "sha256 mismatch: expected" in second.artifacts[0].error
     finally:
@@ -204,6 +209,50 @@ def test_cli_build_all_exit_code_on_failure(micro_manifest_path, micro_checkpoin
     assert proc.returncode == 1
     assert "FAILED" in out and "Traceback" not in err
     assert "error: 1 variant(s) failed: micro_1k_224" in err
+
+
+NOOP_RERUN = """
+import sys
+from hubpub.cli.group import cli
+code = cli.main(sys.argv[1:], prog_name="hubpub", standalone_mode=False)
+print("code", code, "tensorflow" in sys.modules, "concurrent.futures.process" in sys.modules)
+"""
+
+
+def test_a_rerun_with_everything_up_to_date_spawns_no_worker_and_rewrites_nothing(micro_manifest_path,
+                                                                                   micro_checkpoints, tmp_path):
+    """The parent decides what is up to date (records, stat-keyed checkpoint hashes): no worker process, no
+    TensorFlow, and no file of dist/ written again, docs, notebooks and site included."""
+    args = ["build-all", "--manifest", str(micro_manifest_path), "--out", str(tmp_path / "dist"), "--only",
+            "micro_iso_1k_224", "--checkpoint", f"micro_iso_1k_224={micro_checkpoints['micro_iso_1k_224']}"]
+    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "HUBPUB_CACHE": str(tmp_path / "cache")}
+    first = subprocess.run([sys.executable, "-m", "hubpub", *args], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    files = {p: p.stat().st_mtime_ns for p in (tmp_path / "dist").rglob("*") if p.is_file()}
+    assert any(p.suffix == ".md" for p in files) and any(p.suffix == ".ipynb" for p in files)
+    rerun = subprocess.run([sys.executable, "-c", NOOP_RERUN, *args], capture_output=True, text=True, env=env,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert rerun.stdout.splitlines()[-1] == "code 0 False False"  # no TensorFlow, no process pool
+    assert "micro_iso_1k_224_fe  up to date" in rerun.stdout
+    now = {p: p.stat().st_mtime_ns for p in (tmp_path / "dist").rglob("*") if p.is_file()}
+    assert [p.name for p in now if now[p] != files[p]] == ["build-report.json"]  # "built" became "up to date"
+    files = now
+    # A checkpoint that changed (same size, new bytes, new mtime) is hashed again: a worker rebuilds.
+    changed = tmp_path / "changed.safetensors"
+    shutil.copy(micro_checkpoints["micro_iso_1k_224"], changed)
+    again = subprocess.run([sys.executable, "-c", NOOP_RERUN, *args[:-1], f"micro_iso_1k_224={changed}"],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert again.stdout.splitlines()[-1] == "code 0 False False"  # a copy: other path and inode, same bytes
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "dist").rglob("*") if p.is_file()} == files
+    data = bytearray(changed.read_bytes())
+    data[-1] ^= 1  # the last byte of the last tensor's data
+    changed.write_bytes(bytes(data))
+    rebuilt = subprocess.run([sys.executable, "-c", NOOP_RERUN, *args[:-1], f"micro_iso_1k_224={changed}"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert rebuilt.stdout.splitlines()[-1] == "code 0 False True" and "micro_iso_1k_224_fe  built" in rebuilt.stdout
 
 
 def test_demo_end_to_end_with_full_size_tiny(tmp_path, root):

@@ -22,7 +22,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from hubpub import __version__
-from hubpub._files import cleanup_created_dirs, write_atomic
+from hubpub._files import cleanup_created_dirs, sync_tree, write_atomic
 from hubpub.destinations import artifact_links, notebooks_folder, where
 from hubpub.docs.validate import validate_docs, vocabularies
 from hubpub.doctree import PUBLISHED_DOCS, collection_doc_path, lite_doc_name, lite_doc_path, model_doc_path
@@ -269,11 +269,7 @@ def render_docs(manifest: Manifest, *, dist: Path, out: Path, templates_dir: Pat
             for rel, text in files.items():
                 write_atomic(staging / rel, text)
             validate_docs(staging, shown_as=final)
-            target = final / pub
-            final.mkdir(parents=True, exist_ok=True)
-            if target.exists():
-                shutil.rmtree(target)
-            (staging / pub).rename(target)
+            sync_tree(staging / pub, final / pub)  # an unchanged doc keeps its file and mtime
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return RenderResult(final, tuple(sorted(final / rel for rel in files)), tuple(skipped))

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubpub._files import write_atomic
+from hubpub._files import write_atomic, write_if_changed
 from hubpub.errors import HubpubError
 
 TEMPLATES = {"classifier": "classify.py.j2", "feature-extractor": "fine_tune.py.j2"}
@@ -247,7 +247,8 @@ def notebook_from_text(text: str, name: str):
 def write_notebook(nb, path: Path) -> Path:
     import nbformat
 
-    return write_atomic(path, nbformat.writes(nb) + "\n")
+    write_if_changed(path, nbformat.writes(nb) + "\n")  # unchanged: its mtime stays
+    return path
 
 
 def parameter_cell(nb):

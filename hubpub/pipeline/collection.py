@@ -18,6 +18,7 @@ from hubpub.pipeline.workers import (
     VariantResult,
     _ignore_sigint,
     _stop_workers,
+    already_built,
     run_variant,
     worker_threads,
 )
@@ -59,11 +60,6 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     A fresh process per variant frees its memory and keeps SavedModel bytes reproducible. One
     variant's failure is recorded and the others go on.
     """
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from concurrent.futures.process import BrokenProcessPool
-    from multiprocessing.managers import SyncManager
-
     from hubpub.errors import FetchError
     from hubpub.manifest import iter_selected
 
@@ -90,7 +86,55 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
         jobs_list.append(VariantJob(str(manifest.path), v.name, str(out), source, expected, kinds, input_convention,
                                     parity, force, threads, keras_file, litert, formats))
 
+    # What is up to date needs no worker: decided here from the records and known hashes, no TensorFlow.
     results: dict[str, VariantResult] = {}
+    for job, v in zip(list(jobs_list), variants, strict=True):
+        if (done := already_built(job, v)) is not None:
+            results[v.name] = done
+            jobs_list.remove(job)
+            if progress is not None:
+                progress(v.name, "done")
+    if jobs_list:
+        _run_workers(jobs_list, jobs, results, out, progress)
+
+    # The lock records the hash of every official checkpoint downloaded; later builds are checked against it.
+    changed = False
+    for v in variants:
+        r = results.get(v.name)
+        if r and r.ok and v.name not in checkpoints and lock.get(v.name, {}).get("sha256") != r.checkpoint_sha256:
+            lock[v.name] = {"url": r.checkpoint_url, "sha256": r.checkpoint_sha256}
+            changed = True
+    if changed:
+        write_lock(lock_path, lock)
+
+    rows = []
+    for v in variants:
+        r = results[v.name]
+        if not r.ok:
+            rows += [ArtifactRow(artifact_name(v.name, k), v.name, k, "failed", round(r.seconds, 1), error=r.error)
+                     for k in kinds]
+            continue
+        for status, rec in r.records:
+            rows.append(ArtifactRow(rec.artifact, v.name, rec.kind, status,
+                                    round(sum(rec.timings.values()), 1) if status == "built" else 0.0,
+                                    rec.parameters, rec.tarball.size, rec.tarball.sha256, rec.parity.max_abs,
+                                    rec.random_weights))
+    summary = BuildSummary(__version__, str(manifest.path),
+                           f"{shard[0]}/{shard[1]}" if shard else None, jobs, threads, tuple(rows))
+    for name, r in results.items():
+        if r.traceback:
+            log.debug("%s:\n%s", name, r.traceback)
+    write_summary(Dist(out).build_report, summary)
+    return summary
+
+
+def _run_workers(jobs_list: list[VariantJob], jobs: int, results: dict, out: Path, progress) -> None:
+    """Each job in a fresh spawned worker process, `jobs` at once; results into `results`."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing.managers import SyncManager
+
     ctx = mp.get_context("spawn")
     # Ctrl-C reaches every process of the terminal's group: the helpers ignore it, and this process
     # stops them, so the user sees one line and no traceback from a worker or the queue's thread.
@@ -132,36 +176,6 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
         events.put(None)
         if listener is not None:
             listener.join(timeout=5)
-
-    # The lock records the hash of every official checkpoint downloaded; later builds are checked against it.
-    changed = False
-    for v in variants:
-        r = results.get(v.name)
-        if r and r.ok and v.name not in checkpoints and lock.get(v.name, {}).get("sha256") != r.checkpoint_sha256:
-            lock[v.name] = {"url": r.checkpoint_url, "sha256": r.checkpoint_sha256}
-            changed = True
-    if changed:
-        write_lock(lock_path, lock)
-
-    rows = []
-    for v in variants:
-        r = results[v.name]
-        if not r.ok:
-            rows += [ArtifactRow(artifact_name(v.name, k), v.name, k, "failed", round(r.seconds, 1), error=r.error)
-                     for k in kinds]
-            continue
-        for status, rec in r.records:
-            rows.append(ArtifactRow(rec.artifact, v.name, rec.kind, status,
-                                    round(sum(rec.timings.values()), 1) if status == "built" else 0.0,
-                                    rec.parameters, rec.tarball.size, rec.tarball.sha256, rec.parity.max_abs,
-                                    rec.random_weights))
-    summary = BuildSummary(__version__, str(manifest.path),
-                           f"{shard[0]}/{shard[1]}" if shard else None, jobs, threads, tuple(rows))
-    for name, r in results.items():
-        if r.traceback:
-            log.debug("%s:\n%s", name, r.traceback)
-    write_summary(Dist(out).build_report, summary)
-    return summary
 
 
 # --------------------------------------------------------------------------- the collection, end to end

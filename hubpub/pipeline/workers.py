@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from hubpub.layout import Dist
 from hubpub.manifest import artifact_name
@@ -65,6 +66,35 @@ class VariantResult:
     checkpoint_sha256: str | None = None
     error: str | None = None
     traceback: str | None = None
+
+
+def already_built(job: VariantJob, variant) -> VariantResult | None:
+    """The job's result without a worker when every kind is up to date: its checkpoint's sha256 known
+    without reading it (pinned by the manifest or the lock, or the stat-keyed hash of a local file or of
+    its download in the cache), and each record built from the same inputs. None: a worker must look."""
+    from hubpub.fetch import cached_sha256, is_url, known_sha256
+
+    if job.force:
+        return None
+    source = job.checkpoint or variant.checkpoint_url
+    pinned = job.expected_sha256 if job.checkpoint is None else None  # a file given instead: its own bytes
+    if pinned:
+        sha256 = pinned
+    elif is_url(source):
+        sha256 = cached_sha256(source)
+    else:
+        sha256 = known_sha256(Path(source)) if Path(source).is_file() else None
+    if sha256 is None or (job.expected_sha256 and sha256 != job.expected_sha256):
+        return None  # a worker fetches it, or says what is wrong with it
+    dist, records = Dist(job.out), []
+    for kind in job.kinds:
+        key = inputs_key(variant, kind, sha256, job.input_convention, job.parity, job.keras_file, job.litert,
+                         job.formats)
+        record = up_to_date(dist, artifact_name(variant.name, kind), key)
+        if record is None:
+            return None
+        records.append(("up to date", record))
+    return VariantResult(variant.name, True, 0.0, tuple(records), source, sha256)
 
 
 def run_variant(job: VariantJob, events=None) -> VariantResult:

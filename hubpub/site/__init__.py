@@ -23,7 +23,7 @@ from pathlib import Path
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from hubpub._files import cleanup_created_dirs, write_atomic
+from hubpub._files import cleanup_created_dirs, sync_tree, write_atomic
 from hubpub.destinations import of_base
 from hubpub.destinations.links import format_object
 from hubpub.docs import TASKS, Built, collection_context, load_built, model_context, template_dirs
@@ -184,9 +184,7 @@ def _write_tree(env: jinja2.Environment, out: Path, pages: dict[str, str]) -> No
             (staging / "assets").mkdir(exist_ok=True)
             for name in STATIC:
                 shutil.copyfile(_static(env, name), staging / "assets" / name)
-            if out.exists():
-                shutil.rmtree(out)
-            staging.rename(out)
+            sync_tree(staging, out)  # an unchanged page keeps its file and mtime
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
