@@ -47,6 +47,12 @@ def rows() -> list[tuple[str, str, str, str, str]]:
             out.append(("bench_inference.py", f"hub.KerasLayer images/s, {i['variant']}, {i['resolution']} px, "
                         f"batch {run['batch']}, {i['threads']} threads", "PyTorch eager, same weights",
                         f"{run['ratio']:.2f}", _verdict(run["ratio"], 2.0, True)))
+    if n := _load("noop"):
+        for run in n["runs"]:
+            out.append(("bench_noop.py", f"a no-op `build-all` rerun over {run['variants']} up-to-date variants "
+                        f"({run['artifacts']} artifacts: records, docs, notebooks, site)",
+                        "`hubpub validate` of the same manifest", f"{run['ratio']:.2f}",
+                        _verdict(run["ratio"], n["target"], False)))
     if u := _load("upload"):
         out.append(("bench_upload.py", f"{u['megabytes']:.0f} MB through hubpub's GCS upload to fake-gcs-server",
                     "one raw request to the emulator", f"{u['ratio_vs_emulator_ceiling']:.2f}",

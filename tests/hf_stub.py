@@ -64,7 +64,9 @@ class HfStub:
         self.put_faults: list[tuple[str, int]] = []  # ("status", 503) or ("reset", 0) for the next LFS PUTs
         self.lfs_puts = 0
         self.downloaded: list[tuple[str, int]] = []  # (path, bytes) of every file served
-        self.broken_oids: set[str] = set()  # LFS objects whose every PUT fails with a 500
+        # LFS objects whose every PUT is refused with a 403, as storage refuses an expired upload URL: the
+        # client does not retry it (a 5xx it retries for ~23 s first; put_faults covers the retries)
+        self.broken_oids: set[str] = set()
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -368,7 +370,7 @@ def _handler(stub: HfStub):
             if m := re.fullmatch(r"/lfs-objects/([0-9a-f]{64})", path):
                 fault = stub.put_faults.pop(0) if stub.put_faults else None
                 if m.group(1) in stub.broken_oids:
-                    fault = ("status", 500)
+                    fault = ("status", 403)
                 stub.lfs_puts += 1
                 if fault and fault[0] == "reset":
                     self.rfile.read(min(1024, int(self.headers.get("Content-Length", 0))))

@@ -329,7 +329,7 @@ def test_hf_upload_faults_are_retried_or_leave_no_version(micro_manifest, hub_di
     assert {o.status for o in result.outcomes} == {"uploaded"} and not hf.put_faults
     hf.repos.clear()
     hf.lfs.clear()
-    hf.broken_oids = {record_sha(hub_dist)}  # one file the Hub keeps failing (after ~23 s of the client's backoff)
+    hf.broken_oids = {record_sha(hub_dist)}  # one file the Hub keeps refusing
     with pytest.raises(PublishError) as info:
         publish(micro_manifest, hub_dist, parse_destination(HF))
     assert "\n" not in str(info.value) and "no commit is made from a partial upload" in str(info.value)

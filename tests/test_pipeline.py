@@ -211,6 +211,11 @@ def test_cli_build_all_exit_code_on_failure(micro_manifest_path, micro_checkpoin
     assert "error: 1 variant(s) failed: micro_1k_224" in err
 
 
+# The demo's manifest and variant: `make demo`'s convnext_tiny with HUBPUB_SLOW, else ConvNeXt V2 atto, the
+# same stages on a model an eighth of the size (tiny's 3.5 minutes were a third of the suite's time).
+DEMO = (("collection.yaml", "convnext_tiny_1k_224") if os.environ.get("HUBPUB_SLOW") else
+        ("convnext_v2.yaml", "convnextv2_atto_1k_224"))
+
 NOOP_RERUN = """
 import sys
 from hubpub.cli.group import cli
@@ -255,43 +260,45 @@ def test_a_rerun_with_everything_up_to_date_spawns_no_worker_and_rewrites_nothin
     assert rebuilt.stdout.splitlines()[-1] == "code 0 False True" and "micro_iso_1k_224_fe  built" in rebuilt.stdout
 
 
-def test_demo_end_to_end_with_full_size_tiny(tmp_path, root):
-    """`make demo`'s command: random convnext_tiny checkpoint -> build-all -> docs -> publish -> hub.KerasLayer."""
+def test_demo_end_to_end(tmp_path, root):
+    """`make demo`'s command: a random full-size checkpoint -> build-all -> docs -> publish -> hub.KerasLayer.
+    ConvNeXt V2 atto (3.7 M parameters) by default, convnext_tiny as `make demo` builds it with HUBPUB_SLOW."""
+    manifest, name = DEMO
     env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "HUBPUB_CACHE": str(tmp_path / "cache"),
            "TFHUB_CACHE_DIR": str(tmp_path / "tfhub")}
     proc = subprocess.run([sys.executable, "-m", "hubpub", "demo", "--out", str(tmp_path / "dist"),
-                           "--manifest", str(root / "collection.yaml")], capture_output=True, text=True,
+                           "--manifest", str(root / manifest), "--variant", name], capture_output=True, text=True,
                           env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "5. verified:" in proc.stdout and "fine-tunes" in proc.stdout
     assert "6. usage notebooks, executed against this build" in proc.stdout
     assert "the collection site: open file://" in proc.stdout
-    # LiteRT for tiny (28 M parameters, under the default 30 M): four files, checked, published, documented
-    record = json.loads((tmp_path / "dist/reports/convnext_tiny_1k_224.json").read_text())
+    # LiteRT (under the default 30 M parameters): four files, checked, published, documented
+    record = json.loads((tmp_path / f"dist/reports/{name}.json").read_text())
     lite = {f["format"]: f for f in record["litert"]}
     assert set(lite) == {"float32", "float16", "dynamic_int8", "int8"}
     assert lite["float32"]["max_abs"] <= tolerances.LITERT_FLOAT32
     assert lite["int8"]["cosine"] >= 0.98 and lite["int8"]["size"] <= 0.3 * lite["float32"]["size"]
-    assert (tmp_path / "dist/published/convnext_tiny_1k_224/1.int8.tflite").is_file()
-    assert (tmp_path / "dist/docs/assets/docs/hubpub/models/convnext_tiny_1k_224/int8/lite/1.md").is_file()
-    assert (tmp_path / "dist/published/site/models/convnext_tiny_1k_224.html").is_file()
+    assert (tmp_path / f"dist/published/{name}/1.int8.tflite").is_file()
+    assert (tmp_path / f"dist/docs/assets/docs/hubpub/models/{name}/int8/lite/1.md").is_file()
+    assert (tmp_path / f"dist/published/site/models/{name}.html").is_file()
     from tests.test_site import dead_links
 
     assert dead_links(tmp_path / "dist/published/site") == []  # the demo's published site, downloads included
     assert dead_links(tmp_path / "dist/site") == []  # and the one the demo says to open, in dist/
-    assert (tmp_path / "dist/notebooks/localhost-8000/convnext_tiny_1k_224.ipynb").is_file()
+    assert (tmp_path / f"dist/notebooks/localhost-8000/{name}.ipynb").is_file()
     assert not (root / "notebooks").exists(), "the demo wrote notebooks into the checkout"
     # Every doc's Colab link names a notebook of this build, executed (no "no outputs yet" warning).
     links = subprocess.run([sys.executable, "-m", "hubpub", "validate-docs", str(tmp_path / "dist/docs"),
-                            "--manifest", str(root / "collection.yaml"), "--notebooks",
+                            "--manifest", str(root / manifest), "--notebooks",
                             str(tmp_path / "dist/notebooks")], capture_output=True, text=True, env=env, timeout=120)
     assert links.returncode == 0 and "2 Colab links open a notebook of their artifact" in links.stdout, links.stderr
     assert "warning" not in links.stderr, links.stderr
-    doc = (tmp_path / "dist/docs/assets/docs/hubpub/models/convnext_tiny_1k_224/1.md").read_text()
+    doc = (tmp_path / f"dist/docs/assets/docs/hubpub/models/{name}/1.md").read_text()
     assert doc.splitlines()[1].startswith("DEMO BUILD WITH RANDOM WEIGHTS")
-    assert (tmp_path / "dist/published/convnext_tiny_1k_224/1.tar.gz").is_file()
+    assert (tmp_path / f"dist/published/{name}/1.tar.gz").is_file()
     assert json.loads((tmp_path / "dist/build-report.json").read_text())["failed"] == []
-    assert "http://localhost:8000/convnext_tiny_1k_224/1.tar.gz" in doc
+    assert f"http://localhost:8000/{name}/1.tar.gz" in doc
 
     # `hubpub eval` fills the doc's "ours" row; the demo runs again and updates the published doc in place.
     from hubpub.resources import photos
@@ -300,16 +307,16 @@ def test_demo_end_to_end_with_full_size_tiny(tmp_path, root):
     for i, photo in enumerate(photos()):
         (data / ["n01440764", "n01443537"][i % 2]).mkdir(parents=True, exist_ok=True)
         shutil.copy(photo, data / ["n01440764", "n01443537"][i % 2])
-    ev = subprocess.run([sys.executable, "-m", "hubpub", "eval", "convnext_tiny_1k_224", "--data", str(data),
-                         "--dist", str(tmp_path / "dist"), "--manifest", str(root / "collection.yaml")],
+    ev = subprocess.run([sys.executable, "-m", "hubpub", "eval", name, "--data", str(data),
+                         "--dist", str(tmp_path / "dist"), "--manifest", str(root / manifest)],
                         capture_output=True, text=True, env=env, timeout=600)
     assert ev.returncode == 0, ev.stderr[-3000:]
     again = subprocess.run([sys.executable, "-m", "hubpub", "demo", "--out", str(tmp_path / "dist"),
-                            "--manifest", str(root / "collection.yaml")], capture_output=True, text=True,
+                            "--manifest", str(root / manifest), "--variant", name], capture_output=True, text=True,
                            env=env, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "published to" in again.stdout and "updated" in again.stdout and "5. verified:" in again.stdout
-    doc = (tmp_path / "dist/published/docs/assets/docs/hubpub/models/convnext_tiny_1k_224/1.md").read_text()
+    doc = (tmp_path / f"dist/published/docs/assets/docs/hubpub/models/{name}/1.md").read_text()
     assert "(this artifact, hubpub eval)" in doc
 
 
