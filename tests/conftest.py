@@ -76,16 +76,24 @@ def micro_checkpoints(micro_manifest, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def micro_dist(micro_manifest, micro_checkpoints, tmp_path_factory) -> Path:
-    """Both kinds of micro_1k_224 built once, end to end, into a dist/ folder."""
+def micro_dist(micro_manifest, micro_checkpoints, tmp_path_factory, worker_id) -> Path:
+    """Both kinds of micro_1k_224 built once per test run, end to end, into a dist/ folder: under
+    pytest-xdist the first worker to ask builds it in the run's shared temp folder, the others wait for it
+    (the checkpoints are seeded, so every worker's are the same bytes). Tests copy it before changing it."""
     import dataclasses
+
+    from filelock import FileLock
 
     from hubpub.pipeline import build_variant
 
-    out = tmp_path_factory.mktemp("dist")
-    v = micro_manifest.variant("micro_1k_224")
-    v = dataclasses.replace(v, litert_formats=("float32", "int8"), litert_min_cosine=0.9)  # as `litert: true` does
-    build_variant(v, out, checkpoint=str(micro_checkpoints[v.name]))
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    out = shared / "micro_dist"
+    with FileLock(str(shared / "micro_dist.lock")):
+        if not (shared / "micro_dist.done").is_file():
+            v = micro_manifest.variant("micro_1k_224")
+            v = dataclasses.replace(v, litert_formats=("float32", "int8"), litert_min_cosine=0.9)  # as `litert: true`
+            build_variant(v, out, checkpoint=str(micro_checkpoints[v.name]))
+            (shared / "micro_dist.done").touch()
     return out
 
 

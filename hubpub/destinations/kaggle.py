@@ -284,7 +284,14 @@ def publish_kaggle(plan: KagglePlan, dest: Kaggle, *, force: bool = False, dry_r
     if random:
         raise PublishError(f"refusing to publish random-weight (demo) artifacts to {dest}: {', '.join(random)}")
     _check_credentials()
-    api = _Api(plan.model)
+    with _Api(plan.model) as api:
+        _publish_variations(api, plan, rows, result, force=force)
+    return result
+
+
+def _publish_variations(api: _Api, plan: KagglePlan, rows: list[Upload], result: PublishResult, *,
+                        force: bool) -> None:
+    m = plan.model
     states = [api.latest(v) for v in plan.variations]  # every check before the first upload
     conflicts = [f"{v.handle(m)}: version {n} holds other bytes (sha256 {str(sha)[:12]}...) than this build "
                  f"({v.marker['sha256'][:12]}...)" for v, (n, sha, _) in zip(plan.variations, states, strict=True)
@@ -308,7 +315,6 @@ def publish_kaggle(plan: KagglePlan, dest: Kaggle, *, force: bool = False, dry_r
             status = "uploaded" if n is None else ("overwritten (forced)" if n >= v.built.artifact.version else
                                                    "uploaded")
             result.outcomes.append(Outcome(row, status, "version 1" if n is None else f"version {n + 1}"))
-    return result
 
 
 def _stage(v: KaggleVariation, folder: Path) -> Path:
@@ -362,14 +368,30 @@ class _Api:
 
     def __init__(self, model: KaggleModel):
         self.model = model
+        self._client = None
+
+    def __enter__(self) -> _Api:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._client is not None:
+            self._client.__exit__(*exc)
+            self._client = None
+
+    def _models(self):
+        """The SDK's model service, on one client for the whole publish: kagglehub builds each client's
+        user agent by walking the caller's stack with `inspect.stack()` (0.1-0.2 s a client)."""
+        from kagglehub.clients import build_kaggle_client
+
+        if self._client is None:
+            self._client = build_kaggle_client().__enter__()
+        return self._client.models.model_api_client
 
     def _call(self, what: str, fn):
-        from kagglehub.clients import build_kaggle_client
         from kagglehub.exceptions import BackendError
 
         try:
-            with build_kaggle_client() as client:
-                response = fn(client.models.model_api_client)
+            response = fn(self._models())
         except Exception as e:  # requests, kagglesdk and kagglehub raise many types
             raise hub_error(f"{what} on Kaggle", e) from None
         error = getattr(response, "error", "")
@@ -380,11 +402,9 @@ class _Api:
     def _exists(self, what: str, fn) -> object | None:
         """`fn`'s response, or None when Kaggle says 404 (or 403, its answer for another's private model)."""
         import requests
-        from kagglehub.clients import build_kaggle_client
 
         try:
-            with build_kaggle_client() as client:
-                return fn(client.models.model_api_client)
+            return fn(self._models())
         except requests.HTTPError as e:
             if e.response is not None and e.response.status_code in (403, 404):
                 return None
