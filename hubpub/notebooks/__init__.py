@@ -206,8 +206,10 @@ def _same_source(path: Path, nb) -> bool:
 
 
 def cells_from_percent(text: str) -> list:
-    """nbformat cells from percent-format text."""
-    import nbformat.v4 as v4
+    """nbformat cells from percent-format text. Made as plain nbformat 4 dicts (the fields `new_code_cell`
+    and `new_markdown_cell` give, without their per-cell schema check: the notebook is checked once, when
+    written): a collection's notebooks are a thousand cells."""
+    from nbformat import from_dict
 
     cells, kind, tags, lines = [], None, [], []
 
@@ -216,10 +218,11 @@ def cells_from_percent(text: str) -> list:
         if kind is None and not body:
             return
         if kind == "markdown":
-            cells.append(v4.new_markdown_cell("\n".join(line.removeprefix("# ").removeprefix("#")
-                                                        for line in body.split("\n"))))
+            source = "\n".join(line.removeprefix("# ").removeprefix("#") for line in body.split("\n"))
+            cells.append(from_dict({"cell_type": "markdown", "source": source, "metadata": {}}))
         else:
-            cells.append(v4.new_code_cell(body, metadata={"tags": tags} if tags else {}))
+            cells.append(from_dict({"cell_type": "code", "source": body, "metadata": {"tags": tags} if tags else {},
+                                    "execution_count": None, "outputs": []}))
 
     for line in text.split("\n"):
         m = _CELL.match(line)
@@ -234,9 +237,9 @@ def cells_from_percent(text: str) -> list:
 
 
 def notebook_from_text(text: str, name: str):
-    import nbformat.v4 as v4
+    from nbformat import from_dict
 
-    nb = v4.new_notebook(cells=cells_from_percent(text))
+    nb = from_dict({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": cells_from_percent(text)})
     nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
                    "language_info": {"name": "python"}, "hubpub": {"artifact": name}}
     for i, cell in enumerate(nb.cells):  # stable ids: the same build gives the same file
