@@ -57,6 +57,11 @@ def rows() -> list[tuple[str, str, str, str, str]]:
         out.append(("bench_upload.py", f"{u['megabytes']:.0f} MB through hubpub's GCS upload to fake-gcs-server",
                     "one raw request to the emulator", f"{u['ratio_vs_emulator_ceiling']:.2f}",
                     _verdict(u["ratio_vs_emulator_ceiling"], u["target"], True)))
+        if "ratio_vs_client_resumable" in u:
+            chunks = u.get("transfer_manager_chunks", "measured")
+            out.append(("bench_upload.py", f"the same upload (transfer_manager's concurrent chunks: {chunks})",
+                        "google-cloud-storage's own resumable upload of the file",
+                        f"{u['ratio_vs_client_resumable']:.2f}", "reported"))
     if h := _load("upload_hubs"):
         for hub, name in (("kaggle", "Kaggle"), ("hf", "HF")):
             out.append(("bench_upload.py --hubs", f"a whole `publish` of {h['variant']}'s classifier to the {name} "

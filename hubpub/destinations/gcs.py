@@ -234,30 +234,3 @@ class _ProgressReader:
     def __getattr__(self, name):
         return getattr(self._f, name)
 
-
-class _ProgressReader:
-    """A file wrapper that moves a byte progress bar as the client reads (and rewinds on retry), and
-    stops the upload at its next read once `cancel` is set."""
-
-    def __init__(self, f, bar, cancel=None):
-        self._f, self._bar, self._pos, self._cancel = f, bar, 0, cancel
-
-    def read(self, size: int = -1) -> bytes:
-        if self._cancel is not None and self._cancel.is_set():
-            raise Cancelled()
-        data = self._f.read(size)
-        self._pos += len(data)
-        self._bar.update(len(data))
-        return data
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        pos = self._f.seek(offset, whence)
-        self._bar.update(pos - self._pos)
-        self._pos = pos
-        return pos
-
-    def tell(self) -> int:
-        return self._f.tell()
-
-    def __getattr__(self, name):
-        return getattr(self._f, name)
