@@ -95,6 +95,7 @@ publisher: {handle: famtest, name: Family Test, description: Models of two famil
 collection: {name: families, description: ConvNeXt V2 and a Keras model of our own.}
 docs: {license: apache-2.0}
 publish: {destination: PUBLISH_DIR, public_url_base: "http://127.0.0.1:9/families"}
+litert: {formats: [float32, int8]}  # the other two are the same path (test_litert, the demo)
 eval_presets:
   64: {resize: shorter, crop_pct: 0.875}
 datasets:
@@ -170,6 +171,12 @@ def test_both_families_through_build_all_docs_publish_and_verify(family_collecti
 
     rec = read_record(root / "dist/reports/shapenet_s.json")
     assert rec.family == "keras" and rec.parity.max_abs is None and rec.round_trip.max_abs <= tolerances.ROUND_TRIP
+    for name in ("v2_micro_1k_64", "shapenet_s_fe"):  # ONNX from each family's SavedModel
+        built = read_record(root / f"dist/reports/{name}.json")
+        assert [f.format for f in built.formats] == ["onnx"] and built.formats[0].max_abs <= tolerances.ONNX
+    # LiteRT by size: V2 micro's is known from the manifest; a Keras model's only once loaded (`litert: true`)
+    assert [f.format for f in read_record(root / "dist/reports/v2_micro_1k_64.json").litert] == ["float32", "int8"]
+    assert read_record(root / "dist/reports/shapenet_s.json").litert == ()
     assert rec.parameters == 8 * 27 + 8 + 16 * 72 + 16 + 16 * 3 + 3
     labels = (root / "dist/saved_models/shapenet_s/assets/labels.txt").read_text().splitlines()
     assert labels[2] == "triangle\ttriangles"

@@ -191,13 +191,16 @@ def test_fresh_venv_with_only_keras_jax_and_numpy_loads_it(micro_dist, saved_mod
     assert install.returncode == 0, install.stderr[-2000:]
     missing = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True, text=True)
     assert missing.returncode != 0  # really no TensorFlow there
-    for name, kind in (("micro_1k_224", "classifier"), ("micro_1k_224_fe", "feature-extractor")):
-        images_path, expected = saved_model_outputs[name]
-        proc = subprocess.run([str(python), "-c", LOAD, str(micro_dist / "keras" / f"{name}.keras"),
-                               str(images_path), kind], capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "KERAS_BACKEND": "jax"}, cwd=tmp_path)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        result = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    kinds = (("micro_1k_224", "classifier"), ("micro_1k_224_fe", "feature-extractor"))
+    procs = [subprocess.Popen([str(python), "-c", LOAD, str(micro_dist / "keras" / f"{name}.keras"),
+                               str(saved_model_outputs[name][0]), kind], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "KERAS_BACKEND": "jax"},
+                              cwd=tmp_path) for name, kind in kinds]  # both at once
+    for (name, kind), proc in zip(kinds, procs, strict=True):
+        expected = saved_model_outputs[name][1]
+        stdout, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-3000:]
+        result = json.loads(stdout.split("RESULT ", 1)[1])
         assert result["backend"] == "jax"
         assert np.abs(np.asarray(result["outputs"]) - expected).max() <= tolerances.KERAS_OTHER_BACKEND
         assert result["layer"] == "stage_2_block_1_pwconv1"
