@@ -228,7 +228,9 @@ def test_a_rerun_with_everything_up_to_date_spawns_no_worker_and_rewrites_nothin
                                                                                    micro_checkpoints, tmp_path):
     """The parent decides what is up to date (records, stat-keyed checkpoint hashes): no worker process, no
     TensorFlow, and no file of dist/ written again, docs, notebooks and site included."""
-    args = ["build-all", "--manifest", str(micro_manifest_path), "--out", str(tmp_path / "dist"), "--only",
+    manifest = tmp_path / "collection.yaml"
+    manifest.write_text(micro_manifest_path.read_text())
+    args = ["build-all", "--manifest", str(manifest), "--out", str(tmp_path / "dist"), "--only",
             "micro_iso_1k_224", "--checkpoint", f"micro_iso_1k_224={micro_checkpoints['micro_iso_1k_224']}"]
     env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "HUBPUB_CACHE": str(tmp_path / "cache")}
     first = subprocess.run([sys.executable, "-m", "hubpub", *args], capture_output=True, text=True, env=env,
@@ -251,6 +253,15 @@ def test_a_rerun_with_everything_up_to_date_spawns_no_worker_and_rewrites_nothin
                            capture_output=True, text=True, env=env, timeout=300)
     assert again.stdout.splitlines()[-1] == "code 0 False False"  # a copy: other path and inode, same bytes
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "dist").rglob("*") if p.is_file()} == files
+    # A stage runs again when something it wrote was touched, or something it reads changed.
+    (tmp_path / "dist/site/index.html").unlink()
+    manifest.write_text(manifest.read_text().replace("Micro ConvNeXt models for tests.", "Micro models renamed here."))
+    restored = subprocess.run([sys.executable, "-c", NOOP_RERUN, *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+    assert restored.stdout.splitlines()[-1] == "code 0 False False", restored.stderr[-2000:]
+    assert (tmp_path / "dist/site/index.html").is_file()
+    collection_doc = next((tmp_path / "dist/docs").rglob("collections/*/1.md"))
+    assert "Micro models renamed here." in collection_doc.read_text()
     data = bytearray(changed.read_bytes())
     data[-1] ^= 1  # the last byte of the last tensor's data
     changed.write_bytes(bytes(data))

@@ -208,12 +208,11 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     docs and site of every artifact whose record is in `out` (the shards' `reports/`, gathered), then
     publishes those, checking that each artifact they link is at the destination."""
     from hubpub.destinations import parse, public_url_base
-    from hubpub.docs import load_built, render_docs
+    from hubpub.docs import load_built
     from hubpub.errors import HubpubError
     from hubpub.manifest import iter_selected
-    from hubpub.notebooks import notebooks_dir, render_notebooks
+    from hubpub.notebooks import notebooks_dir
     from hubpub.publish import publish as run_publish
-    from hubpub.site import render_site
 
     dest = parse(publish_dest or manifest.publish.destination)
     base = public_url_base(dest, manifest, public_url)  # before any work: a bad destination fails now
@@ -244,21 +243,54 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
                 "`hubpub build-all --collect`")
     else:
         notebooks = notebooks or notebooks_dir(out)
-        if installed("notebooks"):
-            written = render_notebooks(manifest, dist=out, out=notebooks, public_url_base=base, built=built)
-            if execute:
-                written = execute_notebooks(out, written, progress=lambda name: log.info("executing %s", name),
-                                            built=built)
-        else:
-            log.warning("warning: no usage notebooks: the notebooks extra is not installed (%s)",
-                        install_command("notebooks"))
-        docs = render_docs(manifest, dist=out, out=Dist(out).docs, public_url_base=base, built=built)
-        site = render_site(manifest, dist=out, public_url_base=base, built=built)
+        written, docs, site = _render(manifest, out, base, built, notebooks, execute)
     published = None
     if publish_dest and not summary.failed:
         published = run_publish(manifest, out, dest, public_url=public_url, notebooks=notebooks,
                                 artifacts_only=bool(shard), verify=verify, fine_tune=fine_tune)
     return CollectionResult(summary, docs, note, base, published, written, site)
+
+
+def _render(manifest, out: Path, base: str, built, notebooks: Path, execute: bool):
+    """The notebooks, docs and site of what is built; each stage skipped when what it reads (the manifest,
+    the records, the templates, its settings) and what it wrote are as they were when it last ran."""
+    from hubpub.docs import RenderResult, render_docs, template_dirs
+    from hubpub.notebooks import Notebook, render_notebooks
+    from hubpub.pipeline.memo import Memo, files_below
+    from hubpub.site import Site, render_site
+
+    layout = Dist(out)
+    reads = [manifest.path, *files_below(layout.reports, *template_dirs(manifest.path))]
+    written = []
+    memo = Memo.of(out, "notebooks", [base, notebooks.resolve(), execute], reads)
+    if not installed("notebooks"):
+        log.warning("warning: no usage notebooks: the notebooks extra is not installed (%s)",
+                    install_command("notebooks"))
+    elif (kept := memo.recall()) is not None:
+        written = [Notebook(a, Path(p), executed) for a, p, executed in kept["notebooks"]]
+    else:
+        written = render_notebooks(manifest, dist=out, out=notebooks, public_url_base=base, built=built)
+        if execute:
+            written = execute_notebooks(out, written, progress=lambda name: log.info("executing %s", name),
+                                        built=built)
+        memo.store([n.path for n in written], {"notebooks": [[n.artifact, str(n.path), n.executed]
+                                                             for n in written]})
+    memo = Memo.of(out, "docs", [base], reads)
+    if (kept := memo.recall()) is not None:
+        docs = RenderResult(Path(kept["root"]), tuple(map(Path, kept["paths"])), tuple(kept["skipped"]))
+    else:
+        docs = render_docs(manifest, dist=out, out=layout.docs, public_url_base=base, built=built)
+        memo.store(docs.paths, {"root": str(docs.root), "paths": list(map(str, docs.paths)),
+                                "skipped": list(docs.skipped)})
+    memo = Memo.of(out, "site", [base], [*reads, *docs.paths])
+    if (kept := memo.recall()) is not None:
+        site = Site(Path(kept["root"]), tuple(map(Path, kept["pages"])), kept["upload"] and Path(kept["upload"]))
+    else:
+        site = render_site(manifest, dist=out, public_url_base=base, built=built)
+        memo.store(files_below(site.root, *([site.upload] if site.upload else [])),
+                   {"root": str(site.root), "pages": list(map(str, site.pages)),
+                    "upload": site.upload and str(site.upload)})
+    return written, docs, site
 
 
 def collected(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS) -> BuildSummary:
