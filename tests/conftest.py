@@ -130,3 +130,14 @@ def gcs_emulator(tmp_path_factory):
     emulator = Emulator(tmp_path_factory.mktemp("gcs") / "fake-gcs-server.log")
     yield emulator
     emulator.stop()
+
+
+# The longest tests start first: under `-n 2`, one started last keeps a worker busy after the other has
+# run out of tests (minutes of a 2-core machine). Their order among themselves, and the rest, as collected.
+LONGEST_FIRST = ("test_demo_end_to_end", "test_the_documented_workflow_publishes_what_one_machine_does",
+                 "test_both_families_through_build_all_docs_publish_and_verify",
+                 "test_fresh_venv_with_only_keras_jax_and_numpy_loads_it")
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.originalname not in LONGEST_FIRST)
