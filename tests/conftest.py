@@ -13,6 +13,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test ends with the environment it began with: an in-process CLI call sets variables for the
+    rest of its process (`-q`: HUBPUB_DISABLE_PROGRESS; `-vv`: HUBPUB_NATIVE_LOGS), which would reach
+    whichever tests run after it in the same worker."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
