@@ -29,7 +29,7 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m ruff check hubpub tests benchmarks
-	# Two workers: most tests wait on subprocesses, kernels and servers (8.5 min instead of 13 here).
+	# Two workers: most tests wait on subprocesses, kernels and servers (about 7 min instead of 13 here; the longest tests start first, tests/conftest.py).
 	$(PY) -m pytest -q -n 2 --dist worksteal
 
 bench: $(STAMP)
