@@ -121,20 +121,10 @@ def verify_keras(handle: str, record: dict, *, fine_tune: bool = False,
     custom objects, compare with `record`, and with `fine_tune` train one step with a new head."""
     import keras
 
-    from hubpub.errors import FetchError
-    from hubpub.fetch import download
     from hubpub.keras_artifact import load_keras_file
 
     with tempfile.TemporaryDirectory(prefix="hubpub-verify-") as tmp:
-        path = Path(handle)
-        if "://" in handle:
-            path = Path(tmp) / "model.keras"
-            try:
-                download(resolve_handle(handle), path, max_bytes=max_bytes, shown_as=handle)
-            except FetchError as e:
-                raise VerifyError(str(e)) from None
-        elif not path.is_file():
-            raise VerifyError(f"{handle}: no such file")
+        path = _local_file(handle, Path(tmp) / "model.keras", max_bytes)
         model = load_keras_file(path, shown_as=handle, max_unpacked=max_bytes)
         images = reference_images(**record["inputs"])
         try:
@@ -147,22 +137,12 @@ def verify_keras(handle: str, record: dict, *, fine_tune: bool = False,
 def verify_format(handle: str, record: dict, fmt, *, max_bytes: int = DEFAULT_MAX_UNPACKED) -> VerifyResult:
     """Run a file of a format of `hubpub.formats` (path or URL) as its users do (ONNX: onnxruntime) and
     compare with `record`, within the looser of the format's tolerance and verify's."""
-    from hubpub.errors import FetchError
     from hubpub.extras import require
-    from hubpub.fetch import download
     from hubpub.formats import FormatError
 
     require(fmt.extra, f"running a {fmt.title} file")
     with tempfile.TemporaryDirectory(prefix="hubpub-verify-") as tmp:
-        path = Path(handle)
-        if "://" in handle:
-            path = Path(tmp) / f"model{fmt.suffix}"
-            try:
-                download(resolve_handle(handle), path, max_bytes=max_bytes, shown_as=handle)
-            except FetchError as e:
-                raise VerifyError(str(e)) from None
-        elif not path.is_file():
-            raise VerifyError(f"{handle}: no such file")
+        path = _local_file(handle, Path(tmp) / f"model{fmt.suffix}", max_bytes)
         if path.stat().st_size > max_bytes:
             raise VerifyError(f"{handle}: {path.stat().st_size} bytes, over the limit of {max_bytes}")
         images = reference_images(**record["inputs"])
@@ -298,3 +278,19 @@ def serve_directory(root: Path) -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def _local_file(handle: str, into: Path, max_bytes: int) -> Path:
+    """`handle` itself if it is a local file, else its URL downloaded to `into` (at most `max_bytes`)."""
+    from hubpub.errors import FetchError
+    from hubpub.fetch import download
+
+    if "://" not in handle:
+        if not Path(handle).is_file():
+            raise VerifyError(f"{handle}: no such file")
+        return Path(handle)
+    try:
+        download(resolve_handle(handle), into, max_bytes=max_bytes, shown_as=handle)
+    except FetchError as e:
+        raise VerifyError(str(e)) from None
+    return into
