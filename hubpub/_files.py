@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +21,13 @@ def sha256_file(path: Path, block_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+_HOST = socket.gethostname()
+
+
 def temp_name(path: Path) -> Path:
-    """The one temp name for `path`: hidden, beside it (same file system), per process and thread (two
-    publishers in one process write the same name at once)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{threading.get_native_id()}.tmp")
+    """The one temp name for `path`: hidden, beside it (same file system), per host, process and thread (two
+    publishers in one process write the same name at once; cluster workers share a folder)."""
+    return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{threading.get_native_id()}.tmp")
 
 
 @contextlib.contextmanager

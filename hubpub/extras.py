@@ -16,6 +16,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "notebooks": ("nbformat", "nbclient", "jupyter_client", "ipykernel", "matplotlib", "skimage"),
     "litert": ("ai_edge_litert",),
     "onnx": ("tf2onnx", "onnx", "onnxruntime"),
+    "cluster": ("distributed",),
 }
 
 

@@ -206,6 +206,7 @@ class BuildSummary:
     jobs: int
     threads_per_worker: int | None
     artifacts: tuple[ArtifactRow, ...] = field(default_factory=tuple)
+    scheduler: str | None = None  # the Dask cluster it ran on (`--scheduler`), else None: this machine
 
     @property
     def failed(self) -> list[str]:

@@ -197,7 +197,10 @@ def _print_collection(result, kinds: tuple[str, ...], out: Path, *, verified: bo
 @click.option("--kinds", default="classifier,feature-extractor", show_default=True)
 @click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
 @click.option("--shard", default=None, type=TEXT, metavar="K/N",
-              help="Build only shard K of N (1-based), e.g. in a CI matrix.")
+              help="Build only shard K of N (1-based), e.g. in a CI matrix; `auto`: the shard a Kubernetes "
+              "Indexed Job or GitLab's parallel says.")
+@click.option("--scheduler", default=None, type=TEXT, envvar="HUBPUB_SCHEDULER", metavar="ADDRESS",
+              help="Build on a Dask cluster: tcp://HOST:PORT, or local:N for N worker processes here.")
 @click.option("--force", is_flag=True, help="Rebuild even what is up to date.")
 @click.option("--checkpoint", "checkpoints", multiple=True, metavar="VARIANT=PATH_OR_URL",
               help="Use this checkpoint instead of the manifest's URL (repeatable).")
@@ -216,19 +219,30 @@ def _print_collection(result, kinds: tuple[str, ...], out: Path, *, verified: bo
 @click.option("--require-pinned", is_flag=True, help="Refuse to download a checkpoint without a sha256 "
               "(checkpoint.sha256 or collection.lock), before any download.")
 @click.option("--no-verify", is_flag=True, help="With --publish: skip loading one published artifact.")
-def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, force, checkpoints, input_convention, no_parity,
-                  no_keras, no_litert, publish_dest, public_url, notebooks_out, execute_notebooks, collect,
+def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, scheduler, force, checkpoints, input_convention,
+                  no_parity, no_keras, no_litert, publish_dest, public_url, notebooks_out, execute_notebooks, collect,
                   require_pinned, no_verify, **skip) -> None:
-    """Build every artifact of the collection: incremental, resumable, parallel, shardable."""
-    from hubpub.pipeline import build_collection, default_formats
+    """Build every artifact of the collection: incremental, resumable, parallel, shardable, or on a Dask
+    cluster."""
+    from hubpub.pipeline import build_collection, default_formats, parse_scheduler
 
     if collect and (shard or checkpoints or force):
         raise click.UsageError("--collect builds nothing: it takes no --shard, --checkpoint or --force")
+    if scheduler is not None:
+        try:
+            scheduler = parse_scheduler(scheduler)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--scheduler (or HUBPUB_SCHEDULER)") from None
+        explicit_jobs = click.get_current_context().get_parameter_source("jobs") != click.core.ParameterSource.DEFAULT
+        for given, option in ((shard, "--shard"), (collect, "--collect"), (explicit_jobs, "--jobs")):
+            if given:
+                raise click.UsageError(f"--scheduler {scheduler} takes no {option}: the cluster's workers run "
+                                       "every selected variant")
     progress = _StageProgress()
     kinds = parse_kinds(kinds)
     try:
         manifest = load_manifest(manifest_path)
-        result = build_collection(manifest, out, only=only, kinds=kinds, jobs=jobs,
+        result = build_collection(manifest, out, only=only, kinds=kinds, jobs=jobs, scheduler=scheduler,
                                   shard=parse_shard(shard), collect=collect, require_pinned=require_pinned,
                                   formats=None if collect else default_formats(skipped(skip) + manifest.formats_off),
                                   force=force,

@@ -108,9 +108,37 @@ def byte_size(text: str) -> int:
     return value
 
 
-def parse_shard(text: str | None) -> tuple[int, int] | None:
+# `--shard auto`: the variables an orchestrator sets on each of its N copies, (index, count, index base)
+SHARD_VARIABLES = (
+    ("JOB_COMPLETION_INDEX", "HUBPUB_SHARD_COUNT", 0),  # a Kubernetes Indexed Job; the Job sets the count
+    ("CI_NODE_INDEX", "CI_NODE_TOTAL", 1),  # GitLab CI's `parallel:`
+)
+
+
+def parse_shard(text: str | None, environ=None) -> tuple[int, int] | None:
+    """`K/N` (1-based), or `auto`: the shard an orchestrator's variables say (`SHARD_VARIABLES`)."""
+    import os
+
     if not text:
         return None
+    if text == "auto":
+        environ = os.environ if environ is None else environ
+        for index, count, base in SHARD_VARIABLES:
+            if index in environ:
+                if count not in environ:
+                    raise click.BadParameter(f"auto: {index} is set but {count} is not (the number of shards)",
+                                             param_hint="--shard")
+                text = f"{environ[index].strip()}/{environ[count].strip()}"
+                try:
+                    k, n = (int(x) for x in text.split("/"))
+                except ValueError:
+                    raise click.BadParameter(f"auto: expected whole numbers in {index} and {count}; got "
+                                             f"{text!r}", param_hint="--shard") from None
+                text = f"{k + 1 - base}/{n}"
+                break
+        else:
+            names = " or ".join(f"{i} and {c}" for i, c, _ in SHARD_VARIABLES)
+            raise click.BadParameter(f"auto: none of the shard variables is set ({names})", param_hint="--shard")
     try:
         k, n = (int(x) for x in text.split("/"))
     except ValueError:

@@ -3,6 +3,7 @@ notebooks, docs, site and publish, in sequence."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,12 +55,35 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
               shard: tuple[int, int] | None = None, force: bool = False, checkpoints: dict[str, str] | None = None,
               input_convention: str = "hub", parity: bool = True, lock_path: Path | None = None,
               progress=None, keras_file: bool = True, litert: bool = True,
-              require_pinned: bool = False, formats: tuple[str, ...] | None = None) -> BuildSummary:
+              require_pinned: bool = False, formats: tuple[str, ...] | None = None,
+              scheduler=None) -> BuildSummary:
     """Build every selected variant in worker processes (a fresh one per variant), then write the report.
 
     A fresh process per variant frees its memory and keeps SavedModel bytes reproducible. One
-    variant's failure is recorded and the others go on.
+    variant's failure is recorded and the others go on. With a `scheduler` (`cluster.Scheduler`) the
+    worker processes run on that Dask cluster's workers, checked first (`cluster.check_cluster`).
     """
+    with _cluster(scheduler) as client:
+        return _build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
+                          checkpoints=checkpoints, input_convention=input_convention, parity=parity,
+                          lock_path=lock_path, progress=progress, keras_file=keras_file, litert=litert,
+                          require_pinned=require_pinned, formats=formats, client=client)
+
+
+@contextlib.contextmanager
+def _cluster(scheduler):
+    if scheduler is None:
+        yield None
+        return
+    from hubpub.pipeline.cluster import connect
+
+    with connect(scheduler) as client:
+        client.hubpub_scheduler = str(scheduler)
+        yield client
+
+
+def _build_all(manifest, out: Path, *, only, kinds, jobs, shard, force, checkpoints, input_convention, parity,
+               lock_path, progress, keras_file, litert, require_pinned, formats, client) -> BuildSummary:
     from hubpub.errors import FetchError
     from hubpub.manifest import iter_selected
 
@@ -75,16 +99,26 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     lock = read_lock(lock_path)
     if require_pinned or manifest.require_pinned:
         check_pinned(manifest, variants, lock, lock_path, checkpoints)
-    jobs = max(1, min(jobs, len(variants)))
-    threads = worker_threads(jobs)
+    cluster_threads = {}
+    if client is not None:  # before any work: the cluster must be able to run this build
+        from hubpub.fetch import is_url
+        from hubpub.pipeline.cluster import check_cluster
+
+        files = tuple(sorted({str(Path(s).resolve()) for s in checkpoints.values() if not is_url(s)}))
+        checkpoints = {name: s if is_url(s) else str(Path(s).resolve()) for name, s in checkpoints.items()}
+        cluster_threads = check_cluster(client, out.resolve(), manifest.path.resolve(), files)
+        jobs, threads = len(cluster_threads), None
+    else:
+        jobs = max(1, min(jobs, len(variants)))
+        threads = worker_threads(jobs)
     jobs_list = []
     for v in variants:
         source = checkpoints.get(v.name)
         locked = lock.get(v.name, {})
         expected = v.checkpoint_sha256 or (locked.get("sha256") if source is None
                                            and locked.get("url") == v.checkpoint_url else None)
-        jobs_list.append(VariantJob(str(manifest.path), v.name, str(out), source, expected, kinds, input_convention,
-                                    parity, force, threads, keras_file, litert, formats))
+        jobs_list.append(VariantJob(str(manifest.path.resolve()), v.name, str(out.resolve()), source, expected, kinds,
+                                    input_convention, parity, force, threads, keras_file, litert, formats))
 
     # What is up to date needs no worker: decided here from the records and known hashes, no TensorFlow.
     results: dict[str, VariantResult] = {}
@@ -94,7 +128,13 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
             jobs_list.remove(job)
             if progress is not None:
                 progress(v.name, "done")
-    if jobs_list:
+    if jobs_list and client is not None:
+        from hubpub.pipeline.cluster import memory_needed, run_on_cluster
+
+        needs = {v.name: memory_needed(v.parameter_count(), _local_size(checkpoints.get(v.name) or v.checkpoint_url))
+                 for v in variants}
+        run_on_cluster(client, jobs_list, needs, cluster_threads, results, out, progress)
+    elif jobs_list:
         _run_workers(jobs_list, jobs, results, out, progress)
 
     # The lock records the hash of every official checkpoint downloaded; later builds are checked against it.
@@ -119,13 +159,17 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
                                     round(sum(rec.timings.values()), 1) if status == "built" else 0.0,
                                     rec.parameters, rec.tarball.size, rec.tarball.sha256, rec.parity.max_abs,
                                     rec.random_weights))
-    summary = BuildSummary(__version__, str(manifest.path),
-                           f"{shard[0]}/{shard[1]}" if shard else None, jobs, threads, tuple(rows))
+    summary = BuildSummary(__version__, str(manifest.path), f"{shard[0]}/{shard[1]}" if shard else None, jobs,
+                           threads, tuple(rows), scheduler=client and client.hubpub_scheduler)
     for name, r in results.items():
         if r.traceback:
             log.debug("%s:\n%s", name, r.traceback)
     write_summary(Dist(out).build_report, summary)
     return summary
+
+
+def _local_size(source: str) -> int:
+    return Path(source).stat().st_size if Path(source).is_file() else 0
 
 
 def _run_workers(jobs_list: list[VariantJob], jobs: int, results: dict, out: Path, progress) -> None:
@@ -199,7 +243,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
                      progress=None, keras_file: bool = True, litert: bool = True, notebooks: Path | None = None,
                      formats: tuple[str, ...] | None = None,
                      execute: bool = False, collect: bool = False, require_pinned: bool = False,
-                     verify: bool = True, fine_tune: bool = False) -> CollectionResult:
+                     verify: bool = True, fine_tune: bool = False, scheduler=None) -> CollectionResult:
     """build-all: every selected artifact, then its usage notebooks (into `notebooks`, default
     DIST/notebooks; run if `execute`) and docs for the destination, then (if asked) publish and, as
     `publish` does, `verify` one published artifact (with `fine_tune`, a training step too).
@@ -233,7 +277,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
         summary = build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                             checkpoints=checkpoints, input_convention=input_convention, parity=parity,
                             progress=progress, keras_file=keras_file, litert=litert, require_pinned=require_pinned,
-                            formats=formats)
+                            formats=formats, scheduler=scheduler)
     docs, note, written, site = None, "", [], None
     built = load_built(out)  # read once: the notebooks, docs and site all take these
     if not built.records:
