@@ -53,6 +53,12 @@ def rows() -> list[tuple[str, str, str, str, str]]:
                         f"({run['artifacts']} artifacts: records, docs, notebooks, site)",
                         "`hubpub validate` of the same manifest", f"{run['ratio']:.2f}",
                         _verdict(run["ratio"], n["target"], False)))
+    if c := _load("cluster"):
+        names = ", ".join(v.removeprefix("convnextv2_").removesuffix("_1k_224") for v in c["variants"])
+        out.append(("bench_cluster.py", f"`build-all --scheduler local:2` (a Dask LocalCluster, 2 single-threaded "
+                    f"workers) over ConvNeXt V2 {names}, end to end: throughput ({c['files_compared']} files, "
+                    f"{'identical' if c['identical'] else 'different'})", "`build-all --jobs 2` of the same",
+                    f"{c['throughput_ratio']:.2f}", _verdict(c["throughput_ratio"], c["target"], True)))
     if u := _load("upload"):
         out.append(("bench_upload.py", f"{u['megabytes']:.0f} MB through hubpub's GCS upload to fake-gcs-server",
                     "one raw request to the emulator", f"{u['ratio_vs_emulator_ceiling']:.2f}",

@@ -268,8 +268,7 @@ def check_cluster(client, out: Path, manifest: Path, files: tuple[str, ...]) -> 
     _check_shared(client, out, workers)
     from hubpub._files import sha256_file
 
-    ours = {manifest_key: sha256_file(manifest) for manifest_key in [str(manifest)]}
-    ours |= {f: Path(f).stat().st_size for f in files}
+    ours = {str(manifest): sha256_file(manifest), **{f: Path(f).stat().st_size for f in files}}
     for address, fact in sorted(facts.items()):
         for path, value in fact["files"].items():
             if value != ours[path]:
