@@ -17,6 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "litert": ("ai_edge_litert",),
     "onnx": ("tf2onnx", "onnx", "onnxruntime"),
     "cluster": ("distributed",),
+    "signing": ("model_signing", "OpenSSL"),
 }
 
 

@@ -17,6 +17,7 @@ from hubpub.extras import require
 from hubpub.layout import Dist
 from hubpub.manifest import Manifest
 from hubpub.record import RecordError, read_records
+from hubpub.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,22 @@ log = logging.getLogger(__name__)
 def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: str | None = None, force: bool = False,
             dry_run: bool = False, jobs: int = 4, deadline: float = 300.0, timeout: float = 60.0,
             chunk_bytes: int | None = None, notebooks: Path | None = None, public: bool = False,
-            artifacts_only: bool = False, verify: bool = False, fine_tune: bool = False) -> PublishResult:
+            artifacts_only: bool = False, verify: bool = False, fine_tune: bool = False,
+            signer: Signer | None = None) -> PublishResult:
     """Check everything first, then send what is missing or changed; raise before touching anything on a
     conflict. On a hub, models are private unless `public` or the manifest's `publish.public`.
     `artifacts_only` (a shard's publish) sends the artifact files and no docs or site: those come once,
     at the end (`build-all --collect`). With `verify`, one published artifact is then got back as its
-    users get it and checked against its build (`result.verified`; with `fine_tune`, a training step too)."""
+    users get it and checked against its build (`result.verified`; with `fine_tune`, a training step too).
+    With a `signer` (or the manifest's `signing:`), every artifact file gets a `.sig` beside it, published
+    with it; `signing.required` refuses to publish without one, before anything is uploaded."""
+    signer = signer or manifest_signer(manifest)
+    if signer is None and manifest.signing is not None and manifest.signing.required:
+        raise PublishError(f"{manifest.path}: signing.required is set, and no signer was given: publish with "
+                           "--sign-key PRIVATE_KEY.pem or --sign sigstore (nothing was uploaded)")
+    if signer is not None and dest.is_hub:
+        raise PublishError(f"{dest}: signed artifacts go to a bucket or a directory for now; the hubs' signature "
+                           "files are not published yet (nothing was uploaded)")
     if dest.extra:  # before anything else: no point checking docs for a destination hubpub cannot reach
         require(dest.extra, f"publishing to {dest.title}")
     base = public_url_base(dest, manifest, public_url)
@@ -43,6 +54,10 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
         records = read_records(Dist(dist).reports)  # read once: the destination and the notebooks take these
     except RecordError as e:
         raise PublishError(str(e)) from None
+    if signer is not None and not dry_run:
+        files = [Dist(dist).root / f for r in records.values() for f in r.artifact_files()]
+        signer.sign(files)
+        log.info("signed %d artifact files with %s", len(files), signer.identity)
     job = PublishJob(manifest, Path(dist), base, fix, force=force, dry_run=dry_run, jobs=jobs, deadline=deadline,
                      timeout=timeout, chunk_bytes=chunk_bytes, public=public or manifest.publish.public,
                      artifacts_only=artifacts_only, docs=tuple(docs), records=records)
@@ -58,6 +73,14 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
         result = replace(result, verified=checked)
     return result
 
+
+
+def manifest_signer(manifest: Manifest) -> Signer | None:
+    """The signer the manifest's `signing:` section names, if any."""
+    settings = manifest.signing
+    if settings is None or not (settings.key or settings.sigstore):
+        return None
+    return Signer(sigstore=True) if settings.sigstore else Signer(key=Path(settings.key))
 
 
 def _checked_docs(manifest: Manifest, dist: Path, notebooks: Path | None, fix: str):

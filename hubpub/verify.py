@@ -280,6 +280,27 @@ def serve_directory(root: Path) -> Iterator[str]:
         httpd.server_close()
 
 
+def check_signature(handle: str, *, public_key: Path | None = None, identity: str | None = None,
+                    issuer: str | None = None, max_bytes: int = DEFAULT_MAX_UNPACKED) -> None:
+    """The signature beside a file or URL (`<handle>.sig`) over its bytes: SignatureError names the file."""
+    from hubpub.signing import SUFFIX, SignatureError, verify
+
+    if "://" not in handle and Path(handle).is_dir():
+        raise SignatureError(f"{handle}: a folder has no signature; check the signed file (.tar.gz, .keras, ...)")
+    if urlparse(handle).scheme == "gs":
+        raise SignatureError(f"{handle}: give its https:// URL to check the signature")
+    with tempfile.TemporaryDirectory(prefix="hubpub-verify-") as tmp:
+        name = Path(urlparse(handle).path).name or "artifact"
+        local = _local_file(handle, Path(tmp) / name, max_bytes)
+        sig = Path(tmp) / (name + SUFFIX)
+        try:
+            _local_file(handle + SUFFIX, sig, 1 << 20)
+        except VerifyError:
+            raise SignatureError(f"{handle}: no signature ({handle}{SUFFIX} cannot be read)") from None
+        verify(local, sig if sig.is_file() else Path(handle + SUFFIX), public_key=public_key, identity=identity,
+               issuer=issuer, shown_as=handle)
+
+
 def _local_file(handle: str, into: Path, max_bytes: int) -> Path:
     """`handle` itself if it is a local file, else its URL downloaded to `into` (at most `max_bytes`)."""
     from hubpub.errors import FetchError

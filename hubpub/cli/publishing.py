@@ -33,14 +33,27 @@ log = logging.getLogger("hubpub")
 @click.option("--fine-tune", is_flag=True, help="Also run one SGD step with trainable=True.")
 @click.option("--max-unpacked", default="16G", show_default=True, metavar="SIZE",
               help="Refuse an archive that unpacks to more than this (e.g. 500M, 32G).")
-def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked: str) -> None:
+@click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="PUB.pem", help="First check the signature beside HANDLE (HANDLE.sig) with this key.")
+@click.option("--identity", default=None, type=TEXT, help="First check a Sigstore signature: the signer's identity.")
+@click.option("--issuer", default=None, type=TEXT, help="With --identity: its OIDC issuer.")
+def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked: str, public_key: Path | None,
+           identity: str | None, issuer: str | None) -> None:
     """Load HANDLE with hub.KerasLayer (a URL, .tar.gz or directory), keras.saving.load_model (a .keras
-    file or URL) or onnxruntime (a .onnx file or URL) and compare with the build's record."""
+    file or URL) or onnxruntime (a .onnx file or URL) and compare with the build's record; with a key (or
+    a Sigstore identity), check its signature before anything is loaded."""
     from hubpub.destinations import is_bucket_url
     from hubpub.formats import FORMATS
-    from hubpub.verify import read_reference, verify_format, verify_handle, verify_keras
+    from hubpub.verify import check_signature, read_reference, verify_format, verify_handle, verify_keras
 
     limit = byte_size(max_unpacked)
+    if bool(identity) != bool(issuer):
+        raise click.UsageError("--identity and --issuer go together")
+    if public_key or identity:
+        check_signature(handle, public_key=public_key, identity=identity, issuer=issuer, max_bytes=limit)
+        click.echo(f"{handle}: signature checked ({f'key {public_key}' if public_key else identity})")
+    else:
+        click.echo(f"{handle}: signature not checked (give --public-key, or --identity and --issuer)")
     path = handle.split("?")[0].rstrip("/")
     fmt = next((f for f in FORMATS if path.endswith(f.suffix)), None)
     if report_path is None:
@@ -187,19 +200,33 @@ def validate_docs_cmd(directory: Path, manifest_path: Path | None, notebooks_out
 @click.option("--no-verify", is_flag=True, help="Skip loading one published artifact with hub.KerasLayer.")
 @click.option("--public", is_flag=True, help="On Kaggle or the HF Hub: make the models public [default: the "
               "manifest's publish.public, else private].")
+@click.option("--sign-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="PRIVATE_KEY.pem", help="Sign every artifact file with this EC key: a .sig beside each.")
+@click.option("--sign-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              metavar="CERT.pem", help="With --sign-key: the key's certificate, then its chain (repeatable).")
+@click.option("--sign", "sign_with", type=click.Choice(["sigstore"]), default=None,
+              help="Sign keyless with Sigstore (an OIDC identity, e.g. in CI).")
 @notebooks_option
 @manifest_option
 def publish(dist: Path, dest: str | None, public_url: str | None, dry_run: bool, force: bool, jobs: int,
-            deadline: float, no_verify: bool, public: bool, notebooks_out: Path | None, manifest_path: Path) -> None:
+            deadline: float, no_verify: bool, public: bool, sign_key: Path | None, sign_cert: tuple[Path, ...],
+            sign_with: str | None, notebooks_out: Path | None, manifest_path: Path) -> None:
     """Publish the artifacts, docs and site to a bucket, a folder, Kaggle Models or the HF Hub; artifacts are
     immutable unless forced, docs and pages are updated."""
     from hubpub.destinations import parse
     from hubpub.publish import publish as run_publish
+    from hubpub.signing import Signer
 
+    if sign_key and sign_with:
+        raise click.UsageError("--sign-key or --sign sigstore, not both")
+    signer = Signer(key=sign_key, certificates=sign_cert, sigstore=True) if sign_with else None
+    if sign_key or sign_cert:
+        signer = Signer(key=sign_key, certificates=sign_cert)
     manifest = load_manifest(manifest_path)
     destination = parse(dest or manifest.publish.destination)
     result = run_publish(manifest, dist, destination, public_url=public_url, force=force, dry_run=dry_run, jobs=jobs,
-                         deadline=deadline, notebooks=notebooks_out, public=public, verify=not no_verify)
+                         deadline=deadline, notebooks=notebooks_out, public=public, verify=not no_verify,
+                         signer=signer)
     for line in result.plan:
         click.echo(line)
     rows = [("object", "size", "status", "public URL")]

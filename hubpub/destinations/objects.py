@@ -29,6 +29,8 @@ from hubpub.formats import by_name
 from hubpub.layout import Dist
 from hubpub.package import check_tarball
 from hubpub.progress import progress_bar
+from hubpub.signing import SUFFIX as SIGNATURE
+from hubpub.signing import signature_path
 
 if TYPE_CHECKING:
     from hubpub.manifest.values import Manifest
@@ -74,7 +76,10 @@ def plan_objects(manifest: Manifest, dist: Path, base: str, records: dict) -> li
         for f in record.formats:  # each format of `hubpub.formats`, with its .sha256
             obj = format_object(artifact, by_name(f.format))
             files += [(layout.root / f.path, obj), (layout.root / (f.path + ".sha256"), obj + ".sha256")]
-        for source, relative in files:
+        signatures = [(sig, relative + SIGNATURE) for source, relative in files
+                      if (sig := signature_path(source)).is_file() and source.is_file()
+                      and sig.stat().st_mtime_ns >= source.stat().st_mtime_ns]  # not one of an older build
+        for source, relative in files + signatures:
             if not source.is_file():
                 raise PublishError(f"{source}: missing; rebuild {artifact.name}")
             uploads.append(Upload(source, relative, source.stat().st_size, crc32c_of(source),
@@ -96,7 +101,8 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset
                  ".js": "text/javascript; charset=utf-8", ".md": "text/markdown; charset=utf-8",
                  ".svg": "image/svg+xml", ".png": "image/png", ".gz": "application/gzip",
                  ".keras": "application/zip", ".sha256": "text/plain; charset=utf-8",
-                 ".tflite": "application/octet-stream", ".txt": "text/plain; charset=utf-8"}
+                 ".tflite": "application/octet-stream", ".txt": "text/plain; charset=utf-8",
+                 SIGNATURE: "application/json"}
 SHORT_CACHE, LONG_CACHE = "public, max-age=300", "public, max-age=31536000, immutable"
 
 

@@ -98,6 +98,14 @@ class NotebookSettings(_Strict):
                 f"{self.path}/{notebook}.ipynb")
 
 
+class SigningSettings(_Strict):
+    """How `publish` signs the artifact files (a `.sig` beside each); the command line's options win."""
+
+    key: str | None = Field(default=None, description="EC private key (PEM) to sign with, relative to the manifest")
+    sigstore: bool = Field(default=False, description="sign keyless with Sigstore (an OIDC identity, in CI)")
+    required: bool = Field(default=False, description="publish refuses to upload anything unsigned")
+
+
 class PublishSettings(_Strict):
     destination: str = Field(description="gs://bucket/prefix or a local directory")
     public_url_base: str
@@ -161,6 +169,7 @@ class ManifestModel(_Strict):
     formats: dict[Name, bool] = Field(default_factory=dict, description="the formats of hubpub.formats to build, "
                                       "by name (`onnx: false` as --no-onnx); default: every one installed")
     publish: PublishSettings
+    signing: SigningSettings = Field(default_factory=SigningSettings)
     checkpoint_base_url: str | None = None
     require_pinned: bool = Field(default=False, description="refuse to download a checkpoint without a sha256 "
                                  "(checkpoint.sha256 or collection.lock), as build-all --require-pinned")

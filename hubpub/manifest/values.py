@@ -17,6 +17,7 @@ from hubpub.manifest.schema import (
     NotebookSettings,
     Publisher,
     PublishSettings,
+    SigningSettings,
 )
 
 
@@ -133,6 +134,7 @@ class Manifest:
     variants: tuple[Variant, ...]
     require_pinned: bool = False
     formats_off: tuple[str, ...] = ()  # formats the manifest leaves out (`formats: {onnx: false}`)
+    signing: SigningSettings | None = None  # `signing:`, its key resolved against the manifest's folder
 
     def colab_url(self, artifact: Artifact, notebooks_folder: str) -> str | None:
         """The Colab link of an artifact's usage notebook in a destination's `notebooks_folder`: derived from

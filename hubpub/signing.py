@@ -1,0 +1,146 @@
+"""Signatures of the artifact files: OpenSSF Model Signing (the `model-signing` library), one Sigstore
+bundle `<file>.sig` beside each file, made with a key (`--sign-key`), a key and its certificate chain
+(`--sign-cert`) or keyless Sigstore (`--sign sigstore`, an OIDC identity in CI), and checked with the
+public key, or the certificate's identity and issuer.
+
+A file is signed once: a `.sig` that already verifies against the signer's public key is kept (ECDSA
+signatures differ each time, and a published `.sig` is immutable like its file). Hashing is streamed in
+the library's 1 MiB chunks: memory does not grow with the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubpub.errors import HubpubError
+from hubpub.extras import require
+
+SUFFIX = ".sig"
+
+
+class SignatureError(HubpubError):
+    """A file's signature is missing, malformed, or not made by the expected signer over these bytes."""
+
+
+@dataclass(frozen=True)
+class Signer:
+    """How publish signs: a private key (with its certificate chain, if any), or keyless Sigstore."""
+
+    key: Path | None = None  # EC private key, PEM
+    certificates: tuple[Path, ...] = ()  # the signing certificate first, then its chain
+    sigstore: bool = False
+
+    def __post_init__(self):
+        if self.certificates and self.key is None:
+            raise SignatureError("--sign-cert needs the certificate's private key (--sign-key)")
+        if self.sigstore == (self.key is not None):
+            raise SignatureError("sign with a private key (--sign-key) or with Sigstore (--sign sigstore), one of them")
+
+    @property
+    def identity(self) -> str:
+        """Who signs, as the docs and the summary say it: a key's fingerprint, or "Sigstore"."""
+        if self.sigstore:
+            return "Sigstore (the CI's OIDC identity)"
+        return f"the key with SHA-256 fingerprint {public_key_fingerprint(self.key)}"
+
+    def _config(self):
+        require("signing", "signing artifacts")
+        from model_signing import signing
+
+        config = signing.Config()
+        if self.sigstore:
+            return config.use_sigstore_signer(use_ambient_credentials=True)
+        if self.certificates:
+            return config.use_certificate_signer(private_key=self.key, signing_certificate=self.certificates[0],
+                                                 certificate_chain=self.certificates[1:])
+        return config.use_elliptic_key_signer(private_key=self.key)
+
+    def sign(self, files: list[Path]) -> list[Path]:
+        """`<file>.sig` beside each file (kept where one already verifies with this key); their paths."""
+        from hubpub._files import atomic_path
+
+        config, sigs = None, []
+        for path in files:
+            sig = signature_path(path)
+            if not (self.key and not self.certificates and sig.is_file() and _verifies(path, sig, self.key)):
+                config = config or self._config()
+                with atomic_path(sig) as tmp:
+                    try:
+                        config.sign(path, tmp)
+                    except Exception as e:  # the library's errors have no common base: a bad key, a network fault
+                        raise SignatureError(f"{path}: cannot sign it: {_first_line(e)}") from None
+            sigs.append(sig)
+        return sigs
+
+
+def signature_path(path: Path) -> Path:
+    return path.with_name(path.name + SUFFIX)
+
+
+def public_key_fingerprint(key: Path) -> str:
+    """The SHA-256 of a key's public half (DER SubjectPublicKeyInfo), in hex: the bundle's key hint."""
+    from cryptography.hazmat.primitives import serialization
+
+    data = Path(key).read_bytes()
+    try:
+        loaded = serialization.load_pem_private_key(data, password=None).public_key()
+    except (ValueError, TypeError):
+        try:
+            loaded = serialization.load_pem_public_key(data)
+        except ValueError:
+            raise SignatureError(f"{key}: not a PEM private or public key") from None
+    der = loaded.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def verify(path: Path, sig: Path, *, public_key: Path | None = None, identity: str | None = None,
+           issuer: str | None = None, shown_as: str | None = None) -> None:
+    """Check `sig` over `path`'s bytes with a public key, or a Sigstore identity and issuer;
+    SignatureError names the file and says why."""
+    require("signing", "checking signatures")
+    from model_signing import verifying
+
+    shown = shown_as or str(path)
+    if not sig.is_file():
+        raise SignatureError(f"{shown}: no signature ({shown}{SUFFIX} is missing)")
+    config = verifying.Config()
+    if public_key is not None:
+        config = config.use_elliptic_key_verifier(public_key=public_key)
+    elif identity and issuer:
+        config = config.use_sigstore_verifier(identity=identity, oidc_issuer=issuer)
+    else:
+        raise SignatureError("checking a signature needs --public-key, or --identity with --issuer")
+    try:
+        config.verify(path, sig)
+    except Exception as e:  # ValueError on a mismatch, others on a malformed bundle or another key
+        text = str(e)
+        if text.startswith("Key mismatch"):
+            reason = "made with another key than the one given"
+        elif text.startswith("Signature mismatch"):
+            reason = "these bytes are not the ones signed"
+        else:
+            reason = _first_line(e)
+        raise SignatureError(f"{shown}: signature check failed: {reason}") from None
+
+
+def _verifies(path: Path, sig: Path, key: Path) -> bool:
+    from cryptography.hazmat.primitives import serialization
+
+    public = serialization.load_pem_private_key(Path(key).read_bytes(), password=None).public_key()
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".pem") as f:
+        f.write(pem)
+        f.flush()
+        try:
+            verify(path, sig, public_key=Path(f.name))
+        except SignatureError:
+            return False
+    return True
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]

@@ -1,0 +1,147 @@
+"""Signed artifacts: `publish --sign-key` writes an OpenSSF Model Signing bundle (`.sig`) beside every
+artifact file at the destination, `verify --public-key` checks it before loading, and each tampering case
+is refused naming the file. Keys are EC P-256, made here. GCS is fake-gcs-server with the real client."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hubpub.cli import cli
+from hubpub.destinations import parse as parse_destination
+from hubpub.errors import PublishError
+from hubpub.manifest import parse_manifest
+from hubpub.publish import publish
+from hubpub.signing import SignatureError, Signer, public_key_fingerprint, verify
+from tests.test_publish import _objects, _setup
+from tests.test_publish import bucket as bucket  # the fixture
+
+pytest.importorskip("model_signing")
+
+BASE = "http://127.0.0.1:9/bucket/micro"
+
+
+def _key_pair(folder: Path, name: str) -> tuple[Path, Path]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = folder / f"{name}.pem", folder / f"{name}.pub.pem"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+@pytest.fixture
+def keys(tmp_path):
+    return _key_pair(tmp_path, "publisher"), _key_pair(tmp_path, "someone-else")
+
+
+def _verify_cli(*args):
+    return CliRunner().invoke(cli, ["verify", *args])
+
+
+def test_every_artifact_file_is_signed_and_each_tampering_is_refused(micro_manifest_path, micro_dist, tmp_path,
+                                                                      keys, hub_cache):
+    (key, pub), (_, other_pub) = keys
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=None)
+    out = tmp_path / "published"
+    result = publish(manifest, dist, parse_destination(str(out)), public_url=BASE, signer=Signer(key=key))
+    published = [o.upload.relative for o in result.outcomes]
+    files = [r for r in published if r.endswith((".tar.gz", ".keras", ".tflite", ".onnx"))]
+    assert len(files) >= 8 and {f + ".sig" for f in files} <= set(published)  # tarballs, .keras, LiteRT, ONNX
+    for f in files:
+        verify(out / f, out / (f + ".sig"), public_key=pub)
+    tarball = out / "micro_1k_224/1.tar.gz"
+
+    ok = _verify_cli(str(tarball), "--public-key", str(pub), "--report", str(dist / "reports/micro_1k_224.json"))
+    assert ok.exit_code == 0, ok.output
+    assert f"{tarball}: signature checked" in ok.output and "loads with hub.KerasLayer" in ok.output
+    unsigned_check = _verify_cli(str(tarball), "--report", str(dist / "reports/micro_1k_224.json"))
+    assert unsigned_check.exit_code == 0 and "signature not checked" in unsigned_check.output
+
+    def refused(path: Path, key_file: Path, said: str) -> None:
+        r = _verify_cli(str(path), "--public-key", str(key_file), "--report", str(dist / "reports/micro_1k_224.json"))
+        assert r.exit_code == 1, r.output
+        assert r.output.strip().splitlines()[-1] == f"error: {path}: {said}"
+
+    refused(tarball, other_pub, "signature check failed: made with another key than the one given")
+    flipped = tmp_path / "flipped" / "1.tar.gz"
+    flipped.parent.mkdir()
+    data = bytearray(tarball.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    flipped.write_bytes(bytes(data))
+    shutil.copy(tarball.with_name("1.tar.gz.sig"), flipped.with_name("1.tar.gz.sig"))
+    refused(flipped, pub, "signature check failed: these bytes are not the ones signed")
+    swapped = tmp_path / "swapped" / "1.tar.gz"  # the .sig of another file (the .keras) beside the tarball
+    swapped.parent.mkdir()
+    shutil.copy(tarball, swapped)
+    shutil.copy(out / "micro_1k_224/1.keras.sig", swapped.with_name("1.tar.gz.sig"))
+    refused(swapped, pub, "signature check failed: these bytes are not the ones signed")
+    swapped.with_name("1.tar.gz.sig").unlink()
+    refused(swapped, pub, f"no signature ({swapped}.sig cannot be read)")
+
+    # Signed once: a second publish keeps every .sig (published and immutable), nothing to upload.
+    again = publish(manifest, dist, parse_destination(str(out)), public_url=BASE, signer=Signer(key=key))
+    assert {o.status for o in again.outcomes if o.upload.relative.endswith(".sig")} == {"already published"}
+
+
+def test_signatures_on_a_bucket_checked_over_https(micro_manifest_path, micro_dist, tmp_path, keys, bucket,
+                                                   hub_cache):
+    (key, pub), _ = keys
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=bucket)
+    publish(manifest, dist, parse_destination(f"gs://{bucket}/micro"), signer=Signer(key=key))
+    objects = _objects(bucket)
+    assert "micro/micro_1k_224/1.tar.gz.sig" in objects and "micro/micro_1k_224_fe/1.keras.sig" in objects
+    url = f"https://storage.googleapis.com/{bucket}/micro/micro_1k_224/1.keras"  # mapped to the emulator
+    r = _verify_cli(url, "--public-key", str(pub), "--report", str(dist / "reports/micro_1k_224.json"))
+    assert r.exit_code == 0, r.output
+    assert "signature checked" in r.output and "keras.saving.load_model" in r.output
+
+
+def test_signing_required_without_a_signer_uploads_nothing(micro_manifest_path, micro_dist, tmp_path):
+    manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=None)
+    text = micro_manifest_path.read_text() + "signing: {required: true}\n"
+    manifest = parse_manifest(text, tmp_path / "collection.yaml")
+    with pytest.raises(PublishError, match=r"signing\.required is set, and no signer was given"):
+        publish(manifest, dist, parse_destination(str(tmp_path / "published")), public_url=BASE)
+    assert not (tmp_path / "published").exists() and not list(dist.rglob("*.sig"))
+
+
+def test_signer_mistakes_are_one_line(micro_manifest_path, micro_dist, tmp_path, keys):
+    (key, pub), _ = keys
+    base = ["publish", "--manifest", str(micro_manifest_path), "--dist", str(tmp_path), "--dest", str(tmp_path / "p")]
+    r = CliRunner().invoke(cli, [*base, "--sign-key", str(key), "--sign", "sigstore"])
+    assert r.exit_code == 2 and r.output.startswith("error: --sign-key or --sign sigstore, not both (see `")
+    r = CliRunner().invoke(cli, [*base, "--sign-cert", str(pub)])
+    assert (r.exit_code, r.output.strip()) == (1, "error: --sign-cert needs the certificate's private key "
+                                                  "(--sign-key)")
+    with pytest.raises(SignatureError, match="not a PEM private or public key"):
+        public_key_fingerprint(micro_manifest_path)
+
+
+def test_a_signature_hubpub_made_verifies_with_the_model_signing_tool_alone(micro_dist, tmp_path, keys):
+    """The independent check: OpenSSF's own command line, in a process that does not import hubpub."""
+    (key, pub), _ = keys
+    tarball = tmp_path / "micro_1k_224.tar.gz"
+    shutil.copy(micro_dist / "tars/micro_1k_224.tar.gz", tarball)
+    [sig] = Signer(key=key).sign([tarball])
+    tool = Path(sys.executable).with_name("model_signing")
+    args = [str(tool), "verify", "key", str(tarball), "--signature", str(sig), "--public_key", str(pub)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    check = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert subprocess.run(  # the tool's own process imports no hubpub
+        [sys.executable, "-c", "import sys, model_signing._cli; print([m for m in sys.modules if m == 'hubpub' or "
+         "m.startswith('hubpub.')])"], capture_output=True, text=True, env=env, cwd=tmp_path).stdout.strip() == "[]"
+    data = bytearray(tarball.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    tarball.write_bytes(bytes(data))
+    assert subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path).returncode != 0
+    assert public_key_fingerprint(pub) == public_key_fingerprint(key) and len(public_key_fingerprint(pub)) == 64
