@@ -60,6 +60,15 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     return path
 
 
+def sha256_sidecar(path: Path) -> Path:
+    """The `.sha256` beside a file: `<digest>  <name>`, as `sha256sum -c` reads it."""
+    return path.with_name(path.name + ".sha256")
+
+
+def write_sha256(path: Path, digest: str) -> Path:
+    return write_atomic(sha256_sidecar(path), f"{digest}  {path.name}\n")
+
+
 def write_if_changed(path: str | Path, data: str | bytes) -> bool:
     """`write_atomic` unless `path` already holds these bytes (its mtime then stays); True if written."""
     path = Path(path)

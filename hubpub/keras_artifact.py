@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hubpub import tolerances
-from hubpub._files import atomic_path, sha256_file, write_atomic
+from hubpub._files import atomic_path, sha256_file, write_sha256
 from hubpub.errors import ExportError, HubpubError
 from hubpub.package import DEFAULT_MAX_UNPACKED
 
@@ -77,7 +77,7 @@ def save_keras(model, path: Path) -> tuple[str, int]:
         finally:
             shutil.rmtree(folder, ignore_errors=True)
     digest = sha256_file(path)
-    write_atomic(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
+    write_sha256(path, digest)
     return digest, path.stat().st_size
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from hubpub import tolerances
-from hubpub._files import write_atomic
+from hubpub._files import write_atomic, write_sha256
 from hubpub._tf import native_stderr_silenced
 from hubpub.errors import ExportError
 from hubpub.record import LiteRTFile
@@ -143,8 +143,10 @@ def build_litert(saved_model: Path, out_dir: Path, artifact: str, resolution: in
     files = []  # written only once every format has passed
     for fmt, model, figures in checked:
         path = write_atomic(out_dir / f"{artifact}.{fmt}.tflite", model)
+        digest = hashlib.sha256(model).hexdigest()
+        write_sha256(path, digest)
         files.append(LiteRTFile(fmt, path.relative_to(dist_root).as_posix() if dist_root else str(path),
-                                hashlib.sha256(model).hexdigest(), len(model), **figures))
+                                digest, len(model), **figures))
     labels = saved_model / "assets" / "labels.txt"
     if labels.is_file():  # a classifier's class names, beside its LiteRT files
         write_atomic(labels_path(out_dir, artifact), labels.read_bytes())

@@ -115,6 +115,17 @@ def verify_handle(handle: str, record: dict, *, fine_tune: bool = False,
     return VerifyResult(handle, delta, tuned)
 
 
+def run_layer(handle: str, images: np.ndarray, *, max_unpacked: int = DEFAULT_MAX_UNPACKED) -> np.ndarray:
+    """`hub.KerasLayer(handle)` on `images`, the archive checked first as `verify_handle` checks it."""
+    with _checked_loadable(handle, max_unpacked, read_by_tensorflow=False) as url:
+        from hubpub._tf import import_tensorflow
+
+        tf = import_tensorflow()
+        import tensorflow_hub as hub
+
+        return hub.KerasLayer(url)(tf.constant(images)).numpy()
+
+
 def verify_keras(handle: str, record: dict, *, fine_tune: bool = False,
                  max_bytes: int = DEFAULT_MAX_UNPACKED) -> VerifyResult:
     """Load a Keras 3 artifact (path or URL) as its users do, with `keras.saving.load_model` and no

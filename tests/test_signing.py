@@ -145,3 +145,98 @@ def test_a_signature_hubpub_made_verifies_with_the_model_signing_tool_alone(micr
     tarball.write_bytes(bytes(data))
     assert subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path).returncode != 0
     assert public_key_fingerprint(pub) == public_key_fingerprint(key) and len(public_key_fingerprint(pub)) == 64
+
+
+# --------------------------------------------------------------------------- hubpub audit
+
+
+def _with_site(setup, base: str):
+    """`_setup`'s dist with the collection site rendered too (what publish uploads as site/)."""
+    from hubpub.site import render_site
+
+    manifest, dist = setup
+    render_site(manifest, dist=dist, public_url_base=base)
+    return manifest, dist
+
+
+def _audit(*args):
+    return CliRunner().invoke(cli, ["audit", *args])
+
+
+def _problems(output: str) -> list[tuple[str, str]]:
+    """The audit's table rows: (file, problem)."""
+    lines = output.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("file ")), None)
+    if start is None:
+        return []
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.strip() or line.startswith(("error:", "/", "gs://")):
+            break
+        file, _, what = line.partition("  ")
+        rows.append((file.strip(), what.strip()))
+    return rows
+
+
+def _tamper(read, write, delete) -> None:
+    """One tampered file, one deleted file, one dead link: the three cases an audit must find."""
+    data = bytearray(read("micro_1k_224/1.keras"))
+    data[len(data) // 2] ^= 0x01
+    write("micro_1k_224/1.keras", bytes(data))
+    delete("micro_1k_224_fe/1.tar.gz")
+    page = read("site/index.html").decode()
+    write("site/index.html", page.replace("</body>", '<a href="models/gone.html">gone</a></body>').encode())
+
+
+def _expected_findings(rows: list[tuple[str, str]], base: str) -> None:
+    files = {f for f, _ in rows}
+    assert ("micro_1k_224/1.keras", "signature check failed: these bytes are not the ones signed") in rows
+    assert any(f == "micro_1k_224/1.keras" and w.startswith("sha256 ") for f, w in rows)
+    assert any(w == f"asset-path {base}/micro_1k_224_fe/1.tar.gz: not published" for _, w in rows)
+    assert ("site/index.html", "link models/gone.html: not published") in rows
+    assert any(f.startswith("site/models/micro_1k_224_fe") and "1.tar.gz: not published" in w for f, w in rows)
+    assert files <= {"micro_1k_224/1.keras", "site/index.html"} | {f for f in files if f.startswith(("docs/", "site/"))}
+
+
+def test_audit_of_a_directory_clean_then_tampered(micro_manifest_path, micro_dist, tmp_path, keys, hub_cache):
+    (key, pub), (_, other_pub) = keys
+    manifest, dist = _with_site(_setup(micro_manifest_path, micro_dist, tmp_path, bucket=None), BASE)
+    out = tmp_path / "published"
+    publish(manifest, dist, parse_destination(str(out)), public_url=BASE, signer=Signer(key=key))
+
+    clean = _audit(str(out), "--public-key", str(pub), "--load", "--checkout", str(tmp_path))
+    assert clean.exit_code == 0, clean.output
+    summary = clean.output.strip().splitlines()[-1]
+    # each kind: a tarball, a .keras, two LiteRT files and an ONNX file; one of each kind and format loaded
+    assert summary.startswith(f"{out}: ")
+    assert "10 artifact files against their .sha256, 10 signatures checked" in summary
+    assert summary.endswith(", 8 loaded")
+    unsigned = _audit(str(out), "--checkout", str(tmp_path))
+    assert unsigned.exit_code == 0 and "signatures not checked" in unsigned.output
+    other = _audit(str(out), "--public-key", str(other_pub), "--checkout", str(tmp_path))
+    assert other.exit_code == 1 and {w for _, w in _problems(other.output)} == {
+        "signature check failed: made with another key than the one given"}
+
+    _tamper(lambda r: (out / r).read_bytes(), lambda r, b: (out / r).write_bytes(b), lambda r: (out / r).unlink())
+    found = _audit(str(out), "--public-key", str(pub), "--checkout", str(tmp_path))
+    assert found.exit_code == 1
+    assert found.output.strip().splitlines()[-1].startswith("error: ") and " problem(s) at " in found.output
+    _expected_findings(_problems(found.output), BASE)
+
+
+def test_audit_of_a_bucket_clean_then_tampered(micro_manifest_path, micro_dist, tmp_path, keys, bucket):
+    from google.cloud import storage
+
+    (key, pub), _ = keys
+    manifest, dist = _with_site(_setup(micro_manifest_path, micro_dist, tmp_path, bucket=bucket),
+                                f"https://storage.googleapis.com/{bucket}/micro")
+    publish(manifest, dist, parse_destination(f"gs://{bucket}/micro"), signer=Signer(key=key))
+    clean = _audit(f"gs://{bucket}/micro", "--public-key", str(pub), "--checkout", str(tmp_path))
+    assert clean.exit_code == 0, clean.output
+
+    blobs = storage.Client().bucket(bucket)
+    _tamper(lambda r: blobs.blob(f"micro/{r}").download_as_bytes(),
+            lambda r, b: blobs.blob(f"micro/{r}").upload_from_string(b), lambda r: blobs.blob(f"micro/{r}").delete())
+    found = _audit(f"gs://{bucket}/micro", "--public-key", str(pub), "--checkout", str(tmp_path))
+    assert found.exit_code == 1, found.output
+    _expected_findings(_problems(found.output), f"https://storage.googleapis.com/{bucket}/micro")

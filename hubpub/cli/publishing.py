@@ -20,6 +20,7 @@ from hubpub.cli.options import (
     table,
     verified_note,
 )
+from hubpub.errors import HubpubError
 from hubpub.layout import Dist
 from hubpub.manifest import load_manifest
 
@@ -264,3 +265,41 @@ def eval_cmd(artifact_or_url: str, data: Path, labels_file: Path | None, limit: 
                f"({len(result.corrupt)} corrupt and {sum(result.unknown.values())} unknown-class files skipped), "
                f"{result.images / result.seconds:.1f} img/s")
     click.echo(f"report: {path}")
+
+
+@cli.command()
+@click.argument("dest")
+@public_url_option
+@click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              metavar="PUB.pem", help="Check every artifact file's .sig with this key.")
+@click.option("--identity", default=None, type=TEXT, help="Check Sigstore signatures: the signer's identity.")
+@click.option("--issuer", default=None, type=TEXT, help="With --identity: its OIDC issuer.")
+@click.option("--load", is_flag=True, help="Also load one artifact of each kind and format, as its users do.")
+@click.option("--checkout", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".",
+              show_default=True, help="The repository checkout the docs' Colab links open notebooks from.")
+def audit(dest: str, public_url: str | None, public_key: Path | None, identity: str | None, issuer: str | None,
+          load: bool, checkout: Path) -> None:
+    """Check a published collection as a whole: every artifact file against its .sha256 and signature,
+    every doc's asset-path and links, every Colab link's notebook, every link of the site."""
+    from hubpub.audit import audit as run_audit
+    from hubpub.destinations import parse
+    from hubpub.progress import progress_bar
+
+    if bool(identity) != bool(issuer):
+        raise click.UsageError("--identity and --issuer go together")
+    destination = parse(dest)
+    with progress_bar(desc="audit", unit="file") as bar:
+        def progress(relative: str) -> None:
+            bar.set_postfix_str(relative, refresh=False)
+            bar.update(1)
+
+        result = run_audit(destination, public_url=public_url, public_key=public_key, identity=identity,
+                           issuer=issuer, load=load, checkout=checkout, progress=progress)
+    if result.problems:
+        click.echo(table([("file", "problem"), *((p.file, p.what) for p in result.problems)]))
+    signatures = (f"{result.signatures} signatures checked" if public_key or identity
+                  else "signatures not checked (give --public-key, or --identity and --issuer)")
+    click.echo(f"{destination}: {result.files} files, {result.artifacts} artifact files against their .sha256, "
+               f"{signatures}, {result.links} links" + (f", {len(result.loaded)} loaded" if load else ""))
+    if result.problems:
+        raise HubpubError(f"{len(result.problems)} problem(s) at {destination}")

@@ -7,16 +7,20 @@ holds the registry that tries each class's `parse` in turn. Besides its address 
 - where each published file and page ends up (`links`), for docs, notebooks, site and cards;
 - the public URL base the docs are rendered for (`public_url_base`);
 - how to publish a build there (`publish`, a `PublishJob` in, a `PublishResult` out), dry runs included;
-- how to get one published artifact back as its users do and check it (`verify`).
+- how to get one published artifact back as its users do and check it (`verify`);
+- how to read everything published there, file by file (`reader`, for `hubpub audit`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from hubpub.errors import PublishError
 
 if TYPE_CHECKING:
     from hubpub.manifest.values import Artifact, Manifest
@@ -169,6 +173,20 @@ class Destination(ABC):
     @abstractmethod
     def verify(self, manifest: Manifest, dist: Path, result: PublishResult, *, fine_tune: bool = False):
         """One published artifact, got back as its users get it and checked against its build record."""
+
+    def reader(self) -> Reader:
+        """What is published here, read as a whole (`hubpub audit`)."""
+        raise PublishError(f"{self}: hubpub audit reads a bucket or a directory for now, not {self.title}")
+
+
+class Reader(Protocol):
+    """A published collection, read file by file: names relative to the destination's root."""
+
+    def listing(self) -> dict[str, int]:
+        """Every published file and its size."""
+
+    def local_copy(self, relative: str) -> contextlib.AbstractContextManager[Path]:
+        """The file on this machine while the block runs (downloaded once, streamed, then removed)."""
 
 
 def url_slug(text: str) -> str:

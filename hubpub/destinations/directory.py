@@ -51,6 +51,9 @@ class Directory(Destination):
     def publish(self, job: PublishJob) -> PublishResult:
         return publish_objects(self, LocalStore(self.path), job, local_root=self.path)
 
+    def reader(self) -> LocalStore:
+        return LocalStore(self.path)
+
     def verify(self, manifest: Manifest, dist: Path, result: PublishResult, *, fine_tune: bool = False):
         from hubpub.destinations.objects import verify_objects
 
@@ -111,6 +114,16 @@ class LocalStore:
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
+
+    def listing(self) -> dict[str, int]:
+        if not self.root.is_dir():
+            raise PublishError(f"{self.root}: no such directory")
+        return {p.relative_to(self.root).as_posix(): p.stat().st_size for p in sorted(self.root.rglob("*"))
+                if p.is_file() and not p.name.startswith(".")}
+
+    @contextlib.contextmanager
+    def local_copy(self, relative: str):
+        yield self.root / relative  # already here: nothing to download
 
     def delete(self, key: str, generation: int) -> None:
         """Remove `key` if it is still the file of that generation (best effort: a directory has no

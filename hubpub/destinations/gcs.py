@@ -103,6 +103,10 @@ class Gcs(Destination):
         return verify_objects(self, manifest, dist, result, lambda relative, url: url, fine_tune=fine_tune)
 
 
+    def reader(self) -> GcsStore:
+        return GcsStore(self)
+
+
 class NoCredentials(PublishError):
     """No Google Cloud credentials to be found."""
 
@@ -169,6 +173,28 @@ class GcsStore:
         except Exception as e:
             raise self._wrap(e, f"reading gs://{self.dest.bucket}/{key}") from None
         return None if blob is None else Stat(int(blob.size), blob.crc32c, blob.generation)
+
+    def listing(self) -> dict[str, int]:
+        prefix = self.dest.key("")
+        try:
+            blobs = list(self.client.list_blobs(self.dest.bucket, prefix=prefix, retry=self.retry,
+                                                timeout=self.timeout))
+        except Exception as e:
+            raise self._wrap(e, "listing the objects") from None
+        return {b.name.removeprefix(prefix): int(b.size) for b in blobs}
+
+    @contextlib.contextmanager
+    def local_copy(self, relative: str):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="hubpub-audit-") as tmp:
+            path = Path(tmp) / Path(relative).name
+            try:  # streamed to the file in chunks, with the client's checksum check
+                self.bucket.blob(self.dest.key(relative)).download_to_filename(str(path), retry=self.retry,
+                                                                              timeout=self.timeout)
+            except Exception as e:
+                raise self._wrap(e, f"downloading gs://{self.dest.bucket}/{self.dest.key(relative)}") from None
+            yield path
 
     def upload(self, upload: Upload, key: str, *, replacing: Stat | None, bar, cancel=None) -> int:
         """Upload `key` on condition (absent, or still the generation `replacing` saw); its new generation."""

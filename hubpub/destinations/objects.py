@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import google_crc32c
 
-from hubpub._files import cleanup_created_dirs
+from hubpub._files import cleanup_created_dirs, sha256_file, sha256_sidecar, write_sha256
 from hubpub.destinations.base import Destination, Outcome, PublishJob, PublishResult, Stat, Upload
 from hubpub.destinations.links import format_object
 from hubpub.errors import PublishError
@@ -70,7 +70,12 @@ def plan_objects(manifest: Manifest, dist: Path, base: str, records: dict) -> li
         if record.keras is not None:
             files += [(layout.keras(artifact.name), artifact.keras_object),
                       (layout.keras_sha256(artifact.name), artifact.keras_object + ".sha256")]
-        files += [(layout.root / lite.path, artifact.litert_object(lite.format)) for lite in record.litert]
+        for lite in record.litert:  # with its .sha256 (made from the record for a build older than that)
+            path = layout.root / lite.path
+            if path.is_file() and not sha256_sidecar(path).is_file() and sha256_file(path) == lite.sha256:
+                write_sha256(path, lite.sha256)
+            obj = artifact.litert_object(lite.format)
+            files += [(path, obj), (sha256_sidecar(path), obj + ".sha256")]
         if record.litert and (labels := layout.litert_labels(artifact.name)).is_file():
             files.append((labels, f"{artifact.name}/{artifact.version}.labels.txt"))
         for f in record.formats:  # each format of `hubpub.formats`, with its .sha256

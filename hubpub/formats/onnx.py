@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from hubpub import tolerances
-from hubpub._files import write_atomic
+from hubpub._files import write_atomic, write_sha256
 from hubpub.extras import installed
 from hubpub.formats.base import Format, FormatError, FormatJob
 from hubpub.record import FormatFile
@@ -95,7 +95,7 @@ class Onnx(Format):
                               f"(tolerance {self.tolerance:g})")
         path = write_atomic(self.path(job.dist, job.artifact), data)
         digest = hashlib.sha256(data).hexdigest()
-        write_atomic(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
+        write_sha256(path, digest)
         return FormatFile(self.name, job.dist.relative(path), digest, len(data), worst, self.tolerance)
 
 

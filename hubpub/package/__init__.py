@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from isal import igzip, isal_zlib
 
-from hubpub._files import atomic_path, write_atomic
+from hubpub._files import atomic_path, write_sha256
 from hubpub.errors import PackageError
 
 # What TF-Hub accepts at the archive root (directories included as entries).
@@ -83,7 +83,7 @@ def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: in
                 else:
                     tar.addfile(info)
         digest = raw.digest.hexdigest()
-    write_atomic(out_path.with_name(out_path.name + ".sha256"), f"{digest}  {out_path.name}\n")
+    write_sha256(out_path, digest)
     return PackResult(out_path, digest, out_path.stat().st_size, tuple(names))
 
 
