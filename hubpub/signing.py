@@ -75,6 +75,26 @@ class Signer:
         return sigs
 
 
+def doc_values(settings) -> dict | None:
+    """What the docs say of the signatures the manifest's `signing:` section makes (None: unsigned):
+    who signs, and how a reader checks."""
+    if settings is None or not (settings.key or settings.public_key or settings.sigstore):
+        return None
+    if settings.sigstore:
+        return {"sigstore": True, "identity": settings.identity, "issuer": settings.issuer}
+    require("signing", "docs of signed artifacts")
+    return {"sigstore": False, "fingerprint": public_key_fingerprint(Path(settings.public_key or settings.key)),
+            "public_key_lines": public_key_pem(Path(settings.public_key or settings.key)).splitlines()}
+
+
+def public_key_pem(key: Path) -> str:
+    """The public half of a PEM private (or public) key, as PEM text."""
+    from cryptography.hazmat.primitives import serialization
+
+    return _public(key).public_bytes(serialization.Encoding.PEM,
+                                     serialization.PublicFormat.SubjectPublicKeyInfo).decode().strip()
+
+
 def signature_path(path: Path) -> Path:
     return path.with_name(path.name + SUFFIX)
 
@@ -83,16 +103,24 @@ def public_key_fingerprint(key: Path) -> str:
     """The SHA-256 of a key's public half (DER SubjectPublicKeyInfo), in hex: the bundle's key hint."""
     from cryptography.hazmat.primitives import serialization
 
-    data = Path(key).read_bytes()
+    der = _public(key).public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def _public(key: Path):
+    from cryptography.hazmat.primitives import serialization
+
     try:
-        loaded = serialization.load_pem_private_key(data, password=None).public_key()
+        data = Path(key).read_bytes()
+    except OSError as e:
+        raise SignatureError(f"{key}: cannot read the key: {e.strerror or e}") from None
+    try:
+        return serialization.load_pem_private_key(data, password=None).public_key()
     except (ValueError, TypeError):
         try:
-            loaded = serialization.load_pem_public_key(data)
+            return serialization.load_pem_public_key(data)
         except ValueError:
             raise SignatureError(f"{key}: not a PEM private or public key") from None
-    der = loaded.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()
 
 
 def verify(path: Path, sig: Path, *, public_key: Path | None = None, identity: str | None = None,
@@ -126,14 +154,10 @@ def verify(path: Path, sig: Path, *, public_key: Path | None = None, identity: s
 
 
 def _verifies(path: Path, sig: Path, key: Path) -> bool:
-    from cryptography.hazmat.primitives import serialization
-
-    public = serialization.load_pem_private_key(Path(key).read_bytes(), password=None).public_key()
-    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     import tempfile
 
     with tempfile.NamedTemporaryFile(suffix=".pem") as f:
-        f.write(pem)
+        f.write(public_key_pem(key).encode() + b"\n")
         f.flush()
         try:
             verify(path, sig, public_key=Path(f.name))

@@ -240,3 +240,49 @@ def test_audit_of_a_bucket_clean_then_tampered(micro_manifest_path, micro_dist, 
     found = _audit(f"gs://{bucket}/micro", "--public-key", str(pub), "--checkout", str(tmp_path))
     assert found.exit_code == 1, found.output
     _expected_findings(_problems(found.output), f"https://storage.googleapis.com/{bucket}/micro")
+
+
+def test_the_docs_say_who_signed_and_their_command_checks_it(micro_manifest_path, micro_dist, tmp_path, keys,
+                                                            hub_cache):
+    """The model doc, as a reader uses it: the key from the doc saved to a file, the doc's own command run
+    against the collection served over loopback HTTP."""
+    import re
+
+    from hubpub.docs import render_docs
+    from hubpub.verify import serve_directory
+    from tests.conftest import copy_built
+
+    (key, pub), _ = keys
+    published = tmp_path / "published"
+    published.mkdir()
+    with serve_directory(published) as base:
+        text = micro_manifest_path.read_text().replace(BASE, base)
+        (tmp_path / "collection.yaml").write_text(text + f"signing: {{key: {key.name}}}\n")
+        manifest = parse_manifest((tmp_path / "collection.yaml").read_text(), tmp_path / "collection.yaml")
+        dist = copy_built(micro_dist, tmp_path / "dist", saved_models=False)
+        render_docs(manifest, dist=dist, out=dist / "docs")
+        publish(manifest, dist, parse_destination(str(published)), public_url=base)  # signs: the manifest's key
+        doc = next((dist / "docs").rglob("micro_1k_224/1.md")).read_text()
+        assert f"the key whose SHA-256 fingerprint is `{public_key_fingerprint(pub)}`" in doc
+        pem = re.search(r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----", doc, re.S)[0]
+        (tmp_path / "publisher.pub.pem").write_text("\n".join(line.strip() for line in pem.splitlines()) + "\n")
+        [command] = [line.strip() for line in doc.splitlines() if line.strip().startswith("hubpub verify ")]
+        assert command == f"hubpub verify {base}/micro_1k_224/1.tar.gz --public-key publisher.pub.pem"
+        r = subprocess.run([sys.executable, "-m", "hubpub", *command.split()[1:], "--report",
+                            str(dist / "reports/micro_1k_224.json")], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "signature checked" in r.stdout and "loads with hub.KerasLayer" in r.stdout
+    unsigned_doc = next((tmp_path / "dist/docs").rglob("micro_1k_224_fe/1.md")).read_text()
+    assert "Signed: each file of this model has a signature beside it" in unsigned_doc  # every doc says it
+
+
+def test_the_nightly_audit_workflow_runs_a_real_command():
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    workflow = yaml.safe_load((root / "deploy/github/audit-nightly.yml").read_text())
+    [run] = [s["run"] for s in workflow["jobs"]["audit"]["steps"] if s.get("run", "").startswith("hubpub audit")]
+    words = run.split()
+    known = {o for p in cli.get_command(None, "audit").params for o in p.opts}
+    assert {w for w in words if w.startswith("--")} <= known and "--public-key" in words
+    assert workflow[True]["schedule"]  # YAML reads the key `on` as True

@@ -33,6 +33,7 @@ from hubpub.layout import Dist
 from hubpub.manifest import Artifact, Manifest
 from hubpub.record import BuildRecord, RecordError, read_records
 from hubpub.resources import packaged_templates_dir
+from hubpub.signing import doc_values as signing_doc_values
 
 TASKS = {"classifier": "image-classification", "feature-extractor": "image-feature-vector"}
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#|!])")
@@ -140,6 +141,7 @@ def model_context(manifest: Manifest, artifact: Artifact, record: BuildRecord, e
         # the license is stated in the text always; as metadata only with an id the validator knows
         "license": {"id": v.license, "tag": v.license if v.license in vocabularies()["license"] else None},
         "colab": manifest.colab_url(artifact, notebooks_folder(base)),
+        "signing": signing_doc_values(manifest.signing),  # None unless the manifest's `signing:` signs
         "artifact": {"name": artifact.name, "kind": artifact.kind, "version": artifact.version,
                      "task": TASKS[artifact.kind], **links,
                      "output_name": record.output.name, "output_dim": record.output.dim,

@@ -252,7 +252,8 @@ def _resolve(m: ManifestModel, architectures: dict[str, ArchConfig], path: Path)
         variants=tuple(variants),
         require_pinned=m.require_pinned,
         formats_off=tuple(name for name, on in m.formats.items() if not on),
-        signing=m.signing.model_copy(update={"key": m.signing.key and str(path.parent / m.signing.key)}),
+        signing=m.signing.model_copy(update={k: getattr(m.signing, k) and str(path.parent / getattr(m.signing, k))
+                                             for k in ("key", "public_key")}),
     )
 
 

@@ -102,7 +102,11 @@ class SigningSettings(_Strict):
     """How `publish` signs the artifact files (a `.sig` beside each); the command line's options win."""
 
     key: str | None = Field(default=None, description="EC private key (PEM) to sign with, relative to the manifest")
+    public_key: str | None = Field(default=None, description="its public half (PEM), for the docs: its "
+                                   "fingerprint and the key itself; default: derived from `key`")
     sigstore: bool = Field(default=False, description="sign keyless with Sigstore (an OIDC identity, in CI)")
+    identity: str | None = Field(default=None, description="with sigstore: the signer's identity the docs name")
+    issuer: str | None = Field(default=None, description="with sigstore: the identity's OIDC issuer")
     required: bool = Field(default=False, description="publish refuses to upload anything unsigned")
 
 
