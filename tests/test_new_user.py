@@ -161,7 +161,7 @@ def test_a_gcs_dry_run_plans_without_credentials(micro_manifest_path, micro_dist
     out = cli_ok("publish", "--manifest", micro_manifest_path, "--dist", dist, "--dest", "gs://some-bucket/micro",
                  "--dry-run")
     assert "no Google Cloud credentials, so this plan does not compare" in out
-    assert "25 would upload" in out and "micro/micro_1k_224/1.tar.gz" in out
+    assert "29 would upload" in out and "micro/micro_1k_224/1.tar.gz" in out
     [error] = run("publish", "--manifest", micro_manifest_path, "--dist", dist, "--dest", "gs://some-bucket/micro")
     assert error.startswith("error: no Google Cloud credentials found")
 

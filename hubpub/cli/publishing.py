@@ -50,11 +50,9 @@ def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked:
     limit = byte_size(max_unpacked)
     if bool(identity) != bool(issuer):
         raise click.UsageError("--identity and --issuer go together")
-    if public_key or identity:
+    if public_key or identity:  # before anything is loaded
         check_signature(handle, public_key=public_key, identity=identity, issuer=issuer, max_bytes=limit)
         click.echo(f"{handle}: signature checked ({f'key {public_key}' if public_key else identity})")
-    else:
-        click.echo(f"{handle}: signature not checked (give --public-key, or --identity and --issuer)")
     path = handle.split("?")[0].rstrip("/")
     fmt = next((f for f in FORMATS if path.endswith(f.suffix)), None)
     if report_path is None:
@@ -77,6 +75,8 @@ def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked:
                                read_by_tensorflow=is_bucket_url(handle))
         loader = "hub.KerasLayer"
     click.echo(f"{handle}: loads with {loader}; outputs match the build (max |Δ| {result.max_abs:.2e})")
+    if not (public_key or identity):
+        click.echo(f"{handle}: signature not checked (give --public-key, or --identity and --issuer)")
     if result.fine_tune:
         ft = result.fine_tune
         click.echo(f"fine-tune: loss {ft['loss']:.4f}, {ft['backbone_weights_changed']}/{ft['backbone_weights']} "
