@@ -38,9 +38,9 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
     if signer is None and manifest.signing is not None and manifest.signing.required:
         raise PublishError(f"{manifest.path}: signing.required is set, and no signer was given: publish with "
                            "--sign-key PRIVATE_KEY.pem or --sign sigstore (nothing was uploaded)")
-    if signer is not None and dest.is_hub:
-        raise PublishError(f"{dest}: signed artifacts go to a bucket or a directory for now; the hubs' signature "
-                           "files are not published yet (nothing was uploaded)")
+    if signer is not None and not dest.signatures:
+        raise PublishError(f"{dest}: hubpub does not publish signatures to {dest.title} yet; publish signed "
+                           "artifacts to a bucket, a directory or the Hugging Face Hub (nothing was uploaded)")
     if dest.extra:  # before anything else: no point checking docs for a destination hubpub cannot reach
         require(dest.extra, f"publishing to {dest.title}")
     base = public_url_base(dest, manifest, public_url)
@@ -60,7 +60,8 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
         log.info("signed %d artifact files with %s", len(files), signer.identity)
     job = PublishJob(manifest, Path(dist), base, fix, force=force, dry_run=dry_run, jobs=jobs, deadline=deadline,
                      timeout=timeout, chunk_bytes=chunk_bytes, public=public or manifest.publish.public,
-                     artifacts_only=artifacts_only, docs=tuple(docs), records=records)
+                     artifacts_only=artifacts_only, docs=tuple(docs), records=records,
+                     signer=signer if not dry_run else None)
     result = dest.publish(job)
     if not dry_run and colab is not None:
         _publish_notebooks(colab, manifest, records, result)

@@ -57,6 +57,32 @@ class Signer:
                                                  certificate_chain=self.certificates[1:])
         return config.use_elliptic_key_signer(private_key=self.key)
 
+    def sign_members(self, archive: Path, sig: Path) -> Path:
+        """`sig`: one signature over the files a zip holds (a `.keras` file as the HF Hub's Keras layout
+        holds it: `config.json`, `metadata.json`, `model.weights.h5`), kept if it still verifies."""
+        import tempfile
+        import zipfile
+
+        from hubpub._files import atomic_path
+
+        with tempfile.TemporaryDirectory(prefix="hubpub-sign-") as tmp:
+            folder = Path(tmp) / "model"
+            with zipfile.ZipFile(archive) as z:
+                for info in z.infolist():
+                    if not info.is_dir() and "/" not in info.filename and not info.filename.startswith("."):
+                        (folder / info.filename).parent.mkdir(parents=True, exist_ok=True)
+                        with z.open(info) as src, open(folder / info.filename, "wb") as dst:
+                            while block := src.read(1 << 20):
+                                dst.write(block)
+            if self.key and not self.certificates and sig.is_file() and _verifies(folder, sig, self.key):
+                return sig
+            with atomic_path(sig) as out:
+                try:
+                    self._config().sign(folder, out)
+                except Exception as e:  # noqa: BLE001 - as in `sign`
+                    raise SignatureError(f"{archive}: cannot sign its files: {_first_line(e)}") from None
+        return sig
+
     def sign(self, files: list[Path]) -> list[Path]:
         """`<file>.sig` beside each file (kept where one already verifies with this key); their paths."""
         from hubpub._files import atomic_path
@@ -97,6 +123,14 @@ def public_key_pem(key: Path) -> str:
 
 def signature_path(path: Path) -> Path:
     return path.with_name(path.name + SUFFIX)
+
+
+def fresh_signature(path: Path) -> Path | None:
+    """The `.sig` beside a built file, if there is one made after the file (not one of an older build)."""
+    sig = signature_path(path)
+    if sig.is_file() and path.is_file() and sig.stat().st_mtime_ns >= path.stat().st_mtime_ns:
+        return sig
+    return None
 
 
 def public_key_fingerprint(key: Path) -> str:

@@ -213,14 +213,18 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
     repo = hf.repos["testpub/micro_1k_224"]
     assert repo.private and list(repo.tags) == ["v1"]
     keras_files = hf.files("testpub/micro_1k_224", "v1")  # the Keras layout alone, what Keras' hf:// loader reads
-    assert set(keras_files) == {"config.json", "metadata.json", "model.weights.h5", "README.md", "hubpub.json"}
-    assert set(hf.files("testpub/micro_1k_224-savedmodel", "v1")) == {"saved_model.tar.gz", "README.md",
-                                                                      "hubpub.json"}
+    every = {"README.md", "hubpub.json", ".eval_results/hubpub.yaml"}  # the card, the marker, evaluation results
+    assert set(keras_files) == {"config.json", "metadata.json", "model.weights.h5", *every}
+    assert set(hf.files("testpub/micro_1k_224-savedmodel", "v1")) == {"saved_model.tar.gz", *every}
     assert set(hf.files("testpub/micro_1k_224-litert", "v1")) == {
-        "micro_1k_224.float32.tflite", "micro_1k_224.int8.tflite", "micro_1k_224.labels.txt", "README.md",
-        "hubpub.json"}
+        "micro_1k_224.float32.tflite", "micro_1k_224.int8.tflite", "micro_1k_224.labels.txt", *every}
     files = hf.files("testpub/micro_1k_224-onnx", "v1")
-    assert set(files) == {"micro_1k_224.onnx", "README.md", "hubpub.json"}
+    assert set(files) == {"micro_1k_224.onnx", *every}
+    from huggingface_hub import parse_eval_result_entries  # the Hub's current format, read by its client
+
+    results = parse_eval_result_entries(yaml.safe_load(keras_files[".eval_results/hubpub.yaml"]))
+    assert [(e.dataset_id, e.value) for e in results][0] == ("imagenet-1k", 50.0)
+    assert results[-1].dataset_id == "hubpub-parity" and results[-1].value < tolerances.PARITY
     assert files["micro_1k_224.onnx"] == (hub_dist / "onnx" / "micro_1k_224.onnx").read_bytes()
     assert json.loads(files["hubpub.json"])["sha256"] == hashlib.sha256(files["micro_1k_224.onnx"]).hexdigest()
     assert hf.files("testpub/micro_1k_224-savedmodel", "v1")["saved_model.tar.gz"] == \
@@ -249,7 +253,7 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
     folder = download_repo("testpub/micro_1k_224-savedmodel", tmp_path / "download", revision="v1")
     assert verify_handle(str(folder / "saved_model.tar.gz"), record).max_abs <= tolerances.VERIFY
     got = _downloaded(hf)
-    assert set(got) == {"saved_model.tar.gz", "README.md", "hubpub.json"}
+    assert set(got) == {"saved_model.tar.gz", *every}
     assert got["saved_model.tar.gz"] == tarball.stat().st_size
     tarball_url = f"{hf.url}/testpub/micro_1k_224-savedmodel/resolve/v1/saved_model.tar.gz"
     with pytest.raises(VerifyError, match="HTTP 401"):  # private: the Hub answers no one without the token
@@ -274,7 +278,7 @@ def test_hf_round_trip_through_huggingface_hub(micro_manifest, hub_dist, hf, tmp
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert float(proc.stdout.strip().splitlines()[-1]) <= tolerances.VERIFY
     keras_bytes = (hub_dist / "keras" / "micro_1k_224.keras").stat().st_size
-    assert set(_downloaded(hf)) == {"config.json", "metadata.json", "model.weights.h5", "README.md", "hubpub.json"}
+    assert set(_downloaded(hf)) == {"config.json", "metadata.json", "model.weights.h5", *every}
     assert sum(_downloaded(hf).values()) <= 1.2 * keras_bytes, (_downloaded(hf), keras_bytes)
 
     # Again: nothing new. A changed doc: only the cards, on main; the tags stay.

@@ -117,6 +117,8 @@ class PublishJob:
     artifacts_only: bool = False  # a shard's publish: the artifact files, no docs or site
     docs: tuple = ()  # the rendered docs, validated (`hubpub.docs.validate.Doc`); none for artifacts only
     records: dict = field(default_factory=dict)  # every build record in dist, by artifact (`BuildRecord`), read once
+    signer: object | None = None  # `hubpub.signing.Signer`: the artifact files are signed already (a .sig beside
+    # each); a destination that publishes files in another shape (the HF Hub's Keras layout) signs those
 
 
 class Destination(ABC):
@@ -125,6 +127,7 @@ class Destination(ABC):
     title: ClassVar[str]  # in words: "Kaggle Models"
     form: ClassVar[str]  # its address as the user writes it: "kaggle://OWNER/MODEL"
     is_hub: ClassVar[bool] = False  # a hub has its own pages and fixed addresses; no URL base of ours
+    signatures: ClassVar[bool] = True  # publishes the .sig files of a signed build
     extra: ClassVar[str | None] = None  # the pip extra its client comes in (`hubpub.extras`), if any
 
     @classmethod

@@ -37,6 +37,8 @@ from hubpub.doctree import doc_body
 from hubpub.errors import PublishError
 from hubpub.extras import require
 from hubpub.formats import FORMATS, by_name
+from hubpub.signing import SUFFIX as SIGNATURE
+from hubpub.signing import fresh_signature
 
 if TYPE_CHECKING:
     from hubpub.manifest.values import Artifact, Manifest
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 
 HF_WEB = "https://huggingface.co"
 HF_TARBALL = "saved_model.tar.gz"
+EVAL_RESULTS = ".eval_results/hubpub.yaml"  # the Hub's evaluation-results files (huggingface_hub 2.4)
+KERAS_LAYOUT_SIGNATURE = "model.sig"  # over the Keras layout's files, as they are in the repository
 # The repositories of an artifact besides its Keras one, by the suffix of their names.
 SAVED_MODEL_SUFFIX = "-savedmodel"
 LITERT_SUFFIX = "-litert"
@@ -110,7 +114,8 @@ class HuggingFace(Destination):
 
     def publish(self, job: PublishJob) -> PublishResult:
         built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix, job.records)
-        return publish_hf(plan_hf(job.manifest, built, job.dist, self, public=job.public), self, force=job.force,
+        return publish_hf(plan_hf(job.manifest, built, job.dist, self, public=job.public, signer=job.signer), self,
+                          force=job.force,
                           dry_run=job.dry_run)
 
     def verify(self, manifest: Manifest, dist: Path, result: PublishResult, *, fine_tune: bool = False):
@@ -190,7 +195,8 @@ def _form(form: str) -> tuple[str, str, str | None, tuple[str, ...]]:
     return fmt.title, f"the {fmt.title} file (`{fmt.runner}`)", None, (form,)
 
 
-def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: HuggingFace, *, public: bool) -> HfPlan:
+def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: HuggingFace, *, public: bool,
+            signer=None) -> HfPlan:
     card = collection_doc(manifest, dist)
     if not card.is_file():
         raise PublishError(f"{card}: no collection doc; run `hubpub docs --dest {dest}`")
@@ -198,12 +204,13 @@ def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: HuggingFac
     title = manifest.collection.title or " and ".join(f.docs.title for f in families)
     repos = []
     for b in built:
-        repos += _artifact_repos(manifest, b, dest)
+        repos += _artifact_repos(manifest, b, dest, signer)
     return HfPlan(dest.owner, not public, tuple(repos), title[:60], manifest.collection.description[:150])
 
 
-def _artifact_repos(manifest: Manifest, b: Built, dest: HuggingFace) -> list[HfRepo]:
-    """The repositories of one artifact, each with the files of one format (none for a format not built)."""
+def _artifact_repos(manifest: Manifest, b: Built, dest: HuggingFace, signer=None) -> list[HfRepo]:
+    """The repositories of one artifact, each with the files of one format (none for a format not built),
+    and the signature of each file beside it (`<file>.sig`; the Keras layout's files: `model.sig`)."""
     r, name, main = b.record, b.artifact.name, dest.repo(b.artifact.name)
     held: list[tuple[str, str, list[tuple[str, Path]], object]] = []  # form, suffix, files, sha256
     if b.keras is not None:
@@ -222,13 +229,21 @@ def _artifact_repos(manifest: Manifest, b: Built, dest: HuggingFace) -> list[HfR
         repo_id = f"{main}{suffix}"
         _check_repo_id(repo_id)
         entries = [HfFile(path, src.stat().st_size, src) for path, src in files]
+        entries += [HfFile(path + SIGNATURE, sig.stat().st_size, sig) for path, src in files
+                    if (sig := fresh_signature(src))]
         if form == "keras":
             entries += [HfFile(member, size, b.keras, member=True) for member, size in _zip_members(b.keras)]
+            layout_sig = b.keras.with_name(b.keras.name + ".layout" + SIGNATURE)
+            if signer is not None:
+                signer.sign_members(b.keras, layout_sig)
+            if layout_sig.is_file() and layout_sig.stat().st_mtime_ns >= b.keras.stat().st_mtime_ns:  # fresh
+                entries.append(HfFile(KERAS_LAYOUT_SIGNATURE, layout_sig.stat().st_size, layout_sig))
         marker = {"artifact": name, "version": b.artifact.version, "form": form, "sha256": digest,
                   "parity_max_abs": r.parity.max_abs}
-        card = model_card(manifest, b, form, siblings).encode()
+        card, results = model_card(manifest, b, form, siblings).encode(), eval_results(b)
         entries += [HfFile("README.md", len(card), card), HfFile(MARKER, len(_marker_bytes(marker)),
                                                                   _marker_bytes(marker))]
+        entries += [HfFile(EVAL_RESULTS, len(results), results)] if results else []
         repos.append(HfRepo(b, repo_id, f"v{b.artifact.version}", form, tuple(entries), marker))
     return repos
 
@@ -278,6 +293,29 @@ def model_card(manifest: Manifest, b: Built, form: str = "keras", siblings: list
     note = (f"This repository holds {what} of `{b.artifact.name}`: one repository per format, so that each "
             f"download is that format alone ({where}).\n\n") if siblings else ""
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{note}{doc_body(b.doc)}"))  # parsed back: valid YAML
+
+
+def eval_results(b: Built) -> bytes | None:
+    """`.eval_results/hubpub.yaml`, the Hub's current evaluation-results format (huggingface_hub's
+    `EvalResultEntry`; the card's `model-index` stays for older readers): the published top-1, the one
+    `hubpub eval` measured, and the parity against the PyTorch reference."""
+    import yaml
+    from huggingface_hub import EvalResultEntry, eval_result_entries_to_yaml
+
+    v, r, entries = b.artifact.variant, b.record, []
+    if b.artifact.kind == "classifier" and v.top1:
+        entries.append(EvalResultEntry(dataset_id=v.dataset.key, task_id="default", value=v.top1,
+                                       notes="top-1 accuracy (%), as published with the checkpoint"))
+    eval_path = b.dist.eval_report(b.artifact.name)
+    if b.artifact.kind == "classifier" and eval_path.is_file():
+        entries.append(EvalResultEntry(dataset_id=v.dataset.key, task_id="default",
+                                       value=round(json.loads(eval_path.read_text())["top1"], 3),
+                                       notes="top-1 accuracy (%), measured by hubpub eval on this file"))
+    if r.parity.max_abs is not None:
+        entries.append(EvalResultEntry(dataset_id="hubpub-parity", task_id="max_abs_diff",
+                                       value=float(f"{r.parity.max_abs:.3g}"),
+                                       notes="largest |Δ| from the PyTorch reference on fixed random inputs"))
+    return yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False).encode() if entries else None
 
 
 def _marker_bytes(marker: dict) -> bytes:

@@ -63,6 +63,7 @@ class Kaggle(Destination):
     title: ClassVar[str] = "Kaggle Models"
     form: ClassVar[str] = "kaggle://OWNER/MODEL"  # how its address is written
     is_hub: ClassVar[bool] = True
+    signatures: ClassVar[bool] = False  # not yet: kagglehub signs with Sigstore only, through Kaggle's token
     extra: ClassVar[str] = "kaggle"
 
     @classmethod

@@ -30,7 +30,7 @@ from hubpub.layout import Dist
 from hubpub.package import check_tarball
 from hubpub.progress import progress_bar
 from hubpub.signing import SUFFIX as SIGNATURE
-from hubpub.signing import signature_path
+from hubpub.signing import fresh_signature
 
 if TYPE_CHECKING:
     from hubpub.manifest.values import Manifest
@@ -81,9 +81,7 @@ def plan_objects(manifest: Manifest, dist: Path, base: str, records: dict) -> li
         for f in record.formats:  # each format of `hubpub.formats`, with its .sha256
             obj = format_object(artifact, by_name(f.format))
             files += [(layout.root / f.path, obj), (layout.root / (f.path + ".sha256"), obj + ".sha256")]
-        signatures = [(sig, relative + SIGNATURE) for source, relative in files
-                      if (sig := signature_path(source)).is_file() and source.is_file()
-                      and sig.stat().st_mtime_ns >= source.stat().st_mtime_ns]  # not one of an older build
+        signatures = [(sig, relative + SIGNATURE) for source, relative in files if (sig := fresh_signature(source))]
         for source, relative in files + signatures:
             if not source.is_file():
                 raise PublishError(f"{source}: missing; rebuild {artifact.name}")
