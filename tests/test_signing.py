@@ -17,6 +17,8 @@ from hubpub.errors import PublishError
 from hubpub.manifest import parse_manifest
 from hubpub.publish import publish
 from hubpub.signing import SignatureError, Signer, public_key_fingerprint, verify
+from tests.test_hubs import hf as hf  # the stand-ins
+from tests.test_hubs import kaggle as kaggle
 from tests.test_publish import _objects, _setup
 from tests.test_publish import bucket as bucket  # the fixture
 
@@ -286,3 +288,50 @@ def test_the_nightly_audit_workflow_runs_a_real_command():
     known = {o for p in cli.get_command(None, "audit").params for o in p.opts}
     assert {w for w in words if w.startswith("--")} <= known and "--public-key" in words
     assert workflow[True]["schedule"]  # YAML reads the key `on` as True
+
+
+# --------------------------------------------------------------------------- the hubs
+
+
+def test_signatures_on_the_hf_hub_beside_the_files(micro_manifest, micro_dist, tmp_path, keys, hf):
+    """On the HF stand-in, with the real huggingface_hub client: each file's .sig in its repository, and
+    the Keras layout's files under one model.sig that OpenSSF's tool checks on a snapshot as downloaded."""
+    from hubpub.destinations.hf import download_repo
+    from tests.conftest import copy_built
+    from tests.test_hubs import HF, _docs_for
+
+    (key, pub), _ = keys
+    dist = copy_built(micro_dist, tmp_path / "dist")
+    _docs_for(micro_manifest, dist, HF)
+    publish(micro_manifest, dist, parse_destination(HF), signer=Signer(key=key))
+    assert {"saved_model.tar.gz", "saved_model.tar.gz.sig"} <= set(hf.files("testpub/micro_1k_224-savedmodel"))
+    assert {"micro_1k_224.int8.tflite.sig", "micro_1k_224.float32.tflite.sig"} <= set(
+        hf.files("testpub/micro_1k_224-litert"))
+    assert "micro_1k_224.onnx.sig" in hf.files("testpub/micro_1k_224-onnx")
+
+    snapshot = download_repo("testpub/micro_1k_224", tmp_path / "snapshot", revision="v1")
+    assert {"config.json", "model.weights.h5", "model.sig"} <= {p.name for p in snapshot.iterdir()}
+    tool = [str(Path(sys.executable).with_name("model_signing")), "verify", "key", str(snapshot), "--signature",
+            str(snapshot / "model.sig"), "--public_key", str(pub), "--ignore_unsigned_files"]
+    check = subprocess.run(tool, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    weights = snapshot / "model.weights.h5"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    weights.write_bytes(bytes(data))
+    assert subprocess.run(tool, capture_output=True, text=True).returncode != 0
+
+    tarball = download_repo("testpub/micro_1k_224-savedmodel", tmp_path / "tar", revision="v1")
+    verify(tarball / "saved_model.tar.gz", tarball / "saved_model.tar.gz.sig", public_key=pub)
+
+
+def test_signing_for_kaggle_is_refused_before_any_upload(micro_manifest, micro_dist, tmp_path, keys, kaggle):
+    from tests.conftest import copy_built
+    from tests.test_hubs import _docs_for
+
+    (key, _), _ = keys
+    dist = copy_built(micro_dist, tmp_path / "dist")
+    _docs_for(micro_manifest, dist, "kaggle://testpub/micro")
+    with pytest.raises(PublishError, match="hubpub does not publish signatures to Kaggle Models yet"):
+        publish(micro_manifest, dist, parse_destination("kaggle://testpub/micro"), signer=Signer(key=key))
+    assert not list(dist.rglob("*.sig"))
