@@ -46,6 +46,14 @@ class Dist:
     def keras_sha256(self, artifact: str) -> Path:
         return self.keras_files / f"{artifact}.keras.sha256"
 
+    def keras_layout_signature(self, artifact: str) -> Path:
+        """The signature over the `.keras` file's members as a hub holds them, unzipped (HF's Keras layout)."""
+        return self.keras_files / f"{artifact}.keras.layout.sig"
+
+    def saved_model_files_signature(self, artifact: str) -> Path:
+        """The signature over the SavedModel's files as a hub holds them, unpacked (a Kaggle variation)."""
+        return self.tars / f"{artifact}.saved_model.sig"
+
     def litert(self, artifact: str, fmt: str) -> Path:
         return self.litert_files / f"{artifact}.{fmt}.tflite"
 

@@ -63,24 +63,29 @@ class Signer:
         import tempfile
         import zipfile
 
-        from hubpub._files import atomic_path
-
         with tempfile.TemporaryDirectory(prefix="hubpub-sign-") as tmp:
             folder = Path(tmp) / "model"
+            folder.mkdir()
             with zipfile.ZipFile(archive) as z:
                 for info in z.infolist():
                     if not info.is_dir() and "/" not in info.filename and not info.filename.startswith("."):
-                        (folder / info.filename).parent.mkdir(parents=True, exist_ok=True)
                         with z.open(info) as src, open(folder / info.filename, "wb") as dst:
                             while block := src.read(1 << 20):
                                 dst.write(block)
-            if self.key and not self.certificates and sig.is_file() and _verifies(folder, sig, self.key):
-                return sig
-            with atomic_path(sig) as out:
-                try:
-                    self._config().sign(folder, out)
-                except Exception as e:  # noqa: BLE001 - as in `sign`
-                    raise SignatureError(f"{archive}: cannot sign its files: {_first_line(e)}") from None
+            return self.sign_folder(folder, sig, shown_as=archive)
+
+    def sign_folder(self, folder: Path, sig: Path, *, shown_as: Path | None = None) -> Path:
+        """`sig`: one signature over every file below `folder` (a manifest of their digests), kept if it
+        still verifies."""
+        from hubpub._files import atomic_path
+
+        if self.key and not self.certificates and sig.is_file() and _verifies(folder, sig, self.key):
+            return sig
+        with atomic_path(sig) as out:
+            try:
+                self._config().sign(folder, out)
+            except Exception as e:  # noqa: BLE001 - as in `sign`
+                raise SignatureError(f"{shown_as or folder}: cannot sign its files: {_first_line(e)}") from None
         return sig
 
     def sign(self, files: list[Path]) -> list[Path]:
@@ -125,9 +130,10 @@ def signature_path(path: Path) -> Path:
     return path.with_name(path.name + SUFFIX)
 
 
-def fresh_signature(path: Path) -> Path | None:
-    """The `.sig` beside a built file, if there is one made after the file (not one of an older build)."""
-    sig = signature_path(path)
+def fresh_signature(path: Path, sig: Path | None = None) -> Path | None:
+    """The signature of a built file (by default the `.sig` beside it), if one was made after the file
+    (not one of an older build)."""
+    sig = sig or signature_path(path)
     if sig.is_file() and path.is_file() and sig.stat().st_mtime_ns >= path.stat().st_mtime_ns:
         return sig
     return None

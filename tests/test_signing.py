@@ -325,13 +325,25 @@ def test_signatures_on_the_hf_hub_beside_the_files(micro_manifest, micro_dist, t
     verify(tarball / "saved_model.tar.gz", tarball / "saved_model.tar.gz.sig", public_key=pub)
 
 
-def test_signing_for_kaggle_is_refused_before_any_upload(micro_manifest, micro_dist, tmp_path, keys, kaggle):
+def test_signatures_on_kaggle_in_each_variation(micro_manifest, micro_dist, tmp_path, keys, kaggle):
+    """On the Kaggle stand-in, with the real kagglehub: each file's .sig in its variation, and the
+    SavedModel's files under one saved_model.sig that OpenSSF's tool checks on a download."""
+    from hubpub.destinations.kaggle import download_variation
     from tests.conftest import copy_built
     from tests.test_hubs import _docs_for
 
-    (key, _), _ = keys
+    (key, pub), _ = keys
     dist = copy_built(micro_dist, tmp_path / "dist")
-    _docs_for(micro_manifest, dist, "kaggle://testpub/micro")
-    with pytest.raises(PublishError, match="hubpub does not publish signatures to Kaggle Models yet"):
-        publish(micro_manifest, dist, parse_destination("kaggle://testpub/micro"), signer=Signer(key=key))
-    assert not list(dist.rglob("*.sig"))
+    dest = "kaggle://testpub/micro"
+    _docs_for(micro_manifest, dist, dest)
+    publish(micro_manifest, dist, parse_destination(dest), signer=Signer(key=key))
+    tool = str(Path(sys.executable).with_name("model_signing"))
+    saved = download_variation("testpub/micro/tensorFlow2/micro-1k-224/1", tmp_path / "tf2")
+    assert {"saved_model.pb", "saved_model.sig"} <= {p.name for p in saved.iterdir()}
+    check = subprocess.run([tool, "verify", "key", str(saved), "--signature", str(saved / "saved_model.sig"),
+                            "--public_key", str(pub), "--ignore_unsigned_files"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    for framework, name in (("keras", "micro_1k_224.keras"), ("tfLite", "micro_1k_224.int8.tflite"),
+                            ("onnx", "micro_1k_224.onnx")):
+        got = download_variation(f"testpub/micro/{framework}/micro-1k-224/1", tmp_path / framework)
+        verify(got / name, got / (name + ".sig"), public_key=pub)

@@ -233,10 +233,10 @@ def _artifact_repos(manifest: Manifest, b: Built, dest: HuggingFace, signer=None
                     if (sig := fresh_signature(src))]
         if form == "keras":
             entries += [HfFile(member, size, b.keras, member=True) for member, size in _zip_members(b.keras)]
-            layout_sig = b.keras.with_name(b.keras.name + ".layout" + SIGNATURE)
+            layout_sig = b.dist.keras_layout_signature(name)
             if signer is not None:
                 signer.sign_members(b.keras, layout_sig)
-            if layout_sig.is_file() and layout_sig.stat().st_mtime_ns >= b.keras.stat().st_mtime_ns:  # fresh
+            if fresh_signature(b.keras, layout_sig):
                 entries.append(HfFile(KERAS_LAYOUT_SIGNATURE, layout_sig.stat().st_size, layout_sig))
         marker = {"artifact": name, "version": b.artifact.version, "form": form, "sha256": digest,
                   "parity_max_abs": r.parity.max_abs}

@@ -31,22 +31,26 @@ from hubpub.destinations.hub import (
     built_artifacts,
     collection_doc,
     files_below,
-    hub_error,
     link_tree,
     saved_model_tree,
     split_usage,
     tar_members,
 )
+from hubpub.destinations.kaggle_client import MARKER, KaggleApi, check_credentials, download_variation
 from hubpub.destinations.links import tfhub_url
 from hubpub.doctree import doc_body
 from hubpub.errors import PublishError
 from hubpub.extras import require
 from hubpub.formats import FORMATS, by_name
+from hubpub.signing import SUFFIX as SIGNATURE
+from hubpub.signing import fresh_signature
 
 if TYPE_CHECKING:
     from hubpub.manifest.values import Artifact, Manifest
 
 log = logging.getLogger(__name__)
+
+SAVED_MODEL_SIGNATURE = "saved_model.sig"  # over the SavedModel's files, as a variation holds them
 
 KAGGLE_WEB = "https://www.kaggle.com/models"
 # Kaggle's slug rules, as its CLI checks them (`_validate_slug_syntax`): owners may use underscores.
@@ -63,7 +67,6 @@ class Kaggle(Destination):
     title: ClassVar[str] = "Kaggle Models"
     form: ClassVar[str] = "kaggle://OWNER/MODEL"  # how its address is written
     is_hub: ClassVar[bool] = True
-    signatures: ClassVar[bool] = False  # not yet: kagglehub signs with Sigstore only, through Kaggle's token
     extra: ClassVar[str] = "kaggle"
 
     @classmethod
@@ -103,8 +106,9 @@ class Kaggle(Destination):
 
     def publish(self, job: PublishJob) -> PublishResult:
         built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix, job.records)
-        plan = plan_kaggle(job.manifest, built, job.dist, self, public=job.public)
-        return publish_kaggle(plan, self, force=job.force, dry_run=job.dry_run)
+        plan = plan_kaggle(job.manifest, built, job.dist, self, public=job.public, signer=job.signer)
+        return publish_kaggle(plan, self, force=job.force, dry_run=job.dry_run,
+                              sigstore=bool(job.signer and job.signer.sigstore))
 
     def verify(self, manifest: Manifest, dist: Path, result: PublishResult, *, fine_tune: bool = False):
         """The first published SavedModel variation, downloaded as users do (`kagglehub.model_download`)."""
@@ -136,8 +140,6 @@ LICENSES = {"mit": "MIT", "apache-2.0": "Apache 2.0", "bsd-3-clause": "BSD-3-Cla
             "gpl-3.0": "GPL 3", "lgpl-3.0": "GNU Lesser General Public License 3.0",
             "agpl-3.0": "GNU Affero General Public License 3.0"}
 FRAMEWORKS = ("tensorFlow2", "keras", "tfLite")
-MARKER = "hubpub.json"  # in every version: what it holds, so a re-publish can compare
-CREDENTIALS = "set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN (or ~/.kaggle/kaggle.json)"
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ class KaggleVariation:
     training_data: tuple[str, ...]
     version_notes: str
     marker: dict  # hubpub.json
+    signatures: tuple[tuple[str, Path], ...] = ()  # (name in the version, the .sig in dist/)
 
     def handle(self, model: KaggleModel) -> str:
         return f"{model.owner}/{model.slug}/{self.framework}/{self.slug}"
@@ -190,7 +193,8 @@ class KagglePlan:
         return lines
 
 
-def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle, *, public: bool) -> KagglePlan:
+def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle, *, public: bool,
+                signer=None) -> KagglePlan:
     """Everything a publish sends, from the manifest, the build records and the rendered docs."""
     c = manifest.collection
     families = list(dict.fromkeys(b.artifact.variant.family for b in built))
@@ -231,23 +235,27 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle
                  f"{parity}; weights from {b.artifact.variant.checkpoint_url.rsplit('/', 1)[-1]}")
         marker = {"artifact": b.artifact.name, "version": b.artifact.version, "sha256": r.tarball.sha256,
                   "format": "saved_model_2", "parity_max_abs": r.parity.max_abs}
+        sigs = _signed(((SAVED_MODEL_SIGNATURE, b.tarball, _tree_signature(b, signer)),))
         variations.append(KaggleVariation(framework="tensorFlow2", slug=slug, usage=tf_usage,
-                                          files=tar_members(b.tarball) + ((MARKER, 0),), version_notes=notes,
-                                          marker=marker, **common))
+                                          files=tar_members(b.tarball) + _sizes(sigs) + ((MARKER, 0),),
+                                          version_notes=notes, marker=marker, signatures=sigs, **common))
         if b.keras is not None:
             k_usage = usage.replace(f"keras/{slug}/{b.artifact.version}", "${FRAMEWORK}/${VARIATION_SLUG}/"
                                     "${VERSION_NUMBER}")
+            sigs = _signed(((f"{b.artifact.name}.keras{SIGNATURE}", b.keras, None),))
             variations.append(KaggleVariation(
                 framework="keras", slug=slug, usage=k_usage, files=((f"{b.artifact.name}.keras", r.keras.size),
-                                                                    (MARKER, 0)),
+                                                                    *_sizes(sigs), (MARKER, 0)),
                 version_notes=notes.replace("SavedModel tar.gz", ".keras").replace(r.tarball.sha256, r.keras.sha256),
-                marker={**marker, "sha256": r.keras.sha256, "format": "keras"}, **common))
+                marker={**marker, "sha256": r.keras.sha256, "format": "keras"}, signatures=sigs, **common))
         if r.litert:
             litert_sha = hashlib.sha256("".join(f.sha256 for f in r.litert).encode()).hexdigest()
+            sigs = _signed(tuple((Path(f.path).name + SIGNATURE, dist / f.path, None) for f in r.litert))
             variations.append(KaggleVariation(
                 framework="tfLite", slug=slug, usage=usage.replace(f"tfLite/{slug}/{b.artifact.version}",
                                                                    "${FRAMEWORK}/${VARIATION_SLUG}/${VERSION_NUMBER}"),
-                files=tuple((Path(f.path).name, f.size) for f in r.litert) + _labels(b) + ((MARKER, 0),),
+                files=tuple((Path(f.path).name, f.size) for f in r.litert) + _labels(b) + _sizes(sigs)
+                + ((MARKER, 0),), signatures=sigs,
                 version_notes=f"{b.artifact.name} version {b.artifact.version}: LiteRT " + "; ".join(
                     f"{f.format} sha256 {f.sha256[:16]}... cosine {f.cosine:.4f}" for f in r.litert),
                 marker={**marker, "sha256": litert_sha, "format": "litert",
@@ -257,20 +265,41 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle
             if not fmt.kaggle_framework:
                 continue
             framework = fmt.kaggle_framework
+            sigs = _signed(((Path(f.path).name + SIGNATURE, dist / f.path, None),))
             variations.append(KaggleVariation(
                 framework=framework, slug=slug, usage=usage.replace(f"{framework}/{slug}/{b.artifact.version}",
                                                                     "${FRAMEWORK}/${VARIATION_SLUG}/${VERSION_NUMBER}"),
-                files=((Path(f.path).name, f.size), (MARKER, 0)),
+                files=((Path(f.path).name, f.size), *_sizes(sigs), (MARKER, 0)), signatures=sigs,
                 version_notes=f"{b.artifact.name} version {b.artifact.version}: {fmt.title} sha256 {f.sha256}; "
                               f"max |Δ| {f.max_abs:.1e} from the SavedModel",
                 marker={**marker, "sha256": f.sha256, "format": f.format}, **common))
     return KagglePlan(model, tuple(variations))
 
 
+def _signed(candidates) -> tuple[tuple[str, Path], ...]:
+    """(name, signature) of each (name, signed file, its signature or None: the `.sig` beside it) that has
+    a signature made after the file."""
+    return tuple((name, sig) for name, path, given in candidates if (sig := fresh_signature(path, given)))
+
+
+def _sizes(signatures) -> tuple[tuple[str, int], ...]:
+    return tuple((name, sig.stat().st_size) for name, sig in signatures)
+
+
+def _tree_signature(b: Built, signer) -> Path:
+    """The signature over the SavedModel's files as the variation holds them (made now with a signer)."""
+    sig = b.dist.saved_model_files_signature(b.artifact.name)
+    if signer is not None:
+        with tempfile.TemporaryDirectory(prefix="hubpub-sign-") as tmp:
+            signer.sign_folder(saved_model_tree(b, Path(tmp) / "extracted"), sig, shown_as=b.tarball)
+    return sig
+
+
 # --------------------------------------------------------------------------- publishing
 
 
-def publish_kaggle(plan: KagglePlan, dest: Kaggle, *, force: bool = False, dry_run: bool = False) -> PublishResult:
+def publish_kaggle(plan: KagglePlan, dest: Kaggle, *, force: bool = False, dry_run: bool = False,
+                   sigstore: bool = False) -> PublishResult:
     """Create or update the model, then per variation: nothing if its latest version holds the same
     bytes, a new version if the manifest's model_version is newer (or `force`), else refuse."""
     m = plan.model
@@ -284,14 +313,14 @@ def publish_kaggle(plan: KagglePlan, dest: Kaggle, *, force: bool = False, dry_r
     random = sorted({v.built.artifact.name for v in plan.variations if v.built.record.random_weights})
     if random:
         raise PublishError(f"refusing to publish random-weight (demo) artifacts to {dest}: {', '.join(random)}")
-    _check_credentials()
-    with _Api(plan.model) as api:
-        _publish_variations(api, plan, rows, result, force=force)
+    check_credentials()
+    with KaggleApi(plan.model) as api:
+        _publish_variations(api, plan, rows, result, force=force, sigstore=sigstore)
     return result
 
 
-def _publish_variations(api: _Api, plan: KagglePlan, rows: list[Upload], result: PublishResult, *,
-                        force: bool) -> None:
+def _publish_variations(api: KaggleApi, plan: KagglePlan, rows: list[Upload], result: PublishResult, *,
+                        force: bool, sigstore: bool = False) -> None:
     m = plan.model
     states = [api.latest(v) for v in plan.variations]  # every check before the first upload
     conflicts = [f"{v.handle(m)}: version {n} holds other bytes (sha256 {str(sha)[:12]}...) than this build "
@@ -310,7 +339,7 @@ def _publish_variations(api: _Api, plan: KagglePlan, rows: list[Upload], result:
                                                f"version {n}"))
                 continue
             staged = _stage(v, Path(tmp) / f"{v.framework}-{v.slug}")
-            api.upload(v, staged, new=n is None)
+            api.upload(v, staged, new=n is None, sigstore=sigstore)
             api.update_variation(v, None)
             shutil.rmtree(staged, ignore_errors=True)
             status = "uploaded" if n is None else ("overwritten (forced)" if n >= v.built.artifact.version else
@@ -335,6 +364,8 @@ def _stage(v: KaggleVariation, folder: Path) -> Path:
         folder.mkdir(parents=True)
         f = next(f for f in v.built.record.formats if by_name(f.format).kaggle_framework == v.framework)
         _link(v.built.dist.root / f.path, folder / Path(f.path).name)
+    for name, sig in v.signatures:
+        _link(sig, folder / name)
     (folder / MARKER).write_text(json.dumps(v.marker, indent=2) + "\n")
     planned = {name for name, _ in v.files}
     found = {name for name, _ in files_below(folder)}
@@ -354,162 +385,3 @@ def _link(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
-
-
-def _check_credentials() -> None:
-    from kagglehub.config import get_kaggle_credentials
-
-    if get_kaggle_credentials() is None:
-        raise PublishError(f"no Kaggle credentials: {CREDENTIALS}; nothing was uploaded")
-
-
-class _Api:
-    """The calls hubpub makes, through kagglehub and the Kaggle SDK client it builds; each failure is
-    one `PublishError` line naming what was being done."""
-
-    def __init__(self, model: KaggleModel):
-        self.model = model
-        self._client = None
-
-    def __enter__(self) -> _Api:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._client is not None:
-            self._client.__exit__(*exc)
-            self._client = None
-
-    def _models(self):
-        """The SDK's model service, on one client for the whole publish: kagglehub builds each client's
-        user agent by walking the caller's stack with `inspect.stack()` (0.1-0.2 s a client)."""
-        from kagglehub.clients import build_kaggle_client
-
-        if self._client is None:
-            self._client = build_kaggle_client().__enter__()
-        return self._client.models.model_api_client
-
-    def _call(self, what: str, fn):
-        from kagglehub.exceptions import BackendError
-
-        try:
-            response = fn(self._models())
-        except Exception as e:  # requests, kagglesdk and kagglehub raise many types
-            raise hub_error(f"{what} on Kaggle", e) from None
-        error = getattr(response, "error", "")
-        if error:
-            raise hub_error(f"{what} on Kaggle", BackendError(error))
-        return response
-
-    def _exists(self, what: str, fn) -> object | None:
-        """`fn`'s response, or None when Kaggle says 404 (or 403, its answer for another's private model)."""
-        import requests
-
-        try:
-            return fn(self._models())
-        except requests.HTTPError as e:
-            if e.response is not None and e.response.status_code in (403, 404):
-                return None
-            if e.response is not None and e.response.status_code == 401:
-                raise PublishError(f"{what} on Kaggle: the credentials were refused (HTTP 401); {CREDENTIALS} "
-                                   "with a current key; nothing was uploaded") from None
-            raise hub_error(f"{what} on Kaggle", e) from None
-        except Exception as e:
-            raise hub_error(f"{what} on Kaggle", e) from None
-
-    def upsert_model(self) -> None:
-        from google.protobuf.field_mask_pb2 import FieldMask
-        from kagglesdk.models.types.model_api_service import (
-            ApiCreateModelRequest,
-            ApiGetModelRequest,
-            ApiUpdateModelRequest,
-        )
-
-        m = self.model
-        get = ApiGetModelRequest()
-        get.owner_slug, get.model_slug = m.owner, m.slug
-        if self._exists(f"reading the model {m.owner}/{m.slug}", lambda c: c.get_model(get)) is None:
-            r = ApiCreateModelRequest()
-            r.owner_slug, r.slug = m.owner, m.slug
-            fields = {"title": m.title, "subtitle": m.subtitle, "is_private": m.is_private,
-                      "description": m.description, "provenance_sources": m.provenance_sources}
-            for k, value in fields.items():
-                setattr(r, k, value)
-            self._call(f"creating the model {m.owner}/{m.slug}", lambda c: c.create_model(r))
-            log.info("created the Kaggle model %s/%s (%s)", m.owner, m.slug, "private" if m.is_private else "public")
-            return
-        r = ApiUpdateModelRequest()
-        r.owner_slug, r.model_slug = m.owner, m.slug
-        r.title, r.subtitle, r.is_private = m.title, m.subtitle, m.is_private
-        r.description, r.provenance_sources = m.description, m.provenance_sources
-        r.update_mask = FieldMask(paths=["title", "subtitle", "is_private", "description", "provenance_sources"])
-        self._call(f"updating the model {m.owner}/{m.slug}", lambda c: c.update_model(r))
-
-    def latest(self, v: KaggleVariation) -> tuple[int | None, str | None, object | None]:
-        """(latest version number, the sha256 its hubpub.json names, the instance), or Nones if none."""
-        from kagglesdk.models.types.model_api_service import ApiGetModelInstanceRequest
-        from kagglesdk.models.types.model_enums import ModelFramework
-
-        r = ApiGetModelInstanceRequest()
-        r.owner_slug, r.model_slug, r.instance_slug = self.model.owner, self.model.slug, v.slug
-        r.framework = _framework(v.framework, ModelFramework)
-        instance = self._exists(f"reading {v.handle(self.model)}", lambda c: c.get_model_instance(r))
-        if instance is None:
-            return None, None, None
-        n = instance.version_number
-        return n, self._marker_sha(f"{v.handle(self.model)}/{n}"), instance
-
-    def _marker_sha(self, handle: str) -> str | None:
-        import kagglehub
-
-        with tempfile.TemporaryDirectory(prefix="hubpub-kaggle-marker-") as tmp:
-            try:
-                path = kagglehub.model_download(handle, MARKER, output_dir=tmp, force_download=True)
-                return json.loads(Path(path).read_text()).get("sha256")
-            except Exception as e:  # no hubpub.json: a version made by something else
-                log.debug("%s: no readable %s: %s", handle, MARKER, e)
-                return None
-
-    def upload(self, v: KaggleVariation, folder: Path, *, new: bool) -> None:
-        import kagglehub
-
-        handle = v.handle(self.model)
-        try:
-            kagglehub.model_upload(handle, str(folder), license_name=v.license_name, version_notes=v.version_notes)
-        except Exception as e:  # kagglehub retries resets itself; what it gives up on is one line here
-            raise hub_error(f"uploading {handle} ({'a new variation' if new else 'a new version'}); no version was "
-                            "made from a partial upload, run publish again", e) from None
-
-    def update_variation(self, v: KaggleVariation, instance) -> bool:
-        """Bring the variation's page (overview, usage, fine-tunable, training data) to the docs'; whether
-        anything changed."""
-        from google.protobuf.field_mask_pb2 import FieldMask
-        from kagglesdk.models.types.model_api_service import ApiUpdateModelInstanceRequest
-        from kagglesdk.models.types.model_enums import ModelFramework
-
-        wanted = {"overview": v.overview, "usage": v.usage, "fine_tunable": v.fine_tunable,
-                  "training_data": list(v.training_data)}
-        if instance is not None and all(getattr(instance, k) == w for k, w in wanted.items()):
-            return False
-        r = ApiUpdateModelInstanceRequest()
-        r.owner_slug, r.model_slug, r.instance_slug = self.model.owner, self.model.slug, v.slug
-        r.framework = _framework(v.framework, ModelFramework)
-        for k, w in wanted.items():
-            setattr(r, k, w)
-        r.update_mask = FieldMask(paths=list(wanted))
-        self._call(f"updating the page of {v.handle(self.model)}", lambda c: c.update_model_instance(r))
-        return True
-
-
-def _framework(name: str, enum):
-    """kagglesdk's enum value of a framework's name in a handle: `tensorFlow2` -> MODEL_FRAMEWORK_TENSOR_FLOW_2."""
-    return getattr(enum, "MODEL_FRAMEWORK_" + re.sub(r"(?<=[a-z])(?=[A-Z0-9])", "_", name).upper())
-
-
-def download_variation(handle: str, into: Path) -> Path:
-    """A published version's files, as its users get them (`kagglehub.model_download`)."""
-    import kagglehub
-
-    try:
-        return Path(kagglehub.model_download(handle, output_dir=str(into), force_download=True))
-    except Exception as e:
-        raise hub_error(f"downloading {handle} from Kaggle", e) from None
