@@ -71,8 +71,26 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
         except VerifyError as e:  # the uploads stand; say so, or the user would think nothing happened
             raise VerifyError(f"published to {dest} ({result.summary()}), but the artifact got back from "
                               f"there failed its check: {e}") from None
+        if signer is not None and signer.key is not None and not dest.is_hub:
+            _check_published_signature(checked.handle, signer)
         result = replace(result, verified=checked)
     return result
+
+
+def _check_published_signature(handle: str, signer: Signer) -> None:
+    """The verified artifact's published `.sig`, checked as a user checks it, with the signer's public key."""
+    import tempfile
+
+    from hubpub.signing import SignatureError, public_key_pem
+    from hubpub.verify import check_signature
+
+    with tempfile.NamedTemporaryFile(suffix=".pem") as pem:
+        pem.write(public_key_pem(signer.key).encode() + b"\n")
+        pem.flush()
+        try:
+            check_signature(handle, public_key=Path(pem.name))
+        except SignatureError as e:
+            raise VerifyError(f"published, but the signature got back from there failed its check: {e}") from None
 
 
 
