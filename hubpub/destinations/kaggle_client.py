@@ -1,6 +1,7 @@
 """The Kaggle API as hubpub calls it: kagglehub for uploads and downloads, and the Kaggle SDK client
 kagglehub builds for the model's and each variation's metadata. Every failure is one line
-(`hub_error`); `hubpub.destinations.kaggle` plans and sequences the calls."""
+(`hub_error`); `hubpub.destinations.kaggle` plans and sequences the calls, and hands in its plan's
+values (`KaggleModel`, `KaggleVariation`), which this module reads but does not import."""
 
 from __future__ import annotations
 
@@ -9,13 +10,9 @@ import logging
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from hubpub.destinations.hub import hub_error
 from hubpub.errors import PublishError
-
-if TYPE_CHECKING:
-    from hubpub.destinations.kaggle import KaggleModel, KaggleVariation
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +31,7 @@ class KaggleApi:
     """The calls hubpub makes, through kagglehub and the Kaggle SDK client it builds; each failure is
     one `PublishError` line naming what was being done."""
 
-    def __init__(self, model: KaggleModel):
+    def __init__(self, model):  # a KaggleModel of the plan
         self.model = model
         self._client = None
 
@@ -111,7 +108,7 @@ class KaggleApi:
         r.update_mask = FieldMask(paths=["title", "subtitle", "is_private", "description", "provenance_sources"])
         self._call(f"updating the model {m.owner}/{m.slug}", lambda c: c.update_model(r))
 
-    def latest(self, v: KaggleVariation) -> tuple[int | None, str | None, object | None]:
+    def latest(self, v) -> tuple[int | None, str | None, object | None]:
         """(latest version number, the sha256 its hubpub.json names, the instance), or Nones if none."""
         from kagglesdk.models.types.model_api_service import ApiGetModelInstanceRequest
         from kagglesdk.models.types.model_enums import ModelFramework
@@ -136,7 +133,7 @@ class KaggleApi:
                 log.debug("%s: no readable %s: %s", handle, MARKER, e)
                 return None
 
-    def upload(self, v: KaggleVariation, folder: Path, *, new: bool, sigstore: bool = False) -> None:
+    def upload(self, v, folder: Path, *, new: bool, sigstore: bool = False) -> None:
         import kagglehub
 
         handle = v.handle(self.model)
@@ -147,7 +144,7 @@ class KaggleApi:
             raise hub_error(f"uploading {handle} ({'a new variation' if new else 'a new version'}); no version was "
                             "made from a partial upload, run publish again", e) from None
 
-    def update_variation(self, v: KaggleVariation, instance) -> bool:
+    def update_variation(self, v, instance) -> bool:
         """Bring the variation's page (overview, usage, fine-tunable, training data) to the docs'; whether
         anything changed."""
         from google.protobuf.field_mask_pb2 import FieldMask

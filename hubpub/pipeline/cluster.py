@@ -138,7 +138,7 @@ def run_task(job, topic: str, cancel_event: str, threads: dict[str, int]):
         conn.close()
         _stop(child)
         if cancel.is_set():
-            from hubpub.pipeline.collection import clean_interrupted
+            from hubpub.pipeline.workers import clean_interrupted
 
             clean_interrupted(Path(job.out))
 
@@ -323,8 +323,7 @@ def run_on_cluster(client, jobs: list, needs: dict[str, int], threads: dict[str,
     """Every job as a task on the cluster; results into `results`, stages into `progress`."""
     from distributed import Event, as_completed
 
-    from hubpub.pipeline.collection import clean_interrupted
-    from hubpub.pipeline.workers import VariantResult
+    from hubpub.pipeline.workers import VariantResult, clean_interrupted
 
     offer = largest_offer(client)
     if offer is None:

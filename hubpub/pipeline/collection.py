@@ -20,6 +20,7 @@ from hubpub.pipeline.workers import (
     _ignore_sigint,
     _stop_workers,
     already_built,
+    clean_interrupted,
     run_variant,
     worker_threads,
 )
@@ -40,15 +41,6 @@ def select_shard(variants: list[Variant], shard: tuple[int, int] | None) -> list
         return variants
     k, n = shard
     return [v for i, v in enumerate(variants) if i % n == k - 1]
-
-
-def clean_interrupted(out: Path) -> None:
-    """Remove temp files an interrupted run left beside the final names (never the final files)."""
-    import shutil
-
-    for sub in Dist(out).temp_dirs():
-        for tmp in sub.glob(".*tmp") if sub.is_dir() else []:
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
 
 
 def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS, jobs: int = 1,

@@ -159,3 +159,12 @@ def _stop_workers(pool) -> None:
     for p in processes:
         p.join(timeout=10)
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def clean_interrupted(out: Path) -> None:
+    """Remove temp files an interrupted run left beside the final names (never the final files)."""
+    import shutil
+
+    for sub in Dist(out).temp_dirs():
+        for tmp in sub.glob(".*tmp") if sub.is_dir() else []:
+            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
