@@ -276,8 +276,13 @@ def test_the_docs_say_who_signed_and_their_command_checks_it(micro_manifest_path
                             str(dist / "reports/micro_1k_224.json")], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "signature checked" in r.stdout and "loads with hub.KerasLayer" in r.stdout
-    unsigned_doc = next((tmp_path / "dist/docs").rglob("micro_1k_224_fe/1.md")).read_text()
-    assert "Signed: each file of this model has a signature beside it" in unsigned_doc  # every doc says it
+    fe_doc = next((tmp_path / "dist/docs").rglob("micro_1k_224_fe/1.md")).read_text()
+    assert "Signed: each file of this model has a signature beside it" in fe_doc  # every doc says it
+    from hubpub.site import render_site
+
+    site = render_site(manifest, dist=dist, public_url_base=base)
+    page = next(p for p in site.pages if p.name == "micro_1k_224.html").read_text()
+    assert f'fingerprint is <code class="hash">{public_key_fingerprint(pub)}</code>' in page
 
 
 def test_the_nightly_audit_workflow_runs_a_real_command():
