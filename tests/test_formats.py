@@ -102,6 +102,35 @@ def test_a_model_too_large_to_convert_or_hold_gets_no_onnx_file_and_a_reason(mon
     assert onnx.Onnx().wanted(197_800_000) is None
 
 
+def test_large_conversions_take_turns_on_a_machine(micro_dist, monkeypatch, caplog):
+    """`build-all --jobs N` runs N builds at once; a conversion that would take over a quarter of the
+    memory waits for another such one. The machine's memory cannot be changed from a test: it is made
+    to say 64 MiB, so the micro model's conversion counts as large; the other conversion is this test
+    holding the lock."""
+    import fcntl
+    import logging
+    import tempfile
+    import threading
+    import time
+    from pathlib import Path
+
+    from hubpub.formats import onnx
+
+    monkeypatch.setattr(onnx, "physical_memory", lambda: 64 * 2**20)
+    done = []
+    with open(Path(tempfile.gettempdir()) / "hubpub-onnx-conversion.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with caplog.at_level(logging.INFO, logger="hubpub.formats.onnx"):
+            worker = threading.Thread(target=lambda: done.append(onnx.converted(micro_dist / "saved_models"
+                                                                                / "micro_1k_224")))
+            worker.start()
+            time.sleep(3)
+            assert not done and "waiting for another ONNX conversion on this machine" in caplog.text
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    worker.join(timeout=120)
+    assert done and done[0] == (micro_dist / "onnx" / "micro_1k_224.onnx").read_bytes()
+
+
 def _cli(*args):
     from click.testing import CliRunner
 

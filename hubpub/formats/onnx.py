@@ -16,7 +16,9 @@ The file is checked in onnxruntime against the SavedModel, at the native and a n
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
 import re
 import signal
@@ -32,6 +34,8 @@ from hubpub._files import write_atomic, write_sha256
 from hubpub.extras import installed
 from hubpub.formats.base import Format, FormatError, FormatJob
 from hubpub.record import FormatFile
+
+log = logging.getLogger(__name__)
 
 OPSET = 17
 HASH_SEED = "0"  # the conversion's PYTHONHASHSEED: any fixed value; changing it may change the bytes
@@ -111,10 +115,33 @@ def physical_memory() -> int | None:
         return None
 
 
+@contextlib.contextmanager
+def _one_large_conversion_at_a_time(saved_model: Path):
+    """A machine-wide lock around a conversion that would take over a quarter of the memory: `wanted`
+    sizes one conversion against the machine, and `build-all --jobs N` runs N builds at once."""
+    weights = sum(p.stat().st_size for p in (Path(saved_model) / "variables").glob("*") if p.is_file())
+    have = physical_memory()
+    if not have or conversion_bytes(weights) <= have / 4:
+        yield
+        return
+    import fcntl
+
+    with open(Path(tempfile.gettempdir()) / "hubpub-onnx-conversion.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: waiting for another ONNX conversion on this machine to finish (memory)", saved_model)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def converted(saved_model) -> bytes:
     """The canonical ONNX file of the SavedModel, converted in a child process made deterministic (see
     `main`); the child reads the SavedModel again."""
-    with tempfile.TemporaryDirectory(prefix="hubpub-onnx-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hubpub-onnx-") as tmp, _one_large_conversion_at_a_time(saved_model):
         out = Path(tmp) / "model.onnx"
         child = subprocess.run(
             [sys.executable, "-c", "from hubpub.formats.onnx import main; main()", str(saved_model), str(out)],
