@@ -51,7 +51,7 @@ class Signer:
 
         config = signing.Config()
         if self.sigstore:
-            return config.use_sigstore_signer(use_ambient_credentials=True)
+            return _sigstore_config(config)
         if self.certificates:
             return config.use_certificate_signer(private_key=self.key, signing_certificate=self.certificates[0],
                                                  certificate_chain=self.certificates[1:])
@@ -124,6 +124,23 @@ def public_key_pem(key: Path) -> str:
 
     return _public(key).public_bytes(serialization.Encoding.PEM,
                                      serialization.PublicFormat.SubjectPublicKeyInfo).decode().strip()
+
+
+def _sigstore_config(config):
+    """Keyless signing, never interactive: the identity token from SIGSTORE_ID_TOKEN or the CI's ambient
+    credential (GitHub Actions with `id-token: write`, and the others sigstore-python detects)."""
+    import os
+
+    from sigstore.oidc import detect_credential
+
+    token = os.environ.get("SIGSTORE_ID_TOKEN") or detect_credential()
+    if not token:
+        raise SignatureError("--sign sigstore needs an OIDC identity: none in this environment (in GitHub Actions "
+                             "give the job `permissions: {id-token: write}`; elsewhere set SIGSTORE_ID_TOKEN)")
+    try:  # the production trust root comes over the network (TUF), once, and is cached
+        return config.use_sigstore_signer(identity_token=token)
+    except Exception as e:  # noqa: BLE001 - offline, a proxy, a bad token: one line
+        raise SignatureError(f"cannot set up Sigstore signing: {_first_line(e)}") from None
 
 
 def signature_path(path: Path) -> Path:

@@ -374,3 +374,19 @@ def test_signing_streams_a_large_file_in_bounded_memory(tmp_path, keys):
         tracemalloc.stop()
     assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB allocated while signing 96 MiB"
     verify(big, sig, public_key=pub)
+
+
+def test_sigstore_signing_runs_up_to_the_network_and_never_asks_interactively(micro_dist, tmp_path, monkeypatch):
+    """Keyless signing needs Sigstore's servers, which this machine cannot reach: everything before them
+    runs, and each way it stops is one line, before anything is uploaded."""
+    tarball = tmp_path / "micro_1k_224.tar.gz"
+    shutil.copy(micro_dist / "tars/micro_1k_224.tar.gz", tarball)
+    for name in ("SIGSTORE_ID_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SignatureError, match=r"--sign sigstore needs an OIDC identity: none in this environment"):
+        Signer(sigstore=True).sign([tarball])
+    monkeypatch.setenv("SIGSTORE_ID_TOKEN", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJjaSJ9.")  # a token: then the network
+    with pytest.raises(SignatureError) as error:
+        Signer(sigstore=True).sign([tarball])
+    assert str(error.value).startswith(("cannot set up Sigstore signing: ", f"{tarball}: cannot sign it: "))
+    assert "\n" not in str(error.value) and not list(tmp_path.glob("*.sig"))
