@@ -1,10 +1,12 @@
-"""`hubpub audit DEST`: a published collection checked as a whole, as its users meet it.
+"""`hubpub audit DEST`: a published collection checked as a whole, as its users meet it, through the
+destination's `Reader` (a directory, a bucket, Kaggle Models, the HF Hub).
 
-Every artifact file (`<artifact>/<version>.tar.gz`, `.keras`, `.tflite`, `.onnx`) against its `.sha256`
-and, given a key or a Sigstore identity, its `.sig`; every doc's `asset-path` and every link into the
-collection; every Colab link's notebook in the checkout; every link of the site. With `load`, one file
-of each kind and format is also loaded as its users load it. Each file is downloaded once, streamed to
-a temp file and hashed from there, then removed (a directory's files are read where they are).
+Every artifact file (`.tar.gz`, `.keras`, `.tflite`, `.onnx`) against the sha256 published for it (the
+`.sha256` beside it; on a hub, its folder's `hubpub.json`) and, given a key or a Sigstore identity, its
+`.sig` and the signatures over a hub's unpacked files; every file gone whose proof is left; every doc's
+(a hub's card's) `asset-path` and link into the collection; every Colab link's notebook in the
+checkout; every link of the site. With `load`, one file of each kind and format is also loaded as its
+users load it. Each file is downloaded once, streamed to disk and hashed there, then removed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ ARTIFACT_SUFFIXES = (".tar.gz", ".keras", ".tflite", ".onnx")
 COLAB = "https://colab.research.google.com/github/"
 URL = re.compile(r"https?://[^\s)\"'<>\]]+")
 ASSET_PATH = re.compile(r"<!--\s*asset-path:\s*(\S+)\s*-->")
+# a feature extractor's files: `<variant>_fe/...` in a bucket, `<variant>_fe-litert/` on the HF Hub,
+# `tfLite/<variant>-fe/` on Kaggle
+FEATURE_EXTRACTOR = re.compile(r"[_-]fe(?=[/.-]|$)")
 
 
 @dataclass(frozen=True)
@@ -56,14 +61,30 @@ def audit(dest, *, public_url: str | None = None, public_key: Path | None = None
           progress=lambda relative: None) -> AuditResult:
     """Check everything published at `dest`; the problems are in the result (never raised)."""
     reader = dest.reader()
+    try:
+        return _audit(dest, reader, public_url=public_url, public_key=public_key, identity=identity, issuer=issuer,
+                      load=load, checkout=checkout, progress=progress)
+    finally:
+        reader.close()
+
+
+def _audit(dest, reader, *, public_url, public_key, identity, issuer, load, checkout, progress) -> AuditResult:
     listing = reader.listing()
     if not listing:
         raise HubpubError(f"{dest}: nothing is published there")
-    docs = {}
-    for relative in sorted(k for k in listing if k.startswith("docs/") and k.endswith(".md")):
+    docs = {}  # a bucket's docs/, a hub's cards
+    for relative in sorted(k for k in listing if (k.startswith("docs/") and k.endswith(".md"))
+                           or (dest.is_hub and k.endswith("/README.md"))):
         with reader.local_copy(relative) as path:
             docs[relative] = path.read_text(encoding="utf-8", errors="replace")
-    base = (public_url or _base_of(dest, docs, listing)).rstrip("/")
+    if dest.is_hub:
+        base, key_of = dest.own_url_base(), reader.key_of
+    else:
+        base = (public_url or _base_of(dest, docs, listing)).rstrip("/")
+        prefix = urlsplit(base).path
+
+        def key_of(url: str) -> str | None:
+            return urlsplit(url).path.removeprefix(prefix).lstrip("/") if url.startswith(base + "/") else None
     result = AuditResult(str(dest), base, files=len(listing))
     signed = public_key is not None or (identity and issuer)
     with tempfile.TemporaryDirectory(prefix="hubpub-audit-") as tmp:
@@ -77,13 +98,20 @@ def audit(dest, *, public_url: str | None = None, public_key: Path | None = None
                     result.signatures += 1
                     result.problems += _check_signature(reader, listing, relative, path, public_key, identity,
                                                         issuer)
-                kind = ("feature-extractor" if relative.split("/")[0].endswith("_fe") else "classifier",
-                        _suffix(relative))
+                kind = ("feature-extractor" if FEATURE_EXTRACTOR.search(relative) else "classifier", _suffix(relative))
                 if load and kind not in kept:
                     kept[kind] = Path(tmp) / relative.replace("/", "__")
                     shutil.copyfile(path, kept[kind])
+        for relative in sorted(k for k in listing if k.endswith((".sig", ".sha256"))):  # a file gone, its proof left
+            signed_file = relative.rsplit(".", 1)[0]
+            if relative.rsplit("/", 1)[-1] not in FOLDER_SIGNATURES and signed_file not in listing:
+                result.problems.append(Problem(signed_file, f"missing, but its {relative[len(signed_file):]} is "
+                                                            "published"))
+        for folder, name in sorted(_folder_signatures(listing)) if signed else ():
+            result.signatures += 1
+            result.problems += _check_folder_signature(reader, folder, name, public_key, identity, issuer)
         for relative, text in docs.items():
-            result.problems += _check_doc(relative, text, base, listing, checkout, result)
+            result.problems += _check_doc(relative, text, key_of, listing, checkout, result)
         for relative in sorted(k for k in listing if k.startswith("site/") and k.endswith(".html")):
             with reader.local_copy(relative) as path:
                 page = path.read_text(encoding="utf-8", errors="replace")
@@ -115,17 +143,63 @@ def _base_of(dest, docs: dict[str, str], listing: dict[str, int]) -> str:
     raise HubpubError(f"{dest}: cannot tell the URL its docs address it by; give --public-url")
 
 
+# Signatures over a folder's files, as a hub holds them unpacked (`hubpub.destinations`): the HF Hub's
+# Keras layout, a Kaggle variation's SavedModel.
+FOLDER_SIGNATURES = ("model.sig", "saved_model.sig")
+MARKER = "hubpub.json"
+
+
+def _folder_signatures(listing: dict[str, int]) -> list[tuple[str, str]]:
+    return [(k.rsplit("/", 1)[0], k.rsplit("/", 1)[1]) for k in listing
+            if "/" in k and k.rsplit("/", 1)[1] in FOLDER_SIGNATURES]
+
+
+def _expected_sha256(reader, listing: dict[str, int], relative: str) -> str | None:
+    """What the publisher says the file's sha256 is: the `.sha256` beside it (a bucket, a directory), or
+    the `hubpub.json` of its folder (a hub: one digest, or one per LiteRT format)."""
+    if relative + ".sha256" in listing:
+        with reader.local_copy(relative + ".sha256") as sidecar:
+            return (sidecar.read_text(encoding="utf-8", errors="replace").split() or [""])[0]
+    folder, _, name = relative.rpartition("/")
+    if f"{folder}/{MARKER}" not in listing:
+        return None
+    with reader.local_copy(f"{folder}/{MARKER}") as path:
+        import json
+
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    digests = marker.get("files") or marker.get("sha256")
+    if isinstance(digests, dict):  # LiteRT: <artifact>.<format>.tflite
+        return digests.get(name.removesuffix(".tflite").rsplit(".", 1)[-1])
+    if marker.get("format") == "saved_model_2":  # the variation holds the SavedModel unpacked, not the tarball
+        return None
+    return digests
+
+
+def _check_folder_signature(reader, folder: str, name: str, public_key, identity, issuer) -> list[Problem]:
+    from hubpub.signing import SignatureError, verify
+
+    with reader.local_folder(folder) as path:
+        try:
+            verify(path, path / name, public_key=public_key, identity=identity, issuer=issuer,
+                   shown_as=f"{folder}/{name}", only_signed=True)
+        except SignatureError as e:
+            return [Problem(f"{folder}/{name}", str(e).removeprefix(f"{folder}/{name}: "))]
+    return []
+
+
 def _check_file(reader, listing: dict[str, int], relative: str, path: Path) -> list[Problem]:
-    if relative + ".sha256" not in listing:
+    expected = _expected_sha256(reader, listing, relative)
+    if expected is None:
+        folder, _, _ = relative.rpartition("/")
+        if f"{folder}/{MARKER}" in listing:
+            return []  # a hub's SavedModel variation: its files are checked by their folder's signature
         return [Problem(relative, "no .sha256 beside it")]
-    with reader.local_copy(relative + ".sha256") as sidecar:
-        expected = (sidecar.read_text(encoding="utf-8", errors="replace").split() or [""])[0]
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
             digest.update(block)
     if digest.hexdigest() != expected:
-        return [Problem(relative, f"sha256 {digest.hexdigest()[:12]}... does not match its .sha256 "
+        return [Problem(relative, f"sha256 {digest.hexdigest()[:12]}... is not the one published for it "
                                   f"({expected[:12]}...)")]
     return []
 
@@ -143,14 +217,18 @@ def _check_signature(reader, listing, relative: str, path: Path, public_key, ide
     return []
 
 
-def _check_doc(relative: str, text: str, base: str, listing, checkout: Path | None, result) -> list[Problem]:
+def _published(key: str, listing) -> bool:
+    """A file, or a folder (a hub's repository or variation) holding files."""
+    return key in listing or any(k.startswith(key.rstrip("/") + "/") for k in listing)
+
+
+def _check_doc(relative: str, text: str, key_of, listing, checkout: Path | None, result) -> list[Problem]:
     problems = []
     for url in sorted(set(URL.findall(text))):
         url = url.rstrip(".,;")
-        if url.startswith(base + "/"):
+        if (key := key_of(url)) is not None:
             result.links += 1
-            key = urlsplit(url).path.removeprefix(urlsplit(base).path).lstrip("/")
-            if key not in listing:
+            if not _published(key, listing):
                 kind = "asset-path" if f"asset-path: {url}" in text else "link"
                 problems.append(Problem(relative, f"{kind} {url}: not published"))
         elif url.startswith(COLAB) and checkout is not None:

@@ -181,9 +181,10 @@ def _public(key: Path):
 
 
 def verify(path: Path, sig: Path, *, public_key: Path | None = None, identity: str | None = None,
-           issuer: str | None = None, shown_as: str | None = None) -> None:
-    """Check `sig` over `path`'s bytes with a public key, or a Sigstore identity and issuer;
-    SignatureError names the file and says why."""
+           issuer: str | None = None, shown_as: str | None = None, only_signed: bool = False) -> None:
+    """Check `sig` over `path`'s bytes (a file, or a folder's files) with a public key, or a Sigstore
+    identity and issuer; SignatureError names the file and says why. `only_signed`: a folder's files the
+    signature does not name are not checked (a hub's card and marker beside the signed files)."""
     require("signing", "checking signatures")
     from model_signing import verifying
 
@@ -197,6 +198,8 @@ def verify(path: Path, sig: Path, *, public_key: Path | None = None, identity: s
         config = config.use_sigstore_verifier(identity=identity, oidc_issuer=issuer)
     else:
         raise SignatureError("checking a signature needs --public-key, or --identity with --issuer")
+    if only_signed:
+        config = config.set_ignore_unsigned_files(True)
     try:
         config.verify(path, sig)
     except Exception as e:  # ValueError on a mismatch, others on a malformed bundle or another key

@@ -24,7 +24,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import yaml
 
@@ -401,6 +401,12 @@ def _handler(stub: HfStub):
 
         def do_GET(self):
             path = urlparse(self.path).path
+            if path == "/api/models":  # list_models(author=...): the repositories this caller may see
+                author = parse_qs(urlparse(self.path).query).get("author", [""])[0]
+                signed_in = self.headers.get("Authorization") == f"Bearer {stub.token}"
+                return self._run(lambda: [{"id": r, "modelId": r, "private": repo.private}
+                                          for r, repo in sorted(stub.repos.items())
+                                          if r.split("/")[0] == author and (signed_in or not repo.private)], False)
             if m := re.fullmatch(r"/api/models/(.+?)/refs", path):
                 return self._run(lambda: stub.refs(m.group(1)), False, m.group(1))
             if m := re.fullmatch(r"/api/models/(.+?)/revision/([^/]+)", path):

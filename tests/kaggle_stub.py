@@ -139,8 +139,11 @@ class KaggleStub:
 
     def _get_model(self, body):
         m = self._model(body)
+        enum = {name: value for value, name in FRAMEWORKS.items()}
+        instances = [{"slug": slug, "framework": enum[framework], "versionNumber": inst.versions[-1].number}
+                     for (framework, slug), inst in sorted(m.instances.items()) if inst.versions]
         return {"ref": f"{body['ownerSlug']}/{body['modelSlug']}", "slug": body["modelSlug"],
-                "author": body["ownerSlug"], **{_camel(k): v for k, v in m.meta.items()}}
+                "author": body["ownerSlug"], "instances": instances, **{_camel(k): v for k, v in m.meta.items()}}
 
     def _create_model(self, body):
         _require(body, "ownerSlug", "slug", "title", "isPrivate")

@@ -3,6 +3,7 @@ artifact file at the destination, `verify --public-key` checks it before loading
 is refused naming the file. Keys are EC P-256, made here. GCS is fake-gcs-server with the real client."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -169,8 +170,8 @@ def _audit(*args):
 
 def _problems(output: str) -> list[tuple[str, str]]:
     """The audit's table rows: (file, problem)."""
-    lines = output.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("file ")), None)
+    lines = output.splitlines()  # stdout and stderr together: a hub client's progress bar may end the line before
+    start = next((i for i, line in enumerate(lines) if re.search(r"(^|\])file +problem$", line)), None)
     if start is None:
         return []
     rows = []
@@ -199,7 +200,10 @@ def _expected_findings(rows: list[tuple[str, str]], base: str) -> None:
     assert any(w == f"asset-path {base}/micro_1k_224_fe/1.tar.gz: not published" for _, w in rows)
     assert ("site/index.html", "link models/gone.html: not published") in rows
     assert any(f.startswith("site/models/micro_1k_224_fe") and "1.tar.gz: not published" in w for f, w in rows)
-    assert files <= {"micro_1k_224/1.keras", "site/index.html"} | {f for f in files if f.startswith(("docs/", "site/"))}
+    assert ("micro_1k_224_fe/1.tar.gz", "missing, but its .sha256 is published") in rows
+    assert ("micro_1k_224_fe/1.tar.gz", "missing, but its .sig is published") in rows
+    assert files <= {"micro_1k_224/1.keras", "micro_1k_224_fe/1.tar.gz", "site/index.html"} | {
+        f for f in files if f.startswith(("docs/", "site/"))}
 
 
 def test_audit_of_a_directory_clean_then_tampered(micro_manifest_path, micro_dist, tmp_path, keys, hub_cache):
@@ -390,3 +394,78 @@ def test_sigstore_signing_runs_up_to_the_network_and_never_asks_interactively(mi
         Signer(sigstore=True).sign([tarball])
     assert str(error.value).startswith(("cannot set up Sigstore signing: ", f"{tarball}: cannot sign it: "))
     assert "\n" not in str(error.value) and not list(tmp_path.glob("*.sig"))
+
+
+def _flip(data: bytes) -> bytes:
+    changed = bytearray(data)
+    changed[len(changed) // 2] ^= 0x01
+    return bytes(changed)
+
+
+def test_audit_of_the_hf_hub_clean_then_tampered(micro_manifest, micro_dist, tmp_path, keys, hf):
+    """hf://ORG as published, read through the real huggingface_hub client from the stand-in."""
+    from tests.conftest import copy_built
+    from tests.test_hubs import HF, _docs_for
+
+    (key, pub), _ = keys
+    dist = copy_built(micro_dist, tmp_path / "dist")
+    _docs_for(micro_manifest, dist, HF)
+    publish(micro_manifest, dist, parse_destination(HF), signer=Signer(key=key))
+    clean = _audit(HF, "--public-key", str(pub), "--load", "--checkout", str(tmp_path))
+    assert clean.exit_code == 0, clean.output
+    # 2 kinds x (tarball, 2 LiteRT files, ONNX) against hubpub.json; those and the Keras layouts' model.sig
+    assert "8 artifact files against their .sha256, 10 signatures checked" in clean.output
+    assert clean.output.strip().endswith(", 6 loaded")  # each kind: the tarball, LiteRT, ONNX
+
+    def files(repo):
+        return hf.repos[f"testpub/{repo}"].head.files
+
+    files("micro_1k_224-onnx")["micro_1k_224.onnx"] = (_flip(files("micro_1k_224-onnx")["micro_1k_224.onnx"][0]),
+                                                       True)
+    weights = files("micro_1k_224")["model.weights.h5"]
+    files("micro_1k_224")["model.weights.h5"] = (_flip(weights[0]), weights[1])  # the Keras layout's file
+    del files("micro_1k_224_fe-litert")["micro_1k_224_fe.int8.tflite"]
+    card = files("micro_1k_224-onnx")["README.md"]
+    files("micro_1k_224-onnx")["README.md"] = (card[0] + b"\nSee [gone](https://huggingface.co/testpub/gone).\n",
+                                               card[1])
+    found = _audit(HF, "--public-key", str(pub), "--checkout", str(tmp_path))
+    assert found.exit_code == 1, found.output
+    rows = _problems(found.output)
+    onnx = "micro_1k_224-onnx/micro_1k_224.onnx"
+    assert (onnx, "signature check failed: these bytes are not the ones signed") in rows
+    assert any(f == onnx and w.startswith("sha256 ") for f, w in rows)
+    assert ("micro_1k_224/model.sig", "signature check failed: these bytes are not the ones signed") in rows
+    assert ("micro_1k_224-onnx/README.md", "link https://huggingface.co/testpub/gone: not published") in rows
+    assert ("micro_1k_224_fe-litert/micro_1k_224_fe.int8.tflite", "missing, but its .sig is published") in rows
+
+
+def test_audit_of_kaggle_clean_then_tampered(micro_manifest, micro_dist, tmp_path, keys, kaggle):
+    """kaggle://OWNER/MODEL as published, read through the real kagglehub and Kaggle SDK from the stand-in."""
+    from tests.conftest import copy_built
+    from tests.test_hubs import _docs_for
+
+    (key, pub), _ = keys
+    dest = "kaggle://testpub/micro"
+    dist = copy_built(micro_dist, tmp_path / "dist")
+    _docs_for(micro_manifest, dist, dest)
+    publish(micro_manifest, dist, parse_destination(dest), signer=Signer(key=key))
+    clean = _audit(dest, "--public-key", str(pub), "--checkout", str(tmp_path))
+    assert clean.exit_code == 0, clean.output
+    # 2 kinds x (.keras, 2 LiteRT files, ONNX) against hubpub.json; those and the SavedModels' saved_model.sig
+    assert "8 artifact files against their .sha256, 10 signatures checked" in clean.output
+
+    def version(framework, slug):
+        return kaggle.models[("testpub", "micro")].instances[(framework, slug)].versions[-1].files
+
+    onnx_files = version("onnx", "micro-1k-224")
+    onnx_files["micro_1k_224.onnx"] = _flip(onnx_files["micro_1k_224.onnx"])
+    saved = version("tensorFlow2", "micro-1k-224-fe")
+    name = next(n for n in saved if n.startswith("variables/variables.data"))
+    saved[name] = _flip(saved[name])
+    found = _audit(dest, "--public-key", str(pub), "--checkout", str(tmp_path))
+    assert found.exit_code == 1, found.output
+    rows = _problems(found.output)
+    assert ("onnx/micro-1k-224/micro_1k_224.onnx", "signature check failed: these bytes are not the ones signed") \
+        in rows
+    assert ("tensorFlow2/micro-1k-224-fe/saved_model.sig",
+            "signature check failed: these bytes are not the ones signed") in rows

@@ -279,8 +279,9 @@ def eval_cmd(artifact_or_url: str, data: Path, labels_file: Path | None, limit: 
               show_default=True, help="The repository checkout the docs' Colab links open notebooks from.")
 def audit(dest: str, public_url: str | None, public_key: Path | None, identity: str | None, issuer: str | None,
           load: bool, checkout: Path) -> None:
-    """Check a published collection as a whole: every artifact file against its .sha256 and signature,
-    every doc's asset-path and links, every Colab link's notebook, every link of the site."""
+    """Check a published collection as a whole (DEST: a directory, gs://, kaggle:// or hf://): every artifact
+    file against its published sha256 and signature, every doc's asset-path and links, every Colab link's
+    notebook, every link of the site."""
     from hubpub.audit import audit as run_audit
     from hubpub.destinations import parse
     from hubpub.progress import progress_bar

@@ -179,7 +179,7 @@ class Destination(ABC):
 
     def reader(self) -> Reader:
         """What is published here, read as a whole (`hubpub audit`)."""
-        raise PublishError(f"{self}: hubpub audit reads a bucket or a directory for now, not {self.title}")
+        raise PublishError(f"{self}: hubpub audit cannot read {self.title}")
 
 
 class Reader(Protocol):
@@ -190,6 +190,15 @@ class Reader(Protocol):
 
     def local_copy(self, relative: str) -> contextlib.AbstractContextManager[Path]:
         """The file on this machine while the block runs (downloaded once, streamed, then removed)."""
+
+    def local_folder(self, folder: str) -> contextlib.AbstractContextManager[Path]:
+        """A folder's files on this machine (a hub's repository or variation, downloaded once)."""
+
+    def key_of(self, url: str) -> str | None:
+        """The published name a URL points at, if it points into this collection (a hub's pages)."""
+
+    def close(self) -> None:
+        """Remove what was downloaded."""
 
 
 def url_slug(text: str) -> str:

@@ -121,6 +121,15 @@ class LocalStore:
         return {p.relative_to(self.root).as_posix(): p.stat().st_size for p in sorted(self.root.rglob("*"))
                 if p.is_file() and not p.name.startswith(".")}
 
+    def local_folder(self, folder: str):
+        raise PublishError(f"{folder}: a bucket or a directory is read file by file")
+
+    def key_of(self, url: str) -> None:
+        return None  # `hubpub audit` maps URLs below the collection's base itself
+
+    def close(self) -> None:
+        pass
+
     @contextlib.contextmanager
     def local_copy(self, relative: str):
         yield self.root / relative  # already here: nothing to download

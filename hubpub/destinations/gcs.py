@@ -183,6 +183,15 @@ class GcsStore:
             raise self._wrap(e, "listing the objects") from None
         return {b.name.removeprefix(prefix): int(b.size) for b in blobs}
 
+    def local_folder(self, folder: str):
+        raise PublishError(f"{folder}: a bucket or a directory is read file by file")
+
+    def key_of(self, url: str) -> None:
+        return None  # `hubpub audit` maps URLs below the collection's base itself
+
+    def close(self) -> None:
+        pass
+
     @contextlib.contextmanager
     def local_copy(self, relative: str):
         import tempfile

@@ -112,6 +112,12 @@ class HuggingFace(Destination):
         longest = max(_suffixes(), key=len)
         return HF_REPO_NAME_MAX - len(longest), f"a Hugging Face repository name with `{longest}` after it"
 
+    def reader(self):
+        from hubpub.destinations.hub_readers import HfReader
+
+        require(self.extra, "auditing the Hugging Face Hub")
+        return HfReader(self.owner)
+
     def publish(self, job: PublishJob) -> PublishResult:
         built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix, job.records)
         return publish_hf(plan_hf(job.manifest, built, job.dist, self, public=job.public, signer=job.signer), self,

@@ -104,6 +104,12 @@ class Kaggle(Destination):
     def notebooks_folder(self, base: str) -> str:
         return f"kaggle-{self.owner}-{self.model}"
 
+    def reader(self):
+        from hubpub.destinations.hub_readers import KaggleReader
+
+        require(self.extra, "auditing Kaggle Models")
+        return KaggleReader(self.owner, self.model)
+
     def publish(self, job: PublishJob) -> PublishResult:
         built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix, job.records)
         plan = plan_kaggle(job.manifest, built, job.dist, self, public=job.public, signer=job.signer)

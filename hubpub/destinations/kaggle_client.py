@@ -165,6 +165,47 @@ class KaggleApi:
         return True
 
 
+# The frameworks of Kaggle's model handles (`OWNER/MODEL/FRAMEWORK/VARIATION`), as kagglehub writes them.
+HANDLE_FRAMEWORKS = ("tensorFlow1", "tensorFlow2", "tfLite", "tfJs", "pyTorch", "jax", "flax", "onnx", "keras",
+                     "transformers")
+
+
+def variations(owner: str, model: str) -> list[tuple[str, str, int]]:
+    """(framework, variation, latest version) of each variation of a Kaggle model."""
+    from types import SimpleNamespace
+
+    from kagglesdk.models.types.model_api_service import ApiGetModelRequest
+    from kagglesdk.models.types.model_enums import ModelFramework
+
+    get = ApiGetModelRequest()
+    get.owner_slug, get.model_slug = owner, model
+    with KaggleApi(SimpleNamespace(owner=owner, slug=model)) as api:
+        found = api._call(f"reading the model {owner}/{model}", lambda c: c.get_model(get))
+    names = {_framework(n, ModelFramework): n for n in HANDLE_FRAMEWORKS}
+    return [(names[i.framework], i.slug, i.version_number) for i in found.instances or [] if i.framework in names]
+
+
+def variation_files(owner: str, model: str, framework: str, slug: str, version: int) -> list[tuple[str, int]]:
+    """(path, size) of each file of a variation's version."""
+    from types import SimpleNamespace
+
+    from kagglesdk.models.types.model_api_service import ApiListModelInstanceVersionFilesRequest
+    from kagglesdk.models.types.model_enums import ModelFramework
+
+    files, token = [], ""
+    with KaggleApi(SimpleNamespace(owner=owner, slug=model)) as api:
+        while True:
+            r = ApiListModelInstanceVersionFilesRequest()
+            r.owner_slug, r.model_slug, r.instance_slug, r.version_number = owner, model, slug, version
+            r.framework, r.page_token = _framework(framework, ModelFramework), token
+            page = api._call(f"listing {owner}/{model}/{framework}/{slug}/{version}",
+                             lambda c, r=r: c.list_model_instance_version_files(r))
+            files += [(f.name, int(f.size)) for f in page.files or []]
+            token = page.next_page_token
+            if not token:
+                return files
+
+
 def _framework(name: str, enum):
     """kagglesdk's enum value of a framework's name in a handle: `tensorFlow2` -> MODEL_FRAMEWORK_TENSOR_FLOW_2."""
     return getattr(enum, "MODEL_FRAMEWORK_" + re.sub(r"(?<=[a-z])(?=[A-Z0-9])", "_", name).upper())
