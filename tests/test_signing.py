@@ -469,3 +469,59 @@ def test_audit_of_kaggle_clean_then_tampered(micro_manifest, micro_dist, tmp_pat
         in rows
     assert ("tensorFlow2/micro-1k-224-fe/saved_model.sig",
             "signature check failed: these bytes are not the ones signed") in rows
+
+
+def _certificate_chain(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA and a code-signing certificate it issued, for an EC P-256 key: (key, certificate, CA)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hubpub test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                                       data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                                       crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hubpub test publisher")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                         crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = folder / "publisher.pem", folder / "publisher.crt", folder / "ca.crt"
+    paths[0].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    return paths
+
+
+def test_signing_with_a_certificate_chain_verifies_with_the_model_signing_tool(micro_dist, tmp_path):
+    """`publish --sign-key KEY --sign-cert CERT --sign-cert CA`: the bundle carries the certificate, and
+    OpenSSF's tool checks it against the CA, in a process without hubpub."""
+    key, certificate, ca = _certificate_chain(tmp_path)
+    tarball = tmp_path / "micro_1k_224.tar.gz"
+    shutil.copy(micro_dist / "tars/micro_1k_224.tar.gz", tarball)
+    [sig] = Signer(key=key, certificates=(certificate, ca)).sign([tarball])
+    import json
+
+    chain = json.loads(sig.read_text())["verificationMaterial"]["x509CertificateChain"]["certificates"]
+    assert len(chain) == 2  # the signing certificate, then the CA
+    tool = [str(Path(sys.executable).with_name("model_signing")), "verify", "certificate", str(tarball),
+            "--signature", str(sig), "--certificate_chain", str(ca)]
+    check = subprocess.run(tool, capture_output=True, text=True, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    tarball.write_bytes(_flip(tarball.read_bytes()))
+    assert subprocess.run(tool, capture_output=True, text=True, cwd=tmp_path).returncode != 0
