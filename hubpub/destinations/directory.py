@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 from hubpub._files import temp_name
 from hubpub.destinations.base import Destination, PublishJob, PublishResult, Stat, Upload
 from hubpub.destinations.links import url_links
-from hubpub.destinations.objects import Cancelled, Exists, crc32c_of, publish_objects
+from hubpub.destinations.objects import Cancelled, Exists, ReadFileByFile, crc32c_of, publish_objects
 from hubpub.errors import PublishError
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class Directory(Destination):
                               fine_tune=fine_tune)
 
 
-class LocalStore:
+class LocalStore(ReadFileByFile):
     """A directory with the same semantics as a bucket: no overwrite, atomic writes."""
 
     def __init__(self, root: Path):
@@ -120,15 +120,6 @@ class LocalStore:
             raise PublishError(f"{self.root}: no such directory")
         return {p.relative_to(self.root).as_posix(): p.stat().st_size for p in sorted(self.root.rglob("*"))
                 if p.is_file() and not p.name.startswith(".")}
-
-    def local_folder(self, folder: str):
-        raise PublishError(f"{folder}: a bucket or a directory is read file by file")
-
-    def key_of(self, url: str) -> None:
-        return None  # `hubpub audit` maps URLs below the collection's base itself
-
-    def close(self) -> None:
-        pass
 
     @contextlib.contextmanager
     def local_copy(self, relative: str):

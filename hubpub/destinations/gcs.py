@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from hubpub.destinations.base import Destination, PublishJob, PublishResult, Stat, Upload
 from hubpub.destinations.links import url_links
-from hubpub.destinations.objects import Cancelled, Exists, publish_objects
+from hubpub.destinations.objects import Cancelled, Exists, ReadFileByFile, publish_objects
 from hubpub.errors import PublishError
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class _Unseen:
         return None
 
 
-class GcsStore:
+class GcsStore(ReadFileByFile):
     """A bucket through the google-cloud-storage client (ADC; STORAGE_EMULATOR_HOST honoured)."""
 
     # Resumable uploads go in chunks: an interruption re-sends at most one chunk, and each chunk is
@@ -182,15 +182,6 @@ class GcsStore:
         except Exception as e:
             raise self._wrap(e, "listing the objects") from None
         return {b.name.removeprefix(prefix): int(b.size) for b in blobs}
-
-    def local_folder(self, folder: str):
-        raise PublishError(f"{folder}: a bucket or a directory is read file by file")
-
-    def key_of(self, url: str) -> None:
-        return None  # `hubpub audit` maps URLs below the collection's base itself
-
-    def close(self) -> None:
-        pass
 
     @contextlib.contextmanager
     def local_copy(self, relative: str):

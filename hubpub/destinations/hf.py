@@ -116,7 +116,7 @@ class HuggingFace(Destination):
         from hubpub.destinations.hub_readers import HfReader
 
         require(self.extra, "auditing the Hugging Face Hub")
-        return HfReader(self.owner)
+        return HfReader(self.owner, api=_api, download=download_repo)
 
     def publish(self, job: PublishJob) -> PublishResult:
         built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix, job.records)

@@ -35,21 +35,37 @@ class _FolderCache:
         shutil.rmtree(self._root, ignore_errors=True)
 
 
-class HfReader:
-    """`hf://ORG`: the files of ORG's repositories that hubpub published, at `main`."""
+class _FolderReader:
+    """Reading a file by its folder, downloaded whole on first use (`_cache`), `depth` parts deep."""
 
-    def __init__(self, owner: str):
-        from hubpub.destinations.hf import download_repo
+    depth: int
+    _cache: _FolderCache
 
-        self.owner = owner
-        self._cache = _FolderCache(lambda repo, into: download_repo(f"{owner}/{repo}", into))
+    @contextlib.contextmanager
+    def local_copy(self, relative: str):
+        *folder, path = relative.split("/", self.depth)
+        yield self._cache.folder("/".join(folder)) / path
+
+    @contextlib.contextmanager
+    def local_folder(self, folder: str):
+        yield self._cache.folder(folder)
+
+    def close(self) -> None:
+        self._cache.close()
+
+
+class HfReader(_FolderReader):
+    """`hf://ORG`: the files of ORG's repositories that hubpub published, at `main`, through the client
+    `hubpub.destinations.hf` hands in (`api()`: an HfApi; `download(repo_id, into)`: a snapshot)."""
+
+    def __init__(self, owner: str, *, api, download):
+        self.owner, self._api = owner, api
+        self._cache = _FolderCache(lambda repo, into: download(f"{owner}/{repo}", into))
 
     def listing(self) -> dict[str, int]:
         from huggingface_hub.hf_api import RepoFile
 
-        from hubpub.destinations.hf import _api
-
-        api, out = _api(), {}
+        api, out = self._api(), {}
         try:
             repos = [m.id for m in api.list_models(author=self.owner)]
             for repo in repos:
@@ -61,14 +77,7 @@ class HfReader:
             raise hub_error(f"listing hf://{self.owner}", e) from None
         return out
 
-    @contextlib.contextmanager
-    def local_copy(self, relative: str):
-        repo, _, path = relative.partition("/")
-        yield self._cache.folder(repo) / path
-
-    @contextlib.contextmanager
-    def local_folder(self, folder: str):
-        yield self._cache.folder(folder)
+    depth = 1  # a name's first part is its folder: the repository
 
     def key_of(self, url: str) -> str | None:
         """`https://huggingface.co/ORG/REPO[/resolve|blob/REV/PATH]` -> `REPO[/PATH]`; None elsewhere."""
@@ -76,11 +85,8 @@ class HfReader:
                          r"([^?#]+))?/?(?:[?#].*)?", url)
         return None if m is None else m[1] + (f"/{m[2]}" if m[2] else "")
 
-    def close(self) -> None:
-        self._cache.close()
 
-
-class KaggleReader:
+class KaggleReader(_FolderReader):
     """`kaggle://OWNER/MODEL`: the files of the latest version of each of the model's variations."""
 
     def __init__(self, owner: str, model: str):
@@ -101,20 +107,10 @@ class KaggleReader:
                                                                                 slug, version)}
         return out
 
-    @contextlib.contextmanager
-    def local_copy(self, relative: str):
-        framework, slug, path = relative.split("/", 2)
-        yield self._cache.folder(f"{framework}/{slug}") / path
-
-    @contextlib.contextmanager
-    def local_folder(self, folder: str):
-        yield self._cache.folder(folder)
+    depth = 2  # a name's first two parts are its folder: the framework and the variation
 
     def key_of(self, url: str) -> str | None:
         """`https://www.kaggle.com/models/OWNER/MODEL/FRAMEWORK/SLUG[/VERSION]` -> `FRAMEWORK/SLUG`."""
         m = re.fullmatch(rf"https://www\.kaggle\.com/models/{re.escape(self.owner)}/{re.escape(self.model)}/"
                          r"([^/?#]+)/([^/?#]+)(?:/\d+)?/?(?:[?#].*)?", url)
         return None if m is None else f"{m[1]}/{m[2]}"
-
-    def close(self) -> None:
-        self._cache.close()

@@ -38,6 +38,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class ReadFileByFile:
+    """What a bucket or a directory answers as a `Reader` (`hubpub audit`) beyond listing and reading files."""
+
+    def local_folder(self, folder: str):
+        raise PublishError(f"{folder}: a bucket or a directory is read file by file")
+
+    def key_of(self, url: str) -> None:
+        return None  # `hubpub audit` maps URLs below the collection's base itself
+
+    def close(self) -> None:
+        pass
+
+
 class Cancelled(Exception):
     """An upload stopped because the user pressed Ctrl-C."""
 
