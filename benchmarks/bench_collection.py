@@ -1,0 +1,109 @@
+"""The whole collection built end to end on this machine: wall time, each variant's stages, and memory.
+
+Every variant of the manifests (default: ConvNeXt's 24 and ConvNeXt V2's 18, at full size, random
+official-format checkpoints) is built with `build-all --jobs 2`: every stage the manifest asks for
+(port, parity, export, round trip, pack, `.keras`, LiteRT and ONNX where wanted), both kinds. To stay
+within this disk, variants go in pairs: a pair's checkpoints are written, the pair is built in a fresh
+process, its records are kept and its files removed. Per pair: the wall time, and the workers' peak RSS
+above a process that has only imported TensorFlow, as a multiple of the larger variant's weight bytes
+(target <= 3, as bench_build.py). Per variant: the seconds of each stage from its build records. The
+baseline is the TensorFlow-imported process, measured in the same run.
+Writes benchmarks/results/collection.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = 3.0
+
+TF_BASELINE = r"""
+import json, resource
+from hubpub._tf import import_tensorflow
+import_tensorflow()
+import keras  # noqa
+print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+BUILD_PAIR = r"""
+import json, resource, sys
+from pathlib import Path
+from hubpub.manifest import load_manifest
+from hubpub.pipeline import build_all
+m = load_manifest(sys.argv[1])
+names = sys.argv[3].split(",")
+ckpts = {n: str(Path(sys.argv[4]) / f"{n}.safetensors") for n in names}
+report = build_all(m, Path(sys.argv[2]), only=tuple(names), jobs=2, checkpoints=ckpts, force=True)
+print(json.dumps({"failed": report.failed, "children_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+                  / 1024}))
+"""
+
+
+def _run(code: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    from hubpub.convert import save_checkpoint
+    from hubpub.manifest import load_manifest
+    from hubpub.record import read_records
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--manifests", default="collection.yaml,convnext_v2.yaml")
+    ap.add_argument("--only", default="*", help="comma-separated globs on variant names")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "collection.json"))
+    args = ap.parse_args()
+    globs = args.only.split(",")
+    baseline = _run(TF_BASELINE)["rss_mb"]
+    pairs, variants, start = [], {}, time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hubpub-bench-collection-") as tmp:
+        for manifest_name in args.manifests.split(","):
+            manifest_path = ROOT / manifest_name
+            manifest = load_manifest(manifest_path)
+            selected = [v for v in manifest.variants if any(fnmatch.fnmatch(v.name, g) for g in globs)]
+            for i in range(0, len(selected), 2):
+                pair = selected[i:i + 2]
+                work = Path(tmp) / f"{manifest_name}-{i}"
+                for v in pair:
+                    save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes),
+                                    work / "ckpt" / f"{v.name}.safetensors")
+                began = time.perf_counter()
+                built = _run(BUILD_PAIR, str(manifest_path), str(work / "dist"), ",".join(v.name for v in pair),
+                             str(work / "ckpt"))
+                seconds = time.perf_counter() - began
+                weights = max(4 * v.parameter_count() for v in pair)
+                ratio = (built["children_peak_mb"] - baseline) * 2**20 / weights
+                pairs.append({"variants": [v.name for v in pair], "seconds": round(seconds, 1),
+                              "worker_peak_mb": round(built["children_peak_mb"]), "largest_weight_bytes": weights,
+                              "ratio": round(ratio, 2), "failed": built["failed"]})
+                for name, record in read_records(work / "dist" / "reports").items():
+                    variants[name] = {"variant": record.variant, "parameters": record.parameters,
+                                      "stages": record.timings, "seconds": round(sum(record.timings.values()), 1)}
+                print(f"{', '.join(v.name for v in pair)}: {seconds:.0f} s, worker peak "
+                      f"{built['children_peak_mb']:.0f} MiB, ratio {ratio:.2f} (target <= {TARGET})", flush=True)
+                shutil.rmtree(work)  # this disk holds a pair's files, not the collection's
+    total = time.perf_counter() - start
+    worst = max(p["ratio"] for p in pairs)
+    result = {"manifests": args.manifests.split(","), "variants": sum(len(p["variants"]) for p in pairs),
+              "artifacts": len(variants), "wall_seconds": round(total, 1), "tf_baseline_mb": round(baseline),
+              "worst_ratio": worst, "target": TARGET, "pairs": pairs, "artifacts_stages": variants}
+    print(f"{result['variants']} variants ({len(variants)} artifacts) in {total / 60:.1f} min; the worst peak RSS "
+          f"{worst:.2f}x the weights (target <= {TARGET})")
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if worst <= TARGET and not any(p["failed"] for p in pairs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
