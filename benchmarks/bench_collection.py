@@ -1,7 +1,8 @@
 """The whole collection built end to end on this machine: wall time, each variant's stages, and memory.
 
 Every variant of the manifests (default: ConvNeXt's 24 and ConvNeXt V2's 18, at full size, random
-official-format checkpoints) is built with `build-all --jobs 2`: every stage the manifest asks for
+official-format checkpoints) is built with `build-all --jobs 2` (`--jobs 1` for a pair that would not fit
+in memory together): every stage the manifest asks for
 (port, parity, export, round trip, pack, `.keras`, LiteRT and ONNX where wanted), both kinds. To stay
 within this disk, variants go in pairs: a pair's checkpoints are written, the pair is built in a fresh
 process, its records are kept and its files removed. Per pair: the wall time, and the workers' peak RSS
@@ -42,7 +43,7 @@ from hubpub.pipeline import build_all
 m = load_manifest(sys.argv[1])
 names = sys.argv[3].split(",")
 ckpts = {n: str(Path(sys.argv[4]) / f"{n}.safetensors") for n in names}
-report = build_all(m, Path(sys.argv[2]), only=tuple(names), jobs=2, checkpoints=ckpts, force=True)
+report = build_all(m, Path(sys.argv[2]), only=tuple(names), jobs=int(sys.argv[5]), checkpoints=ckpts, force=True)
 print(json.dumps({"failed": report.failed, "children_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
                   / 1024}))
 """
@@ -56,14 +57,21 @@ def _run(code: str, *args: str) -> dict:
 
 
 def main() -> int:
+    import os
+
     from hubpub.convert import save_checkpoint
     from hubpub.manifest import load_manifest
+    from hubpub.pipeline.cluster import memory_needed
     from hubpub.record import read_records
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--manifests", default="collection.yaml,convnext_v2.yaml")
     ap.add_argument("--only", default="*", help="comma-separated globs on variant names")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "collection.json"))
+    ap.add_argument("--deadline-minutes", type=float, default=None,
+                    help="start no pair after this long (the result then says how many variants it holds)")
     args = ap.parse_args()
     globs = args.only.split(",")
     baseline = _run(TF_BASELINE)["rss_mb"]
@@ -74,18 +82,22 @@ def main() -> int:
             manifest = load_manifest(manifest_path)
             selected = [v for v in manifest.variants if any(fnmatch.fnmatch(v.name, g) for g in globs)]
             for i in range(0, len(selected), 2):
+                if args.deadline_minutes and time.perf_counter() - start > 60 * args.deadline_minutes:
+                    break
                 pair = selected[i:i + 2]
                 work = Path(tmp) / f"{manifest_name}-{i}"
                 for v in pair:
                     save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes),
                                     work / "ckpt" / f"{v.name}.safetensors")
+                # two at once only where both fit: 1 GB + 3.5x the weights each (hubpub.pipeline.cluster)
+                jobs = 2 if sum(memory_needed(v.parameter_count()) for v in pair) < 0.8 * memory else 1
                 began = time.perf_counter()
                 built = _run(BUILD_PAIR, str(manifest_path), str(work / "dist"), ",".join(v.name for v in pair),
-                             str(work / "ckpt"))
+                             str(work / "ckpt"), str(jobs))
                 seconds = time.perf_counter() - began
                 weights = max(4 * v.parameter_count() for v in pair)
                 ratio = (built["children_peak_mb"] - baseline) * 2**20 / weights
-                pairs.append({"variants": [v.name for v in pair], "seconds": round(seconds, 1),
+                pairs.append({"variants": [v.name for v in pair], "jobs": jobs, "seconds": round(seconds, 1),
                               "worker_peak_mb": round(built["children_peak_mb"]), "largest_weight_bytes": weights,
                               "ratio": round(ratio, 2), "failed": built["failed"]})
                 for name, record in read_records(work / "dist" / "reports").items():
@@ -96,7 +108,10 @@ def main() -> int:
                 shutil.rmtree(work)  # this disk holds a pair's files, not the collection's
     total = time.perf_counter() - start
     worst = max(p["ratio"] for p in pairs)
+    wanted = sum(1 for name in args.manifests.split(",") for v in load_manifest(ROOT / name).variants
+                 if any(fnmatch.fnmatch(v.name, g) for g in globs))
     result = {"manifests": args.manifests.split(","), "variants": sum(len(p["variants"]) for p in pairs),
+              "variants_selected": wanted,
               "artifacts": len(variants), "wall_seconds": round(total, 1), "tf_baseline_mb": round(baseline),
               "worst_ratio": worst, "target": TARGET, "pairs": pairs, "artifacts_stages": variants}
     print(f"{result['variants']} variants ({len(variants)} artifacts) in {total / 60:.1f} min; the worst peak RSS "

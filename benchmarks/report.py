@@ -53,6 +53,15 @@ def rows() -> list[tuple[str, str, str, str, str]]:
                         f"({run['artifacts']} artifacts: records, docs, notebooks, site)",
                         "`hubpub validate` of the same manifest", f"{run['ratio']:.2f}",
                         _verdict(run["ratio"], n["target"], False)))
+    if w := _load("collection"):
+        held = (f"{w['variants']} variants" if w["variants"] == w["variants_selected"]
+                else f"{w['variants']} of its {w['variants_selected']} variants")
+        slowest = max(w["pairs"], key=lambda p: p["seconds"])
+        out.append(("bench_collection.py", f"the whole collection built end to end ({held}, {w['artifacts']} "
+                    f"artifacts, every stage, `--jobs 2`): {w['wall_seconds'] / 60:.0f} min; the slowest pair "
+                    f"({', '.join(slowest['variants'])}) {slowest['seconds'] / 60:.1f} min; the worst worker peak RSS "
+                    "above a TensorFlow-imported process", "the largest weight bytes of its pair",
+                    f"{w['worst_ratio']:.2f}", _verdict(w["worst_ratio"], w["target"], False)))
     if c := _load("cluster"):
         names = ", ".join(v.removeprefix("convnextv2_").removesuffix("_1k_224") for v in c["variants"])
         out.append(("bench_cluster.py", f"`build-all --scheduler local:2` (a Dask LocalCluster, 2 single-threaded "
