@@ -1,14 +1,14 @@
 """The whole collection built end to end on this machine: wall time, each variant's stages, and memory.
 
 Every variant of the manifests (default: ConvNeXt's 24 and ConvNeXt V2's 18, at full size, random
-official-format checkpoints) is built with `build-all --jobs 2` (`--jobs 1` for a pair that would not fit
-in memory together): every stage the manifest asks for
-(port, parity, export, round trip, pack, `.keras`, LiteRT and ONNX where wanted), both kinds. To stay
-within this disk, variants go in pairs: a pair's checkpoints are written, the pair is built in a fresh
-process, its records are kept and its files removed. Per pair: the wall time, and the workers' peak RSS
-above a process that has only imported TensorFlow, as a multiple of the larger variant's weight bytes
-(target <= 3, as bench_build.py). Per variant: the seconds of each stage from its build records. The
-baseline is the TensorFlow-imported process, measured in the same run.
+official-format checkpoints) is built with `build-all --jobs 2` (`--jobs 1` for a pair that would not
+fit in memory together): every stage the manifest asks for (port, parity, export, round trip, pack,
+`.keras`, LiteRT and ONNX where wanted), both kinds. To stay within this disk, variants go in pairs: a
+pair's checkpoints are written, the pair is built in a fresh process, its records are kept and its files
+removed. Per pair: the wall time, and the workers' peak RSS (the ONNX conversion processes apart:
+bench_onnx.py reports theirs) above a process that has only imported TensorFlow, as a multiple of the
+larger variant's weight bytes (target <= 3, as bench_build.py). Per variant: the seconds of each stage,
+from its build records. The baseline is the TensorFlow-imported process, measured in the same run.
 Writes benchmarks/results/collection.json.
 """
 
@@ -35,17 +35,31 @@ import keras  # noqa
 print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
+# The workers' own peak (VmHWM of this process's children, sampled): not their children's, the ONNX
+# conversion processes, whose memory bench_onnx.py reports (RUSAGE_CHILDREN would count those too).
 BUILD_PAIR = r"""
-import json, resource, sys
+import json, os, sys, threading, time
 from pathlib import Path
 from hubpub.manifest import load_manifest
 from hubpub.pipeline import build_all
+peaks, done = {}, threading.Event()
+def sample():
+    while not done.is_set():
+        for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+            for pid in (task / "children").read_text().split():
+                try:
+                    hwm = next(int(line.split()[1]) for line in open(f"/proc/{pid}/status") if line.startswith("VmHWM"))
+                except (OSError, StopIteration):
+                    continue
+                peaks[pid] = max(peaks.get(pid, 0), hwm)
+        time.sleep(0.2)
+threading.Thread(target=sample, daemon=True).start()
 m = load_manifest(sys.argv[1])
 names = sys.argv[3].split(",")
 ckpts = {n: str(Path(sys.argv[4]) / f"{n}.safetensors") for n in names}
 report = build_all(m, Path(sys.argv[2]), only=tuple(names), jobs=int(sys.argv[5]), checkpoints=ckpts, force=True)
-print(json.dumps({"failed": report.failed, "children_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-                  / 1024}))
+done.set()
+print(json.dumps({"failed": report.failed, "children_peak_mb": max(peaks.values(), default=0) / 1024}))
 """
 
 
