@@ -60,30 +60,37 @@ def normalize(images: np.ndarray, family: Family) -> np.ndarray:
     return ((images - np.float32(family.mean)) / np.float32(family.std)).astype(np.float32)
 
 
-def check_parity(keras_model, torch_model, family: Family, arch: ArchConfig, images: np.ndarray, *,
-                 classifier: bool, input_convention: str = "hub", tolerance: float = TOLERANCE,
-                 raise_on_failure: bool = True) -> ParityReport:
-    """Compare per-stage outputs, pooled features and logits; raise `ParityError` above tolerance."""
-    import keras
+def reference_taps(torch_model, family: Family, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The PyTorch reference's outputs at every tap on `images` (NHWC in [0, 1]), channels last: what
+    `check_parity` compares with. Computed first, the reference can go before the Keras model is built."""
     import torch
 
+    with torch.no_grad():
+        ref = torch_model.forward_taps(torch.from_numpy(normalize(images, family).transpose(0, 3, 1, 2)))
+    return {name: (t.numpy().transpose(0, 2, 3, 1) if t.ndim == 4 else t.numpy()) for name, t in ref.items()}
+
+
+def check_parity(keras_model, reference, family: Family, arch: ArchConfig, images: np.ndarray, *,
+                 classifier: bool, input_convention: str = "hub", tolerance: float = TOLERANCE,
+                 raise_on_failure: bool = True) -> ParityReport:
+    """Compare per-stage outputs, pooled features and logits with the reference (the PyTorch model, or its
+    `reference_taps` on the same images); raise `ParityError` above tolerance."""
+    import keras
+
+    ref = reference if isinstance(reference, dict) else reference_taps(reference, family, images)
     taps = family.taps(arch, classifier)
     probe = keras.Model(keras_model.input, [keras_model.get_layer(n).output for n in taps.values()])
     keras_in = images if input_convention == "hub" else normalize(images, family)
     keras_out = dict(zip(taps, (np.asarray(o) for o in probe(keras_in, training=False)), strict=True))
-    with torch.no_grad():
-        ref = torch_model.forward_taps(torch.from_numpy(normalize(images, family).transpose(0, 3, 1, 2)))
     diffs = {}
     for name, k in keras_out.items():
-        r = ref[name].numpy()
-        if r.ndim == 4:
-            r = r.transpose(0, 2, 3, 1)
+        r = ref[name]
         delta = float(np.abs(k - r).max())
         diffs[name] = TapDiff(tuple(k.shape), delta, delta / max(float(np.abs(r).max()), 1e-12))
     output = "logits" if classifier else "pooled"
     agreement = None
     if classifier:
-        agreement = float(np.mean(keras_out["logits"].argmax(-1) == ref["logits"].numpy().argmax(-1)))
+        agreement = float(np.mean(keras_out["logits"].argmax(-1) == ref["logits"].argmax(-1)))
     report = ParityReport(size=tuple(images.shape[1:3]), batch=len(images), tolerance=tolerance,
                           output=output, taps=diffs, top1_agreement=agreement,
                           input_convention=input_convention)

@@ -17,10 +17,11 @@ The file is checked in onnxruntime against the SavedModel, at the native and a n
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import json
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from hubpub import tolerances
-from hubpub._files import write_atomic, write_sha256
+from hubpub._files import atomic_path, sha256_file, write_sha256
 from hubpub.extras import installed
 from hubpub.formats.base import Format, FormatError, FormatJob
 from hubpub.record import FormatFile
@@ -83,24 +84,19 @@ class Onnx(Format):
                               f"{str(e).splitlines()[0][:300]}") from None
 
     def build(self, job: FormatJob) -> FormatFile:
-        import tensorflow as tf
-
-        data = converted(job.saved_model)
-        loaded = tf.saved_model.load(str(job.saved_model))  # held: its signature refers to its variables
-        serving = loaded.signatures["serving_default"]
-        name = next(iter(serving.structured_input_signature[1]))
-        resolution = job.inputs.shape[1]
-        other = np.random.default_rng(1).random((1, resolution + 32, resolution + 96, 3), dtype=np.float32)
-        checks = [(job.inputs, job.expected),
-                  (other, next(iter(serving(**{name: tf.constant(other)}).values())).numpy())]
-        worst = max(float(np.abs(run(data, x) - want).max()) for x, want in checks)
-        if not worst <= self.tolerance:
-            raise FormatError(f"{job.artifact}: the ONNX file differs from the SavedModel by {worst:.2e} "
-                              f"(tolerance {self.tolerance:g})")
-        path = write_atomic(self.path(job.dist, job.artifact), data)
-        digest = hashlib.sha256(data).hexdigest()
+        # Converted and checked in the child process: the worker never holds onnxruntime's copies of the
+        # weights, nor a second load of the SavedModel (a conversion process holds far more anyway).
+        with tempfile.TemporaryDirectory(prefix="hubpub-onnx-") as tmp:
+            out, worst = _convert_in_child(job.saved_model, Path(tmp), (job.inputs, job.expected))
+            if not worst <= self.tolerance:
+                raise FormatError(f"{job.artifact}: the ONNX file differs from the SavedModel by {worst:.2e} "
+                                  f"(tolerance {self.tolerance:g})")
+            path = self.path(job.dist, job.artifact)
+            with atomic_path(path) as final:
+                shutil.copyfile(out, final)
+        digest = sha256_file(path)
         write_sha256(path, digest)
-        return FormatFile(self.name, job.dist.relative(path), digest, len(data), worst, self.tolerance)
+        return FormatFile(self.name, job.dist.relative(path), digest, path.stat().st_size, worst, self.tolerance)
 
 
 def conversion_bytes(weight_bytes: int) -> int:
@@ -141,24 +137,35 @@ def _one_large_conversion_at_a_time(saved_model: Path):
 def converted(saved_model) -> bytes:
     """The canonical ONNX file of the SavedModel, converted in a child process made deterministic (see
     `main`); the child reads the SavedModel again."""
-    with tempfile.TemporaryDirectory(prefix="hubpub-onnx-") as tmp, _one_large_conversion_at_a_time(saved_model):
-        out = Path(tmp) / "model.onnx"
+    with tempfile.TemporaryDirectory(prefix="hubpub-onnx-") as tmp:
+        return _convert_in_child(saved_model, Path(tmp))[0].read_bytes()
+
+
+def _convert_in_child(saved_model, tmp: Path, check: tuple[np.ndarray, np.ndarray] | None = None):
+    """(`tmp/model.onnx`, its max |Δ| from the SavedModel, or None): converted, and with `check` (the
+    build's inputs and the SavedModel's outputs on them) run in onnxruntime there and at a non-square size,
+    all in the child process (`main`)."""
+    out, args = tmp / "model.onnx", [str(saved_model), str(tmp / "model.onnx")]
+    if check is not None:
+        np.savez(tmp / "check.npz", inputs=check[0], expected=check[1])
+        args.append(str(tmp / "check.npz"))
+    with _one_large_conversion_at_a_time(saved_model):
         child = subprocess.run(
-            [sys.executable, "-c", "from hubpub.formats.onnx import main; main()", str(saved_model), str(out)],
+            [sys.executable, "-c", "from hubpub.formats.onnx import main; main()", *args],
             env={**os.environ, "PYTHONHASHSEED": HASH_SEED, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True,
             text=True)
-        if child.returncode < 0:  # killed: by the kernel when memory ran out, most likely
-            signal_name = signal.Signals(-child.returncode).name
-            raise FormatError(f"the ONNX conversion process was killed ({signal_name}; out of memory?)")
-        if child.returncode != 0:
-            lines = child.stderr.strip().splitlines()
-            said = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
-            if said:
-                raise FormatError(said[-1])
-            crash = [line for line in lines if re.match(r"^\w+(Error|Exception)\b", line)]
-            crash = crash or [f"exit status {child.returncode}"]
-            raise FormatError(f"the ONNX conversion process failed: {crash[-1]}")
-        return out.read_bytes()
+    if child.returncode < 0:  # killed: by the kernel when memory ran out, most likely
+        signal_name = signal.Signals(-child.returncode).name
+        raise FormatError(f"the ONNX conversion process was killed ({signal_name}; out of memory?)")
+    if child.returncode != 0:
+        lines = child.stderr.strip().splitlines()
+        said = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
+        if said:
+            raise FormatError(said[-1])
+        crash = [line for line in lines if re.match(r"^\w+(Error|Exception)\b", line)]
+        crash = crash or [f"exit status {child.returncode}"]
+        raise FormatError(f"the ONNX conversion process failed: {crash[-1]}")
+    return out, (json.loads((tmp / "check.json").read_text())["max_abs"] if check is not None else None)
 
 
 def main() -> None:
@@ -170,12 +177,32 @@ def main() -> None:
     if os.environ.get("PYTHONHASHSEED") != HASH_SEED:
         raise SystemExit(f"error: the ONNX conversion runs with PYTHONHASHSEED={HASH_SEED}")
     Node.__hash__ = lambda node: hash(node.name)  # this process converts one model and exits
-    saved_model, out = sys.argv[1:3]
+    saved_model, out, *check = sys.argv[1:]
     try:
         Path(out).write_bytes(canonical(fused(convert(saved_model))).SerializeToString())
+        if check:
+            worst = max_difference(saved_model, Path(out).read_bytes(), np.load(check[0]))
+            Path(check[0]).with_suffix(".json").write_text(json.dumps({"max_abs": worst}))
     except FormatError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+
+
+def max_difference(saved_model, data: bytes, check) -> float:
+    """The ONNX file's max |Δ| from the SavedModel: on the build's inputs (`check`: their outputs as the
+    build recorded them) and on an input of another, non-square size."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(saved_model))  # held: its signature refers to its variables
+    serving = loaded.signatures["serving_default"]
+    name = next(iter(serving.structured_input_signature[1]))
+    resolution = check["inputs"].shape[1]
+    other = np.random.default_rng(1).random((1, resolution + 32, resolution + 96, 3), dtype=np.float32)
+    checks = [(check["inputs"], check["expected"]),
+              (other, next(iter(serving(**{name: tf.constant(other)}).values())).numpy())]
+    del loaded, serving
+    session = _session(data)
+    return max(float(np.abs(_run(session, x) - want).max()) for x, want in checks)
 
 
 def convert(saved_model):
@@ -287,9 +314,16 @@ def canonical(model):
 
 def run(model: bytes, images: np.ndarray) -> np.ndarray:
     """The ONNX model's outputs on `images`, in onnxruntime on the CPU."""
+    return _run(_session(model), images)
+
+
+def _session(model: bytes):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # no warnings about unused initializers on the terminal
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def _run(session, images: np.ndarray) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: images.astype(np.float32)})[0]
