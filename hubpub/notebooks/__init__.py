@@ -16,11 +16,9 @@ another folder never touches the checkout.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -294,7 +292,7 @@ def execute(path: Path, overrides: dict[str, str], *, timeout: int = 900, shown_
     original = params.source if params is not None else None
     if params is not None:
         params.source = "\n".join(f"{k} = {v!r}" for k, v in overrides.items())
-    with tempfile.TemporaryDirectory(prefix="hubpub-notebook-") as tmp, _scratch_caches(Path(tmp)):
+    with tempfile.TemporaryDirectory(prefix="hubpub-notebook-") as tmp:
         # IPC, not TCP on loopback: no port to open, and no warning from the kernel that it is unencrypted.
         # nbclient makes (and stops) its own asynchronous kernel manager: with a blocking one it cannot
         # notice a kernel that died and would wait forever.
@@ -306,7 +304,7 @@ def execute(path: Path, overrides: dict[str, str], *, timeout: int = 900, shown_
         # it is shown when the kernel dies, and always with HUBPUB_NATIVE_LOGS.
         native_log = None if os.environ.get("HUBPUB_NATIVE_LOGS") else (Path(tmp) / "kernel.stderr").open("wb")
         try:
-            client.execute(**({"stderr": native_log} if native_log else {}))
+            client.execute(env=_kernel_env(Path(tmp)), **({"stderr": native_log} if native_log else {}))
         except CellExecutionError as e:
             failed = next((i for i, c in enumerate(nb.cells, 1) if any(
                 o.get("output_type") == "error" for o in c.get("outputs", []))), "?")
@@ -331,18 +329,10 @@ def _last_line(path: Path) -> str:
     return lines[-1].strip() if lines else ""
 
 
-@contextlib.contextmanager
-def _scratch_caches(root: Path) -> Iterator[None]:
-    """The kernel inherits this process's environment: its downloads go to throwaway caches, so a
-    loopback URL never leaves a stale file in the user's Keras or TF-Hub cache."""
-    saved = {k: os.environ.get(k) for k in ("KERAS_HOME", "TFHUB_CACHE_DIR", "TF_CPP_MIN_LOG_LEVEL")}
+def _kernel_env(root: Path) -> dict[str, str]:
+    """The kernel's environment: this process's, with its downloads in throwaway caches, so a loopback URL
+    never leaves a stale file in the user's Keras or TF-Hub cache. Given to the kernel, not set here:
+    notebooks run two at a time (`hubpub.pipeline.collection.execute_notebooks`)."""
     # TensorFlow's C++ start-up chatter (oneDNN, CUDA probes) would land in the stored outputs.
-    os.environ.update(KERAS_HOME=str(root / "keras"), TFHUB_CACHE_DIR=str(root / "tfhub"), TF_CPP_MIN_LOG_LEVEL="3")
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return {**os.environ, "KERAS_HOME": str(root / "keras"), "TFHUB_CACHE_DIR": str(root / "tfhub"),
+            "TF_CPP_MIN_LOG_LEVEL": "3"}
