@@ -72,12 +72,20 @@ def rows() -> list[tuple[str, str, str, str, str]]:
                 stages[stage] = stages.get(stage, 0) + seconds
         top = ", ".join(f"{k} {v / 60:.0f} min" for k, v in sorted(stages.items(), key=lambda kv: -kv[1])[:4])
         largest = max(w["pairs"], key=lambda p: p["largest_weight_bytes"])
+        # peak above the baseline ~ fixed + slope x weights, least squares over the pairs: the slope is what
+        # the weights cost, the fixed part what every build costs (runtimes, activations, converters)
+        xs = [p["largest_weight_bytes"] / 2**20 for p in w["pairs"]]
+        ys = [p["ratio"] * x for p, x in zip(w["pairs"], xs, strict=True)]
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+        fixed = my - slope * mx
         out.append(("bench_collection.py", f"the whole collection built end to end ({held}, {w['artifacts']} "
                     f"artifacts, every stage, `--jobs 2`): {w['wall_seconds'] / 60:.0f} min; the slowest pair "
                     f"({', '.join(slowest['variants'])}) {slowest['seconds'] / 60:.1f} min; the stages summed over "
                     f"the artifacts: {top}. The worst worker peak RSS above a TensorFlow-imported process "
                     f"({', '.join(max(w['pairs'], key=lambda p: p['ratio'])['variants'])}; the largest pair, "
-                    f"{', '.join(largest['variants'])}: {largest['ratio']:.2f})",
+                    f"{', '.join(largest['variants'])}: {largest['ratio']:.2f}; over the pairs, the peak is about "
+                    f"{fixed / 1024:.1f} GiB + {slope:.2f}x the weights)",
                     "the largest weight bytes of its pair",
                     f"{w['worst_ratio']:.2f}", _verdict(w["worst_ratio"], w["target"], False)))
     if c := _load("cluster"):
