@@ -59,7 +59,9 @@ names = sys.argv[3].split(",")
 ckpts = {n: str(Path(sys.argv[4]) / f"{n}.safetensors") for n in names}
 report = build_all(m, Path(sys.argv[2]), only=tuple(names), jobs=int(sys.argv[5]), checkpoints=ckpts, force=True)
 done.set()
-print(json.dumps({"failed": report.failed, "children_peak_mb": max(peaks.values(), default=0) / 1024}))
+errors = {r.artifact: r.error for r in report.artifacts if r.status == "failed"}
+peak = max(peaks.values(), default=0) / 1024
+print(json.dumps({"failed": report.failed, "errors": errors, "children_peak_mb": peak}))
 """
 
 
@@ -113,7 +115,7 @@ def main() -> int:
                 ratio = (built["children_peak_mb"] - baseline) * 2**20 / weights
                 pairs.append({"variants": [v.name for v in pair], "jobs": jobs, "seconds": round(seconds, 1),
                               "worker_peak_mb": round(built["children_peak_mb"]), "largest_weight_bytes": weights,
-                              "ratio": round(ratio, 2), "failed": built["failed"]})
+                              "ratio": round(ratio, 2), "failed": built["failed"], "errors": built["errors"]})
                 for name, record in read_records(work / "dist" / "reports").items():
                     variants[name] = {"variant": record.variant, "parameters": record.parameters,
                                       "stages": record.timings, "seconds": round(sum(record.timings.values()), 1)}

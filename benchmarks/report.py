@@ -65,6 +65,8 @@ def rows() -> list[tuple[str, str, str, str, str]]:
     if w := _load("collection"):
         held = (f"{w['variants']} variants" if w["variants"] == w["variants_selected"]
                 else f"{w['variants']} of its {w['variants_selected']} variants")
+        if failed := [v for p in w["pairs"] for v in p["failed"]]:
+            held += f"; {len(failed)} failed: {', '.join(failed)}"
         slowest = max(w["pairs"], key=lambda p: p["seconds"])
         stages: dict[str, float] = {}
         for a in w["artifacts_stages"].values():

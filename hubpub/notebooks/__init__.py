@@ -331,8 +331,8 @@ def _last_line(path: Path) -> str:
 
 def _kernel_env(root: Path) -> dict[str, str]:
     """The kernel's environment: this process's, with its downloads in throwaway caches, so a loopback URL
-    never leaves a stale file in the user's Keras or TF-Hub cache. Given to the kernel, not set here:
-    notebooks run two at a time (`hubpub.pipeline.collection.execute_notebooks`)."""
+    never leaves a stale file in the user's Keras or TF-Hub cache. Given to the kernel, not set in this
+    process, whose other threads would see it."""
     # TensorFlow's C++ start-up chatter (oneDNN, CUDA probes) would land in the stored outputs.
     return {**os.environ, "KERAS_HOME": str(root / "keras"), "TFHUB_CACHE_DIR": str(root / "tfhub"),
             "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -367,49 +367,22 @@ def demo_checkpoint(variant: Variant, out: Path) -> tuple[Path, bool]:
 
 def execute_notebooks(dist: Path, notebooks: list, *, progress=lambda name: None, built=None) -> list:
     """Run each notebook against this build's own files, served over loopback HTTP as a bucket would;
-    one already executed from the same source and artifact bytes is kept as it is. Two at a time, each
-    on its own kernel: a kernel keeps one core busy."""
-    import queue
-    import threading
-
+    one already executed from the same source and artifact bytes is kept as it is. One at a time: each
+    kernel's TensorFlow already keeps both cores busy (two at once measured no faster: bench_demo.py)."""
     from hubpub.notebooks import Notebook, artifact_stamp, execute
     from hubpub.verify import serve_directory
 
-    layout = Dist(dist)
-    todo: queue.SimpleQueue = queue.SimpleQueue()
-    for i, nb in enumerate(notebooks):
-        if not nb.executed:
-            todo.put(i)
-    done, failed = list(notebooks), []
-
-    def run(base: str) -> None:
-        while not failed:
-            try:
-                i = todo.get_nowait()
-            except queue.Empty:
-                return
-            nb = notebooks[i]
+    layout, done = Dist(dist), []
+    with serve_directory(layout.root) as base:
+        for nb in notebooks:
+            if nb.executed:
+                done.append(nb)
+                continue
             progress(nb.artifact)
             overrides = {"HANDLE": f"{base}/{layout.relative(layout.tarball(nb.artifact))}"}
             if layout.keras(nb.artifact).is_file():
                 overrides["KERAS_URL"] = f"{base}/{layout.relative(layout.keras(nb.artifact))}"
             record = built.records[nb.artifact] if built is not None else read_record(layout.report(nb.artifact))
-            try:
-                execute(nb.path, overrides, stamp=artifact_stamp(record))
-            except Exception as e:
-                failed.append(e)
-                return
-            done[i] = Notebook(nb.artifact, nb.path, executed=True)
-
-    with serve_directory(layout.root) as base:
-        # The second runner is a daemon thread: on Ctrl-C this process exits without waiting for its
-        # notebook (its kernel ignores SIGINT, and exits once its parent is gone); the one in this thread
-        # stops at once, as nbclient shuts its kernel down.
-        helper = threading.Thread(target=run, args=(base,), daemon=True)
-        helper.start()
-        run(base)
-        while helper.is_alive():
-            helper.join(0.2)
-    if failed:
-        raise failed[0]
+            execute(nb.path, overrides, stamp=artifact_stamp(record))
+            done.append(Notebook(nb.artifact, nb.path, executed=True))
     return done
