@@ -2,7 +2,9 @@
 
 Faults (per path, set in `server.faults`): `("status", code, times)` answers `code` the first
 `times` requests; `("drop", n_bytes, times)` closes the connection after n bytes; `("corrupt",)`
-flips bytes. Real sockets on 127.0.0.1: these faults cannot be produced otherwise.
+flips bytes; `("hold", n_bytes)` sends n bytes, sets `server.holding` and keeps the connection open
+until the server stops (a download provably in progress). Real sockets on 127.0.0.1: these faults
+cannot be produced otherwise.
 """
 
 from __future__ import annotations
@@ -50,6 +52,13 @@ class _Handler(SimpleHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/octet-stream")
         self.end_headers()
+        if fault and fault[0] == "hold":
+            self.wfile.write(body[: fault[1]])
+            self.wfile.flush()
+            server.holding.set()
+            server.released.wait()
+            self.close_connection = True
+            return
         if fault and fault[0] == "drop" and fault[2] > 0:
             server.faults[path] = (fault[0], fault[1], fault[2] - 1)
             self.wfile.write(body[: fault[1]])
@@ -65,6 +74,7 @@ class FileServer:
         self.root = Path(root)
         self.faults: dict[str, tuple] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.holding, self.released = threading.Event(), threading.Event()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.owner = self
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -78,5 +88,6 @@ class FileServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.released.set()
         self.httpd.shutdown()
         self.httpd.server_close()
