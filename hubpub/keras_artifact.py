@@ -178,11 +178,18 @@ def check_keras_file(path: Path, images: np.ndarray, expected: np.ndarray) -> fl
         with tempfile.TemporaryDirectory(prefix=".keras-check-", dir=path.parent) as folder:
             z.extractall(folder)
             got = np.asarray(load_keras_file(Path(folder), shown_as=str(path))(images, training=False))
-    delta = float(np.abs(got - expected).max())
-    if not delta <= KERAS_TOLERANCE:
+    delta, allowed = float(np.abs(got - expected).max()), keras_tolerance(expected)
+    if not delta <= allowed:
         raise ExportError(f"{path}: the Keras file's outputs differ from the SavedModel's by {delta:.3g} "
-                          f"(tolerance {KERAS_TOLERANCE:g})")
+                          f"(tolerance {allowed:.3g}: {KERAS_TOLERANCE:g} x the outputs' scale)")
     return delta
+
+
+def keras_tolerance(expected: np.ndarray) -> float:
+    """`KERAS_FILE` scaled by the outputs' largest |value| (at least 1). Another graph of the same weights
+    rounds otherwise, relative to the values: the feature vector of ConvNeXt V2 large (random weights)
+    differed by 1.12e-5 after 36 blocks, a few float32 steps of its values (benchmarks/bench_collection.py)."""
+    return KERAS_TOLERANCE * max(1.0, float(np.abs(expected).max()))
 
 
 def write_keras(fast, build_portable, path: Path) -> tuple[str, int]:
@@ -213,5 +220,5 @@ def export_keras(fast, build_portable, path: Path, images: np.ndarray, expected:
     return checked_keras(path, *write_keras(fast, build_portable, path), images, expected)
 
 
-__all__ = ["KERAS_TOLERANCE", "KerasArtifact", "checked_keras", "export_keras", "portable_copy", "save_keras",
-           "write_keras"]
+__all__ = ["KERAS_TOLERANCE", "KerasArtifact", "checked_keras", "export_keras", "keras_tolerance", "portable_copy",
+           "save_keras", "write_keras"]

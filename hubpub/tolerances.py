@@ -6,7 +6,8 @@ these, and the README's "Tolerances" table lists them. All are float32 compariso
 PARITY = 1e-4
 # a SavedModel reloaded, against the model it was saved from (the same graph)
 ROUND_TRIP = 1e-5
-# the `.keras` file reloaded on TensorFlow, against the SavedModel (another graph of the same weights)
+# the `.keras` file reloaded on TensorFlow, against the SavedModel (another graph of the same weights,
+# which rounds relative to the values): times the outputs' largest |value| when that is above 1
 KERAS_FILE = 1e-5
 # the `.keras` file on JAX or PyTorch, against the SavedModel (other kernels: other rounding)
 KERAS_OTHER_BACKEND = 1e-4

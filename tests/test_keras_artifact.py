@@ -117,6 +117,23 @@ def test_portable_graph_of_convnext_v2_matches_its_fast_graph(tmp_path):
     assert result.max_abs <= tolerances.KERAS_FILE
 
 
+def test_keras_check_tolerance_follows_the_outputs_scale(micro_dist, saved_model_outputs):
+    """1e-5 for outputs within [-1, 1], 1e-5 of the largest |value| above: another graph of the same
+    weights rounds relative to the values (ConvNeXt V2 large's features differed by 1.12e-5)."""
+    from hubpub.errors import ExportError
+    from hubpub.keras_artifact import check_keras_file, keras_tolerance
+
+    assert keras_tolerance(np.array([[0.3, -0.9]])) == tolerances.KERAS_FILE
+    assert keras_tolerance(np.array([[2.0, -40.0]])) == pytest.approx(40 * tolerances.KERAS_FILE)
+    images_path, expected = saved_model_outputs["micro_1k_224"]
+    images, path = np.load(images_path), micro_dist / "keras" / "micro_1k_224.keras"
+    allowed = float(np.abs(expected).max()) * tolerances.KERAS_FILE  # the micro logits reach about 3.5
+    assert allowed > tolerances.KERAS_FILE and keras_tolerance(expected) == pytest.approx(allowed)
+    assert check_keras_file(path, images, expected + 0.5 * allowed) <= allowed
+    with pytest.raises(ExportError, match=rf"\(tolerance {allowed:.3g}: 1e-05 x the outputs' scale\)"):
+        check_keras_file(path, images, expected + 1.5 * allowed)
+
+
 def test_keras_artifact_is_published_and_verified(micro_manifest_path, micro_dist, tmp_path, file_server):
     """Published beside the tarball, immutable like it; `hubpub verify` takes it by path and by URL."""
     from click.testing import CliRunner
