@@ -72,6 +72,13 @@ def _run(code: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _peak_set_by(record, records) -> str | None:
+    """The stage of `record` at whose end its build process had first reached the process's peak (the
+    stages of both kinds run in one process); None if another artifact's stage reached it."""
+    peak = max((mb for r in records if r.variant == record.variant for mb in r.peak_rss_mb.values()), default=None)
+    return next((stage for stage, mb in record.peak_rss_mb.items() if mb == peak), None)
+
+
 def main() -> int:
     import os
 
@@ -116,9 +123,12 @@ def main() -> int:
                 pairs.append({"variants": [v.name for v in pair], "jobs": jobs, "seconds": round(seconds, 1),
                               "worker_peak_mb": round(built["children_peak_mb"]), "largest_weight_bytes": weights,
                               "ratio": round(ratio, 2), "failed": built["failed"], "errors": built["errors"]})
-                for name, record in read_records(work / "dist" / "reports").items():
+                records = read_records(work / "dist" / "reports")
+                for name, record in records.items():
                     variants[name] = {"variant": record.variant, "parameters": record.parameters,
-                                      "stages": record.timings, "seconds": round(sum(record.timings.values()), 1)}
+                                      "stages": record.timings, "seconds": round(sum(record.timings.values()), 1),
+                                      "peak_rss_mb": record.peak_rss_mb,
+                                      "peak_set_by": _peak_set_by(record, records.values())}
                 print(f"{', '.join(v.name for v in pair)}: {seconds:.0f} s, worker peak "
                       f"{built['children_peak_mb']:.0f} MiB, ratio {ratio:.2f} (target <= {TARGET})", flush=True)
                 shutil.rmtree(work)  # this disk holds a pair's files, not the collection's

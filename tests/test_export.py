@@ -38,6 +38,10 @@ def test_build_writes_the_layout(micro_dist):
         assert len(report["parity"]["runs"]) == 2  # native and non-square
         assert max(report["round_trip"]["call"], report["round_trip"]["serving_default"]) <= tolerances.ROUND_TRIP
         assert set(report["timings"]) >= {"fetch", "build+port", "export", "round_trip", "pack"}
+        # The build process's peak so far at each stage's end (this machine is Linux): it never falls.
+        peak = report["peak_rss_mb"]
+        assert set(peak) >= {"build+port", "export", "round_trip", "pack"} and set(peak) <= set(report["timings"])
+        assert 0 < peak["build+port"] <= peak["export"] <= peak["round_trip"] <= peak["pack"]
     assert not list((micro_dist / "tars").glob(".*")), "temp files left behind"
 
 

@@ -18,6 +18,7 @@ from hubpub._torch import torch_available
 from hubpub.extras import install_command, installed
 from hubpub.layout import Dist
 from hubpub.manifest import KINDS, Variant, artifact_name
+from hubpub.memory import peak_rss_mb
 from hubpub.record import (
     BuildRecord,
     CheckpointInfo,
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Timings:
     seconds: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: dict[str, int] = field(default_factory=dict)  # the process's peak so far, at each stage's end
 
     @contextlib.contextmanager
     def stage(self, name: str):
@@ -43,6 +45,8 @@ class Timings:
             yield
         finally:  # a stage run in parts (parity: the reference first, the Keras model later) adds up
             self.seconds[name] = round(self.seconds.get(name, 0) + time.perf_counter() - start, 3)
+            if (peak := peak_rss_mb()) is not None:
+                self.peak_rss_mb[name] = peak
 
 
 def build_ported(variant: Variant, source: Path, *, kind: str, input_convention: str = "hub"):
@@ -325,7 +329,8 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
             saved_model=dist.relative(exported.path),
             output=Output(exported.output_name, exported.output_dim),
             signatures={s.name: {"inputs": s.inputs, "outputs": s.outputs} for s in exported.signatures},
-            timings={**timings.seconds, **kt.seconds}, reference=d.reference, preprocess_gap=gap,
+            timings={**timings.seconds, **kt.seconds}, peak_rss_mb={**timings.peak_rss_mb, **kt.peak_rss_mb},
+            reference=d.reference, preprocess_gap=gap,
             inputs_key=inputs_keys.get(kind),
             keras=KerasFile(dist.relative(d.keras.path), d.keras.sha256, d.keras.size,
                             d.keras.max_abs) if d.keras is not None else None,
