@@ -44,3 +44,34 @@ def test_a_quantized_file_below_the_threshold_fails_with_its_figures(micro_dist,
         build_litert(micro_dist / "saved_models" / "micro_1k_224", tmp_path, "micro_1k_224", 224, inputs=inputs,
                      calibration=calibration_images(224), formats=("float32", "int8"), min_cosine=1.0)
     assert not list(tmp_path.glob("*.tflite"))
+
+
+@pytest.mark.parametrize("random_weights", [True, False], ids=["random-weights", "real-weights"])
+def test_the_quantized_gate_holds_for_real_weights_and_is_said_for_random_ones(micro_manifest, random_weights,
+                                                                                tmp_path, caplog):
+    """Random weights say nothing of what quantizing does to a model (and cannot be published): below
+    `litert.min_cosine` their build goes on, saying so; a checkpoint not marked random is refused."""
+    import dataclasses
+    import logging
+
+    from hubpub.convert import RANDOM_WEIGHTS_KEY, save_checkpoint
+    from hubpub.pipeline import build_variant
+
+    v = dataclasses.replace(micro_manifest.variant("micro_1k_224"), litert_formats=("float32", "int8"),
+                            litert_min_cosine=1.0)
+    checkpoint = save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes, seed=0),
+                                 tmp_path / "c.safetensors",
+                                 metadata={RANDOM_WEIGHTS_KEY: "true"} if random_weights else None)
+    build = lambda: build_variant(v, tmp_path / "dist", checkpoint=str(checkpoint), kinds=("classifier",),  # noqa: E731
+                                  parity=False, keras_file=False, formats=())
+    if not random_weights:
+        with pytest.raises(LiteRTError, match=r"int8 LiteRT file disagrees .* < 1\.0 \(litert\.min_cosine\)"):
+            build()
+        assert not list((tmp_path / "dist" / "litert").glob("*.tflite"))
+        return
+    with caplog.at_level(logging.WARNING, logger="hubpub"):
+        (record,) = build()
+    int8 = next(f for f in record.litert if f.format == "int8")
+    assert record.random_weights and int8.cosine < 1.0
+    assert f"micro_1k_224: the int8 LiteRT file's cosine {int8.cosine:.4f} is below litert.min_cosine 1.0: not " \
+           "enforced for random weights" in caplog.text

@@ -299,7 +299,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                 log.warning("warning: no LiteRT files: its libraries are not installed (%s, or --no-litert to "
                             "say so)", install_command("litert"))
             elif litert and variant.litert_formats:
-                _build_litert(variant, dist, done, rt_images, on_stage)
+                _build_litert(variant, dist, done, rt_images, on_stage, random_weights=port.random_weights)
         except BaseException:
             wait([formats_job])  # LiteRT's error is the one to report
             raise
@@ -340,7 +340,11 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
     return records
 
 
-def _build_litert(variant: Variant, dist: Dist, done: dict[str, _KindBuild], rt_images, on_stage) -> None:
+def _build_litert(variant: Variant, dist: Dist, done: dict[str, _KindBuild], rt_images, on_stage, *,
+                  random_weights: bool) -> None:
+    """The LiteRT files of each kind. The quantized files' gate (`litert.min_cosine`) judges what
+    quantizing did to real weights; random weights (a build that cannot be published) say nothing of
+    that, so there a file below it is said, not refused (random ConvNeXt V2 nano at 384 px: int8 0.976)."""
     from hubpub.litert import build_litert, calibration_images
 
     res = variant.resolution
@@ -352,7 +356,13 @@ def _build_litert(variant: Variant, dist: Dist, done: dict[str, _KindBuild], rt_
         with kt.stage("litert"):
             d.litert = build_litert(d.exported.path, dist.litert_files, name, res, inputs=inputs,
                                     calibration=calibration, formats=variant.litert_formats,
-                                    min_cosine=variant.litert_min_cosine, dist_root=dist.root)
+                                    min_cosine=0.0 if random_weights else variant.litert_min_cosine,
+                                    dist_root=dist.root)
+        for f in d.litert if random_weights else ():
+            if f.format != "float32" and f.cosine < variant.litert_min_cosine:
+                log.warning("warning: %s: the %s LiteRT file's cosine %.4f is below litert.min_cosine %s: not "
+                            "enforced for random weights (such a build cannot be published)", name, f.format,
+                            f.cosine, variant.litert_min_cosine)
 
 
 def build_formats(names: tuple[str, ...], job, timings: Timings, on_stage) -> tuple:
