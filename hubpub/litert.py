@@ -22,6 +22,7 @@ from hubpub import tolerances
 from hubpub._files import write_atomic, write_sha256
 from hubpub._tf import native_stderr_silenced
 from hubpub.errors import ExportError
+from hubpub.layout import Dist
 from hubpub.record import LiteRTFile
 
 FORMATS = ("float32", "float16", "dynamic_int8", "int8")
@@ -112,10 +113,11 @@ def agreement(reference: np.ndarray, outputs: np.ndarray) -> dict:
                                                                                        strict=True)]))}
 
 
-def build_litert(saved_model: Path, out_dir: Path, artifact: str, resolution: int, *, inputs: np.ndarray,
-                 calibration: np.ndarray, formats: tuple[str, ...] = FORMATS, min_cosine: float = 0.98,
-                 dist_root: Path | None = None) -> tuple[LiteRTFile, ...]:
-    """Convert, check and write `<out_dir>/<artifact>.<format>.tflite` for each format."""
+def build_litert(saved_model: Path, dist: Dist, artifact: str, resolution: int, *, inputs: np.ndarray,
+                 calibration: np.ndarray, formats: tuple[str, ...] = FORMATS,
+                 min_cosine: float = tolerances.LITERT_MIN_COSINE) -> tuple[LiteRTFile, ...]:
+    """Convert, check and write `dist.litert(artifact, format)` for each format (and a classifier's
+    class names beside them)."""
     import gc
     import tempfile
 
@@ -142,19 +144,14 @@ def build_litert(saved_model: Path, out_dir: Path, artifact: str, resolution: in
             checked.append((fmt, model, figures))
     files = []  # written only once every format has passed
     for fmt, model, figures in checked:
-        path = write_atomic(out_dir / f"{artifact}.{fmt}.tflite", model)
+        path = write_atomic(dist.litert(artifact, fmt), model)
         digest = hashlib.sha256(model).hexdigest()
         write_sha256(path, digest)
-        files.append(LiteRTFile(fmt, path.relative_to(dist_root).as_posix() if dist_root else str(path),
-                                digest, len(model), **figures))
+        files.append(LiteRTFile(fmt, dist.relative(path), digest, len(model), **figures))
     labels = saved_model / "assets" / "labels.txt"
     if labels.is_file():  # a classifier's class names, beside its LiteRT files
-        write_atomic(labels_path(out_dir, artifact), labels.read_bytes())
+        write_atomic(dist.litert_labels(artifact), labels.read_bytes())
     return tuple(files)
-
-
-def labels_path(out_dir: Path, artifact: str) -> Path:
-    return out_dir / f"{artifact}.labels.txt"
 
 
 def calibration_images(resolution: int, folders: tuple[Path, ...] = (), limit: int = 64) -> np.ndarray:

@@ -5,34 +5,35 @@ import numpy as np
 import pytest
 
 from hubpub import tolerances
+from hubpub.layout import Dist
 from hubpub.litert import FORMATS, LiteRTError, build_litert, calibration_images
 from hubpub.verify import reference_images
 
 
 @pytest.fixture(scope="module")
 def litert(micro_dist, tmp_path_factory):
-    out = tmp_path_factory.mktemp("litert")
+    dist = Dist(tmp_path_factory.mktemp("litert"))
     inputs = np.concatenate([reference_images(224, 224, 2, 0), calibration_images(224)])
-    files = build_litert(micro_dist / "saved_models" / "micro_1k_224", out, "micro_1k_224", 224,
+    files = build_litert(micro_dist / "saved_models" / "micro_1k_224", dist, "micro_1k_224", 224,
                          inputs=inputs, calibration=calibration_images(224), min_cosine=0.9)
-    return out, files
+    return dist, files
 
 
 def test_four_formats_checked_against_the_saved_model(litert):
-    out, files = litert
+    dist, files = litert
     by = {f.format: f for f in files}
     assert list(by) == list(FORMATS)
     assert by["float32"].max_abs <= tolerances.LITERT_FLOAT32 and by["float32"].cosine > 0.99999  # tolerance 1e-4
     for f in files:
         print(f)
-        assert (out / f"micro_1k_224.{f.format}.tflite").stat().st_size == f.size
+        assert dist.litert("micro_1k_224", f.format).stat().st_size == f.size == (dist.root / f.path).stat().st_size
     assert by["int8"].size < 0.5 * by["float32"].size and by["float16"].size < 0.6 * by["float32"].size
 
 
 def test_conversion_is_reproducible(micro_dist, tmp_path):
     saved = micro_dist / "saved_models" / "micro_1k_224"
     inputs, calib = reference_images(224, 224, 2, 0), calibration_images(224)
-    a, b = (build_litert(saved, tmp_path / d, "micro_1k_224", 224, inputs=inputs, calibration=calib,
+    a, b = (build_litert(saved, Dist(tmp_path / d), "micro_1k_224", 224, inputs=inputs, calibration=calib,
                          formats=("float32", "int8"), min_cosine=0.9) for d in "ab")
     assert [f.sha256 for f in a] == [f.sha256 for f in b]
 
@@ -41,9 +42,9 @@ def test_a_quantized_file_below_the_threshold_fails_with_its_figures(micro_dist,
     inputs = reference_images(224, 224, 2, 0)
     with pytest.raises(LiteRTError, match=r"the int8 LiteRT file disagrees with the SavedModel: cosine 0\.\d+ < "
                                           r"1\.0 \(litert\.min_cosine\), max \|Δ\| .*top-1 agreement"):
-        build_litert(micro_dist / "saved_models" / "micro_1k_224", tmp_path, "micro_1k_224", 224, inputs=inputs,
+        build_litert(micro_dist / "saved_models" / "micro_1k_224", Dist(tmp_path), "micro_1k_224", 224, inputs=inputs,
                      calibration=calibration_images(224), formats=("float32", "int8"), min_cosine=1.0)
-    assert not list(tmp_path.glob("*.tflite"))
+    assert not list(tmp_path.rglob("*.tflite"))
 
 
 @pytest.mark.parametrize("random_weights", [True, False], ids=["random-weights", "real-weights"])

@@ -354,10 +354,9 @@ def _build_litert(variant: Variant, dist: Dist, done: dict[str, _KindBuild], rt_
         name, kt = artifact_name(variant.name, kind), d.timings
         on_stage(name, "litert")
         with kt.stage("litert"):
-            d.litert = build_litert(d.exported.path, dist.litert_files, name, res, inputs=inputs,
-                                    calibration=calibration, formats=variant.litert_formats,
-                                    min_cosine=0.0 if random_weights else variant.litert_min_cosine,
-                                    dist_root=dist.root)
+            d.litert = build_litert(d.exported.path, dist, name, res, inputs=inputs, calibration=calibration,
+                                    formats=variant.litert_formats,
+                                    min_cosine=0.0 if random_weights else variant.litert_min_cosine)
         for f in d.litert if random_weights else ():
             if f.format != "float32" and f.cosine < variant.litert_min_cosine:
                 log.warning("warning: %s: the %s LiteRT file's cosine %.4f is below litert.min_cosine %s: not "
