@@ -1,15 +1,17 @@
 """The whole collection built end to end on this machine: wall time, each variant's stages, and memory.
 
 Every variant of the manifests (default: ConvNeXt's 24 and ConvNeXt V2's 18, at full size, random
-official-format checkpoints) is built with `build-all --jobs 2` (`--jobs 1` for a pair that would not
-fit in memory together): every stage the manifest asks for (port, parity, export, round trip, pack,
-`.keras`, LiteRT and ONNX where wanted), both kinds. To stay within this disk, variants go in pairs: a
-pair's checkpoints are written, the pair is built in a fresh process, its records are kept and its files
-removed. Per pair: the wall time, and the workers' peak RSS (the ONNX conversion processes apart:
-bench_onnx.py reports theirs) above a process that has only imported TensorFlow, as a multiple of the
-larger variant's weight bytes (target <= 3, as bench_build.py). Per variant: the seconds of each stage,
-from its build records. The baseline is the TensorFlow-imported process, measured in the same run.
-Writes benchmarks/results/collection.json.
+official-format checkpoints marked as random weights) is built with `build-all --jobs 2` (`--jobs 1` for
+a pair that would not fit in memory together): every stage the manifest asks for (port, parity, export,
+round trip, pack, `.keras`, LiteRT and ONNX where wanted), both kinds. To stay within this disk,
+variants go in pairs: a pair's checkpoints are written, the pair is built in a fresh process, its
+records are kept and its files removed. Per pair: the wall time, and the workers' peak RSS (the ONNX
+conversion processes apart: bench_onnx.py reports theirs) above a process that has only imported
+TensorFlow, as a multiple of the larger variant's weight bytes (target <= 3, as bench_build.py). Per
+variant: the seconds of each stage, from its build records. The baseline is the TensorFlow-imported
+process, measured in the same run. Writes benchmarks/results/collection.json. A rerun of some variants
+(`--only GLOBS --merge --out benchmarks/results/collection_rerun.json`) keeps its own file, the whole
+run's figures apart.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def _peak_set_by(record, records) -> str | None:
 def main() -> int:
     import os
 
-    from hubpub.convert import save_checkpoint
+    from hubpub.convert import RANDOM_WEIGHTS_KEY, save_checkpoint
     from hubpub.manifest import load_manifest
     from hubpub.pipeline.cluster import memory_needed
     from hubpub.record import read_records
@@ -93,6 +95,8 @@ def main() -> int:
     ap.add_argument("--manifests", default="collection.yaml,convnext_v2.yaml")
     ap.add_argument("--only", default="*", help="comma-separated globs on variant names")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "collection.json"))
+    ap.add_argument("--merge", action="store_true",
+                    help="add this run's pairs to --out (a rerun of some variants), replacing theirs")
     ap.add_argument("--deadline-minutes", type=float, default=None,
                     help="start no pair after this long (the result then says how many variants it holds)")
     args = ap.parse_args()
@@ -111,7 +115,7 @@ def main() -> int:
                 work = Path(tmp) / f"{manifest_name}-{i}"
                 for v in pair:
                     save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes),
-                                    work / "ckpt" / f"{v.name}.safetensors")
+                                    work / "ckpt" / f"{v.name}.safetensors", metadata={RANDOM_WEIGHTS_KEY: "true"})
                 # two at once only where both fit: 1 GB + 3.5x the weights each (hubpub.pipeline.cluster)
                 jobs = 2 if sum(memory_needed(v.parameter_count()) for v in pair) < 0.8 * memory else 1
                 began = time.perf_counter()
@@ -133,9 +137,15 @@ def main() -> int:
                       f"{built['children_peak_mb']:.0f} MiB, ratio {ratio:.2f} (target <= {TARGET})", flush=True)
                 shutil.rmtree(work)  # this disk holds a pair's files, not the collection's
     total = time.perf_counter() - start
-    worst = max(p["ratio"] for p in pairs)
     wanted = sum(1 for name in args.manifests.split(",") for v in load_manifest(ROOT / name).variants
                  if any(fnmatch.fnmatch(v.name, g) for g in globs))
+    if args.merge and Path(args.out).is_file():  # the runs' figures add up; a variant rebuilt replaces its own
+        before = json.loads(Path(args.out).read_text())
+        ours = {v for p in pairs for v in p["variants"]}
+        pairs = [p for p in before["pairs"] if not ours & set(p["variants"])] + pairs
+        variants = {k: v for k, v in before["artifacts_stages"].items() if v["variant"] not in ours} | variants
+        total, wanted = total + before["wall_seconds"], wanted + before["variants_selected"]
+    worst = max(p["ratio"] for p in pairs)
     result = {"manifests": args.manifests.split(","), "variants": sum(len(p["variants"]) for p in pairs),
               "variants_selected": wanted,
               "artifacts": len(variants), "wall_seconds": round(total, 1), "tf_baseline_mb": round(baseline),

@@ -42,6 +42,13 @@ def rows() -> list[tuple[str, str, str, str, str]]:
             out.append(("bench_build.py", f"a no-op rerun of `build-all` over {n['variants']} up-to-date variants",
                         "`hubpub validate` of the same manifest", f"{n['ratio']:.2f}",
                         _verdict(n["ratio"], n["target"], False)))
+    if sm := _load("stage_memory"):
+        for v in sm["variants"]:
+            largest = sorted(v["rise_mb"].items(), key=lambda kv: -kv[1])[:3]
+            top = ", ".join(f"{k} +{mb / 1024:.1f} GiB" for k, mb in largest)
+            out.append(("bench_stage_memory.py", f"peak RSS of one build of {v['variant']} (every stage) above the "
+                        f"TensorFlow-imported process: set by {v['set_by']}; the largest rises of the peak: {top}",
+                        "weight bytes", f"{v['ratio']:.2f}", _verdict(v["ratio"], sm["target"], False)))
     if i := _load("inference"):
         for run in i["runs"]:
             out.append(("bench_inference.py", f"hub.KerasLayer images/s, {i['variant']}, {i['resolution']} px, "
@@ -90,6 +97,14 @@ def rows() -> list[tuple[str, str, str, str, str]]:
                     f"{fixed / 1024:.1f} GiB + {slope:.2f}x the weights)",
                     "the largest weight bytes of its pair",
                     f"{w['worst_ratio']:.2f}", _verdict(w["worst_ratio"], w["target"], False)))
+    if r := _load("collection_rerun"):
+        failed = [v for p in r["pairs"] for v in p["failed"]]
+        out.append(("bench_collection.py", f"the variants that failed in that run, rebuilt after their fixes (the "
+                    f"`.keras` check's tolerance follows the outputs' scale; the LiteRT gate is said, not enforced, "
+                    f"for random weights): {r['variants'] - len(set(failed))} of {r['variants']} built "
+                    f"({r['artifacts']} artifacts) in {r['wall_seconds'] / 60:.0f} min",
+                    "the largest weight bytes of its pair", f"{r['worst_ratio']:.2f}",
+                    _verdict(r["worst_ratio"], r["target"], False)))
     if c := _load("cluster"):
         names = ", ".join(v.removeprefix("convnextv2_").removesuffix("_1k_224") for v in c["variants"])
         out.append(("bench_cluster.py", f"`build-all --scheduler local:2` (a Dask LocalCluster, 2 single-threaded "
