@@ -119,6 +119,29 @@ def _port(path, arch=MICRO, classifier=True):
         return port_weights(model, ckpt, family_of(arch).converter, arch, classifier=classifier)
 
 
+def test_safetensors_are_read_as_the_library_reads_them_without_keeping_the_file_resident(tmp_path):
+    from safetensors.numpy import load_file
+
+    rng = np.random.default_rng(0)
+    tensors = {f"w{i}": rng.standard_normal((1024, 1024)).astype(np.float32) for i in range(12)}  # 48 MiB
+    tensors |= {"half": rng.standard_normal((3, 5)).astype(np.float16), "count": np.arange(7, dtype=np.int64),
+                "empty": np.zeros((0, 4), np.float32), "scalar": np.float32(2.5).reshape(())}
+    path = save_checkpoint(tensors, tmp_path / "c.safetensors", metadata={"k": "v"})
+
+    def resident_file_mib() -> int:
+        return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("RssFile")) // 1024
+
+    expected = load_file(path)
+    with read_checkpoint(path) as ckpt:
+        before = resident_file_mib()
+        for key in ckpt:
+            assert ckpt.shape(key) == expected[key].shape
+            np.testing.assert_array_equal(ckpt[key], expected[key].astype(np.float32))
+        # The library's own reader keeps each tensor's pages mapped until the file is closed (48 MiB here).
+        assert resident_file_mib() - before < 8
+        assert ckpt.metadata == {"k": "v"}
+
+
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors", ".npz"])
 def test_corrupt_file(tmp_path, suffix):
     path = tmp_path / f"bad{suffix}"
