@@ -1,4 +1,5 @@
-"""Import TensorFlow without its C++ start-up chatter (oneDNN notice, CUDA probes) on stderr."""
+"""Import TensorFlow without its C++ start-up chatter (oneDNN notice, CUDA probes) on stderr; call a Keras
+model in one graph."""
 
 from __future__ import annotations
 
@@ -55,3 +56,14 @@ def graph_optimisation_off():
         yield
     finally:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": before})
+
+
+def call_in_graph(model, inputs) -> list:
+    """`model(inputs, training=False)` traced into one TensorFlow graph, as Keras' `predict` runs it
+    (without XLA), as numpy arrays (a list for a model with several outputs). An eager call of a
+    functional Keras model keeps every layer's output until the call ends: ConvNeXt V2 tiny at 384 px,
+    batch 2, +1266 MiB eager against +190 MiB in a graph; V2 large's `.keras` check rose 2.5 GB."""
+    import tensorflow as tf
+
+    outputs = tf.function(lambda x: model(x, training=False), jit_compile=False)(tf.constant(inputs))
+    return [o.numpy() for o in outputs] if isinstance(outputs, list | tuple) else outputs.numpy()

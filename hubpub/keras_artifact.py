@@ -20,6 +20,7 @@ import numpy as np
 
 from hubpub import tolerances
 from hubpub._files import atomic_path, sha256_file, write_sha256
+from hubpub._tf import call_in_graph
 from hubpub.errors import ExportError, HubpubError
 from hubpub.package import DEFAULT_MAX_UNPACKED
 
@@ -177,21 +178,12 @@ def check_keras_file(path: Path, images: np.ndarray, expected: np.ndarray) -> fl
         # itself is what the tests load in fresh processes.
         with tempfile.TemporaryDirectory(prefix=".keras-check-", dir=path.parent) as folder:
             z.extractall(folder)
-            got = _call_in_graph(load_keras_file(Path(folder), shown_as=str(path)), images)
+            got = call_in_graph(load_keras_file(Path(folder), shown_as=str(path)), images)
     delta, allowed = float(np.abs(got - expected).max()), keras_tolerance(expected)
     if not delta <= allowed:
         raise ExportError(f"{path}: the Keras file's outputs differ from the SavedModel's by {delta:.3g} "
                           f"(tolerance {allowed:.3g}: {KERAS_TOLERANCE:g} x the outputs' scale)")
     return delta
-
-
-def _call_in_graph(model, images: np.ndarray) -> np.ndarray:
-    """The model's own call traced into one TensorFlow graph, as Keras' `predict` runs it (without XLA):
-    an eager call of a functional model keeps every layer's output until the end of the call (ConvNeXt
-    V2 tiny at 384 px, batch 2: +1266 MiB eager, +190 MiB in a graph; V2 large's check rose 2.5 GB)."""
-    import tensorflow as tf
-
-    return tf.function(lambda x: model(x, training=False), jit_compile=False)(tf.constant(images)).numpy()
 
 
 def keras_tolerance(expected: np.ndarray) -> float:
