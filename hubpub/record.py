@@ -122,8 +122,8 @@ class BuildRecord:
     reference: dict  # what `verify` compares with (`hubpub.verify.reference_record`)
     preprocess_gap: dict | None
     inputs_key: str | None = None  # what the artifact's bytes depend on (build-all's incremental check)
-    # the build process's peak resident set so far at the end of each stage, MiB (Linux): the largest is
-    # what a machine needs for the variant, and the first stage to reach it is the one that set it
+    # the build process's peak resident set so far at the end of each stage run on its main thread, MiB
+    # (Linux): the largest is what a machine needs for the variant, the first stage to reach it set it
     peak_rss_mb: dict[str, int] = field(default_factory=dict)
     keras: KerasFile | None = None  # None when built without it (--no-keras)
     litert: tuple[LiteRTFile, ...] = ()  # none for variants above the manifest's size, or with --no-litert

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -43,9 +44,10 @@ class Timings:
         start = time.perf_counter()
         try:
             yield
-        finally:  # a stage run in parts (parity: the reference first, the Keras model later) adds up
+        finally:  # a stage run in parts adds up
             self.seconds[name] = round(self.seconds.get(name, 0) + time.perf_counter() - start, 3)
-            if (peak := peak_rss_mb()) is not None:
+            # A stage run beside the main one (the formats, beside LiteRT) would read the main one's peak.
+            if threading.current_thread() is threading.main_thread() and (peak := peak_rss_mb()) is not None:
                 self.peak_rss_mb[name] = peak
 
 
@@ -199,7 +201,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
     references = {}
     if parity and has_reference(variant):
         on_stage(variant.name, "parity")
-        with timings.stage("parity"):
+        with timings.stage("reference"):  # parity's first part: the PyTorch reference's outputs
             references = _reference_outputs(variant, fetched.path, first, input_convention)
     on_stage(variant.name, "port")
     with timings.stage("build+port"):
