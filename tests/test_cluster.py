@@ -284,7 +284,10 @@ def test_ctrl_c_cancels_the_cluster_tasks_and_leaves_no_temp_file(micro_checkpoi
     out, url = tmp_path / "dist", f"{file_server.url}/{checkpoint.name}"
     args = ["build-all", "--manifest", str(micro_manifest_path), "--out", str(out), "--scheduler", "local:1",
             "--no-parity", "--only", "micro_1k_224", "--checkpoint", f"micro_1k_224={url}"]
-    p = subprocess.Popen([sys.executable, "-m", "hubpub", *args], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    # SIGUSR1 makes it print every thread's stack: what it waits on, should it not stop in time.
+    run = ("import faulthandler, runpy, signal; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+           "runpy.run_module('hubpub', run_name='__main__')")
+    p = subprocess.Popen([sys.executable, "-c", run, *args], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
                          env={**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "HUBPUB_CACHE": str(tmp_path / "cache")},
                          start_new_session=True)
     lines = []
@@ -292,8 +295,18 @@ def test_ctrl_c_cancels_the_cluster_tasks_and_leaves_no_temp_file(micro_checkpoi
     reader.start()
     assert file_server.holding.wait(timeout=120), "".join(lines)
     assert p.poll() is None, "".join(lines)
+    sent = time.monotonic()
     os.killpg(p.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
-    assert p.wait(timeout=60) == 130, "".join(lines)
+    try:
+        code = p.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.kill(p.pid, signal.SIGUSR1)
+        time.sleep(3)
+        os.killpg(p.pid, signal.SIGKILL)
+        reader.join(timeout=5)
+        pytest.fail(f"still running 60 s after Ctrl-C; its threads then:\n{''.join(lines)}")
+    assert code == 130, "".join(lines)
+    assert time.monotonic() - sent < 40, "".join(lines)  # the tasks see the cancel within a second or two
     reader.join(timeout=5)
     said = [line for line in lines if "error" in line.lower() or "Traceback" in line or "WARNING" in line]
     assert said == ["error: interrupted; finished files are kept, rerun the command to go on\n"]

@@ -210,11 +210,18 @@ def connect(scheduler: Scheduler):
     with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "warning"}):
         if scheduler.local_workers:
             n, memory = scheduler.local_workers, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            import multiprocessing
+
+            before = set(multiprocessing.active_children())
             with _quiet_workers():  # while its processes start
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                        resources={RESOURCE: memory // n})
-            with cluster, Client(cluster) as client:
-                yield client
+            ours = set(multiprocessing.active_children()) - before
+            try:
+                with cluster, Client(cluster) as client:
+                    yield client
+            finally:
+                _stop_local_workers(ours)
             return
         try:
             client = Client(scheduler.address, timeout=CONNECT_TIMEOUT)
@@ -223,6 +230,17 @@ def connect(scheduler: Scheduler):
                                f"{str(e).splitlines()[0] or type(e).__name__}") from None
         with client:
             yield client
+
+
+def _stop_local_workers(processes, wait_seconds: float = 10.0) -> None:
+    """Kill what is left of a LocalCluster's worker processes once it is closed (or its close gave up,
+    after Ctrl-C on a loaded machine): they are not daemons (their tasks start processes), and Python
+    would wait for each at exit."""
+    for process in processes:
+        process.join(wait_seconds)
+        if process.is_alive():
+            process.kill()
+            process.join(wait_seconds)
 
 
 @contextlib.contextmanager
