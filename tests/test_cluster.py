@@ -284,9 +284,12 @@ def test_ctrl_c_cancels_the_cluster_tasks_and_leaves_no_temp_file(micro_checkpoi
     out, url = tmp_path / "dist", f"{file_server.url}/{checkpoint.name}"
     args = ["build-all", "--manifest", str(micro_manifest_path), "--out", str(out), "--scheduler", "local:1",
             "--no-parity", "--only", "micro_1k_224", "--checkpoint", f"micro_1k_224={url}"]
-    # SIGUSR1 makes it print every thread's stack: what it waits on, should it not stop in time.
-    run = ("import faulthandler, runpy, signal; faulthandler.register(signal.SIGUSR1, all_threads=True); "
-           "runpy.run_module('hubpub', run_name='__main__')")
+    # Started as from a terminal, where Ctrl-C reaches a foreground process whose SIGINT is at its default:
+    # a suite started in the background of a non-interactive shell (`make test &`) ignores SIGINT, and its
+    # children inherit that (Python leaves an ignored SIGINT ignored). SIGUSR1 makes it print every
+    # thread's stack: what it waits on, should it not stop in time.
+    run = ("import faulthandler, runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+           "faulthandler.register(signal.SIGUSR1, all_threads=True); runpy.run_module('hubpub', run_name='__main__')")
     p = subprocess.Popen([sys.executable, "-c", run, *args], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
                          env={**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "HUBPUB_CACHE": str(tmp_path / "cache")},
                          start_new_session=True)
