@@ -39,7 +39,8 @@ m = load_manifest(sys.argv[1])
 names = sys.argv[3].split(",")
 ckpts = {n: str(Path(sys.argv[4]) / f"{n}.pth") for n in names}
 # the formats of hubpub.formats convert in processes of their own: bench_onnx.py measures those
-report = build_all(m, Path(sys.argv[2]), only=tuple(names), jobs=1, checkpoints=ckpts, parity=True, formats=())
+report = build_all(m, Path(sys.argv[2]), only=tuple(names), jobs=1, checkpoints=ckpts, parity=True,
+                   formats=("keras", "litert"))
 assert not report.failed, report.failed
 print(json.dumps({"children_peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
@@ -62,8 +63,7 @@ if mode == "floor":
 else:
     # what the floor does too: port, export, round trip, pack (the .keras, LiteRT and ONNX files are other
     # artifacts; bench_onnx.py times the ONNX stage)
-    build_variant(v, out, checkpoint=ckpt, kinds=("classifier",), parity=False, keras_file=False, litert=False,
-                  formats=())
+    build_variant(v, out, checkpoint=ckpt, kinds=("classifier",), parity=False, formats=())
 print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 

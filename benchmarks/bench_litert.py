@@ -76,7 +76,7 @@ def measure(manifest_path: str, variant: str, args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes), Path(tmp) / "c.safetensors")
         build_variant(v, Path(tmp) / "dist", checkpoint=str(ckpt), kinds=("classifier",), parity=False,
-                      keras_file=False)
+                      formats=("litert",))
         dist = Dist(Path(tmp) / "dist")
         record = read_record(dist.report(v.name))
         files = {f.format: f for f in record.litert}

@@ -56,7 +56,7 @@ def main() -> int:
         ckpt = save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes),
                                Path(tmp) / "c.safetensors")
         [record] = build_variant(v, Path(tmp) / "dist", checkpoint=str(ckpt), kinds=("classifier",), parity=False,
-                                 keras_file=False, litert=False, formats=("onnx",))
+                                 formats=("onnx",))
         [onnx_file] = record.formats
         # the conversion runs in a child process (the build's only one here): its peak resident memory
         result["conversion_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

@@ -149,7 +149,7 @@ def hubs(out: Path) -> dict:
         ckpt = save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes), tmp / "c.safetensors")
         dist = tmp / "dist"
         # the SavedModel and the .keras file: the files the raw uploads below send too
-        build_variant(v, dist, checkpoint=str(ckpt), kinds=("classifier",), parity=False, litert=False, formats=())
+        build_variant(v, dist, checkpoint=str(ckpt), kinds=("classifier",), parity=False, formats=("keras",))
         report = json.loads((dist / "reports" / f"{v.name}.json").read_text())
         (dist / "reports" / f"{v.name}.json").write_text(json.dumps({**report, "random_weights": False}))
         tree = tmp / "tree"  # the files both hubs receive, for the clients' own uploads

@@ -294,7 +294,7 @@ def _run(path: Path, suffix: str) -> np.ndarray:
     if suffix == ".tflite":
         from ai_edge_litert.interpreter import Interpreter
 
-        from hubpub.litert import run
+        from hubpub.formats.litert import run
 
         data = path.read_bytes()
         _, h, w, _ = Interpreter(model_content=data).get_input_details()[0]["shape"]

@@ -130,11 +130,15 @@ class BuildRecord:
     formats: tuple[FormatFile, ...] = ()  # the files of the formats in `hubpub.formats` (ONNX), as built
     schema_version: int = SCHEMA_VERSION
 
+    def artifact_entries(self) -> tuple:
+        """The entry (`path` relative to dist/, `sha256`, `size`) of every file a user downloads of this artifact."""
+        keras = (self.keras,) if self.keras is not None else ()
+        return (self.tarball, *keras, *self.litert, *self.formats)
+
     def artifact_files(self) -> tuple[str, ...]:
         """Every file a user downloads of this artifact (relative to dist/): what gets a `.sha256` and a
         `.sig`."""
-        keras = (self.keras.path,) if self.keras is not None else ()
-        return (self.tarball.path, *keras, *(f.path for f in self.litert), *(f.path for f in self.formats))
+        return tuple(f.path for f in self.artifact_entries())
 
     def format_file(self, name: str) -> FormatFile | None:
         return next((f for f in self.formats if f.format == name), None)

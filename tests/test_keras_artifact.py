@@ -102,7 +102,7 @@ def test_portable_graph_of_convnext_v2_matches_its_fast_graph(tmp_path):
     """GRN built from Keras ops on the 4-D map, against the GRN layer on tokens, same weights."""
     from hubpub.convert import port_weights, read_checkpoint, save_checkpoint
     from hubpub.families import FAMILIES
-    from hubpub.keras_artifact import export_keras
+    from hubpub.formats.keras import export_keras
 
     family = FAMILIES["convnext_v2"]
     arch = family.parse({"family": "convnext_v2", "depths": [1, 1, 2, 1], "dims": [8, 16, 32, 64]})
@@ -121,7 +121,7 @@ def test_keras_check_tolerance_follows_the_outputs_scale(micro_dist, saved_model
     """1e-5 for outputs within [-1, 1], 1e-5 of the largest |value| above: another graph of the same
     weights rounds relative to the values (ConvNeXt V2 large's features differed by 1.12e-5)."""
     from hubpub.errors import ExportError
-    from hubpub.keras_artifact import check_keras_file, keras_tolerance
+    from hubpub.formats.keras import check_keras_file, keras_tolerance
 
     assert keras_tolerance(np.array([[0.3, -0.9]])) == tolerances.KERAS_FILE
     assert keras_tolerance(np.array([[2.0, -40.0]])) == pytest.approx(40 * tolerances.KERAS_FILE)

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from hubpub import tolerances
+from hubpub.formats.litert import FORMATS, LiteRTError, build_litert, calibration_images
 from hubpub.layout import Dist
-from hubpub.litert import FORMATS, LiteRTError, build_litert, calibration_images
 from hubpub.verify import reference_images
 
 
@@ -64,7 +64,7 @@ def test_the_quantized_gate_holds_for_real_weights_and_is_said_for_random_ones(m
                                  tmp_path / "c.safetensors",
                                  metadata={RANDOM_WEIGHTS_KEY: "true"} if random_weights else None)
     build = lambda: build_variant(v, tmp_path / "dist", checkpoint=str(checkpoint), kinds=("classifier",),  # noqa: E731
-                                  parity=False, keras_file=False, formats=())
+                                  parity=False, formats=("litert",))
     if not random_weights:
         with pytest.raises(LiteRTError, match=r"int8 LiteRT file disagrees .* < 1\.0 \(litert\.min_cosine\)"):
             build()

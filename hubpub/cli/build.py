@@ -15,8 +15,6 @@ from hubpub.cli.options import (
     checkpoint_overrides,
     format_options,
     manifest_option,
-    no_keras_option,
-    no_litert_option,
     notebooks_note,
     notebooks_option,
     parse_kinds,
@@ -107,12 +105,10 @@ def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_conven
 @click.option("--input-convention", type=click.Choice(["hub", "normalized"]), default="hub", show_default=True)
 @click.option("--out", type=PATH, default="dist", show_default=True)
 @click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
-@no_keras_option
-@no_litert_option
 @format_options
 @manifest_option
 def build(variant: str, checkpoint: str | None, kinds: str, input_convention: str, out: Path,
-          no_parity: bool, no_keras: bool, no_litert: bool, manifest_path: Path, **skip) -> None:
+          no_parity: bool, manifest_path: Path, **skip) -> None:
     """Build, port, check parity, export, round-trip and pack both kinds of one variant."""
     from hubpub.pipeline import build_variant, default_formats
 
@@ -120,7 +116,6 @@ def build(variant: str, checkpoint: str | None, kinds: str, input_convention: st
     v = manifest.variant(variant)
     records = build_variant(v, out, checkpoint=checkpoint, kinds=parse_kinds(kinds), input_convention=input_convention,
                             parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s),
-                            keras_file=not no_keras, litert=not no_litert,
                             formats=default_formats(skipped(skip) + manifest.formats_off))
     rows = [("artifact", "params", "tarball", "parity max |Δ|", "round-trip", ".keras vs SavedModel", "seconds")]
     for r in records:
@@ -206,8 +201,6 @@ def _print_collection(result, kinds: tuple[str, ...], out: Path, *, verified: bo
               help="Use this checkpoint instead of the manifest's URL (repeatable).")
 @click.option("--input-convention", type=click.Choice(["hub", "normalized"]), default="hub", show_default=True)
 @click.option("--no-parity", is_flag=True, help="Skip the PyTorch parity check.")
-@no_keras_option
-@no_litert_option
 @format_options
 @click.option("--publish", "publish_dest", type=TEXT, default=None, metavar="DEST",
               help="Then publish to gs://BUCKET/PREFIX or DIR (the docs link there).")
@@ -220,7 +213,7 @@ def _print_collection(result, kinds: tuple[str, ...], out: Path, *, verified: bo
               "(checkpoint.sha256 or collection.lock), before any download.")
 @click.option("--no-verify", is_flag=True, help="With --publish: skip loading one published artifact.")
 def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, scheduler, force, checkpoints, input_convention,
-                  no_parity, no_keras, no_litert, publish_dest, public_url, notebooks_out, execute_notebooks, collect,
+                  no_parity, publish_dest, public_url, notebooks_out, execute_notebooks, collect,
                   require_pinned, no_verify, **skip) -> None:
     """Build every artifact of the collection: incremental, resumable, parallel, shardable, or on a Dask
     cluster."""
@@ -248,7 +241,7 @@ def build_all_cmd(manifest_path, out, only, kinds, jobs, shard, scheduler, force
                                   force=force,
                                   checkpoints=checkpoint_overrides(checkpoints), input_convention=input_convention,
                                   parity=not no_parity, publish_dest=publish_dest, public_url=public_url,
-                                  progress=progress, keras_file=not no_keras, litert=not no_litert,
+                                  progress=progress,
                                   notebooks=notebooks_out, execute=execute_notebooks, verify=not no_verify)
     finally:
         progress.close()

@@ -55,8 +55,6 @@ def skipped(skip: dict) -> tuple[str, ...]:
     return tuple(name.removeprefix("skip_") for name, on in skip.items() if on)
 
 
-no_keras_option = click.option("--no-keras", is_flag=True, help="Build no Keras 3 (.keras) artifact.")
-no_litert_option = click.option("--no-litert", is_flag=True, help="Build no LiteRT (.tflite) files.")
 notebooks_option = click.option(
     "--notebooks", "notebooks_out", type=PATH, default=None,
     help="The usage notebooks' folder, a subfolder per destination [default: DIST/notebooks].")

@@ -44,7 +44,7 @@ def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked:
     file or URL) or onnxruntime (a .onnx file or URL) and compare with the build's record; with a key (or
     a Sigstore identity), check its signature before anything is loaded."""
     from hubpub.destinations import is_bucket_url
-    from hubpub.formats import FORMATS
+    from hubpub.formats import FILE_FORMATS
     from hubpub.verify import check_signature, read_reference, verify_format, verify_handle, verify_keras
 
     limit = byte_size(max_unpacked)
@@ -54,7 +54,7 @@ def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked:
         check_signature(handle, public_key=public_key, identity=identity, issuer=issuer, max_bytes=limit)
         click.echo(f"{handle}: signature checked ({f'key {public_key}' if public_key else identity})")
     path = handle.split("?")[0].rstrip("/")
-    fmt = next((f for f in FORMATS if path.endswith(f.suffix)), None)
+    fmt = next((f for f in FILE_FORMATS if path.endswith(f.suffix)), None)
     if report_path is None:
         parts = path.split("/")
         # .../<artifact>/<version>.tar.gz (published), .../<artifact>.tar.gz (dist/tars) or a directory

@@ -36,7 +36,7 @@ from hubpub.destinations.links import tfhub_url
 from hubpub.doctree import doc_body
 from hubpub.errors import PublishError
 from hubpub.extras import require
-from hubpub.formats import FORMATS, by_name
+from hubpub.formats import FILE_FORMATS, by_name
 from hubpub.signing import SUFFIX as SIGNATURE
 from hubpub.signing import fresh_signature
 
@@ -58,7 +58,7 @@ HF_REPO_NAME_MAX = 96  # huggingface_hub's validate_repo_id
 
 
 def _suffixes() -> tuple[str, ...]:
-    return ("", SAVED_MODEL_SUFFIX, LITERT_SUFFIX, *(f"-{f.name}" for f in FORMATS))
+    return ("", SAVED_MODEL_SUFFIX, LITERT_SUFFIX, *(f"-{f.name}" for f in FILE_FORMATS))
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class HuggingFace(Destination):
             asset_url=resolve(SAVED_MODEL_SUFFIX, HF_TARBALL), keras_url=f"hf://{repo}",
             keras_source="hf", page_url=f"{HF_WEB}/{repo}", doc_url=None, tfhub_url=tfhub_url(publisher, artifact),
             litert_prefix=resolve(LITERT_SUFFIX, f"{artifact.name}."),
-            formats={f.name: resolve(f"-{f.name}", f"{artifact.name}{f.suffix}") for f in FORMATS})
+            formats={f.name: resolve(f"-{f.name}", f"{artifact.name}{f.suffix}") for f in FILE_FORMATS})
 
     def where(self, base: str) -> str:
         return f"on the Hugging Face Hub ({HF_WEB}/{self.owner})"

@@ -41,7 +41,7 @@ from hubpub.destinations.links import tfhub_url
 from hubpub.doctree import doc_body
 from hubpub.errors import PublishError
 from hubpub.extras import require
-from hubpub.formats import FORMATS, by_name
+from hubpub.formats import FILE_FORMATS, by_name
 from hubpub.signing import SUFFIX as SIGNATURE
 from hubpub.signing import fresh_signature
 
@@ -94,9 +94,9 @@ class Kaggle(Destination):
             tfhub_url=tfhub_url(publisher, artifact),
             litert_prefix=f"{KAGGLE_WEB}/{self.owner}/{self.model}/tfLite/{variation}/{version}/{artifact.name}.",
             formats={f.name: f"{KAGGLE_WEB}/{self.owner}/{self.model}/{f.kaggle_framework}/{variation}/{version}"
-                     for f in FORMATS if f.kaggle_framework},
+                     for f in FILE_FORMATS if f.kaggle_framework},
             format_handles={f.name: f"{self.owner}/{self.model}/{f.kaggle_framework}/{variation}/{version}"
-                            for f in FORMATS if f.kaggle_framework})
+                            for f in FILE_FORMATS if f.kaggle_framework})
 
     def where(self, base: str) -> str:
         return f"on Kaggle Models ({KAGGLE_WEB}/{self.owner}/{self.model})"

@@ -19,15 +19,15 @@ def tfhub_url(publisher: str, artifact: Artifact) -> str:
 
 def url_links(base: str, publisher: str, artifact: Artifact, doc_path: str) -> ArtifactLinks:
     """The links of an artifact published below the URL `base`."""
-    from hubpub.formats import FORMATS
+    from hubpub.formats import FILE_FORMATS
 
     return ArtifactLinks(asset_url=f"{base}/{artifact.asset_object}", keras_url=f"{base}/{artifact.keras_object}",
                          keras_source="url", page_url=None, doc_url=f"{base}/{doc_path}",
                          tfhub_url=tfhub_url(publisher, artifact),
                          litert_prefix=f"{base}/{artifact.name}/{artifact.version}.",
-                         formats={f.name: f"{base}/{format_object(artifact, f)}" for f in FORMATS})
+                         formats={f.name: f"{base}/{format_object(artifact, f)}" for f in FILE_FORMATS})
 
 
 def format_object(artifact: Artifact, fmt) -> str:
     """A format's file below a bucket or directory: beside the tarball, `<artifact>/<version><suffix>`."""
-    return f"{artifact.name}/{artifact.version}{fmt.suffix}"
+    return artifact.object_name(fmt.suffix)

@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING
 
 import google_crc32c
 
-from hubpub._files import cleanup_created_dirs, sha256_file, sha256_sidecar, write_sha256
+from hubpub._files import cleanup_created_dirs
 from hubpub.destinations.base import Destination, Outcome, PublishJob, PublishResult, Stat, Upload
-from hubpub.destinations.links import format_object
 from hubpub.errors import PublishError
-from hubpub.formats import by_name
+from hubpub.formats import FORMATS
 from hubpub.layout import Dist
 from hubpub.package import check_tarball
 from hubpub.progress import progress_bar
@@ -80,29 +79,15 @@ def plan_objects(manifest: Manifest, dist: Path, base: str, records: dict) -> li
             continue
         files = [(tar, artifact.asset_object),
                  (layout.tarball_sha256(artifact.name), artifact.asset_object + ".sha256")]
-        if record.keras is not None:
-            files += [(layout.keras(artifact.name), artifact.keras_object),
-                      (layout.keras_sha256(artifact.name), artifact.keras_object + ".sha256")]
-        for lite in record.litert:  # with its .sha256 (made from the record for a build older than that)
-            path = layout.root / lite.path
-            if path.is_file() and not sha256_sidecar(path).is_file() and sha256_file(path) == lite.sha256:
-                write_sha256(path, lite.sha256)
-            obj = artifact.litert_object(lite.format)
-            files += [(path, obj), (sha256_sidecar(path), obj + ".sha256")]
-        if record.litert and (labels := layout.litert_labels(artifact.name)).is_file():
-            files.append((labels, f"{artifact.name}/{artifact.version}.labels.txt"))
-        for f in record.formats:  # each format of `hubpub.formats`, with its .sha256
-            obj = format_object(artifact, by_name(f.format))
-            files += [(layout.root / f.path, obj), (layout.root / (f.path + ".sha256"), obj + ".sha256")]
+        for fmt in FORMATS:  # each format's files as a bucket holds them, with their .sha256
+            files += fmt.objects(artifact, record, layout)
         signatures = [(sig, relative + SIGNATURE) for source, relative in files if (sig := fresh_signature(source))]
         for source, relative in files + signatures:
             if not source.is_file():
                 raise PublishError(f"{source}: missing; rebuild {artifact.name}")
             uploads.append(Upload(source, relative, source.stat().st_size, crc32c_of(source),
                                   f"{base}/{relative}", artifact.name, record.random_weights))
-        if record.tarball.size != tar.stat().st_size or (
-                record.keras is not None and record.keras.size != layout.keras(artifact.name).stat().st_size) or any(
-                f.size != (layout.root / f.path).stat().st_size for f in (*record.litert, *record.formats)):
+        if any(f.size != (layout.root / f.path).stat().st_size for f in record.artifact_entries()):
             raise PublishError(f"{tar}: does not match its build report; rebuild {artifact.name}")
     for folder, prefix, pattern in ((layout.docs, "docs/", "*.md"), (layout.site_upload, "site/", "*")):
         for path in sorted(folder.rglob(pattern)) if folder.is_dir() else []:

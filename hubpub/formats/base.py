@@ -1,11 +1,14 @@
 """What a format is: the interface a format module fills, and the job a build hands it.
 
-A format writes one file per artifact from the exported SavedModel (the graph every family produces,
-with the Hub input convention inside), checks it against the SavedModel's outputs on the build's fixed
-inputs with a tolerance of its own, and says where it goes: its name and suffix below a bucket or a
-directory (`<artifact>/<version><suffix>`, with a `.sha256` beside it), its folder in a Hugging Face
-repository, its framework on Kaggle Models, and its template text in the docs (`templates/formats/<name>.md.j2`).
-Everything else (the build record, the docs' downloads, the site, every destination) comes from that.
+A format writes its files of an artifact, checks them against the SavedModel's outputs on the build's
+fixed inputs with a tolerance of its own, records them (each file's path from `Dist`, size, sha256 and
+`.sha256` sidecar, in its typed record entry), and says where they go: below a bucket or a directory
+(`<artifact>/<version><suffix>`, with a `.sha256` beside it), in a Hugging Face repository, on Kaggle
+Models, and in the docs (`templates/formats/<name>.md.j2`, for a format of the record's `formats`).
+
+Most formats are made from the exported SavedModel (`source = "saved_model"`: LiteRT, ONNX). One made
+from the in-memory Keras model (`source = "model"`: the `.keras` file) writes its file in `prepare`
+while the model exists, and checks it in `build` once the build has freed the model.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -21,7 +24,9 @@ from hubpub.errors import HubpubError
 
 if TYPE_CHECKING:
     from hubpub.layout import Dist
-    from hubpub.record import FormatFile
+    from hubpub.manifest import Variant
+    from hubpub.manifest.values import Artifact
+    from hubpub.record import BuildRecord
 
 
 class FormatError(HubpubError):
@@ -38,6 +43,9 @@ class FormatJob:
     inputs: np.ndarray  # float32 NHWC in [0, 1]: the build's fixed inputs
     expected: np.ndarray  # the SavedModel's outputs on them
     parameters: int
+    variant: Variant | None = None  # the manifest's settings of the variant (LiteRT's formats, its gate)
+    random_weights: bool = False  # a build that cannot be published (quality gates say, not refuse)
+    prepared: Any = None  # what `prepare` gave, for a format made from the Keras model
 
 
 class Format(ABC):
@@ -46,11 +54,14 @@ class Format(ABC):
     name: ClassVar[str]  # "onnx": the record's and the CLI's name (`--no-onnx`)
     title: ClassVar[str]  # "ONNX"
     suffix: ClassVar[str]  # ".onnx": after `<artifact>` in dist/, after `<version>` at a destination
-    extra: ClassVar[str]  # the pip extra its libraries come in: `pip install "hubpub[onnx]"`
+    extra: ClassVar[str | None]  # the pip extra its libraries come in (`pip install "hubpub[onnx]"`); None: core
     kaggle_framework: ClassVar[str | None] = None  # its Kaggle Models framework, if Kaggle has one
     runner: ClassVar[str]  # what runs it downstream, as `hubpub verify` says: "onnxruntime"
     tolerance: ClassVar[float]  # max |Δ| from the SavedModel on the build's inputs (`hubpub.tolerances`)
     content_type: ClassVar[str] = "application/octet-stream"
+    source: ClassVar[str] = "saved_model"  # or "model": made from the in-memory Keras model (`prepare`)
+    beside: ClassVar[bool] = False  # its work is a child process: built in a thread beside the other formats
+    in_formats: ClassVar[bool] = True  # its entries are the record's generic `formats` (FormatFile)
 
     def path(self, dist: Dist, artifact: str) -> Path:
         return dist.format_file(self.name, artifact, self.suffix)
@@ -59,14 +70,43 @@ class Format(ABC):
         """What its template text says beyond the record (ONNX: the opset)."""
         return {}
 
-    def wanted(self, parameters: int) -> str | None:
-        """None if the format is built for an artifact of this size, else why not (said in the record's
-        place, the build's log)."""
+    def wanted(self, job: FormatJob) -> str | None:
+        """None if the format is built for this artifact, else why not (said in the build's log)."""
         return None
 
-    @abstractmethod
     def available(self) -> bool:
         """Whether its libraries are installed (else the build says which extra to install)."""
+        from hubpub.extras import installed
+
+        return self.extra is None or installed(self.extra)
+
+    def prepare(self, job: FormatJob, model, build_portable) -> Any:
+        """For `source = "model"`: the work that needs the in-memory Keras `model` (and `build_portable()`,
+        the family's portable graph of it), done while it exists; handed to `build` as `job.prepared`."""
+        return None
+
+    def entries(self, record: BuildRecord) -> tuple:
+        """Its typed entries in a build record (each with `path`, `sha256`, `size`)."""
+        return tuple(f for f in record.formats if f.format == self.name)
+
+    def record_fields(self, fields: dict, entries: tuple) -> dict:
+        """The build record's fields (`keras`, `litert`, `formats`) with what `build` returned, given those
+        the formats before it in the registry set: the generic `formats` gather every such format's files."""
+        return {"formats": (*fields.get("formats", ()), *entries)}
+
+    def objects(self, artifact: Artifact, record: BuildRecord, dist: Dist) -> list[tuple[Path, str]]:
+        """What a bucket or a directory holds of it: (file in dist/, object name), `.sha256` sidecars included."""
+        obj = artifact.object_name(self.suffix)
+        return [pair for f in self.entries(record)
+                for pair in ((dist.root / f.path, obj), (dist.root / (f.path + ".sha256"), obj + ".sha256"))]
+
+    def downloads(self, artifact: Artifact, record: BuildRecord, links: dict, beside: bool) -> list[tuple]:
+        """Its files among the site's downloads: (what, address, path in dist/, size, sha256); the address is
+        relative to the site when it sits beside the files (`beside`: a bucket or directory), else from
+        `links` (the docs' links of the artifact at its destination)."""
+        return [(f"{self.title} ({self.suffix}), max |Δ| {f.max_abs:.1e} to the SavedModel",
+                 f"../../{artifact.object_name(self.suffix)}" if beside else links["formats"][self.name],
+                 f.path, f.size, f.sha256) for f in self.entries(record)]
 
     @abstractmethod
     def run(self, data: bytes, images: np.ndarray) -> np.ndarray:
@@ -74,6 +114,6 @@ class Format(ABC):
         verify` compares with the build's record. Raises FormatError if the bytes do not load."""
 
     @abstractmethod
-    def build(self, job: FormatJob) -> FormatFile:
-        """Write the artifact's file (atomically: nothing under the final name unless it passed its check)
-        and return its record."""
+    def build(self, job: FormatJob) -> tuple:
+        """Write the artifact's files (atomically: nothing under a final name unless it passed its check)
+        and return their record entries."""

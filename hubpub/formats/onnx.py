@@ -32,7 +32,6 @@ import numpy as np
 
 from hubpub import tolerances
 from hubpub._files import atomic_path, sha256_file, write_sha256
-from hubpub.extras import installed
 from hubpub.formats.base import Format, FormatError, FormatJob
 from hubpub.record import FormatFile
 
@@ -57,12 +56,13 @@ class Onnx(Format):
     kaggle_framework = "onnx"  # kagglesdk's ModelFramework.MODEL_FRAMEWORK_ONNX
     runner = "onnxruntime"
     tolerance = tolerances.ONNX
+    beside = True  # converted in a child process: the build's main thread goes on meanwhile
 
     def doc_values(self) -> dict:
         return {"opset": OPSET}
 
-    def wanted(self, parameters: int) -> str | None:
-        weights = parameters * 4
+    def wanted(self, job: FormatJob) -> str | None:
+        weights = job.parameters * 4
         if weights > MAX_WEIGHT_BYTES:
             return (f"{weights / 2**30:.1f} GiB of weights: over the 2 GiB one ONNX file can hold (a "
                     "protobuf message)")
@@ -73,9 +73,6 @@ class Onnx(Format):
                     f"machine has {have / 2**30:.0f} GiB")
         return None
 
-    def available(self) -> bool:
-        return installed(self.extra)
-
     def run(self, data: bytes, images: np.ndarray) -> np.ndarray:
         try:
             return run(data, images)
@@ -83,7 +80,7 @@ class Onnx(Format):
             raise FormatError(f"onnxruntime could not run it: {type(e).__name__}: "
                               f"{str(e).splitlines()[0][:300]}") from None
 
-    def build(self, job: FormatJob) -> FormatFile:
+    def build(self, job: FormatJob) -> tuple[FormatFile]:
         # Converted and checked in the child process: the worker never holds onnxruntime's copies of the
         # weights, nor a second load of the SavedModel (a conversion process holds far more anyway).
         with tempfile.TemporaryDirectory(prefix="hubpub-onnx-") as tmp:
@@ -96,7 +93,7 @@ class Onnx(Format):
                 shutil.copyfile(out, final)
         digest = sha256_file(path)
         write_sha256(path, digest)
-        return FormatFile(self.name, job.dist.relative(path), digest, path.stat().st_size, worst, self.tolerance)
+        return (FormatFile(self.name, job.dist.relative(path), digest, path.stat().st_size, worst, self.tolerance),)
 
 
 def conversion_bytes(weight_bytes: int) -> int:

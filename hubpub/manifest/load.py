@@ -144,9 +144,9 @@ def _name_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
 
 
 def _format_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
-    from hubpub.formats import FORMATS
+    from hubpub.formats import FILE_FORMATS
 
-    known = [f.name for f in FORMATS]
+    known = [f.name for f in FILE_FORMATS]
     return [_problem(lines, ("formats", name), f"{_format_loc(('formats', name))}: unknown format {name!r}; known: "
                      f"{', '.join(known)} (the SavedModel, .keras and LiteRT files have their own settings)")
             for name in model.formats if name not in known]
@@ -251,7 +251,9 @@ def _resolve(m: ManifestModel, architectures: dict[str, ArchConfig], path: Path)
         architectures=architectures,
         variants=tuple(variants),
         require_pinned=m.require_pinned,
-        formats_off=tuple(name for name, on in m.formats.items() if not on),
+        # LiteRT has settings of its own (`litert`): off when they want it for no variant.
+        formats_off=tuple(name for name, on in m.formats.items() if not on) + (
+            () if any(v.litert_formats for v in variants) else ("litert",)),
         signing=m.signing.model_copy(update={k: getattr(m.signing, k) and str(path.parent / getattr(m.signing, k))
                                              for k in ("key", "public_key")}),
     )

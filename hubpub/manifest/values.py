@@ -100,19 +100,24 @@ class Artifact:
     def version(self) -> int:
         return self.variant.version
 
+    def object_name(self, suffix: str) -> str:
+        """A file's object name below a bucket or directory: `<artifact>/<version><suffix>`, one per version,
+        never reused."""
+        return f"{self.name}/{self.version}{suffix}"
+
     @property
     def asset_object(self) -> str:
-        """The tarball's object name under the destination: one URL per version, never reused."""
-        return f"{self.name}/{self.version}.tar.gz"
+        """The tarball's object name."""
+        return self.object_name(".tar.gz")
 
     def litert_object(self, fmt: str) -> str:
-        """A LiteRT file's object name below the destination."""
-        return f"{self.name}/{self.version}.{fmt}.tflite"
+        """A LiteRT file's object name."""
+        return self.object_name(f".{fmt}.tflite")
 
     @property
     def keras_object(self) -> str:
         """The Keras 3 file's object name, beside the tarball."""
-        return f"{self.name}/{self.version}.keras"
+        return self.object_name(".keras")
 
     def asset_url(self, publish: PublishSettings) -> str:
         return f"{publish.public_url_base}/{self.asset_object}"

@@ -5,7 +5,6 @@ sequence library stages; the work is done in the stage modules."""
 
 from hubpub.pipeline.build import (
     Timings,
-    build_formats,
     build_ported,
     build_variant,
     default_formats,
@@ -31,7 +30,7 @@ from hubpub.pipeline.workers import VariantJob, VariantResult, run_variant, work
 
 __all__ = [
     "LOCK_NAME", "RESOURCE", "CollectionResult", "Scheduler", "Timings", "VariantJob", "VariantResult",
-    "build_all", "build_collection", "build_formats", "build_ported", "build_variant", "check_pinned",
+    "build_all", "build_collection", "build_ported", "build_variant", "check_pinned",
     "clean_interrupted", "collected", "default_formats", "default_parity_sizes", "demo_checkpoint",
     "execute_notebooks", "feature_extractor_of", "has_reference", "inputs_key", "measure_preprocess_gap",
     "parity_for_variant", "parse_scheduler", "read_lock", "run_variant", "select_shard", "up_to_date",

@@ -1,5 +1,5 @@
-"""One variant built: fetch, port, parity, export, round trip, pack, `.keras`, LiteRT and the formats of
-`hubpub.formats`, into a build record per kind."""
+"""One variant built: fetch, port, parity, export, round trip, pack and the formats of `hubpub.formats`
+(`.keras`, LiteRT, ONNX), into a build record per kind."""
 
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ import numpy as np
 
 from hubpub import tolerances
 from hubpub._torch import torch_available
-from hubpub.extras import install_command, installed
+from hubpub.extras import install_command
 from hubpub.layout import Dist
 from hubpub.manifest import KINDS, Variant, artifact_name
 from hubpub.memory import peak_rss_mb
 from hubpub.record import (
     BuildRecord,
     CheckpointInfo,
-    KerasFile,
     Output,
     ParityInfo,
     RoundTrip,
@@ -137,19 +136,18 @@ def measure_preprocess_gap(variant: Variant) -> dict | None:
 def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
                   kinds: tuple[str, ...] = KINDS, input_convention: str = "hub", parity: bool = True,
                   on_stage=lambda artifact, stage: None, inputs_keys: dict[str, str] | None = None,
-                  fetched=None, keras_file: bool = True, litert: bool = True,
-                  formats: tuple[str, ...] | None = None) -> list[BuildRecord]:
-    """fetch -> build -> port -> parity -> export -> round-trip -> pack, for each kind of a variant.
+                  fetched=None, formats: tuple[str, ...] | None = None) -> list[BuildRecord]:
+    """fetch -> build -> port -> parity -> export -> formats -> round-trip -> pack, for each kind of a variant.
 
-    Writes the saved model, tarball (+ .sha256) and build record of each artifact into the dist
-    folder `out`, and returns the records. `formats` names the formats of `hubpub.formats` to build
-    (default: every one whose extra is installed).
+    Writes the saved model, tarball (+ .sha256), the files of each format and the build record of each
+    artifact into the dist folder `out`, and returns the records. `formats` names the formats of
+    `hubpub.formats` to build (default: every one whose extra is installed).
     """
     with _collect_young_objects_only():
         return _build_variant(variant, Dist(out), checkpoint=checkpoint, kinds=kinds,
                               input_convention=input_convention, parity=parity, on_stage=on_stage,
-                              inputs_keys=inputs_keys or {}, fetched=fetched, keras_file=keras_file,
-                              litert=litert, formats=default_formats() if formats is None else formats)
+                              inputs_keys=inputs_keys or {}, fetched=fetched,
+                              formats=default_formats() if formats is None else formats)
 
 
 @contextlib.contextmanager
@@ -173,21 +171,18 @@ class _KindBuild:
     expected: np.ndarray  # the SavedModel's outputs on the fixed inputs
     reference: dict  # what `verify` compares with downstream (`reference_record`)
     parameters: int
-    keras_written: tuple | None = None  # write_keras's result, until checked
-    keras: object | None = None  # hubpub.keras_artifact's checked file
+    formats: tuple = ()  # the formats of `hubpub.formats` built for it, in registry order
+    prepared: dict = field(default_factory=dict)  # a format's `prepare` result, by name, until it is built
+    built: dict = field(default_factory=dict)  # a format's record entries, by name
     round_trip: dict = field(default_factory=dict)
     packed: object | None = None  # hubpub.package.PackResult
-    formats: tuple = ()
-    litert: tuple = ()
 
 
 def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_convention, parity, on_stage,
-                   inputs_keys, fetched, keras_file, litert=True, formats=()) -> list[BuildRecord]:
+                   inputs_keys, fetched, formats=()) -> list[BuildRecord]:
     from hubpub import __version__
     from hubpub.export import export_saved_model, round_trip
     from hubpub.fetch import fetch
-    from hubpub.formats import FormatJob
-    from hubpub.keras_artifact import checked_keras, write_keras
     from hubpub.parity import check_parity, reference_images
     from hubpub.verify import reference_record
 
@@ -221,7 +216,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                     parity_runs[kind].append(report.to_dict())
             del references
 
-    # One set of fixed inputs serves the round trip and the record `verify` checks downstream.
+    # One set of fixed inputs serves the round trip, the formats' checks and the record `verify` checks downstream.
     res = variant.resolution
     rt_images = reference_images(res, res, 2, seed=0)
     done: dict[str, _KindBuild] = {}
@@ -238,28 +233,33 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
             expected = exported.probe_outputs
         done[kind] = _KindBuild(kt, exported, expected, reference_record(expected, res, res, batch=2, seed=0),
                                 int(model.count_params()))
-    # The Keras 3 files after every SavedModel: their build resets Keras' name counters.
-    for kind, model in models.items() if keras_file else ():
-        name, kt = artifact_name(variant.name, kind), done[kind].timings
-        on_stage(name, "keras")
-        with kt.stage("keras"):
-            done[kind].keras_written = write_keras(
-                model, lambda kind=kind: variant.family.build(
-                    variant.architecture, num_classes=variant.num_classes if kind == "classifier" else None,
-                    input_convention=input_convention, name=artifact_name(variant.name, kind),
-                    source=fetched.path, portable=True),
-                dist.keras(name))
-    # The reloads below would otherwise hold a second copy of the weights next to the Keras model
-    # (`model` too: the loops above leave it naming the last model, which shares every weight).
+        done[kind].formats = _wanted_formats(formats, _format_job(variant, dist, kind, done[kind], rt_images,
+                                                                  port.random_weights))
+
+    # The formats made from the Keras model (`.keras`) after every SavedModel: their build resets Keras'
+    # name counters. Checked once the models are gone: a check loads another copy of the weights.
+    for kind, model in models.items():
+        d = done[kind]
+        for fmt in (f for f in d.formats if f.source == "model"):
+            on_stage(artifact_name(variant.name, kind), fmt.name)
+            with d.timings.stage(fmt.name):
+                d.prepared[fmt.name] = fmt.prepare(
+                    _format_job(variant, dist, kind, d, rt_images, port.random_weights), model,
+                    lambda kind=kind: variant.family.build(
+                        variant.architecture, num_classes=variant.num_classes if kind == "classifier" else None,
+                        input_convention=input_convention, name=artifact_name(variant.name, kind),
+                        source=fetched.path, portable=True))
+    # The checks and reloads below would otherwise hold a second copy of the weights next to the Keras
+    # model (`model` too: the loops above leave it naming the last model, which shares every weight).
     del models, base, model
     gc.collect()
-    for kind, d in done.items() if keras_file else ():
-        name, kt = artifact_name(variant.name, kind), d.timings
-        on_stage(name, "keras-check")
-        with kt.stage("keras_check"):  # Keras' loader reads the whole weights file into memory first
-            d.keras = checked_keras(dist.keras(name), *d.keras_written, rt_images, d.expected)
-            d.keras_written = None
-        gc.collect()
+    for kind, d in done.items():
+        for fmt in (f for f in d.formats if f.source == "model"):
+            on_stage(artifact_name(variant.name, kind), f"{fmt.name}-check")
+            with d.timings.stage(f"{fmt.name}_check"):
+                d.built[fmt.name] = fmt.build(_format_job(variant, dist, kind, d, rt_images, port.random_weights,
+                                                          prepared=d.prepared.pop(fmt.name)))
+            gc.collect()
 
     # From here on, work runs beside the round trips: packing (ISA-L, hashing, file I/O) and the
     # preprocessing gap mostly without the GIL. Not earlier: a save's function names come from the
@@ -287,25 +287,23 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                 d.packed = packing.result()
         gap = gap_job.result()
 
-    def build_all_formats() -> None:  # the formats of the format seam: each from the final SavedModel
+    def build_from_saved_models(beside: bool) -> None:
         for kind, d in done.items():
-            d.formats = build_formats(formats, FormatJob(artifact_name(variant.name, kind), d.exported.path, dist,
-                                                         rt_images, d.expected, d.parameters), d.timings, on_stage)
+            for fmt in (f for f in d.formats if f.source == "saved_model" and f.beside == beside):
+                on_stage(artifact_name(variant.name, kind), fmt.name)
+                with d.timings.stage(fmt.name):
+                    d.built[fmt.name] = fmt.build(_format_job(variant, dist, kind, d, rt_images, port.random_weights))
 
-    # The formats beside LiteRT: ONNX's conversion is a child process, so the two use both cores (the
-    # demo's build: 126 -> ? s). Both read the final SavedModels only; neither writes one.
+    # The formats made from the final SavedModels. One whose work is a child process (ONNX's conversion)
+    # runs beside the others (LiteRT's), so the two use both cores; none writes a SavedModel.
     with ThreadPoolExecutor(1) as pool:
-        formats_job = pool.submit(build_all_formats)
+        beside_job = pool.submit(build_from_saved_models, True)
         try:
-            if litert and variant.litert_formats and not installed("litert"):
-                log.warning("warning: no LiteRT files: its libraries are not installed (%s, or --no-litert to "
-                            "say so)", install_command("litert"))
-            elif litert and variant.litert_formats:
-                _build_litert(variant, dist, done, rt_images, on_stage, random_weights=port.random_weights)
+            build_from_saved_models(False)
         except BaseException:
-            wait([formats_job])  # LiteRT's error is the one to report
+            wait([beside_job])  # the main thread's error is the one to report
             raise
-        formats_job.result()
+        beside_job.result()
 
     if parity_runs and any(parity_runs.values()):
         parity_status = "passed"
@@ -319,6 +317,10 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
     for kind, d in done.items():
         name, kt, exported = artifact_name(variant.name, kind), d.timings, d.exported
         packed, runs = d.packed, tuple(parity_runs.get(kind, []))
+        files: dict = {}  # the record's fields of the formats built (`keras`, `litert`, `formats`)
+        for fmt in d.formats:
+            if fmt.name in d.built:
+                files |= fmt.record_fields(files, d.built[fmt.name])
         record = BuildRecord(
             artifact=name, variant=variant.name, kind=kind, family=variant.family.name, version=variant.version,
             hubpub_version=__version__, input_convention=input_convention, random_weights=port.random_weights,
@@ -332,56 +334,32 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
             output=Output(exported.output_name, exported.output_dim),
             signatures={s.name: {"inputs": s.inputs, "outputs": s.outputs} for s in exported.signatures},
             timings={**timings.seconds, **kt.seconds}, peak_rss_mb={**timings.peak_rss_mb, **kt.peak_rss_mb},
-            reference=d.reference, preprocess_gap=gap,
-            inputs_key=inputs_keys.get(kind),
-            keras=KerasFile(dist.relative(d.keras.path), d.keras.sha256, d.keras.size,
-                            d.keras.max_abs) if d.keras is not None else None,
-            litert=d.litert, formats=d.formats)
+            reference=d.reference, preprocess_gap=gap, inputs_key=inputs_keys.get(kind), **files)
         write_record(dist.report(name), record)
         records.append(record)
     return records
 
 
-def _build_litert(variant: Variant, dist: Dist, done: dict[str, _KindBuild], rt_images, on_stage, *,
-                  random_weights: bool) -> None:
-    """The LiteRT files of each kind. The quantized files' gate (`litert.min_cosine`) judges what
-    quantizing did to real weights; random weights (a build that cannot be published) say nothing of
-    that, so there a file below it is said, not refused (random ConvNeXt V2 nano at 384 px: int8 0.976)."""
-    from hubpub.litert import build_litert, calibration_images
+def _format_job(variant: Variant, dist: Dist, kind: str, d: _KindBuild, images: np.ndarray, random_weights: bool,
+                prepared=None):
+    from hubpub.formats import FormatJob
 
-    res = variant.resolution
-    calibration = calibration_images(res, variant.litert_calibration)
-    inputs = np.concatenate([rt_images, calibration])  # the parity inputs and real photos
-    for kind, d in done.items():
-        name, kt = artifact_name(variant.name, kind), d.timings
-        on_stage(name, "litert")
-        with kt.stage("litert"):
-            d.litert = build_litert(d.exported.path, dist, name, res, inputs=inputs, calibration=calibration,
-                                    formats=variant.litert_formats,
-                                    min_cosine=0.0 if random_weights else variant.litert_min_cosine)
-        for f in d.litert if random_weights else ():
-            if f.format != "float32" and f.cosine < variant.litert_min_cosine:
-                log.warning("warning: %s: the %s LiteRT file's cosine %.4f is below litert.min_cosine %s: not "
-                            "enforced for random weights (such a build cannot be published)", name, f.format,
-                            f.cosine, variant.litert_min_cosine)
+    return FormatJob(artifact_name(variant.name, kind), d.exported.path, dist, images, d.expected, d.parameters,
+                     variant, random_weights, prepared)
 
 
-def build_formats(names: tuple[str, ...], job, timings: Timings, on_stage) -> tuple:
-    """The files of the formats named (`hubpub.formats`), in registry order, each timed as its own stage;
-    a format too large for the artifact is left out, saying why."""
+def _wanted_formats(names: tuple[str, ...], job) -> tuple:
+    """The formats named (`hubpub.formats`) that are built for this artifact, in registry order; one left
+    out for it (too large, or not wanted by the manifest) is said in the log."""
     from hubpub.formats import FORMATS
 
-    files = []
-    for fmt in FORMATS:
-        if fmt.name not in names:
-            continue
-        if why := fmt.wanted(job.parameters):
+    chosen = []
+    for fmt in (f for f in FORMATS if f.name in names):
+        if why := fmt.wanted(job):
             log.info("%s: no %s file: %s", job.artifact, fmt.title, why)
-            continue
-        on_stage(job.artifact, fmt.name)
-        with timings.stage(fmt.name):
-            files.append(fmt.build(job))
-    return tuple(files)
+        else:
+            chosen.append(fmt)
+    return tuple(chosen)
 
 
 def _pack_checked(saved_model: Path, tarball: Path):

@@ -46,8 +46,7 @@ def select_shard(variants: list[Variant], shard: tuple[int, int] | None) -> list
 def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS, jobs: int = 1,
               shard: tuple[int, int] | None = None, force: bool = False, checkpoints: dict[str, str] | None = None,
               input_convention: str = "hub", parity: bool = True, lock_path: Path | None = None,
-              progress=None, keras_file: bool = True, litert: bool = True,
-              require_pinned: bool = False, formats: tuple[str, ...] | None = None,
+              progress=None, require_pinned: bool = False, formats: tuple[str, ...] | None = None,
               scheduler=None) -> BuildSummary:
     """Build every selected variant in worker processes (a fresh one per variant), then write the report.
 
@@ -58,7 +57,7 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     with _cluster(scheduler) as client:
         return _build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                           checkpoints=checkpoints, input_convention=input_convention, parity=parity,
-                          lock_path=lock_path, progress=progress, keras_file=keras_file, litert=litert,
+                          lock_path=lock_path, progress=progress,
                           require_pinned=require_pinned, formats=formats, client=client)
 
 
@@ -75,7 +74,7 @@ def _cluster(scheduler):
 
 
 def _build_all(manifest, out: Path, *, only, kinds, jobs, shard, force, checkpoints, input_convention, parity,
-               lock_path, progress, keras_file, litert, require_pinned, formats, client) -> BuildSummary:
+               lock_path, progress, require_pinned, formats, client) -> BuildSummary:
     from hubpub.errors import FetchError
     from hubpub.manifest import iter_selected
 
@@ -110,7 +109,7 @@ def _build_all(manifest, out: Path, *, only, kinds, jobs, shard, force, checkpoi
         expected = v.checkpoint_sha256 or (locked.get("sha256") if source is None
                                            and locked.get("url") == v.checkpoint_url else None)
         jobs_list.append(VariantJob(str(manifest.path.resolve()), v.name, str(out.resolve()), source, expected, kinds,
-                                    input_convention, parity, force, threads, keras_file, litert, formats))
+                                    input_convention, parity, force, threads, formats))
 
     # What is up to date needs no worker: decided here from the records and known hashes, no TensorFlow.
     results: dict[str, VariantResult] = {}
@@ -232,7 +231,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
                      jobs: int = 1, shard: tuple[int, int] | None = None, force: bool = False,
                      checkpoints: dict[str, str] | None = None, input_convention: str = "hub", parity: bool = True,
                      publish_dest: str | None = None, public_url: str | None = None,
-                     progress=None, keras_file: bool = True, litert: bool = True, notebooks: Path | None = None,
+                     progress=None, notebooks: Path | None = None,
                      formats: tuple[str, ...] | None = None,
                      execute: bool = False, collect: bool = False, require_pinned: bool = False,
                      verify: bool = True, fine_tune: bool = False, scheduler=None) -> CollectionResult:
@@ -268,7 +267,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     else:
         summary = build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                             checkpoints=checkpoints, input_convention=input_convention, parity=parity,
-                            progress=progress, keras_file=keras_file, litert=litert, require_pinned=require_pinned,
+                            progress=progress, require_pinned=require_pinned,
                             formats=formats, scheduler=scheduler)
     docs, note, written, site = None, "", [], None
     built = load_built(out)  # read once: the notebooks, docs and site all take these

@@ -23,12 +23,17 @@ LOCK_NAME = "collection.lock"
 
 
 def inputs_key(variant: Variant, kind: str, checkpoint_sha256: str, input_convention: str, parity: bool,
-               keras_file: bool = True, litert: bool = True, formats: tuple[str, ...] = ()) -> str:
-    """What an artifact's bytes depend on: its manifest entry, the checkpoint, hubpub's version."""
+               formats: tuple[str, ...] = ()) -> str:
+    """What an artifact's bytes depend on: its manifest entry, the checkpoint, the formats built, hubpub's
+    version."""
     import hashlib
 
     from hubpub import __version__
 
+    # `.keras` and LiteRT as the key said them before they were formats of `hubpub.formats`: the same key,
+    # so an up-to-date build stays up to date.
+    keras_file, litert = "keras" in formats, "litert" in formats
+    formats = tuple(f for f in formats if f not in ("keras", "litert"))
     entry = {"name": variant.name, "architecture": variant.architecture.model_dump(),
              "datasets": [(d.key, d.classes) for d in variant.datasets], "num_classes": variant.num_classes,
              "resolution": variant.resolution, "checkpoint_url": variant.checkpoint_url,
@@ -54,9 +59,10 @@ def up_to_date(dist: Dist, name: str, key: str) -> BuildRecord | None:
     if (record.inputs_key != key or not tar.is_file() or tar.stat().st_size != record.tarball.size
             or not (dist.saved_model(name) / "saved_model.pb").is_file()):
         return None
-    keras = dist.keras(name)
-    if record.keras is not None and (not keras.is_file() or keras.stat().st_size != record.keras.size):
-        return None
+    for entry in record.artifact_entries():
+        path = dist.root / entry.path
+        if not path.is_file() or path.stat().st_size != entry.size:
+            return None
     return record
 
 

@@ -33,9 +33,7 @@ class VariantJob:
     parity: bool
     force: bool
     threads: int | None = None  # CPU threads for TensorFlow and PyTorch in this worker; None: all
-    keras_file: bool = True  # also the Keras 3 artifact
-    litert: bool = True  # also the LiteRT files, for the variants the manifest wants them for
-    formats: tuple[str, ...] = ()  # the formats of `hubpub.formats` to build
+    formats: tuple[str, ...] = ()  # the formats of `hubpub.formats` to build (LiteRT: where the manifest wants it)
 
 
 # What the worker's libraries read for their thread pools, at their first use.
@@ -88,8 +86,7 @@ def already_built(job: VariantJob, variant) -> VariantResult | None:
         return None  # a worker fetches it, or says what is wrong with it
     dist, records = Dist(job.out), []
     for kind in job.kinds:
-        key = inputs_key(variant, kind, sha256, job.input_convention, job.parity, job.keras_file, job.litert,
-                         job.formats)
+        key = inputs_key(variant, kind, sha256, job.input_convention, job.parity, job.formats)
         record = up_to_date(dist, artifact_name(variant.name, kind), key)
         if record is None:
             return None
@@ -123,8 +120,7 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
         from hubpub._tf import import_tensorflow
 
         import_tensorflow()  # after the fetch: a missing checkpoint fails without the seconds of this import
-        keys = {k: inputs_key(variant, k, fetched.sha256, job.input_convention, job.parity, job.keras_file,
-                              job.litert, job.formats)
+        keys = {k: inputs_key(variant, k, fetched.sha256, job.input_convention, job.parity, job.formats)
                 for k in job.kinds}
         done = {} if job.force else {k: r for k in job.kinds
                                      if (r := up_to_date(dist, artifact_name(variant.name, k), keys[k]))}
@@ -133,8 +129,7 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
         if todo:
             built = build_variant(variant, dist.root, checkpoint=job.checkpoint, kinds=todo,
                                   input_convention=job.input_convention, parity=job.parity, on_stage=emit,
-                                  inputs_keys=keys, fetched=fetched, keras_file=job.keras_file,
-                                  litert=job.litert, formats=job.formats)
+                                  inputs_keys=keys, fetched=fetched, formats=job.formats)
             records |= {r.kind: ("built", r.replace(timings={**r.timings, "fetch": fetch_seconds})) for r in built}
         return VariantResult(variant.name, True, time.perf_counter() - start, tuple(records[k] for k in job.kinds),
                              job.checkpoint or variant.checkpoint_url, fetched.sha256)

@@ -25,11 +25,10 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from hubpub._files import cleanup_created_dirs, sync_tree, write_atomic
 from hubpub.destinations import of_base
-from hubpub.destinations.links import format_object
 from hubpub.docs import TASKS, Built, collection_context, load_built, model_context, template_dirs
 from hubpub.doctree import doc_body, model_doc_path
 from hubpub.errors import DocsError
-from hubpub.formats import by_name
+from hubpub.formats import FORMATS
 from hubpub.layout import Dist
 from hubpub.manifest import Manifest
 from hubpub.resources import packaged_templates_dir
@@ -112,20 +111,9 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
         downloads = [Download("TF2 SavedModel (tar.gz), for hub.KerasLayer",
                               f"../../{artifact.asset_object}" if beside else a["asset_url"],
                               layout.tarball(artifact.name), record.tarball.size, record.tarball.sha256)]
-        if record.keras is not None and a["keras_source"] == "url":
-            downloads.append(Download("Keras 3 (.keras), for keras.saving.load_model",
-                                      f"../../{artifact.keras_object}" if beside else a["keras_url"],
-                                      layout.keras(artifact.name), record.keras.size, record.keras.sha256))
-        for lite in record.litert:
-            published = f"../../{artifact.litert_object(lite.format)}" if beside else a["litert_prefix"] + \
-                f"{lite.format}.tflite"
-            downloads.append(Download(f"LiteRT {lite.format} (.tflite), cosine {lite.cosine:.4f} to the SavedModel",
-                                      published, layout.root / lite.path, lite.size, lite.sha256))
-        for f in record.formats:  # the formats of `hubpub.formats`
-            fmt = by_name(f.format)
-            downloads.append(Download(f"{fmt.title} ({fmt.suffix}), max |Δ| {f.max_abs:.1e} to the SavedModel",
-                                      f"../../{format_object(artifact, fmt)}" if beside else a["formats"][f.format],
-                                      layout.root / f.path, f.size, f.sha256))
+        for fmt in FORMATS:
+            downloads += [Download(what, published, layout.root / path, size, sha256)
+                          for what, published, path, size, sha256 in fmt.downloads(artifact, record, a, beside)]
         hubs = [{"name": name, "url": url} for name, url in _hub_links(manifest, artifact)]
         row = {"name": artifact.name, "kind": artifact.kind, "kind_title": KIND_TITLES[artifact.kind],
                "dataset": artifact.variant.dataset.title, "trained": " → ".join(d.title for d in

@@ -1,4 +1,4 @@
-"""LiteRT (TFLite) artifacts: on-device flatbuffers converted from the exported SavedModel, checked
+"""The LiteRT (TFLite) format: on-device flatbuffers converted from the exported SavedModel, checked
 with the LiteRT interpreter (`ai-edge-litert`) against the SavedModel.
 
 Four files per artifact, at the variant's fixed resolution and batch 1, with the normalisation
@@ -14,6 +14,7 @@ inputs: two conversions are byte-identical (tested).
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,11 @@ from hubpub import tolerances
 from hubpub._files import write_atomic, write_sha256
 from hubpub._tf import native_stderr_silenced
 from hubpub.errors import ExportError
+from hubpub.formats.base import Format, FormatJob
 from hubpub.layout import Dist
 from hubpub.record import LiteRTFile
+
+log = logging.getLogger(__name__)
 
 FORMATS = ("float32", "float16", "dynamic_int8", "int8")
 FLOAT32_TOLERANCE = tolerances.LITERT_FLOAT32
@@ -152,6 +156,73 @@ def build_litert(saved_model: Path, dist: Dist, artifact: str, resolution: int, 
     if labels.is_file():  # a classifier's class names, beside its LiteRT files
         write_atomic(dist.litert_labels(artifact), labels.read_bytes())
     return tuple(files)
+
+
+class LiteRT(Format):
+    """The LiteRT files of an artifact, `dist/litert/<artifact>.<format>.tflite` for each of the manifest's
+    `litert.formats`, and a classifier's class names beside them."""
+
+    name = "litert"
+    title = "LiteRT"
+    suffix = ".tflite"
+    extra = "litert"
+    kaggle_framework = "tfLite"
+    runner = "ai_edge_litert"
+    tolerance = FLOAT32_TOLERANCE  # the float32 file's; the quantized ones are held to litert.min_cosine
+    in_formats = False  # the record's `litert`
+
+    def path(self, dist: Dist, artifact: str, fmt: str = "float32") -> Path:
+        return dist.litert(artifact, fmt)
+
+    def wanted(self, job: FormatJob) -> str | None:
+        if job.variant is None or not job.variant.litert_formats:
+            return "the manifest's litert settings leave it out (litert.max_parameters, or the variant's litert)"
+        return None
+
+    def build(self, job: FormatJob) -> tuple[LiteRTFile, ...]:
+        """The quantized files' gate (`litert.min_cosine`) judges what quantizing did to real weights; random
+        weights (a build that cannot be published) say nothing of that, so there a file below it is said, not
+        refused (random ConvNeXt V2 nano at 384 px: int8 0.976)."""
+        v = job.variant
+        calibration = calibration_images(v.resolution, v.litert_calibration)
+        inputs = np.concatenate([job.inputs, calibration])  # the build's fixed inputs and real photos
+        files = build_litert(job.saved_model, job.dist, job.artifact, v.resolution, inputs=inputs,
+                             calibration=calibration, formats=v.litert_formats,
+                             min_cosine=0.0 if job.random_weights else v.litert_min_cosine)
+        for f in files if job.random_weights else ():
+            if f.format != "float32" and f.cosine < v.litert_min_cosine:
+                log.warning("warning: %s: the %s LiteRT file's cosine %.4f is below litert.min_cosine %s: not "
+                            "enforced for random weights (such a build cannot be published)", job.artifact, f.format,
+                            f.cosine, v.litert_min_cosine)
+        return files
+
+    def entries(self, record) -> tuple:
+        return record.litert
+
+    def record_fields(self, fields: dict, entries: tuple) -> dict:
+        return {"litert": entries}
+
+    def objects(self, artifact, record, dist: Dist) -> list[tuple[Path, str]]:
+        from hubpub._files import sha256_file, sha256_sidecar
+
+        files = []
+        for lite in record.litert:  # with its .sha256 (made from the record for a build older than that)
+            path = dist.root / lite.path
+            if path.is_file() and not sha256_sidecar(path).is_file() and sha256_file(path) == lite.sha256:
+                write_sha256(path, lite.sha256)
+            obj = artifact.litert_object(lite.format)
+            files += [(path, obj), (sha256_sidecar(path), obj + ".sha256")]
+        if record.litert and (labels := dist.litert_labels(artifact.name)).is_file():
+            files.append((labels, artifact.object_name(".labels.txt")))
+        return files
+
+    def downloads(self, artifact, record, links: dict, beside: bool) -> list[tuple]:
+        return [(f"LiteRT {f.format} (.tflite), cosine {f.cosine:.4f} to the SavedModel",
+                 f"../../{artifact.litert_object(f.format)}" if beside else
+                 f"{links['litert_prefix']}{f.format}.tflite", f.path, f.size, f.sha256) for f in record.litert]
+
+    def run(self, data: bytes, images: np.ndarray) -> np.ndarray:
+        return run(data, images)
 
 
 def calibration_images(resolution: int, folders: tuple[Path, ...] = (), limit: int = 64) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The Keras 3 artifact: a `.keras` file of layers Keras ships, loadable on TensorFlow, JAX or PyTorch
+"""The Keras 3 format: a `.keras` file of layers Keras ships, loadable on TensorFlow, JAX or PyTorch
 with `keras.saving.load_model` and no hubpub.
 
 Built from the family's portable graph (same layer names, standard layers only) with the weights of
@@ -22,7 +22,9 @@ from hubpub import tolerances
 from hubpub._files import atomic_path, sha256_file, write_sha256
 from hubpub._tf import call_in_graph
 from hubpub.errors import ExportError, HubpubError
+from hubpub.formats.base import Format, FormatJob
 from hubpub.package import DEFAULT_MAX_UNPACKED
+from hubpub.record import KerasFile
 
 KERAS_TOLERANCE = tolerances.KERAS_FILE  # the reloaded file against the SavedModel
 FIXED_DATE = "2000-01-01@00:00:00"
@@ -221,5 +223,60 @@ def export_keras(fast, build_portable, path: Path, images: np.ndarray, expected:
     return checked_keras(path, *write_keras(fast, build_portable, path), images, expected)
 
 
-__all__ = ["KERAS_TOLERANCE", "KerasArtifact", "checked_keras", "export_keras", "keras_tolerance", "portable_copy",
-           "save_keras", "write_keras"]
+class Keras(Format):
+    """The `.keras` file, `dist/keras/<artifact>.keras`: written from the in-memory model while it exists
+    (`prepare`), reloaded as a user loads it and checked once the build has freed the model (`build`):
+    Keras' loader makes another copy of the weights."""
+
+    name = "keras"
+    title = "Keras 3"
+    suffix = ".keras"
+    extra = None  # Keras is the core's
+    kaggle_framework = "keras"
+    runner = "keras.saving.load_model"
+    tolerance = KERAS_TOLERANCE  # scaled by the outputs' largest |value| (`keras_tolerance`)
+    content_type = "application/zip"
+    source = "model"
+    in_formats = False  # the record's `keras`
+
+    def path(self, dist, artifact: str) -> Path:
+        return dist.keras(artifact)
+
+    def prepare(self, job: FormatJob, model, build_portable) -> tuple[str, int]:
+        return write_keras(model, build_portable, self.path(job.dist, job.artifact))
+
+    def build(self, job: FormatJob) -> tuple[KerasFile]:
+        checked = checked_keras(self.path(job.dist, job.artifact), *job.prepared, job.inputs, job.expected)
+        return (KerasFile(job.dist.relative(checked.path), checked.sha256, checked.size, checked.max_abs),)
+
+    def entries(self, record) -> tuple:
+        return (record.keras,) if record.keras is not None else ()
+
+    def record_fields(self, fields: dict, entries: tuple) -> dict:
+        return {"keras": entries[0]}
+
+    def objects(self, artifact, record, dist) -> list[tuple[Path, str]]:
+        if record.keras is None:
+            return []
+        return [(dist.keras(artifact.name), artifact.keras_object),
+                (dist.keras_sha256(artifact.name), artifact.keras_object + ".sha256")]
+
+    def downloads(self, artifact, record, links: dict, beside: bool) -> list[tuple]:
+        if record.keras is None or links["keras_source"] != "url":  # a hub's Keras files: its page says how
+            return []
+        f = record.keras
+        return [("Keras 3 (.keras), for keras.saving.load_model",
+                 f"../../{artifact.keras_object}" if beside else links["keras_url"], f.path, f.size, f.sha256)]
+
+    def run(self, data: bytes, images: np.ndarray) -> np.ndarray:
+        import keras
+
+        with tempfile.TemporaryDirectory(prefix="hubpub-keras-") as tmp:
+            path = Path(tmp) / "model.keras"
+            path.write_bytes(data)
+            model = load_keras_file(path)
+            return keras.ops.convert_to_numpy(model(images, training=False))
+
+
+__all__ = ["KERAS_TOLERANCE", "Keras", "KerasArtifact", "checked_keras", "export_keras", "keras_tolerance",
+           "portable_copy", "save_keras", "write_keras"]
