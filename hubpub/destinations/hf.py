@@ -36,7 +36,7 @@ from hubpub.destinations.links import tfhub_url
 from hubpub.doctree import doc_body
 from hubpub.errors import PublishError
 from hubpub.extras import require
-from hubpub.formats import FILE_FORMATS, by_name
+from hubpub.formats import FILE_FORMATS, FORMATS, by_name
 from hubpub.signing import SUFFIX as SIGNATURE
 from hubpub.signing import fresh_signature
 
@@ -49,16 +49,15 @@ HF_WEB = "https://huggingface.co"
 HF_TARBALL = "saved_model.tar.gz"
 EVAL_RESULTS = ".eval_results/hubpub.yaml"  # the Hub's evaluation-results files (huggingface_hub 2.4)
 KERAS_LAYOUT_SIGNATURE = "model.sig"  # over the Keras layout's files, as they are in the repository
-# The repositories of an artifact besides its Keras one, by the suffix of their names.
+# The SavedModel's repository, by the suffix of its name (a format's: `Format.hf_suffix`).
 SAVED_MODEL_SUFFIX = "-savedmodel"
-LITERT_SUFFIX = "-litert"
 # Hugging Face user and organization names.
 HF_NAMESPACE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,94}[A-Za-z0-9])?$")
 HF_REPO_NAME_MAX = 96  # huggingface_hub's validate_repo_id
 
 
 def _suffixes() -> tuple[str, ...]:
-    return ("", SAVED_MODEL_SUFFIX, LITERT_SUFFIX, *(f"-{f.name}" for f in FILE_FORMATS))
+    return tuple(dict.fromkeys(("", SAVED_MODEL_SUFFIX, *(f.hf_suffix for f in FORMATS))))
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ class HuggingFace(Destination):
         return ArtifactLinks(
             asset_url=resolve(SAVED_MODEL_SUFFIX, HF_TARBALL), keras_url=f"hf://{repo}",
             keras_source="hf", page_url=f"{HF_WEB}/{repo}", doc_url=None, tfhub_url=tfhub_url(publisher, artifact),
-            litert_prefix=resolve(LITERT_SUFFIX, f"{artifact.name}."),
+            litert_prefix=resolve(by_name("litert").hf_suffix, f"{artifact.name}."),
             formats={f.name: resolve(f"-{f.name}", f"{artifact.name}{f.suffix}") for f in FILE_FORMATS})
 
     def where(self, base: str) -> str:
@@ -184,21 +183,19 @@ class HfPlan:
         return lines
 
 
-# Per form: its title, what its card says the repository holds, the library the Hub lists it under
-# (huggingface.js model-libraries.ts: `keras` counts config.json and .keras downloads, `tf-keras`
-# saved_model.pb, `litert` .tflite; ONNX is a file format there, not a library: its cards name none),
-# and its tags.
-FORMS = {"keras": ("Keras 3", "the Keras 3 model (`keras.saving.load_model`)", "keras", ("keras", "tensorflow")),
-         "saved_model": ("SavedModel", "the SavedModel as a TF-Hub tarball (`hub.KerasLayer`)", "tf-keras",
-                         ("tensorflow", "tf-keras", "saved-model", "tensorflow-hub")),
-         "litert": ("LiteRT", "the LiteRT files (`ai_edge_litert`)", "litert", ("litert", "tflite"))}
+# The SavedModel's repository: its card's title, what it holds, the library the Hub lists it under
+# (huggingface.js model-libraries.ts: `tf-keras` counts saved_model.pb downloads) and its tags. A
+# format's say the same (`Format.holds`, `hf_library`, `hf_tags`: `keras` counts config.json and .keras,
+# `litert` .tflite; ONNX is a file format there, not a library: its cards name none).
+SAVED_MODEL_FORM = ("SavedModel", "the SavedModel as a TF-Hub tarball (`hub.KerasLayer`)", "tf-keras",
+                    ("tensorflow", "tf-keras", "saved-model", "tensorflow-hub"))
 
 
 def _form(form: str) -> tuple[str, str, str | None, tuple[str, ...]]:
-    if form in FORMS:
-        return FORMS[form]
+    if form == "saved_model":
+        return SAVED_MODEL_FORM
     fmt = by_name(form)
-    return fmt.title, f"the {fmt.title} file (`{fmt.runner}`)", None, (form,)
+    return fmt.title, fmt.holds, fmt.hf_library, fmt.hf_tags or (form,)
 
 
 def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: HuggingFace, *, public: bool,
@@ -219,16 +216,14 @@ def _artifact_repos(manifest: Manifest, b: Built, dest: HuggingFace, signer=None
     and the signature of each file beside it (`<file>.sig`; the Keras layout's files: `model.sig`)."""
     r, name, main = b.record, b.artifact.name, dest.repo(b.artifact.name)
     held: list[tuple[str, str, list[tuple[str, Path]], object]] = []  # form, suffix, files, sha256
-    if b.keras is not None:
-        held.append(("keras", "", [], r.keras.sha256))  # the .keras file's members, below
-    held.append(("saved_model", SAVED_MODEL_SUFFIX, [(HF_TARBALL, b.tarball)], r.tarball.sha256))
-    if r.litert:
-        files = [(Path(f.path).name, b.dist.root / f.path) for f in r.litert]
-        labels = b.dist.litert_labels(name)
-        files += [(labels.name, labels)] if labels.is_file() else []
-        held.append(("litert", LITERT_SUFFIX, files, {f.format: f.sha256 for f in r.litert}))
-    for f in r.formats:
-        held.append((f.format, f"-{f.format}", [(Path(f.path).name, b.dist.root / f.path)], f.sha256))
+    for fmt in FORMATS:
+        if fmt.entries(r):
+            # The `.keras` file as the Hub's Keras layout, its members (below): what Keras' hf:// loader reads.
+            files = [] if fmt.name == "keras" else fmt.hub_files(r, b.dist)
+            held.append((fmt.name, fmt.hf_suffix, files, fmt.hub_sha256(r)))
+    saved_model = ("saved_model", SAVED_MODEL_SUFFIX, [(HF_TARBALL, b.tarball)], r.tarball.sha256)
+    # Listed after the artifact's own repository (the Keras one), before the other formats'.
+    held.insert(1 if held and held[0][1] == "" else 0, saved_model)
     siblings = [(form, f"{main}{suffix}") for form, suffix, _, _ in held]
     repos = []
     for form, suffix, files, digest in held:

@@ -2,7 +2,8 @@
 
 One Kaggle model for the collection (title, subtitle, card = the collection doc, provenance); per
 artifact one variation under `tensorFlow2` holding the SavedModel (the tarball's members, so
-`hub.KerasLayer` loads the variation's URL) and one under `keras` holding the `.keras` file. Each
+`hub.KerasLayer` loads the variation's URL), and one for each format Kaggle has a framework for
+(`keras`: the `.keras` file, `tfLite`: the LiteRT files, `onnx`), holding its files. Each
 variation's overview and usage are the model doc's, its license the manifest's in Kaggle's names.
 
 Files go up through `kagglehub.model_upload` (every file of the directory, sub-directories
@@ -41,7 +42,7 @@ from hubpub.destinations.links import tfhub_url
 from hubpub.doctree import doc_body
 from hubpub.errors import PublishError
 from hubpub.extras import require
-from hubpub.formats import FILE_FORMATS, by_name
+from hubpub.formats import FILE_FORMATS, FORMATS
 from hubpub.signing import SUFFIX as SIGNATURE
 from hubpub.signing import fresh_signature
 
@@ -145,7 +146,6 @@ LICENSES = {"mit": "MIT", "apache-2.0": "Apache 2.0", "bsd-3-clause": "BSD-3-Cla
             "cc-by-nc-sa-4.0": "CC BY-NC-SA 4.0", "cc0-1.0": "CC0: Public Domain", "gpl-2.0": "GPL 2",
             "gpl-3.0": "GPL 3", "lgpl-3.0": "GNU Lesser General Public License 3.0",
             "agpl-3.0": "GNU Affero General Public License 3.0"}
-FRAMEWORKS = ("tensorFlow2", "keras", "tfLite")
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ class KaggleModel:
 @dataclass(frozen=True)
 class KaggleVariation:
     built: Built
-    framework: str  # "tensorFlow2" or "keras"
+    framework: str  # "tensorFlow2" (the SavedModel), or a format's (`Format.kaggle_framework`)
     slug: str
     files: tuple[tuple[str, int], ...]  # what the version holds, relative path and size
     overview: str
@@ -245,40 +245,22 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle
         variations.append(KaggleVariation(framework="tensorFlow2", slug=slug, usage=tf_usage,
                                           files=tar_members(b.tarball) + _sizes(sigs) + ((MARKER, 0),),
                                           version_notes=notes, marker=marker, signatures=sigs, **common))
-        if b.keras is not None:
-            k_usage = usage.replace(f"keras/{slug}/{b.artifact.version}", "${FRAMEWORK}/${VARIATION_SLUG}/"
-                                    "${VERSION_NUMBER}")
-            sigs = _signed(((f"{b.artifact.name}.keras{SIGNATURE}", b.keras, None),))
-            variations.append(KaggleVariation(
-                framework="keras", slug=slug, usage=k_usage, files=((f"{b.artifact.name}.keras", r.keras.size),
-                                                                    *_sizes(sigs), (MARKER, 0)),
-                version_notes=notes.replace("SavedModel tar.gz", ".keras").replace(r.tarball.sha256, r.keras.sha256),
-                marker={**marker, "sha256": r.keras.sha256, "format": "keras"}, signatures=sigs, **common))
-        if r.litert:
-            litert_sha = hashlib.sha256("".join(f.sha256 for f in r.litert).encode()).hexdigest()
-            sigs = _signed(tuple((Path(f.path).name + SIGNATURE, dist / f.path, None) for f in r.litert))
-            variations.append(KaggleVariation(
-                framework="tfLite", slug=slug, usage=usage.replace(f"tfLite/{slug}/{b.artifact.version}",
-                                                                   "${FRAMEWORK}/${VARIATION_SLUG}/${VERSION_NUMBER}"),
-                files=tuple((Path(f.path).name, f.size) for f in r.litert) + _labels(b) + _sizes(sigs)
-                + ((MARKER, 0),), signatures=sigs,
-                version_notes=f"{b.artifact.name} version {b.artifact.version}: LiteRT " + "; ".join(
-                    f"{f.format} sha256 {f.sha256[:16]}... cosine {f.cosine:.4f}" for f in r.litert),
-                marker={**marker, "sha256": litert_sha, "format": "litert",
-                        "files": {f.format: f.sha256 for f in r.litert}}, **common))
-        for f in r.formats:  # the formats of `hubpub.formats` Kaggle has a framework for
-            fmt = by_name(f.format)
-            if not fmt.kaggle_framework:
+        for fmt in FORMATS:  # a variation for each format built that Kaggle has a framework for
+            if not fmt.kaggle_framework or not fmt.entries(r):
                 continue
-            framework = fmt.kaggle_framework
-            sigs = _signed(((Path(f.path).name + SIGNATURE, dist / f.path, None),))
+            framework, held, digest = fmt.kaggle_framework, fmt.hub_files(r, b.dist), fmt.hub_sha256(r)
+            sigs = _signed(tuple((name + SIGNATURE, path, None) for name, path in held))
+            if isinstance(digest, dict):  # several files: the digest of their digests, and each
+                digest = {"sha256": hashlib.sha256("".join(digest.values()).encode()).hexdigest(), "files": digest}
+            else:
+                digest = {"sha256": digest}
             variations.append(KaggleVariation(
                 framework=framework, slug=slug, usage=usage.replace(f"{framework}/{slug}/{b.artifact.version}",
                                                                     "${FRAMEWORK}/${VARIATION_SLUG}/${VERSION_NUMBER}"),
-                files=((Path(f.path).name, f.size), *_sizes(sigs), (MARKER, 0)), signatures=sigs,
-                version_notes=f"{b.artifact.name} version {b.artifact.version}: {fmt.title} sha256 {f.sha256}; "
-                              f"max |Δ| {f.max_abs:.1e} from the SavedModel",
-                marker={**marker, "sha256": f.sha256, "format": f.format}, **common))
+                files=tuple((name, path.stat().st_size) for name, path in held) + _sizes(sigs) + ((MARKER, 0),),
+                signatures=sigs, version_notes=f"{b.artifact.name} version {b.artifact.version}: {fmt.describe(r)}; "
+                                               f"{parity}",
+                marker={**marker, **digest, "format": fmt.name}, **common))
     return KagglePlan(model, tuple(variations))
 
 
@@ -357,19 +339,11 @@ def _stage(v: KaggleVariation, folder: Path) -> Path:
     """The directory a version uploads: the SavedModel's files, or the .keras file; and hubpub.json."""
     if v.framework == "tensorFlow2":
         link_tree(saved_model_tree(v.built, folder.with_name(folder.name + "-extracted")), folder)
-    elif v.framework == "tfLite":
+    else:  # a format of `hubpub.formats`: its hub files
         folder.mkdir(parents=True)
-        for f in v.built.record.litert:
-            _link(v.built.dist.root / f.path, folder / Path(f.path).name)
-        for name, _ in _labels(v.built):
-            _link(v.built.dist.litert_files / name, folder / name)
-    elif v.framework == "keras":
-        folder.mkdir(parents=True)
-        _link(v.built.keras, folder / f"{v.built.artifact.name}.keras")
-    else:  # a format of `hubpub.formats`
-        folder.mkdir(parents=True)
-        f = next(f for f in v.built.record.formats if by_name(f.format).kaggle_framework == v.framework)
-        _link(v.built.dist.root / f.path, folder / Path(f.path).name)
+        fmt = next(f for f in FORMATS if f.kaggle_framework == v.framework)
+        for name, path in fmt.hub_files(v.built.record, v.built.dist):
+            _link(path, folder / name)
     for name, sig in v.signatures:
         _link(sig, folder / name)
     (folder / MARKER).write_text(json.dumps(v.marker, indent=2) + "\n")
@@ -378,12 +352,6 @@ def _stage(v: KaggleVariation, folder: Path) -> Path:
     if planned != found:  # never upload something other than what the plan showed
         raise PublishError(f"{v.built.tarball}: staged files differ from the plan: {sorted(planned ^ found)}")
     return folder
-
-
-def _labels(b: Built) -> tuple[tuple[str, int], ...]:
-    """A classifier's class names, beside its LiteRT files."""
-    path = b.dist.litert_labels(b.artifact.name)
-    return ((path.name, path.stat().st_size),) if path.is_file() else ()
 
 
 def _link(source: Path, target: Path) -> None:

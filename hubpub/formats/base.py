@@ -62,6 +62,18 @@ class Format(ABC):
     source: ClassVar[str] = "saved_model"  # or "model": made from the in-memory Keras model (`prepare`)
     beside: ClassVar[bool] = False  # its work is a child process: built in a thread beside the other formats
     in_formats: ClassVar[bool] = True  # its entries are the record's generic `formats` (FormatFile)
+    hf_library: ClassVar[str | None] = None  # the library the Hugging Face Hub lists its repository under
+    hf_tags: ClassVar[tuple[str, ...]] = ()  # its repository card's tags [default: its name]
+
+    @property
+    def hf_suffix(self) -> str:
+        """Its Hugging Face repository's name after `ORG/<artifact>`: one repository per format."""
+        return f"-{self.name}"
+
+    @property
+    def holds(self) -> str:
+        """What its hub folder or repository holds, as a card says it."""
+        return f"the {self.title} file (`{self.runner}`)"
 
     def path(self, dist: Dist, artifact: str) -> Path:
         return dist.format_file(self.name, artifact, self.suffix)
@@ -99,6 +111,20 @@ class Format(ABC):
         obj = artifact.object_name(self.suffix)
         return [pair for f in self.entries(record)
                 for pair in ((dist.root / f.path, obj), (dist.root / (f.path + ".sha256"), obj + ".sha256"))]
+
+    def hub_files(self, record: BuildRecord, dist: Dist) -> list[tuple[str, Path]]:
+        """What a hub's folder of it holds (a Kaggle variation, a Hugging Face repository): (name, file in dist/)."""
+        return [(Path(f.path).name, dist.root / f.path) for f in self.entries(record)]
+
+    def hub_sha256(self, record: BuildRecord) -> str | dict:
+        """What a hub folder's `hubpub.json` says of its bytes: its file's sha256 (several files: by name)."""
+        entries = self.entries(record)
+        return entries[0].sha256 if len(entries) == 1 else {Path(f.path).name: f.sha256 for f in entries}
+
+    def describe(self, record: BuildRecord) -> str:
+        """Its files in a line (a Kaggle version's notes)."""
+        return "; ".join(f"{self.title} sha256 {f.sha256}, max |Δ| {f.max_abs:.1e} from the SavedModel"
+                         for f in self.entries(record))
 
     def downloads(self, artifact: Artifact, record: BuildRecord, links: dict, beside: bool) -> list[tuple]:
         """Its files among the site's downloads: (what, address, path in dist/, size, sha256); the address is

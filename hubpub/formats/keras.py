@@ -238,6 +238,9 @@ class Keras(Format):
     content_type = "application/zip"
     source = "model"
     in_formats = False  # the record's `keras`
+    hf_library, hf_tags = "keras", ("keras", "tensorflow")  # huggingface.js counts config.json downloads
+    holds = "the Keras 3 model (`keras.saving.load_model`)"
+    hf_suffix = ""  # the artifact's own repository: what `keras.saving.load_model("hf://ORG/<artifact>")` reads
 
     def path(self, dist, artifact: str) -> Path:
         return dist.keras(artifact)
@@ -260,6 +263,9 @@ class Keras(Format):
             return []
         return [(dist.keras(artifact.name), artifact.keras_object),
                 (dist.keras_sha256(artifact.name), artifact.keras_object + ".sha256")]
+
+    def describe(self, record) -> str:
+        return f".keras sha256 {record.keras.sha256}, max |Δ| {record.keras.max_abs:.1e} from the SavedModel"
 
     def downloads(self, artifact, record, links: dict, beside: bool) -> list[tuple]:
         if record.keras is None or links["keras_source"] != "url":  # a hub's Keras files: its page says how

@@ -170,6 +170,8 @@ class LiteRT(Format):
     runner = "ai_edge_litert"
     tolerance = FLOAT32_TOLERANCE  # the float32 file's; the quantized ones are held to litert.min_cosine
     in_formats = False  # the record's `litert`
+    hf_library, hf_tags = "litert", ("litert", "tflite")
+    holds = "the LiteRT files (`ai_edge_litert`)"
 
     def path(self, dist: Dist, artifact: str, fmt: str = "float32") -> Path:
         return dist.litert(artifact, fmt)
@@ -215,6 +217,18 @@ class LiteRT(Format):
         if record.litert and (labels := dist.litert_labels(artifact.name)).is_file():
             files.append((labels, artifact.object_name(".labels.txt")))
         return files
+
+    def hub_files(self, record, dist: Dist) -> list[tuple[str, Path]]:
+        files = super().hub_files(record, dist)
+        labels = dist.litert_labels(record.artifact)  # a classifier's class names, beside its files
+        return files + ([(labels.name, labels)] if record.litert and labels.is_file() else [])
+
+    def hub_sha256(self, record) -> dict:
+        return {f.format: f.sha256 for f in record.litert}
+
+    def describe(self, record) -> str:
+        return "LiteRT " + "; ".join(f"{f.format} sha256 {f.sha256[:16]}... cosine {f.cosine:.4f}"
+                                     for f in record.litert)
 
     def downloads(self, artifact, record, links: dict, beside: bool) -> list[tuple]:
         return [(f"LiteRT {f.format} (.tflite), cosine {f.cosine:.4f} to the SavedModel",
