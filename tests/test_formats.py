@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,18 +89,20 @@ def test_off_tolerance_is_an_error_and_writes_nothing(micro_dist, tmp_path):
 
 
 def test_a_model_too_large_to_convert_or_hold_gets_no_onnx_file_and_a_reason(monkeypatch):
-    from hubpub.formats import onnx
+    from hubpub.formats import FormatJob, onnx
 
-    assert onnx.Onnx().wanted(600_000_000) == ("2.2 GiB of weights: over the 2 GiB one ONNX file can hold (a "
-                                               "protobuf message)")
+    def wanted(parameters: int) -> str | None:
+        return onnx.Onnx().wanted(FormatJob("big", Path("big"), Dist("dist"), np.zeros(1), np.zeros(1), parameters))
+
+    assert wanted(600_000_000) == "2.2 GiB of weights: over the 2 GiB one ONNX file can hold (a protobuf message)"
     # The machine's memory cannot be changed from a test: `physical_memory` is replaced to say 24 and 64 GiB.
     monkeypatch.setattr(onnx, "physical_memory", lambda: 24 * 2**30)
-    assert onnx.Onnx().wanted(28_600_000) is None and onnx.Onnx().wanted(88_600_000) is None  # tiny, base
-    assert onnx.Onnx().wanted(197_800_000) == (  # large
+    assert wanted(28_600_000) is None and wanted(88_600_000) is None  # tiny, base
+    assert wanted(197_800_000) == (  # large
         "converting it would take about 38 GiB of memory (tf2onnx holds about 50 copies of its 0.74 GiB of "
         "weights); this machine has 24 GiB")
     monkeypatch.setattr(onnx, "physical_memory", lambda: 64 * 2**30)
-    assert onnx.Onnx().wanted(197_800_000) is None
+    assert wanted(197_800_000) is None
 
 
 def test_large_conversions_take_turns_on_a_machine(micro_dist, monkeypatch, caplog):

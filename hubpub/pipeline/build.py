@@ -213,7 +213,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                     report = check_parity(model, taps, variant.family, variant.architecture,
                                           reference_images(h, w, batch=1), classifier=kind == "classifier",
                                           input_convention=input_convention)
-                    parity_runs[kind].append(report.to_dict())
+                    parity_runs[kind].append(report)
             del references
 
     # One set of fixed inputs serves the round trip, the formats' checks and the record `verify` checks downstream.
@@ -326,8 +326,8 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
             hubpub_version=__version__, input_convention=input_convention, random_weights=port.random_weights,
             checkpoint=CheckpointInfo(str(source), fetched.sha256, port.layout, port.file_format),
             parameters=d.parameters,
-            parity=ParityInfo(parity_status, runs[0]["tolerance"] if runs else None,
-                              max((r["max_abs"] for r in runs), default=None), runs),
+            parity=ParityInfo(parity_status, runs[0].tolerance if runs else None,
+                              max((r.max_abs for r in runs), default=None), tuple(r.to_dict() for r in runs)),
             round_trip=RoundTrip(tolerance=tolerances.ROUND_TRIP, **d.round_trip),
             tarball=Tarball(dist.relative(packed.path), packed.sha256, packed.size, tuple(packed.members)),
             saved_model=dist.relative(exported.path),
