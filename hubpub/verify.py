@@ -132,7 +132,7 @@ def verify_keras(handle: str, record: dict, *, fine_tune: bool = False,
     custom objects, compare with `record`, and with `fine_tune` train one step with a new head."""
     import keras
 
-    from hubpub.formats.keras import load_keras_file
+    from hubpub.keras_files import load_keras_file
 
     with tempfile.TemporaryDirectory(prefix="hubpub-verify-") as tmp:
         path = _local_file(handle, Path(tmp) / "model.keras", max_bytes)

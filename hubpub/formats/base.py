@@ -24,8 +24,7 @@ from hubpub.errors import HubpubError
 
 if TYPE_CHECKING:
     from hubpub.layout import Dist
-    from hubpub.manifest import Variant
-    from hubpub.manifest.values import Artifact
+    from hubpub.manifest.values import Artifact, Variant
     from hubpub.record import BuildRecord
 
 

@@ -52,7 +52,7 @@ def _build(arch: KerasFile, *, num_classes, input_convention, name, source=None,
     """The model the file holds (already of Keras's own layers: `portable` changes nothing)."""
     import keras
 
-    from hubpub.formats.keras import load_keras_file
+    from hubpub.keras_files import load_keras_file
 
     if source is None:
         raise CheckpointError(f"{name}: a keras-family variant needs its model file as checkpoint.url")
