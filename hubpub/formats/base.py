@@ -96,6 +96,10 @@ class Format(ABC):
         the family's portable graph of it), done while it exists; handed to `build` as `job.prepared`."""
         return None
 
+    def discard(self, prepared: Any) -> None:
+        """Release what `prepare` made (temp files) when the build stops before `build` takes it."""
+        return None
+
     def entries(self, record: BuildRecord) -> tuple:
         """Its typed entries in a build record (each with `path`, `sha256`, `size`)."""
         return tuple(f for f in record.formats if f.format == self.name)

@@ -237,29 +237,35 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                                                                   port.random_weights))
 
     # The formats made from the Keras model (`.keras`) after every SavedModel: their build resets Keras'
-    # name counters. Checked once the models are gone: a check loads another copy of the weights.
-    for kind, model in models.items():
-        d = done[kind]
-        for fmt in (f for f in d.formats if f.source == "model"):
-            on_stage(artifact_name(variant.name, kind), fmt.name)
-            with d.timings.stage(fmt.name):
-                d.prepared[fmt.name] = fmt.prepare(
-                    _format_job(variant, dist, kind, d, rt_images, port.random_weights), model,
-                    lambda kind=kind: variant.family.build(
-                        variant.architecture, num_classes=variant.num_classes if kind == "classifier" else None,
-                        input_convention=input_convention, name=artifact_name(variant.name, kind),
-                        source=fetched.path, portable=True))
-    # The checks and reloads below would otherwise hold a second copy of the weights next to the Keras
-    # model (`model` too: the loops above leave it naming the last model, which shares every weight).
-    del models, base, model
-    gc.collect()
-    for kind, d in done.items():
-        for fmt in (f for f in d.formats if f.source == "model"):
-            on_stage(artifact_name(variant.name, kind), f"{fmt.name}-check")
-            with d.timings.stage(f"{fmt.name}_check"):
-                d.built[fmt.name] = fmt.build(_format_job(variant, dist, kind, d, rt_images, port.random_weights,
-                                                          prepared=d.prepared.pop(fmt.name)))
-            gc.collect()
+    # name counters. Built once the models are gone: a build or check makes another copy of the weights.
+    try:
+        for kind, model in models.items():
+            d = done[kind]
+            for fmt in (f for f in d.formats if f.source == "model"):
+                on_stage(artifact_name(variant.name, kind), fmt.name)
+                with d.timings.stage(fmt.name):
+                    d.prepared[fmt.name] = fmt.prepare(
+                        _format_job(variant, dist, kind, d, rt_images, port.random_weights), model,
+                        lambda kind=kind: variant.family.build(
+                            variant.architecture, num_classes=variant.num_classes if kind == "classifier" else None,
+                            input_convention=input_convention, name=artifact_name(variant.name, kind),
+                            source=fetched.path, portable=True))
+        # The builds below would otherwise hold a second copy of the weights next to the Keras model
+        # (`model` too: the loops above leave it naming the last model, which shares every weight).
+        del models, base, model
+        gc.collect()
+        for kind, d in done.items():
+            for fmt in (f for f in d.formats if f.source == "model"):
+                on_stage(artifact_name(variant.name, kind), f"{fmt.name}-check")
+                with d.timings.stage(f"{fmt.name}_check"):
+                    d.built[fmt.name] = fmt.build(_format_job(variant, dist, kind, d, rt_images,
+                                                              port.random_weights, prepared=d.prepared.pop(fmt.name)))
+                gc.collect()
+    except BaseException:
+        for d in done.values():  # what `prepare` made for a build that did not run
+            for fmt in (f for f in d.formats if f.name in d.prepared):
+                fmt.discard(d.prepared.pop(fmt.name))
+        raise
 
     # From here on, work runs beside the round trips: packing (ISA-L, hashing, file I/O) and the
     # preprocessing gap mostly without the GIL. Not earlier: a save's function names come from the
