@@ -98,6 +98,30 @@ def test_keras_artifact_is_recorded_and_reproducible(micro_dist, micro_manifest,
     assert again[0].keras.sha256 == record.keras.sha256
 
 
+def test_a_build_stopped_between_the_weights_on_disk_and_the_file_leaves_nothing(micro_manifest, micro_checkpoints,
+                                                                                  tmp_path, monkeypatch):
+    """The .keras format saves each kind's weights to disk while the model exists, and makes the file from
+    them once the build has freed it. A build stopped in between (here Ctrl-C in the classifier's file, a
+    fault made by replacing `write_keras`: it cannot be timed from outside) removes the saved weights of
+    both kinds, the feature extractor's never taken by its build included."""
+    from hubpub.formats import keras as keras_format
+    from hubpub.pipeline import build_variant
+
+    saved = []
+
+    def interrupted(weights, build_portable, path):
+        saved.extend(p.name for p in (tmp_path / "dist" / "keras").iterdir())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras_format, "write_keras", interrupted)
+    v = micro_manifest.variant("micro_1k_224")
+    with pytest.raises(KeyboardInterrupt):
+        build_variant(v, tmp_path / "dist", checkpoint=str(micro_checkpoints[v.name]), parity=False,
+                      formats=("keras",))
+    assert len(saved) == 2 and all(name.endswith(".tmp") and ".weights." in name for name in saved), saved
+    assert not list((tmp_path / "dist" / "keras").iterdir())
+
+
 def test_portable_graph_of_convnext_v2_matches_its_fast_graph(tmp_path):
     """GRN built from Keras ops on the 4-D map, against the GRN layer on tokens, same weights."""
     from hubpub.convert import port_weights, read_checkpoint, save_checkpoint
