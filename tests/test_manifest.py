@@ -111,7 +111,7 @@ BROKEN = [
     ("missing calibration folder", lambda t: t + "litert: {calibration: [no/such/photos]}\n",
      r"litert\.calibration\[0\]: no folder 'no/such/photos' beside the manifest"),
     ("unknown format", lambda t: t + "formats: {onnx: false, tfjs: true}\n",
-     r"line \d+: formats\.tfjs: unknown format 'tfjs'; known: onnx"),
+     r"line \d+: formats\.tfjs: unknown format 'tfjs'; known: keras, litert, onnx"),
     ("format not a yes/no", lambda t: t + "formats: {onnx: sometimes}\n", r"formats\.onnx: .*bool"),
 ]
 

@@ -125,7 +125,8 @@ def build(variant: str, checkpoint: str | None, kinds: str, input_convention: st
                      f"{sum(r.timings.values()):.1f}"))
     click.echo(table(rows))
     dist = Dist(out)
-    click.echo(f"wrote {dist.tars}, {dist.saved_models}, {dist.keras_files}, {dist.reports}")
+    folders = dict.fromkeys((dist.root / f).parent for r in records for f in (*r.artifact_files(), r.saved_model))
+    click.echo(f"wrote {', '.join(map(str, (*folders, dist.reports)))}")
 
 
 class _StageProgress:

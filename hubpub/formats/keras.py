@@ -258,15 +258,6 @@ class Keras(Format):
     def record_fields(self, fields: dict, entries: tuple) -> dict:
         return {"keras": entries[0]}
 
-    def objects(self, artifact, record, dist) -> list[tuple[Path, str]]:
-        if record.keras is None:
-            return []
-        return [(dist.keras(artifact.name), artifact.keras_object),
-                (dist.keras_sha256(artifact.name), artifact.keras_object + ".sha256")]
-
-    def describe(self, record) -> str:
-        return f".keras sha256 {record.keras.sha256}, max |Δ| {record.keras.max_abs:.1e} from the SavedModel"
-
     def downloads(self, artifact, record, links: dict, beside: bool) -> list[tuple]:
         if record.keras is None or links["keras_source"] != "url":  # a hub's Keras files: its page says how
             return []

@@ -144,11 +144,11 @@ def _name_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
 
 
 def _format_problems(model: ManifestModel, lines: dict) -> list[tuple[int, str]]:
-    from hubpub.formats import FILE_FORMATS
+    from hubpub.formats import FORMATS
 
-    known = [f.name for f in FILE_FORMATS]
+    known = [f.name for f in FORMATS]
     return [_problem(lines, ("formats", name), f"{_format_loc(('formats', name))}: unknown format {name!r}; known: "
-                     f"{', '.join(known)} (the SavedModel, .keras and LiteRT files have their own settings)")
+                     f"{', '.join(known)} (the SavedModel is always built)")
             for name in model.formats if name not in known]
 
 
