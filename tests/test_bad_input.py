@@ -339,6 +339,37 @@ def test_ctrl_c_is_one_line_and_exit_130(micro_manifest_path, micro_checkpoints,
     assert not processes_of_run(tmp_path), "processes of the interrupted run left running"
 
 
+def test_ctrl_c_that_a_library_swallows_is_still_exit_130():
+    """TensorFlow's tracing catches the KeyboardInterrupt of a Ctrl-C and raises a ValueError instead (seen in CI
+    at the export stage). The group remembers the signal itself: the failure that follows is the Ctrl-C."""
+    import click
+
+    from hubpub.cli.group import EXIT_INTERRUPTED, _Group
+
+    @click.group(cls=_Group)
+    def group():
+        pass
+
+    @group.command()
+    def trace():
+        try:  # as tensorflow/python/framework/func_graph.py does with what it calls
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise ValueError("Tried to convert 'shape' to a tensor and failed.") from None
+
+    @group.command()
+    def bug():
+        raise ValueError("a bug")
+
+    result = CliRunner().invoke(group, ["trace"])
+    assert result.exit_code == EXIT_INTERRUPTED, result.output
+    assert result.stderr.splitlines() == ["error: interrupted; finished files are kept, rerun the command to go on"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back as it was
+    result = CliRunner().invoke(group, ["bug"])  # without a Ctrl-C, a bug is still a bug
+    assert isinstance(result.exception, ValueError) and result.exit_code == 1
+
+
 def processes_of_run(marker: Path) -> list[int]:
     """Live processes whose environment carries this run's HUBPUB_TEST_RUN marker."""
     needle = f"HUBPUB_TEST_RUN={marker}".encode() + b"\0"

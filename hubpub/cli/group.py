@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import click
@@ -50,27 +51,49 @@ class _Group(click.Group):
             raise _Interrupted() from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        previous = signal.getsignal(signal.SIGINT)
+        ctrl_c = []
+        if previous is signal.default_int_handler:  # an ignored SIGINT stays ignored
+
+            def on_sigint(signum, frame):  # remembered: a library may swallow the KeyboardInterrupt
+                ctrl_c.append(signum)
+                signal.default_int_handler(signum, frame)
+
+            signal.signal(signal.SIGINT, on_sigint)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.UsageError as e:
-            hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
-            click.echo(f"error: {e.format_message()}{hint}", err=True)
-            code = EXIT_USAGE
-        except HubpubError as e:
-            for line in e.lines():
-                click.echo(f"error: {line}", err=True)
-            code = EXIT_ERROR
-        except click.ClickException as e:  # e.g. a file option that cannot be opened
-            click.echo(f"error: {e.format_message()}", err=True)
-            code = EXIT_ERROR
-        except (_Interrupted, click.Abort, KeyboardInterrupt):
-            # Every stage writes atomically: nothing half-written stays under a final name.
-            click.echo("error: interrupted; finished files are kept, rerun the command to go on", err=True)
-            code = EXIT_INTERRUPTED
+        except Exception as e:
+            code = _exit_code(e, interrupted=bool(ctrl_c))
+        except (KeyboardInterrupt, _Interrupted):
+            code = _exit_code(KeyboardInterrupt(), interrupted=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         code = code if isinstance(code, int) else 0
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _exit_code(e: Exception, interrupted: bool) -> int:
+    """Say `e` as `error:` lines and give the exit code; a bug's exception is raised on."""
+    # After a Ctrl-C any failure is the Ctrl-C: TensorFlow's tracing, for one, catches the KeyboardInterrupt
+    # and raises "Tried to convert 'shape' to a tensor" instead.
+    if interrupted or isinstance(e, (_Interrupted, click.Abort)):
+        # Every stage writes atomically: nothing half-written stays under a final name.
+        click.echo("error: interrupted; finished files are kept, rerun the command to go on", err=True)
+        return EXIT_INTERRUPTED
+    if isinstance(e, click.UsageError):
+        hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
+        click.echo(f"error: {e.format_message()}{hint}", err=True)
+        return EXIT_USAGE
+    if isinstance(e, HubpubError):
+        for line in e.lines():
+            click.echo(f"error: {line}", err=True)
+        return EXIT_ERROR
+    if isinstance(e, click.ClickException):  # e.g. a file option that cannot be opened
+        click.echo(f"error: {e.format_message()}", err=True)
+        return EXIT_ERROR
+    raise e
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
