@@ -362,10 +362,16 @@ def test_ctrl_c_that_a_library_swallows_is_still_exit_130():
     def bug():
         raise ValueError("a bug")
 
-    result = CliRunner().invoke(group, ["trace"])
+    # Python's own handler, as in a terminal: a run started in the background of a shell without job control
+    # (nohup, `cmd &`) inherits SIGINT ignored, and hubpub leaves an ignored SIGINT ignored.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = CliRunner().invoke(group, ["trace"])
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back as it was
+    finally:
+        signal.signal(signal.SIGINT, before)
     assert result.exit_code == EXIT_INTERRUPTED, result.output
     assert result.stderr.splitlines() == ["error: interrupted; finished files are kept, rerun the command to go on"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back as it was
     result = CliRunner().invoke(group, ["bug"])  # without a Ctrl-C, a bug is still a bug
     assert isinstance(result.exception, ValueError) and result.exit_code == 1
 
