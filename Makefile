@@ -7,14 +7,19 @@ DEMO   := dist
 
 .PHONY: demo test lint bench clean browser
 
+# uv installs what pip would (the same versions, checked) in a sixth of the time: 20 s here against 2 min.
+# It reads no pip configuration, so the folder of local wheels pip is pointed at (PIP_FIND_LINKS: torch's
+# CPU build on this machine) is passed on.
+UV     := $(PY) -m uv pip install -q --python $(PY) $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip "setuptools<82"
+	$(PY) -m pip install -q "uv>=0.13"
 	# torch==2.13.0 is a CPU build on this disk; setuptools<82 keeps tensorflow_hub importable.
-	$(PY) -m pip install -q -e ".[all,torch,dev]" "setuptools<82"
+	$(UV) -e ".[all,torch,dev]" "setuptools<82"
 	# timm, the independent reference the porting tests compare with; --no-deps: its torchvision would
 	# replace the CPU torch (the tests stand in for the few torchvision names timm imports).
-	$(PY) -m pip install -q --no-deps "timm>=1.0.20"
+	$(UV) --no-deps "timm>=1.0.20"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -222,16 +222,18 @@ def test_largest_variant_keras_artifact_full_size(root, tmp_path):
 
 def test_fresh_venv_with_only_keras_jax_and_numpy_loads_it(micro_dist, saved_model_outputs, tmp_path):
     """A consumer's environment, made here: a new venv with keras, jax and numpy from the package index
-    (the versions of this environment, so pip's cache serves them), no TensorFlow, no hubpub."""
+    (the versions of this environment, so the installer's cache serves them), no TensorFlow, no hubpub.
+    Made with uv, as `make` makes ours: the same packages as pip's, in seconds instead of a minute."""
     from importlib.metadata import version
 
     venv = tmp_path / "consumer"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "uv", "venv", "-q", "--python", sys.executable, str(venv)], check=True,
+                   timeout=120)
     python = venv / "bin" / "python"
     pins = [f"keras=={version('keras')}", f"jax=={version('jax')}", f"jaxlib=={version('jaxlib')}",
             f"numpy=={version('numpy')}"]
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", *pins], capture_output=True, text=True,
-                             timeout=900)
+    install = subprocess.run([sys.executable, "-m", "uv", "pip", "install", "-q", "--python", str(python), *pins],
+                             capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-2000:]
     missing = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True, text=True)
     assert missing.returncode != 0  # really no TensorFlow there
