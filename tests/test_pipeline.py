@@ -113,29 +113,35 @@ def _cli(*args, **kw):
                             text=True, start_new_session=True, **kw)
 
 
-@pytest.mark.parametrize("stage", ["port", "export", "micro_1k_224_fe: round-trip", "micro_1k_224_fe: pack"])
-def test_kill_9_at_a_stage_then_rerun_finishes_valid(micro_manifest_path, micro_checkpoints, tmp_path, stage):
+KILL_STAGES = ("port", "export", "micro_1k_224_fe: round-trip", "micro_1k_224_fe: pack")
+
+
+def test_kill_9_at_each_stage_in_turn_then_rerun_finishes_valid(micro_manifest_path, micro_checkpoints, tmp_path):
+    """A build killed at one stage, its rerun killed at the next, and so on (each run starts from what the
+    last one left); after every kill what is under a final name is whole, and the last rerun finishes valid.
+    One folder for the four kills: each rerun is also the check that the kill before it left a state a
+    build goes on from (four separate folders cost three more full builds)."""
     args = ["build-all", "--manifest", str(micro_manifest_path), "--out", str(tmp_path / "dist"), "--only",
             "micro_1k_224", "--checkpoint", f"micro_1k_224={micro_checkpoints['micro_1k_224']}"]
     env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = _cli(*args, env=env)
-    deadline = time.time() + 180
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if stage in line:
-            if "pack" in stage:
-                time.sleep(0.05)  # inside the tar writing
-            os.killpg(proc.pid, signal.SIGKILL)  # the parent and its worker
-            break
-        assert time.time() < deadline, seen
-    proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL, "".join(seen)
-
     dist = tmp_path / "dist"
-    checked = assert_complete_under_final_names(dist)
-    if stage == "micro_1k_224_fe: pack":  # by then the SavedModels and one tarball are final: checked, not skipped
-        assert {"saved_models/micro_1k_224", "saved_models/micro_1k_224_fe", "tars/micro_1k_224.tar.gz"} <= checked
+    for stage in KILL_STAGES:
+        proc = _cli(*args, env=env)
+        deadline = time.time() + 180
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if stage in line:
+                if "pack" in stage:
+                    time.sleep(0.05)  # inside the tar writing
+                os.killpg(proc.pid, signal.SIGKILL)  # the parent and its worker
+                break
+            assert time.time() < deadline, seen
+        proc.wait(30)
+        assert proc.returncode == -signal.SIGKILL, f"not killed at {stage}: " + "".join(seen)
+        checked = assert_complete_under_final_names(dist)
+        if stage == "micro_1k_224_fe: pack":  # by then the SavedModels and one tarball are final: checked
+            assert {"saved_models/micro_1k_224", "saved_models/micro_1k_224_fe", "tars/micro_1k_224.tar.gz"} <= checked
 
     rerun = _cli(*args, env=env)
     out, err = rerun.communicate(timeout=300)
