@@ -19,7 +19,9 @@ from hubpub.pipeline import RESOURCE, Scheduler, build_all, select_shard
 
 pytest.importorskip("distributed")
 
-VARIANTS = ("micro_1k_224", "micro_21k_224", "micro_iso_1k_224")
+# Two variants, one per ConvNeXt style: both workers are mid-variant when one is killed, and the killed one's
+# variant is built again by the other (a third variant added 40 s and no other path).
+VARIANTS = ("micro_1k_224", "micro_iso_1k_224")
 ARTIFACT_FOLDERS = ("tars", "keras", "saved_models")
 ROOT = Path(__file__).resolve().parent.parent
 
