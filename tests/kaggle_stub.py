@@ -100,6 +100,7 @@ class KaggleStub:
         self.models: dict[tuple[str, str], Model] = {}
         self.blobs: dict[str, dict] = {}
         self.errors: list[str] = []  # every answer that was not a success: "<status> <call>"
+        self.user_agents: set[str] = set()  # the User-Agent headers of the API calls
         self.downloaded: list[tuple[str, int]] = []  # (file, bytes) of every download answered
         self.calls: list[str] = []
         self.put_faults: list[tuple[str, int]] = []  # ("reset", after_bytes) or ("status", code), one per PUT
@@ -329,6 +330,7 @@ def _handler(stub: KaggleStub):
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             if m is None:
                 return self._error(404, f"POST {self.path}", f"no endpoint {self.path}")
+            stub.user_agents.add(self.headers.get("User-Agent", ""))
             if self.headers.get("Authorization") not in stub.accepted:
                 return self._error(401, m.group(2), "Unauthenticated")
             try:

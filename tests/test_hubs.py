@@ -63,6 +63,8 @@ def test_kaggle_round_trip_through_kagglehub(micro_manifest, hub_dist, kaggle, t
         ("tensorFlow2/micro-1k-224-fe", "uploaded"), ("keras/micro-1k-224-fe", "uploaded"),
         ("tfLite/micro-1k-224-fe", "uploaded"), ("onnx/micro-1k-224-fe", "uploaded")]
     assert result.visibility == "private"
+    # kagglehub's own agent on every call (hubpub computes it once: destinations/kaggle_client.one_user_agent)
+    assert kaggle.user_agents == {f"kagglehub/{kagglehub.__version__}"}, kaggle.user_agents
     # what the clients asked before creating: each variation, then the model (Kaggle answers 404); no other
     assert kaggle.errors == ["404 GetModelInstance"] * 8 + ["404 GetModel"]
 

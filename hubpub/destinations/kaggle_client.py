@@ -5,6 +5,8 @@ values (`KaggleModel`, `KaggleVariation`), which this module reads but does not 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import re
@@ -27,6 +29,31 @@ def check_credentials() -> None:
         raise PublishError(f"no Kaggle credentials: {CREDENTIALS}; nothing was uploaded")
 
 
+@contextlib.contextmanager
+def one_user_agent():
+    """kagglehub's clients, each with the user agent of the first while the block runs.
+
+    kagglehub builds a client for every file it uploads or downloads, and each client's user agent walks
+    the caller's stack with `inspect.stack()` six times, looking for keras_hub and the like (none are in
+    hubpub's stack, so every client's agent is the same). With TensorFlow imported that costs 0.4-0.5 s a
+    client, 13 s from a deep stack of generated code (`inspect.getmodule` scans every module for a frame
+    without a file): 51 clients in one micro publish and audit. The library's own function is back after."""
+    import kagglehub.clients as clients
+
+    original = clients.get_user_agent
+    agent = _called_once(original)
+    clients.get_user_agent = lambda: agent
+    try:
+        yield
+    finally:
+        clients.get_user_agent = original
+
+
+@functools.cache
+def _called_once(user_agent) -> str:
+    return user_agent()
+
+
 class KaggleApi:
     """The calls hubpub makes, through kagglehub and the Kaggle SDK client it builds; each failure is
     one `PublishError` line naming what was being done."""
@@ -44,12 +71,12 @@ class KaggleApi:
             self._client = None
 
     def _models(self):
-        """The SDK's model service, on one client for the whole publish: kagglehub builds each client's
-        user agent by walking the caller's stack with `inspect.stack()` (0.1-0.2 s a client)."""
+        """The SDK's model service, on one client for the whole publish (`one_user_agent` says why)."""
         from kagglehub.clients import build_kaggle_client
 
         if self._client is None:
-            self._client = build_kaggle_client().__enter__()
+            with one_user_agent():
+                self._client = build_kaggle_client().__enter__()
         return self._client.models.model_api_client
 
     def _call(self, what: str, fn):
@@ -127,7 +154,8 @@ class KaggleApi:
 
         with tempfile.TemporaryDirectory(prefix="hubpub-kaggle-marker-") as tmp:
             try:
-                path = kagglehub.model_download(handle, MARKER, output_dir=tmp, force_download=True)
+                with one_user_agent():
+                    path = kagglehub.model_download(handle, MARKER, output_dir=tmp, force_download=True)
                 return json.loads(Path(path).read_text()).get("sha256")
             except Exception as e:  # no hubpub.json: a version made by something else
                 log.debug("%s: no readable %s: %s", handle, MARKER, e)
@@ -138,8 +166,9 @@ class KaggleApi:
 
         handle = v.handle(self.model)
         try:  # sigstore: kagglehub's own keyless signing of the version, with the token Kaggle issues
-            kagglehub.model_upload(handle, str(folder), license_name=v.license_name, version_notes=v.version_notes,
-                                   sigstore=sigstore)
+            with one_user_agent():
+                kagglehub.model_upload(handle, str(folder), license_name=v.license_name,
+                                       version_notes=v.version_notes, sigstore=sigstore)
         except Exception as e:  # kagglehub retries resets itself; what it gives up on is one line here
             raise hub_error(f"uploading {handle} ({'a new variation' if new else 'a new version'}); no version was "
                             "made from a partial upload, run publish again", e) from None
@@ -216,6 +245,7 @@ def download_variation(handle: str, into: Path) -> Path:
     import kagglehub
 
     try:
-        return Path(kagglehub.model_download(handle, output_dir=str(into), force_download=True))
+        with one_user_agent():
+            return Path(kagglehub.model_download(handle, output_dir=str(into), force_download=True))
     except Exception as e:
         raise hub_error(f"downloading {handle} from Kaggle", e) from None
