@@ -232,7 +232,8 @@ def test_fresh_venv_with_only_keras_jax_and_numpy_loads_it(micro_dist, saved_mod
     python = venv / "bin" / "python"
     pins = [f"keras=={version('keras')}", f"jax=={version('jax')}", f"jaxlib=={version('jaxlib')}",
             f"numpy=={version('numpy')}"]
-    install = subprocess.run([sys.executable, "-m", "uv", "pip", "install", "-q", "--python", str(python), *pins],
+    install = subprocess.run([sys.executable, "-m", "uv", "pip", "install", "-q", "--compile-bytecode", "--python",
+                              str(python), *pins],
                              capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-2000:]
     missing = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True, text=True)
