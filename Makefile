@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "uv>=0.13"
 	# torch==2.13.0 is a CPU build on this disk; setuptools<82 keeps tensorflow_hub importable.
-	$(UV) -e ".[all,torch,dev]" "setuptools<82"
+	# ml_dtypes<0.7 (TensorFlow allows 0.5.1 to 1.0): 0.7.0 takes 1.3 s to import here against 0.45 s for 0.6.0,
+	# and every TensorFlow process pays it (the suite starts about a hundred). hubpub works with either.
+	$(UV) -e ".[all,torch,dev]" "setuptools<82" "ml_dtypes<0.7"
 	# timm, the independent reference the porting tests compare with; --no-deps: its torchvision would
 	# replace the CPU torch (the tests stand in for the few torchvision names timm imports).
 	$(UV) --no-deps "timm>=1.0.20"
