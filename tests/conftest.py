@@ -1,3 +1,5 @@
+import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -108,6 +110,65 @@ def micro_dist(micro_manifest, micro_checkpoints, tmp_path_factory, worker_id) -
     return out
 
 
+# The demo of the test run: a micro ConvNeXt (0.14 M parameters) with every stage `make demo` has: the four
+# LiteRT files, ONNX, notebooks, publish, verify. The demo's time is mostly fixed costs (a micro demo 140 s
+# here, ConvNeXt V2 atto 221 s, tiny 3.5 min). With HUBPUB_SLOW, convnext_tiny as `make demo` builds it.
+DEMO_SLOW = ("collection.yaml", "convnext_tiny_1k_224")
+
+
+def demo_manifest(folder: Path) -> tuple[Path, str]:
+    """(manifest, variant) of the demo the tests run."""
+    if os.environ.get("HUBPUB_SLOW"):
+        return ROOT / DEMO_SLOW[0], DEMO_SLOW[1]
+    text = (MICRO_MANIFEST.replace("PUBLISH_DIR", str(folder / "unused"))
+            .replace("litert: {max_parameters: 0, formats: [float32, int8],",
+                     "litert: {max_parameters: 30000000, formats: [float32, float16, dynamic_int8, int8],")
+            .replace("formats: {onnx: false}\n", "notebooks: {github: testpub/models, path: notebooks}\n"))
+    path = folder / "demo-manifest" / "collection.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    return path, "micro_1k_224"
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoRun:
+    dist: Path
+    manifest: Path
+    variant: str
+    env: dict
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, worker_id) -> DemoRun:
+    """`hubpub demo` run once per test run, as `make demo` runs it (shared by the xdist workers, as
+    micro_dist is): the demo's test reads what it printed and wrote, the notebook tests read the notebooks
+    it executed. Tests copy its dist/ before changing anything."""
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    folder = shared / "demo_run"
+    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "HUBPUB_CACHE": str(folder / "cache"),
+           "TFHUB_CACHE_DIR": str(folder / "tfhub")}
+    with FileLock(str(shared / "demo_run.lock")):
+        if not (folder / "run.json").is_file():
+            manifest, name = demo_manifest(folder)
+            proc = subprocess.run([sys.executable, "-m", "hubpub", "demo", "--out", str(folder / "dist"),
+                                   "--manifest", str(manifest), "--variant", name], capture_output=True,
+                                  text=True, env=env, timeout=900)
+            (folder / "run.json").write_text(json.dumps(
+                {"manifest": str(manifest), "variant": name, "returncode": proc.returncode,
+                 "stdout": proc.stdout, "stderr": proc.stderr}))
+    run = json.loads((folder / "run.json").read_text())
+    return DemoRun(folder / "dist", Path(run["manifest"]), run["variant"], env, run["returncode"], run["stdout"],
+                   run["stderr"])
+
+
 def copy_built(src: Path, dst: Path, *, saved_models: bool = True) -> Path:
     """A copy of the built files of a dist/ (no docs, notebooks or site): what tests publish from."""
     import shutil
@@ -144,11 +205,17 @@ def gcs_emulator(tmp_path_factory):
 
 
 # The longest tests start first: under `-n 2`, one started last keeps a worker busy after the other has
-# run out of tests (minutes of a 2-core machine). Their order among themselves, and the rest, as collected.
+# run out of tests (minutes of a 2-core machine). Those that read the demo's run go last, so no worker
+# waits for it while the demo's test makes it. Their order among themselves, and the rest, as collected.
 LONGEST_FIRST = ("test_demo_end_to_end", "test_the_documented_workflow_publishes_what_one_machine_does",
                  "test_both_families_through_build_all_docs_publish_and_verify",
                  "test_fresh_venv_with_only_keras_jax_and_numpy_loads_it")
 
 
 def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: item.originalname not in LONGEST_FIRST)
+    def order(item) -> int:
+        if item.originalname in LONGEST_FIRST:
+            return 0
+        return 2 if "demo_run" in getattr(item, "fixturenames", ()) else 1
+
+    items.sort(key=order)

@@ -16,13 +16,11 @@ from tests.conftest import copy_built
 
 
 @pytest.fixture(scope="module")
-def executed(micro_manifest, micro_dist, tmp_path_factory):
-    dist = tmp_path_factory.mktemp("nb") / "dist"
-    copy_built(micro_dist, dist)
-    written = render_notebooks(micro_manifest, dist=dist, out=dist / "notebooks",
-                               public_url_base="https://models.example.com/micro")
-    assert [nb.artifact for nb in written] == ["micro_1k_224", "micro_1k_224_fe"]
-    return dist, execute_notebooks(dist, written)
+def executed(demo_run):
+    """The usage notebooks `hubpub demo` executed (tests/conftest.py: once per test run)."""
+    assert demo_run.returncode == 0, demo_run.stderr[-3000:]
+    folder = demo_run.dist / "notebooks" / "localhost-8000"
+    return demo_run, [folder / f"{demo_run.variant}.ipynb", folder / f"{demo_run.variant}_fe.ipynb"]
 
 
 def _outputs(nb):
@@ -34,8 +32,8 @@ def _text(nb) -> str:
 
 
 def test_classifier_notebook_ran_with_figures_and_no_errors(executed):
-    dist, notebooks = executed
-    nb = nbformat.read(notebooks[0].path, as_version=4)
+    demo, notebooks = executed
+    nb = nbformat.read(notebooks[0], as_version=4)
     outputs = _outputs(nb)
     assert not [o for o in outputs if o.output_type == "error"]
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 1  # the photos with their top-5
@@ -45,25 +43,30 @@ def test_classifier_notebook_ran_with_figures_and_no_errors(executed):
     assert keras_diff <= tolerances.KERAS_FILE  # the Keras 3 file on TensorFlow, in the same notebook
     # what a reader sees: the published handle, not the loopback URL the run used
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    assert params.source.startswith('HANDLE = "https://models.example.com/micro/micro_1k_224/1.tar.gz"')
+    assert params.source.startswith(f'HANDLE = "http://localhost:8000/{demo.variant}/1.tar.gz"')
     assert "127.0.0.1" not in params.source and not params.outputs
 
 
 def test_fine_tuning_notebook_loss_goes_down(executed):
     _, notebooks = executed
-    nb = nbformat.read(notebooks[1].path, as_version=4)
+    nb = nbformat.read(notebooks[1], as_version=4)
     assert not [o for o in _outputs(nb) if o.output_type == "error"]
     losses = json.loads(re.search(r"loss per epoch: (\[[^\]]*\])", _text(nb)).group(1))
     assert losses[-1] < losses[0], losses
     assert sum("image/png" in o.get("data", {}) for o in _outputs(nb)) == 2  # loss curve, feature projection
 
 
-def test_executed_notebooks_are_kept_when_nothing_changed(executed, micro_manifest):
-    dist, notebooks = executed
-    before = {nb.path: nb.path.stat().st_mtime_ns for nb in notebooks}
-    again = render_notebooks(micro_manifest, dist=dist, out=dist / "notebooks",
-                             public_url_base="https://models.example.com/micro")
-    assert all(nb.executed for nb in again)
+def test_executed_notebooks_are_kept_when_nothing_changed(executed, tmp_path):
+    from hubpub.manifest import load_manifest
+
+    demo, _ = executed
+    dist = tmp_path / "dist"
+    copy_built(demo.dist, dist)
+    shutil.copytree(demo.dist / "notebooks", dist / "notebooks")
+    before = {p: p.stat().st_mtime_ns for p in (dist / "notebooks").rglob("*.ipynb")}
+    again = render_notebooks(load_manifest(demo.manifest), dist=dist, out=dist / "notebooks",
+                             public_url_base="http://localhost:8000")
+    assert sorted(nb.path for nb in again) == sorted(before) and all(nb.executed for nb in again)
     execute_notebooks(dist, again)
     assert {nb.path: nb.path.stat().st_mtime_ns for nb in again} == before
 

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -218,27 +217,6 @@ def test_cli_build_all_exit_code_on_failure(micro_manifest_path, micro_checkpoin
     assert "error: 1 variant(s) failed: micro_1k_224" in err
 
 
-# The demo's manifest and variant: `make demo`'s convnext_tiny with HUBPUB_SLOW, else a micro ConvNeXt (0.14 M
-# parameters) with every stage `make demo` has: the four LiteRT files, ONNX, notebooks, publish, verify. The
-# demo's time is mostly fixed costs (a micro demo 140 s here, ConvNeXt V2 atto 221 s, tiny 3.5 min).
-DEMO_SLOW = ("collection.yaml", "convnext_tiny_1k_224")
-
-
-def _demo_manifest(root: Path, tmp_path: Path) -> tuple[Path, str]:
-    if os.environ.get("HUBPUB_SLOW"):
-        return root / DEMO_SLOW[0], DEMO_SLOW[1]
-    from tests.conftest import MICRO_MANIFEST
-
-    text = (MICRO_MANIFEST.replace("PUBLISH_DIR", str(tmp_path / "unused"))
-            .replace("litert: {max_parameters: 0, formats: [float32, int8],",
-                     "litert: {max_parameters: 30000000, formats: [float32, float16, dynamic_int8, int8],")
-            .replace("formats: {onnx: false}\n", "notebooks: {github: testpub/models, path: notebooks}\n"))
-    path = tmp_path / "demo-manifest" / "collection.yaml"
-    path.parent.mkdir()
-    path.write_text(text)
-    return path, "micro_1k_224"
-
-
 NOOP_RERUN = """
 import sys
 from hubpub.cli.group import cli
@@ -294,54 +272,55 @@ def test_a_rerun_with_everything_up_to_date_spawns_no_worker_and_rewrites_nothin
     assert rebuilt.stdout.splitlines()[-1] == "code 0 False True" and "micro_iso_1k_224_fe  built" in rebuilt.stdout
 
 
-def test_demo_end_to_end(tmp_path, root):
+def test_demo_end_to_end(demo_run, tmp_path, root):
     """`make demo`'s command: a random checkpoint in the official layout -> build-all -> docs -> publish ->
-    hub.KerasLayer. A micro ConvNeXt by default, convnext_tiny as `make demo` builds it with HUBPUB_SLOW."""
+    hub.KerasLayer. A micro ConvNeXt by default, convnext_tiny as `make demo` builds it with HUBPUB_SLOW
+    (the run: tests/conftest.py, shared with the notebook tests)."""
     from hubpub.manifest import load_manifest
 
-    manifest, name = _demo_manifest(root, tmp_path)
+    manifest, name, env, dist = demo_run.manifest, demo_run.variant, demo_run.env, demo_run.dist
     handle = load_manifest(manifest).publisher.handle
-    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "HUBPUB_CACHE": str(tmp_path / "cache"),
-           "TFHUB_CACHE_DIR": str(tmp_path / "tfhub")}
-    proc = subprocess.run([sys.executable, "-m", "hubpub", "demo", "--out", str(tmp_path / "dist"),
-                           "--manifest", str(manifest), "--variant", name], capture_output=True, text=True,
-                          env=env, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "retracing" not in proc.stdout + proc.stderr  # TensorFlow's warnings are not the user's business
-    assert "5. verified:" in proc.stdout and "fine-tunes" in proc.stdout
-    assert "6. usage notebooks, executed against this build" in proc.stdout
-    assert "the collection site: open file://" in proc.stdout
+    assert demo_run.returncode == 0, demo_run.stderr[-3000:]
+    said = demo_run.stdout
+    assert "retracing" not in said + demo_run.stderr  # TensorFlow's warnings are not the user's business
+    assert "5. verified:" in said and "fine-tunes" in said
+    assert "6. usage notebooks, executed against this build" in said
+    assert "the collection site: open file://" in said
     # LiteRT (under the default 30 M parameters): four files, checked, published, documented
-    record = json.loads((tmp_path / f"dist/reports/{name}.json").read_text())
+    record = json.loads((dist / f"reports/{name}.json").read_text())
     lite = {f["format"]: f for f in record["litert"]}
     assert set(lite) == {"float32", "float16", "dynamic_int8", "int8"}
     assert lite["float32"]["max_abs"] <= tolerances.LITERT_FLOAT32
     assert lite["int8"]["cosine"] >= 0.9
     assert lite["int8"]["size"] <= (0.3 if os.environ.get("HUBPUB_SLOW") else 0.6) * lite["float32"]["size"]
     assert [f["format"] for f in record["formats"]] == ["onnx"] and record["keras"]["sha256"]
-    assert (tmp_path / f"dist/published/{name}/1.int8.tflite").is_file()
-    assert (tmp_path / f"dist/docs/assets/docs/{handle}/models/{name}/int8/lite/1.md").is_file()
-    assert (tmp_path / f"dist/published/site/models/{name}.html").is_file()
+    assert (dist / f"published/{name}/1.int8.tflite").is_file()
+    assert (dist / f"docs/assets/docs/{handle}/models/{name}/int8/lite/1.md").is_file()
+    assert (dist / f"published/site/models/{name}.html").is_file()
     from tests.test_site import dead_links
 
-    assert dead_links(tmp_path / "dist/published/site") == []  # the demo's published site, downloads included
-    assert dead_links(tmp_path / "dist/site") == []  # and the one the demo says to open, in dist/
-    assert (tmp_path / f"dist/notebooks/localhost-8000/{name}.ipynb").is_file()
+    assert dead_links(dist / "published/site") == []  # the demo's published site, downloads included
+    assert dead_links(dist / "site") == []  # and the one the demo says to open, in dist/
+    assert (dist / f"notebooks/localhost-8000/{name}.ipynb").is_file()
     assert not (root / "notebooks").exists(), "the demo wrote notebooks into the checkout"
     # Every doc's Colab link names a notebook of this build, executed (no "no outputs yet" warning).
-    links = subprocess.run([sys.executable, "-m", "hubpub", "validate-docs", str(tmp_path / "dist/docs"),
+    links = subprocess.run([sys.executable, "-m", "hubpub", "validate-docs", str(dist / "docs"),
                             "--manifest", str(manifest), "--notebooks",
-                            str(tmp_path / "dist/notebooks")], capture_output=True, text=True, env=env, timeout=120)
+                            str(dist / "notebooks")], capture_output=True, text=True, env=env, timeout=120)
     assert links.returncode == 0 and "2 Colab links open a notebook of their artifact" in links.stdout, links.stderr
     assert "warning" not in links.stderr, links.stderr
-    doc = (tmp_path / f"dist/docs/assets/docs/{handle}/models/{name}/1.md").read_text()
+    doc = (dist / f"docs/assets/docs/{handle}/models/{name}/1.md").read_text()
     assert doc.splitlines()[1].startswith("DEMO BUILD WITH RANDOM WEIGHTS")
-    assert (tmp_path / f"dist/published/{name}/1.tar.gz").is_file()
-    assert json.loads((tmp_path / "dist/build-report.json").read_text())["failed"] == []
+    assert (dist / f"published/{name}/1.tar.gz").is_file()
+    assert json.loads((dist / "build-report.json").read_text())["failed"] == []
     assert f"http://localhost:8000/{name}/1.tar.gz" in doc
 
-    # `hubpub eval` fills the doc's "ours" row; the demo runs again and updates the published doc in place.
+    # `hubpub eval` fills the doc's "ours" row; the demo runs again and updates the published doc in place
+    # (in a copy: the run is shared).
     from hubpub.resources import photos
+
+    shutil.copytree(dist, tmp_path / "dist", symlinks=True)
+    env = {**env, "TFHUB_CACHE_DIR": str(tmp_path / "tfhub"), "HUBPUB_CACHE": str(tmp_path / "cache")}
 
     data = tmp_path / "photos"
     for i, photo in enumerate(photos()):
