@@ -276,6 +276,9 @@ def test_demo_end_to_end(demo_run, tmp_path, root):
     """`make demo`'s command: a random checkpoint in the official layout -> build-all -> docs -> publish ->
     hub.KerasLayer. A micro ConvNeXt by default, convnext_tiny as `make demo` builds it with HUBPUB_SLOW
     (the run: tests/conftest.py, shared with the notebook tests)."""
+    from hubpub._files import sha256_file
+    from hubpub.formats.litert import FORMATS as LITERT_FORMATS
+    from hubpub.layout import Dist
     from hubpub.manifest import load_manifest
 
     manifest, name, env, dist = demo_run.manifest, demo_run.variant, demo_run.env, demo_run.dist
@@ -289,10 +292,14 @@ def test_demo_end_to_end(demo_run, tmp_path, root):
     # LiteRT (under the default 30 M parameters): four files, checked, published, documented
     record = json.loads((dist / f"reports/{name}.json").read_text())
     lite = {f["format"]: f for f in record["litert"]}
-    assert set(lite) == {"float32", "float16", "dynamic_int8", "int8"}
-    assert lite["float32"]["max_abs"] <= tolerances.LITERT_FLOAT32
+    assert list(lite) == list(LITERT_FORMATS) == ["float32", "float16", "dynamic_int8", "int8"]
+    assert lite["float32"]["max_abs"] <= tolerances.LITERT_FLOAT32 and lite["float32"]["cosine"] > 0.99999
     assert lite["int8"]["cosine"] >= 0.9
     assert lite["int8"]["size"] <= (0.3 if os.environ.get("HUBPUB_SLOW") else 0.6) * lite["float32"]["size"]
+    assert lite["float16"]["size"] < 0.6 * lite["float32"]["size"]
+    for f in lite.values():
+        path = Dist(dist).litert(name, f["format"])
+        assert dist / f["path"] == path and path.stat().st_size == f["size"] and sha256_file(path) == f["sha256"]
     assert [f["format"] for f in record["formats"]] == ["onnx"] and record["keras"]["sha256"]
     assert (dist / f"published/{name}/1.int8.tflite").is_file()
     assert (dist / f"docs/assets/docs/{handle}/models/{name}/int8/lite/1.md").is_file()
