@@ -21,21 +21,51 @@ import json, sys
 sys.modules["hubpub"] = None  # a consumer's process: hubpub cannot be imported
 import numpy as np
 import keras
-path, images_path, kind = sys.argv[1], sys.argv[2], sys.argv[3]
-model = keras.saving.load_model(path)
-images = np.load(images_path)
-out = {"backend": keras.backend.backend(), "outputs": keras.ops.convert_to_numpy(model(images)).tolist(),
-       "layer": model.get_layer("stage_2_block_1_pwconv1").name, "parameters": model.count_params()}
-if kind == "classifier":
-    before = np.array(model.get_layer("stage_0_block_0_dwconv").get_weights()[0])
-    model.compile(optimizer=keras.optimizers.SGD(0.1),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    history = model.fit(images, np.array([1, 2]), epochs=1, batch_size=2, verbose=0)
-    after = np.array(model.get_layer("stage_0_block_0_dwconv").get_weights()[0])
-    out["loss"] = float(history.history["loss"][0])
-    out["changed"] = bool(np.abs(after - before).max() > 0)
-print("RESULT " + json.dumps(out))
+args = sys.argv[1:]
+for path, images_path, kind in zip(args[0::3], args[1::3], args[2::3], strict=True):  # one model after another
+    model = keras.saving.load_model(path)
+    images = np.load(images_path)
+    out = {"backend": keras.backend.backend(), "outputs": keras.ops.convert_to_numpy(model(images)).tolist(),
+           "layer": model.get_layer("stage_2_block_1_pwconv1").name, "parameters": model.count_params()}
+    if kind == "classifier":
+        before = np.array(model.get_layer("stage_0_block_0_dwconv").get_weights()[0])
+        model.compile(optimizer=keras.optimizers.SGD(0.1),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        history = model.fit(images, np.array([1, 2]), epochs=1, batch_size=2, verbose=0)
+        after = np.array(model.get_layer("stage_0_block_0_dwconv").get_weights()[0])
+        out["loss"] = float(history.history["loss"][0])
+        out["changed"] = bool(np.abs(after - before).max() > 0)
+    print("RESULT " + json.dumps(out), flush=True)
 """
+KINDS = (("micro_1k_224", "classifier"), ("micro_1k_224_fe", "feature-extractor"))
+
+
+def _loaded_without_hubpub(python, models: list[tuple], backend: str, cwd, timeout=300) -> list[dict]:
+    """LOAD's results for each (file, inputs .npy, kind), in one fresh process (of `python`) on `backend`;
+    `cwd` not the repository: its hubpub/ folder would be on the path."""
+    args = [str(a) for model in models for a in model]
+    proc = subprocess.run([str(python), "-c", LOAD, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""}, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(line.removeprefix("RESULT ")) for line in proc.stdout.splitlines()
+               if line.startswith("RESULT ")]
+    assert len(results) == len(models), proc.stdout[-2000:]
+    return results
+
+
+def _check_on(backend: str, tolerance: float, micro_dist, saved_model_outputs, python=sys.executable, cwd=None):
+    """Both micro artifacts' `.keras` files on `backend`: the SavedModel's outputs, the official layer
+    names, and one `fit` step of the classifier that changes its weights."""
+    models = [(micro_dist / "keras" / f"{name}.keras", saved_model_outputs[name][0], kind) for name, kind in KINDS]
+    results = _loaded_without_hubpub(python, models, backend, cwd or micro_dist)
+    for (name, kind), result in zip(KINDS, results, strict=True):
+        assert result["backend"] == backend
+        delta = np.abs(np.asarray(result["outputs"]) - saved_model_outputs[name][1]).max()
+        assert delta <= tolerance, f"{name} on {backend}: max |Δ| {delta:.3g} > {tolerance:g}"
+        assert result["layer"] == "stage_2_block_1_pwconv1"  # the official names, as in the paper's tree
+        if kind == "classifier":
+            assert np.isfinite(result["loss"]) and result["changed"], result
+
 
 # JAX runs in test_fresh_venv_with_only_keras_jax_and_numpy_loads_it: a venv of keras, jax and numpy alone,
 # with this JAX (a release Keras supports; pinned, so a new JAX does not change the test under us).
@@ -66,20 +96,7 @@ def test_keras_artifact_on_every_backend_without_hubpub(micro_dist, saved_model_
         if os.environ.get("CI") == "true":  # make test installs it: a skip there would hide an untested backend
             pytest.fail(f"{missing}; under CI=true every backend must be tested")
         pytest.skip(missing)
-    for name, kind in (("micro_1k_224", "classifier"), ("micro_1k_224_fe", "feature-extractor")):
-        images_path, expected = saved_model_outputs[name]
-        env = {**os.environ, "KERAS_BACKEND": backend, "CUDA_VISIBLE_DEVICES": ""}
-        proc = subprocess.run([sys.executable, "-c", LOAD, str(micro_dist / "keras" / f"{name}.keras"),
-                               str(images_path), kind], capture_output=True, text=True, env=env, timeout=300,
-                              cwd=micro_dist)  # not the repository: its hubpub/ folder is not on the path
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        result = json.loads(proc.stdout.split("RESULT ", 1)[1])
-        assert result["backend"] == backend
-        delta = np.abs(np.asarray(result["outputs"]) - expected).max()
-        assert delta <= tolerance, f"{name} on {backend}: max |Δ| {delta:.3g} > {tolerance:g}"
-        assert result["layer"] == "stage_2_block_1_pwconv1"  # the official names, as in the paper's tree
-        if kind == "classifier":
-            assert np.isfinite(result["loss"]) and result["changed"], result
+    _check_on(backend, tolerance, micro_dist, saved_model_outputs)
 
 
 def test_keras_artifact_is_recorded_and_reproducible(micro_dist, micro_manifest, micro_checkpoints, tmp_path):
@@ -213,11 +230,9 @@ def test_largest_variant_keras_artifact_full_size(root, tmp_path):
     assert record.keras.max_abs <= tolerances.KERAS_FILE
     inputs = record.reference["inputs"]
     np.save(tmp_path / "x.npy", reference_images(inputs["height"], inputs["width"], inputs["batch"], inputs["seed"]))
-    proc = subprocess.run([sys.executable, "-c", LOAD, str(tmp_path / "dist" / record.keras.path),
-                           str(tmp_path / "x.npy"), "feature-extractor"], capture_output=True, text=True,
-                          env={**os.environ, "KERAS_BACKEND": "tensorflow"}, timeout=1200, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = np.asarray(json.loads(proc.stdout.split("RESULT ", 1)[1])["outputs"])
+    (result,) = _loaded_without_hubpub(sys.executable, [(tmp_path / "dist" / record.keras.path, tmp_path / "x.npy",
+                                                         "feature-extractor")], "tensorflow", tmp_path, timeout=1200)
+    got = np.asarray(result["outputs"])
     assert got.shape == (inputs["batch"], 21841)
     np.testing.assert_allclose(got[:, :64], np.asarray(record.reference["outputs"]["columns"]), atol=tolerances.VERIFY)
 
@@ -240,18 +255,4 @@ def test_fresh_venv_with_only_keras_jax_and_numpy_loads_it(micro_dist, saved_mod
     assert install.returncode == 0, install.stderr[-2000:]
     missing = subprocess.run([str(python), "-c", "import tensorflow"], capture_output=True, text=True)
     assert missing.returncode != 0  # really no TensorFlow there
-    kinds = (("micro_1k_224", "classifier"), ("micro_1k_224_fe", "feature-extractor"))
-    procs = [subprocess.Popen([str(python), "-c", LOAD, str(micro_dist / "keras" / f"{name}.keras"),
-                               str(saved_model_outputs[name][0]), kind], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env={**os.environ, "KERAS_BACKEND": "jax"},
-                              cwd=tmp_path) for name, kind in kinds]  # both at once
-    for (name, kind), proc in zip(kinds, procs, strict=True):
-        expected = saved_model_outputs[name][1]
-        stdout, stderr = proc.communicate(timeout=300)
-        assert proc.returncode == 0, stderr[-3000:]
-        result = json.loads(stdout.split("RESULT ", 1)[1])
-        assert result["backend"] == "jax"
-        assert np.abs(np.asarray(result["outputs"]) - expected).max() <= tolerances.KERAS_OTHER_BACKEND
-        assert result["layer"] == "stage_2_block_1_pwconv1"
-        if kind == "classifier":
-            assert np.isfinite(result["loss"]) and result["changed"]
+    _check_on("jax", tolerances.KERAS_OTHER_BACKEND, micro_dist, saved_model_outputs, python=python, cwd=tmp_path)
