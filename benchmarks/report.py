@@ -49,6 +49,21 @@ def rows() -> list[tuple[str, str, str, str, str]]:
             out.append(("bench_stage_memory.py", f"peak RSS of one build of {v['variant']} (every stage) above the "
                         f"TensorFlow-imported process: set by {v['set_by']}; the largest rises of the peak: {top}",
                         "weight bytes", f"{v['ratio']:.2f}", _verdict(v["ratio"], sm["target"], False)))
+        if floor := sm.get("floor"):
+            # Its rise as fixed + slope x weights, from the smallest and the largest measured; within the
+            # target only where target x weights >= fixed + slope x weights.
+            (small, large), mib = sorted(floor, key=lambda f: f["weight_bytes"]), 2**20
+            rise = [(f["peak_mb"] - f["baseline_mb"]) * mib for f in (small, large)]
+            slope = (rise[1] - rise[0]) / (large["weight_bytes"] - small["weight_bytes"])
+            fixed = rise[0] - slope * small["weight_bytes"]
+            crossing = fixed / (sm["target"] - slope) / 4 / 1e6 if slope < sm["target"] else float("inf")
+            out.append(("bench_stage_memory.py", "the floor: a build of only what every artifact needs (the "
+                        "classifier ported, exported, round trip, tarball; no parity, no optional format): "
+                        f"{small['variant']} +{rise[0] / mib:.0f} MiB, {large['variant']} +{rise[1] / mib:.0f} MiB "
+                        f"({large['ratio']:.2f}x) above the TensorFlow-imported process, about "
+                        f"{fixed / mib:.0f} MiB + {slope:.2f}x the weights: a model under about {crossing:.0f}M "
+                        f"parameters cannot come within {sm['target']:g}x", "weight bytes", f"{small['ratio']:.2f}",
+                        f"<= {sm['target']:g}: out of reach below that size"))
     if i := _load("inference"):
         for run in i["runs"]:
             out.append(("bench_inference.py", f"hub.KerasLayer images/s, {i['variant']}, {i['resolution']} px, "
