@@ -110,12 +110,13 @@ def test_21k_classifier_carries_21841_labels(micro_manifest, micro_checkpoints, 
 
 
 def test_reproducible_tarballs(micro_manifest_path, micro_checkpoints, tmp_path):
-    """Two builds of the same variant, each in a fresh process as build-all does, give identical bytes."""
+    """Two builds of the same variant, each in a fresh process as build-all does, give identical bytes,
+    with parity or without (its TensorFlow work runs after the export: the bytes are the model's alone)."""
     shas = []
-    for run in ("a", "b"):
+    for run, parity in (("a", []), ("b", ["--no-parity"])):
         cmd = [sys.executable, "-m", "hubpub", "-q", "build", "micro_iso_1k_224",
                "--manifest", str(micro_manifest_path), "--checkpoint", str(micro_checkpoints["micro_iso_1k_224"]),
-               "--out", str(tmp_path / run), "--no-parity"]
+               "--out", str(tmp_path / run), *parity]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         shas.append([(tmp_path / run / "tars" / f"{n}.tar.gz.sha256").read_text().split()[0]
@@ -376,6 +377,22 @@ def test_a_failed_round_trip_leaves_no_tarball(micro_manifest, micro_checkpoints
     with pytest.raises(ExportError, match="differs from the in-memory model"):
         build_variant(v, tmp_path, checkpoint=str(micro_checkpoints[v.name]), kinds=("classifier",), parity=False)
     assert not list((tmp_path / "tars").iterdir()) and not (tmp_path / "reports").exists()
+
+
+def test_a_failed_parity_leaves_no_saved_model(micro_manifest, micro_checkpoints, tmp_path, monkeypatch):
+    """Parity's Keras side runs after the exports (the SavedModel's bytes must not depend on it); when it
+    fails, the SavedModels it checked go. The fault is made by a tolerance of 0 (an official checkpoint
+    ports within tolerance: a failing port cannot be produced on purpose otherwise)."""
+    import hubpub.parity
+    from hubpub.errors import ParityError
+    from hubpub.pipeline import build_variant
+
+    real = hubpub.parity.check_parity
+    monkeypatch.setattr(hubpub.parity, "check_parity", lambda *a, **k: real(*a, **k, tolerance=0.0))
+    v = micro_manifest.variant("micro_1k_224")
+    with pytest.raises(ParityError, match="> tolerance 0 "):
+        build_variant(v, tmp_path, checkpoint=str(micro_checkpoints[v.name]))
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()], "files left by a build that failed parity"
 
 
 def test_the_graph_mode_loader_runs_serving_default(micro_dist):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -205,17 +206,6 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
     if "feature-extractor" in kinds and first == "classifier":
         models["feature-extractor"] = feature_extractor_of(base, variant)
 
-    parity_runs: dict[str, list] = {k: [] for k in models}
-    if references:
-        with timings.stage("parity"):
-            for kind, model in models.items():
-                for (h, w), taps in references.items():
-                    report = check_parity(model, taps, variant.family, variant.architecture,
-                                          reference_images(h, w, batch=1), classifier=kind == "classifier",
-                                          input_convention=input_convention)
-                    parity_runs[kind].append(report)
-            del references
-
     # One set of fixed inputs serves the round trip, the formats' checks and the record `verify` checks downstream.
     res = variant.resolution
     rt_images = reference_images(res, res, 2, seed=0)
@@ -235,6 +225,25 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                                 int(model.count_params()))
         done[kind].formats = _wanted_formats(formats, _format_job(variant, dist, kind, done[kind], rt_images,
                                                                   port.random_weights))
+
+    # Parity's Keras side after the exports: a SavedModel's function names number from a process-wide
+    # counter that any TensorFlow work advances, so work before the export would make the tarball's bytes
+    # depend on parity (on or off, and how it runs) instead of on the model alone.
+    parity_runs: dict[str, list] = {k: [] for k in models}
+    if references:
+        with timings.stage("parity"):
+            try:
+                for kind, model in models.items():
+                    for (h, w), taps in references.items():
+                        report = check_parity(model, taps, variant.family, variant.architecture,
+                                              reference_images(h, w, batch=1), classifier=kind == "classifier",
+                                              input_convention=input_convention)
+                        parity_runs[kind].append(report)
+            except BaseException:
+                for kind in done:  # no SavedModel of a port that failed parity under a final name
+                    shutil.rmtree(dist.saved_model(artifact_name(variant.name, kind)), ignore_errors=True)
+                raise
+            del references
 
     # The formats made from the Keras model (`.keras`) after every SavedModel: their build resets Keras'
     # name counters. Built once the models are gone: a build or check makes another copy of the weights.
