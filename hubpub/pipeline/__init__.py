@@ -1,4 +1,4 @@
-"""The stages composed: fetch -> build -> port -> parity -> export -> pack -> formats, per variant
+"""The stages composed: fetch -> build -> port -> export -> parity -> pack -> formats, per variant
 (`build`), over the collection with a worker pool, shards or a Dask cluster (`collection`, `workers`,
 `cluster`), skipping what is up to date (`incremental`); parity on demand (`checks`). These modules only
 sequence library stages; the work is done in the stage modules."""

@@ -138,7 +138,9 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
                   kinds: tuple[str, ...] = KINDS, input_convention: str = "hub", parity: bool = True,
                   on_stage=lambda artifact, stage: None, inputs_keys: dict[str, str] | None = None,
                   fetched=None, formats: tuple[str, ...] | None = None) -> list[BuildRecord]:
-    """fetch -> build -> port -> parity -> export -> formats -> round-trip -> pack, for each kind of a variant.
+    """fetch -> reference -> build -> port -> export -> parity -> formats -> round-trip -> pack, for each kind
+    of a variant (the PyTorch reference's outputs before the Keras model exists; their comparison after the
+    exports, which must not depend on it).
 
     Writes the saved model, tarball (+ .sha256), the files of each format and the build record of each
     artifact into the dist folder `out`, and returns the records. `formats` names the formats of
