@@ -1,9 +1,12 @@
-"""This process's peak memory so far: what Linux keeps as the high-water mark of its resident set
-(`VmHWM`). Read at the end of each stage, it says which stage set the build's peak (the first that
-reached it); it is never reset, so `getrusage` and `time -v` stay true. Elsewhere: None."""
+"""This process's memory: its peak so far, what Linux keeps as the high-water mark of its resident set
+(`VmHWM`; read at the end of each stage, it says which stage set the build's peak, the first that reached
+it; never reset, so `getrusage` and `time -v` stay true; elsewhere None), and the allocator setting a
+build runs with (`large_blocks_to_the_os`)."""
 
 from __future__ import annotations
 
+import ctypes
+import platform
 from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
@@ -22,3 +25,25 @@ def peak_rss_mb() -> int | None:
         return None
     _highest[0] = max(_highest[0], peak)
     return _highest[0]
+
+
+# glibc's mallopt parameter (malloc.h); other C libraries have no such switch, or another number for it.
+_M_MMAP_THRESHOLD = -3
+LARGE_BLOCK = 1 << 20
+
+
+def large_blocks_to_the_os() -> bool:
+    """From now on in this process, every block of 1 MiB or more gets its own mapping, handed back to the
+    system when freed. glibc's default raises that threshold (up to 32 MiB) each time such a block is
+    freed, so a model's weights, once freed, stay in the allocator's per-thread arenas, where the next
+    copy (the `.keras` check's model, the round trip's reload) cannot always reuse them: ConvNeXt large
+    at 384 px peaked 3.35x its weights above TensorFlow's baseline with it, 2.05x without
+    (benchmarks/bench_stage_memory.py). True where it took effect (glibc)."""
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    return mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK) == 1

@@ -20,7 +20,7 @@ from hubpub._torch import torch_available
 from hubpub.extras import install_command
 from hubpub.layout import Dist
 from hubpub.manifest import KINDS, Variant, artifact_name
-from hubpub.memory import peak_rss_mb
+from hubpub.memory import large_blocks_to_the_os, peak_rss_mb
 from hubpub.record import (
     BuildRecord,
     CheckpointInfo,
@@ -146,6 +146,7 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
     artifact into the dist folder `out`, and returns the records. `formats` names the formats of
     `hubpub.formats` to build (default: every one whose extra is installed).
     """
+    large_blocks_to_the_os()  # freed weights go back to the system, not to one thread's arena
     with _collect_young_objects_only():
         return _build_variant(variant, Dist(out), checkpoint=checkpoint, kinds=kinds,
                               input_convention=input_convention, parity=parity, on_stage=on_stage,
