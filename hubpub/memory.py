@@ -5,6 +5,7 @@ build runs with (`large_blocks_to_the_os`)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import platform
 from pathlib import Path
@@ -30,6 +31,8 @@ def peak_rss_mb() -> int | None:
 # glibc's mallopt parameter (malloc.h); other C libraries have no such switch, or another number for it.
 _M_MMAP_THRESHOLD = -3
 LARGE_BLOCK = 1 << 20
+ARENA_BLOCK = 32 << 20  # the highest threshold glibc's own rule reaches
+_threshold = [0]  # what this process last set (0: glibc's own rule still applies)
 
 
 def large_blocks_to_the_os() -> bool:
@@ -37,8 +40,28 @@ def large_blocks_to_the_os() -> bool:
     system when freed. glibc's default raises that threshold (up to 32 MiB) each time such a block is
     freed, so a model's weights, once freed, stay in the allocator's per-thread arenas, where the next
     copy (the `.keras` check's model, the round trip's reload) cannot always reuse them: ConvNeXt large
-    at 384 px peaked 3.35x its weights above TensorFlow's baseline with it, 2.05x without
+    at 384 px peaked 3.14x its weights above TensorFlow's baseline with it, 2.03x without
     (benchmarks/bench_stage_memory.py). True where it took effect (glibc)."""
+    return _set_threshold(LARGE_BLOCK)
+
+
+@contextlib.contextmanager
+def large_blocks_reused():
+    """Within: blocks up to 32 MiB come from the arenas again, as glibc's default does once large blocks
+    have been freed, for work that makes and frees many of them (LiteRT's converter: ConvNeXt tiny's four
+    conversions took 52 s that way, 71 s with each block mapped fresh). After: as before."""
+    before = _threshold[0]
+    if not before:
+        yield
+        return
+    _set_threshold(ARENA_BLOCK)
+    try:
+        yield
+    finally:
+        _set_threshold(before)
+
+
+def _set_threshold(size: int) -> bool:
     if platform.libc_ver()[0] != "glibc":
         return False
     try:
@@ -46,4 +69,7 @@ def large_blocks_to_the_os() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return mallopt(_M_MMAP_THRESHOLD, LARGE_BLOCK) == 1
+    if mallopt(_M_MMAP_THRESHOLD, size) != 1:
+        return False
+    _threshold[0] = size
+    return True

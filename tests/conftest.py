@@ -88,6 +88,43 @@ def micro_checkpoints(micro_manifest, tmp_path_factory) -> dict[str, Path]:
             for i, v in enumerate(micro_manifest.variants)}
 
 
+def _shared_folder(tmp_path_factory, worker_id) -> Path:
+    """The test run's own temp folder, which every pytest-xdist worker of the run sees."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+# build-all over two micro variants, one per ConvNeXt style, both kinds, `--jobs 2`: what a local build
+# makes, shared by the tests that check it (incremental reruns) or compare with it (the Dask cluster's).
+MICRO_PAIR = ("micro_1k_224", "micro_iso_1k_224")
+
+
+@dataclasses.dataclass(frozen=True)
+class PairBuild:
+    dist: Path  # copy it before changing anything
+    summary: dict  # its build-report.json
+    events: list  # the progress events, (artifact, stage)
+
+
+@pytest.fixture(scope="session")
+def micro_pair(micro_manifest, micro_checkpoints, tmp_path_factory, worker_id) -> PairBuild:
+    from filelock import FileLock
+
+    from hubpub.pipeline import build_all
+
+    shared = _shared_folder(tmp_path_factory, worker_id)
+    folder = shared / "micro_pair"
+    with FileLock(str(shared / "micro_pair.lock")):
+        if not (folder / "events.json").is_file():
+            events = []
+            build_all(micro_manifest, folder / "dist", only=MICRO_PAIR, jobs=2, lock_path=folder / "collection.lock",
+                      checkpoints={n: str(micro_checkpoints[n]) for n in MICRO_PAIR},
+                      progress=lambda name, stage: events.append((name, stage)))
+            (folder / "events.json").write_text(json.dumps(events))
+    return PairBuild(folder / "dist", json.loads((folder / "dist" / "build-report.json").read_text()),
+                     [tuple(e) for e in json.loads((folder / "events.json").read_text())])
+
+
 @pytest.fixture(scope="session")
 def micro_dist(micro_manifest, micro_checkpoints, tmp_path_factory, worker_id) -> Path:
     """Both kinds of micro_1k_224 built once per test run, end to end, into a dist/ folder: under
@@ -99,7 +136,7 @@ def micro_dist(micro_manifest, micro_checkpoints, tmp_path_factory, worker_id) -
 
     from hubpub.pipeline import build_variant
 
-    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    shared = _shared_folder(tmp_path_factory, worker_id)
     out = shared / "micro_dist"
     with FileLock(str(shared / "micro_dist.lock")):
         if not (shared / "micro_dist.done").is_file():
@@ -151,7 +188,7 @@ def demo_run(tmp_path_factory, worker_id) -> DemoRun:
 
     from filelock import FileLock
 
-    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    shared = _shared_folder(tmp_path_factory, worker_id)
     folder = shared / "demo_run"
     env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "HUBPUB_CACHE": str(folder / "cache"),
            "TFHUB_CACHE_DIR": str(folder / "tfhub")}

@@ -16,12 +16,13 @@ import pytest
 import yaml
 
 from hubpub.pipeline import RESOURCE, Scheduler, build_all, select_shard
+from tests.conftest import MICRO_PAIR
 
 pytest.importorskip("distributed")
 
 # Two variants, one per ConvNeXt style: both workers are mid-variant when one is killed, and the killed one's
 # variant is built again by the other (a third variant added 40 s and no other path).
-VARIANTS = ("micro_1k_224", "micro_iso_1k_224")
+VARIANTS = MICRO_PAIR
 ARTIFACT_FOLDERS = ("tars", "keras", "saved_models")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +94,7 @@ def _files(dist: Path) -> dict[str, bytes]:
 
 
 def test_a_dask_cluster_builds_what_a_local_build_does_even_when_a_worker_is_killed(
-        micro_manifest, micro_checkpoints, tmp_path):
+        micro_manifest, micro_checkpoints, micro_pair, tmp_path):
     ckpts = {n: str(micro_checkpoints[n]) for n in VARIANTS}
     with _processes() as started:
         address = _scheduler(started, tmp_path)
@@ -127,10 +128,11 @@ def test_a_dask_cluster_builds_what_a_local_build_does_even_when_a_worker_is_kil
     assert {(v, "done") for v in VARIANTS} <= set(events) and ("micro_iso_1k_224_fe", "pack") in events
     assert not [p for p in (tmp_path / "cluster").rglob("*tmp")], "a temp file was left"
 
-    local = build_all(micro_manifest, tmp_path / "local", only=VARIANTS, checkpoints=ckpts, parity=False, jobs=2,
-                      lock_path=tmp_path / "lock")
-    assert local.failed == [] and local.scheduler is None
-    cluster_files, local_files = _files(tmp_path / "cluster"), _files(tmp_path / "local")
+    # The local build-all of the same two variants, `--jobs 2` (shared with the pipeline's tests; with parity,
+    # which the artifact files do not depend on).
+    local = micro_pair.summary
+    assert local["failed"] == [] and local["scheduler"] is None
+    cluster_files, local_files = _files(tmp_path / "cluster"), _files(micro_pair.dist)
     assert len(cluster_files) > 30 and cluster_files.keys() == local_files.keys()
     assert [n for n in cluster_files if cluster_files[n] != local_files[n]] == []
 

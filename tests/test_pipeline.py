@@ -22,29 +22,30 @@ def _artifacts(report):
     return {r.artifact: r for r in report.artifacts}
 
 
-def test_build_all_then_incremental(micro_manifest, micro_checkpoints, tmp_path):
-    ckpts = {n: str(p) for n, p in micro_checkpoints.items() if n != "micro_21k_224"}
-    only = ("micro_1k_224", "micro_iso_1k_224")
-    events = []
-    report = build_all(micro_manifest, tmp_path, only=only, jobs=2, checkpoints=ckpts, lock_path=tmp_path / "lock",
-                       progress=lambda name, stage: events.append((name, stage)))
-    rows = _artifacts(report)
+def test_build_all_then_incremental(micro_manifest, micro_checkpoints, micro_pair, tmp_path):
+    """The shared build-all of two variants (`micro_pair`, `--jobs 2`), then on a copy of it: a rerun that
+    does no model work, and `--force` of one artifact."""
+    rows = {r["artifact"]: r for r in micro_pair.summary["artifacts"]}
     assert sorted(rows) == ["micro_1k_224", "micro_1k_224_fe", "micro_iso_1k_224", "micro_iso_1k_224_fe"]
-    assert {r.status for r in rows.values()} == {"built"}
-    assert all(r.parity_max_abs <= tolerances.PARITY for r in rows.values())
+    assert {r["status"] for r in rows.values()} == {"built"}
+    assert all(r["parity_max_abs"] <= tolerances.PARITY for r in rows.values())
+    events = micro_pair.events
     assert ("micro_1k_224_fe", "pack") in events and ("micro_iso_1k_224", "done") in events
-    assert not [e for e in events if e[1] == "onnx"] and not list((tmp_path / "onnx").glob("*"))  # formats.onnx: false
-    on_disk = json.loads((tmp_path / "build-report.json").read_text())
-    assert {r["artifact"] for r in on_disk["artifacts"]} == rows.keys() and on_disk["failed"] == []
-    assert (on_disk["jobs"], on_disk["threads_per_worker"]) == (2, worker_threads(2))
-    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "tars").iterdir()}
+    assert not [e for e in events if e[1] == "onnx"] and not list((micro_pair.dist / "onnx").glob("*"))  # onnx: false
+    assert micro_pair.summary["failed"] == []
+    assert (micro_pair.summary["jobs"], micro_pair.summary["threads_per_worker"]) == (2, worker_threads(2))
 
-    again = build_all(micro_manifest, tmp_path, only=only, checkpoints=ckpts, lock_path=tmp_path / "lock")
+    dist, lock = tmp_path / "dist", tmp_path / "lock"
+    shutil.copytree(micro_pair.dist, dist)  # copy2: the files' times come along
+    ckpts = {n: str(micro_checkpoints[n]) for n in rows if not n.endswith("_fe")}
+    mtimes = {p: p.stat().st_mtime_ns for p in (dist / "tars").iterdir()}
+    only = tuple(ckpts)
+    again = build_all(micro_manifest, dist, only=only, checkpoints=ckpts, lock_path=lock)
     assert {r.status for r in again.artifacts} == {"up to date"}
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "tars").iterdir()} == mtimes  # no model work
+    assert {p: p.stat().st_mtime_ns for p in (dist / "tars").iterdir()} == mtimes  # no model work
 
-    forced = build_all(micro_manifest, tmp_path, only=("micro_iso_1k_224",), kinds=("feature-extractor",),
-                       checkpoints=ckpts, force=True, lock_path=tmp_path / "lock", parity=False)
+    forced = build_all(micro_manifest, dist, only=("micro_iso_1k_224",), kinds=("feature-extractor",),
+                       checkpoints=ckpts, force=True, lock_path=lock, parity=False)
     assert [(r.artifact, r.status) for r in forced.artifacts] == [("micro_iso_1k_224_fe", "built")]
 
 

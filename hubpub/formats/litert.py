@@ -25,6 +25,7 @@ from hubpub._tf import native_stderr_silenced
 from hubpub.errors import ExportError
 from hubpub.formats.base import Format, FormatJob
 from hubpub.layout import Dist
+from hubpub.memory import large_blocks_reused
 from hubpub.record import LiteRTFile
 
 log = logging.getLogger(__name__)
@@ -188,9 +189,10 @@ class LiteRT(Format):
         v = job.variant
         calibration = calibration_images(v.resolution, v.litert_calibration)
         inputs = np.concatenate([job.inputs, calibration])  # the build's fixed inputs and real photos
-        files = build_litert(job.saved_model, job.dist, job.artifact, v.resolution, inputs=inputs,
-                             calibration=calibration, formats=v.litert_formats,
-                             min_cosine=0.0 if job.random_weights else v.litert_min_cosine)
+        with large_blocks_reused():  # the converter makes and frees many large blocks: reused, not mapped anew
+            files = build_litert(job.saved_model, job.dist, job.artifact, v.resolution, inputs=inputs,
+                                 calibration=calibration, formats=v.litert_formats,
+                                 min_cosine=0.0 if job.random_weights else v.litert_min_cosine)
         for f in files if job.random_weights else ():
             if f.format != "float32" and f.cosine < v.litert_min_cosine:
                 log.warning("warning: %s: the %s LiteRT file's cosine %.4f is below litert.min_cosine %s: not "
