@@ -40,7 +40,7 @@ def large_blocks_to_the_os() -> bool:
     system when freed. glibc's default raises that threshold (up to 32 MiB) each time such a block is
     freed, so a model's weights, once freed, stay in the allocator's per-thread arenas, where the next
     copy (the `.keras` check's model, the round trip's reload) cannot always reuse them: ConvNeXt large
-    at 384 px peaked 3.14x its weights above TensorFlow's baseline with it, 2.03x without
+    at 384 px peaked 3.14x its weights above TensorFlow's baseline with glibc's default, 2.03x with this
     (benchmarks/bench_stage_memory.py). True where it took effect (glibc)."""
     return _set_threshold(LARGE_BLOCK)
 
