@@ -102,6 +102,58 @@ def test_a_failing_cell_names_the_notebook_and_the_cell(micro_manifest, micro_di
     assert issubclass(NotebookError, HubpubError)
 
 
+def test_one_failing_notebook_leaves_the_others_executed(micro_manifest, micro_dist, tmp_path):
+    """The kernels run side by side: the fine-tuning notebook, started first, is stored with its outputs
+    although the classifier's fails; the error is the failing notebook's."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "classify.py.j2").write_text('# %% tags=["parameters"]\nHANDLE = "{{ artifact.asset_url }}"\n\n'
+                                              '# %%\nraise ValueError("boom")\n')
+    (templates / "fine_tune.py.j2").write_text('# %% tags=["parameters"]\nHANDLE = "{{ artifact.asset_url }}"\n\n'
+                                               '# %%\nprint("tuned", HANDLE.rsplit("/", 1)[-1])\n')
+    dist = tmp_path / "dist"
+    copy_built(micro_dist, dist, saved_models=False)
+    written = render_notebooks(micro_manifest, dist=dist, out=dist / "notebooks", templates_dir=templates)
+    started = []
+    with pytest.raises(NotebookError, match=r"micro_1k_224\.ipynb: cell 2 failed: ValueError: boom$"):
+        execute_notebooks(dist, written, progress=started.append)
+    assert started == ["micro_1k_224_fe", "micro_1k_224"]  # the fine-tuning one first
+    tuned = nbformat.read(next(nb.path for nb in written if nb.artifact == "micro_1k_224_fe"), as_version=4)
+    assert _text(tuned) == "tuned micro_1k_224_fe.tar.gz\n"
+
+
+def test_kernels_at_once_by_cpus_and_memory():
+    from hubpub.notebooks import kernels_at_once
+
+    tiny, xlarge = 114_000_000, 1_400_000_000  # ConvNeXt's weight bytes
+    assert kernels_at_once([tiny, tiny], cpus=2, memory=24 * 2**30) == 2
+    assert kernels_at_once([tiny, tiny, tiny], cpus=8, memory=24 * 2**30) == 3
+    assert kernels_at_once([tiny, tiny], cpus=1, memory=24 * 2**30) == 1
+    assert kernels_at_once([tiny, xlarge], cpus=2, memory=24 * 2**30) == 1  # sized by the largest
+    assert kernels_at_once([tiny, tiny], cpus=2, memory=4 * 2**30) == 1
+    assert kernels_at_once([tiny, tiny], cpus=2, memory=None) == 2
+    assert kernels_at_once([], cpus=2, memory=None) == 1
+
+
+def test_the_demo_ran_its_two_kernels_side_by_side(executed):
+    """Each notebook's cells carry nbclient's timestamps: the two runs overlapped (a 2-core machine with the
+    memory for two ConvNeXt kernels, as CI's)."""
+    from datetime import datetime
+
+    from hubpub.machine import usable_cpus
+
+    if usable_cpus() < 2:
+        pytest.skip("one CPU: the notebooks run one at a time")
+    spans = []
+    for path in executed[1]:
+        stamps = [datetime.fromisoformat(c.metadata.execution[key].replace("Z", "+00:00"))
+                  for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
+                  for key in ("iopub.execute_input", "shell.execute_reply")]
+        spans.append((min(stamps), max(stamps)))
+    (a0, a1), (b0, b1) = spans
+    assert a0 < b1 and b0 < a1, spans
+
+
 def test_a_dead_kernel_is_one_error_with_what_it_said(micro_manifest, micro_dist, tmp_path, capfd):
     """The kernel's native stderr is kept out of the terminal, and shown when the kernel dies."""
     dist, written = _micro_classify_notebook('# %% tags=["parameters"]\nHANDLE = "{{ artifact.asset_url }}"\n\n'

@@ -33,6 +33,7 @@ import numpy as np
 from hubpub import tolerances
 from hubpub._files import atomic_path, sha256_file, write_sha256
 from hubpub.formats.base import Format, FormatError, FormatJob
+from hubpub.machine import physical_memory
 from hubpub.record import FormatFile
 
 log = logging.getLogger(__name__)
@@ -99,13 +100,6 @@ class Onnx(Format):
 def conversion_bytes(weight_bytes: int) -> int:
     """The conversion process's expected peak memory for a model with this many bytes of weights."""
     return CONVERSION_BASE_BYTES + CONVERSION_BYTES_PER_WEIGHT_BYTE * weight_bytes
-
-
-def physical_memory() -> int | None:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not a POSIX system that says
-        return None
 
 
 @contextlib.contextmanager

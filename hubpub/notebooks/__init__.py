@@ -274,24 +274,90 @@ def _source_stamp(nb, stamp: str) -> str:
     return hashlib.sha256(f"{stamp}\0{sources}".encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Run:
+    """One notebook to execute: its file, the parameter cell's values for the run, the stamp of the artifact
+    bytes it runs against (`artifact_stamp`), the bytes of weights its kernel loads (`kernels_at_once`), what
+    progress calls it, and whether it trains (the longer kind)."""
+
+    path: Path
+    overrides: dict[str, str]
+    stamp: str = ""
+    weight_bytes: int = 0
+    name: str = ""
+    shown_as: str | None = None
+    fine_tunes: bool = False
+
+
+# A kernel's peak, measured (ConvNeXt tiny, 0.11 GB of weights): 1.6 GB for the classifier notebook, 2.7 GB for
+# the fine-tuning one (two copies of the model, gradients and Adam's slots). Sized above both.
+KERNEL_BASE_BYTES = 3 * 2**29  # TensorFlow, Keras, tf-keras and matplotlib imported
+KERNEL_BYTES_PER_WEIGHT_BYTE = 16
+
+
+def kernels_at_once(weight_bytes: list[int], cpus: int, memory: int | None) -> int:
+    """How many kernels run at once: one per CPU (a fine-tuning kernel keeps about one busy: ConvNeXt tiny's
+    two notebooks took 99 s one after the other, 75 s side by side), as many of the largest as fit in half
+    the machine's memory, and never more than there are notebooks."""
+    if not weight_bytes:
+        return 1
+    fit = len(weight_bytes)
+    if memory:
+        fit = int(memory / 2 // (KERNEL_BASE_BYTES + KERNEL_BYTES_PER_WEIGHT_BYTE * max(weight_bytes)))
+    return max(1, min(cpus, fit, len(weight_bytes)))
+
+
 def execute(path: Path, overrides: dict[str, str], *, timeout: int = 900, shown_as: str | None = None,
             stamp: str = "") -> Path:
     """Run the notebook at `path` on a Python kernel, its parameter cell's names set to `overrides`
     for the run; store the outputs in `path`, the parameter cell as it was. A failing cell is a
     `NotebookError` naming the notebook, the cell number and the error's last line."""
+    return execute_all([Run(path, overrides, stamp, shown_as=shown_as)], at_once=1, timeout=timeout)[0]
+
+
+def execute_all(runs: list[Run], *, at_once: int, timeout: int = 900, on_start=lambda run: None) -> list[Path]:
+    """`execute` each run, `at_once` kernels at a time (on one event loop: nbclient is asynchronous),
+    in the order given. Every notebook that runs to its end is stored, even when another fails; then the
+    first failure (in the order given) is raised."""
+    import asyncio
+
+    from jupyter_core.utils import run_sync
+
+    from hubpub.extras import require
+
+    if not runs:
+        return []
+    require("notebooks", "running the usage notebooks")
+
+    async def run_all():
+        gate = asyncio.Semaphore(at_once)
+
+        async def one(run: Run) -> Path:
+            async with gate:
+                on_start(run)
+                return await _execute(run, timeout)
+
+        return await asyncio.gather(*(one(r) for r in runs), return_exceptions=True)
+
+    done = run_sync(run_all)()
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    return done
+
+
+async def _execute(run: Run, timeout: int) -> Path:
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
     from traitlets.config import Config
 
-    from hubpub.extras import require
-
-    require("notebooks", "running the usage notebooks")
+    path, shown_as = run.path, run.shown_as
     nb = nbformat.read(path, as_version=4)
     params = parameter_cell(nb)
     original = params.source if params is not None else None
     if params is not None:
-        params.source = "\n".join(f"{k} = {v!r}" for k, v in overrides.items())
+        params.source = "\n".join(f"{k} = {v!r}" for k, v in run.overrides.items())
     with tempfile.TemporaryDirectory(prefix="hubpub-notebook-") as tmp:
         # IPC, not TCP on loopback: no port to open, and no warning from the kernel that it is unencrypted.
         # nbclient makes (and stops) its own asynchronous kernel manager: with a blocking one it cannot
@@ -304,7 +370,7 @@ def execute(path: Path, overrides: dict[str, str], *, timeout: int = 900, shown_
         # it is shown when the kernel dies, and always with HUBPUB_NATIVE_LOGS.
         native_log = None if os.environ.get("HUBPUB_NATIVE_LOGS") else (Path(tmp) / "kernel.stderr").open("wb")
         try:
-            client.execute(env=_kernel_env(Path(tmp)), **({"stderr": native_log} if native_log else {}))
+            await client.async_execute(env=_kernel_env(Path(tmp)), **({"stderr": native_log} if native_log else {}))
         except CellExecutionError as e:
             failed = next((i for i, c in enumerate(nb.cells, 1) if any(
                 o.get("output_type") == "error" for o in c.get("outputs", []))), "?")
@@ -320,7 +386,7 @@ def execute(path: Path, overrides: dict[str, str], *, timeout: int = 900, shown_
     if params is not None:
         params.source = original
         params.outputs = []
-    nb.metadata.setdefault("hubpub", {})["executed_from"] = _source_stamp(nb, stamp)
+    nb.metadata.setdefault("hubpub", {})["executed_from"] = _source_stamp(nb, run.stamp)
     return write_notebook(nb, path)
 
 

@@ -79,6 +79,7 @@ def worker_facts(manifest: str, files: tuple[str, ...]) -> dict:
     the manifest and the size of each checkpoint file it was given, as this worker sees them."""
     import hubpub
     from hubpub._files import sha256_file
+    from hubpub.machine import usable_cpus
 
     seen = {}
     for path in (manifest, *files):
@@ -86,8 +87,7 @@ def worker_facts(manifest: str, files: tuple[str, ...]) -> dict:
             seen[path] = sha256_file(Path(path)) if path == manifest else Path(path).stat().st_size
         except OSError as e:
             seen[path] = f"cannot read it: {e.strerror or e}"
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return {"hubpub": hubpub.__version__, "host": socket.gethostname(), "cpus": cpus, "files": seen}
+    return {"hubpub": hubpub.__version__, "host": socket.gethostname(), "cpus": usable_cpus(), "files": seen}
 
 
 def write_probe(folder: str, name: str) -> str | None:
@@ -209,7 +209,9 @@ def connect(scheduler: Scheduler):
             logging.getLogger(name).setLevel(logging.WARNING)
     with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "warning"}):
         if scheduler.local_workers:
-            n, memory = scheduler.local_workers, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            from hubpub.machine import physical_memory
+
+            n, memory = scheduler.local_workers, physical_memory() or 8 * 2**30  # a machine that does not say
             import multiprocessing
 
             before = set(multiprocessing.active_children())

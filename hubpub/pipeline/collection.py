@@ -366,22 +366,26 @@ def demo_checkpoint(variant: Variant, out: Path) -> tuple[Path, bool]:
 
 def execute_notebooks(dist: Path, notebooks: list, *, progress=lambda name: None, built=None) -> list:
     """Run each notebook against this build's own files, served over loopback HTTP as a bucket would;
-    one already executed from the same source and artifact bytes is kept as it is. One at a time: each
-    kernel's TensorFlow already keeps both cores busy (two at once measured no faster: bench_demo.py)."""
-    from hubpub.notebooks import Notebook, artifact_stamp, execute
+    one already executed from the same source and artifact bytes is kept as it is. Several kernels at
+    once where the CPUs and memory allow (`kernels_at_once`), the fine-tuning notebooks and the larger
+    models first, so the longest runs do not start last."""
+    from hubpub.machine import physical_memory, usable_cpus
+    from hubpub.notebooks import Notebook, Run, artifact_stamp, execute_all, kernels_at_once
     from hubpub.verify import serve_directory
 
-    layout, done = Dist(dist), []
+    layout = Dist(dist)
+    to_run = [nb for nb in notebooks if not nb.executed]
     with serve_directory(layout.root) as base:
-        for nb in notebooks:
-            if nb.executed:
-                done.append(nb)
-                continue
-            progress(nb.artifact)
+        runs = []
+        for nb in to_run:
             overrides = {"HANDLE": f"{base}/{layout.relative(layout.tarball(nb.artifact))}"}
             if layout.keras(nb.artifact).is_file():
                 overrides["KERAS_URL"] = f"{base}/{layout.relative(layout.keras(nb.artifact))}"
             record = built.records[nb.artifact] if built is not None else read_record(layout.report(nb.artifact))
-            execute(nb.path, overrides, stamp=artifact_stamp(record))
-            done.append(Notebook(nb.artifact, nb.path, executed=True))
-    return done
+            runs.append(Run(nb.path, overrides, artifact_stamp(record), 4 * (record.parameters or 0), nb.artifact,
+                            fine_tunes=record.kind == "feature-extractor"))
+        runs.sort(key=lambda r: (not r.fine_tunes, -r.weight_bytes))  # stable: the given order among equals
+        execute_all(runs, at_once=kernels_at_once([r.weight_bytes for r in runs], usable_cpus(), physical_memory()),
+                    on_start=lambda run: progress(run.name))
+    ran = {nb.artifact for nb in to_run}
+    return [Notebook(nb.artifact, nb.path, executed=True) if nb.artifact in ran else nb for nb in notebooks]

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hubpub.layout import Dist
+from hubpub.machine import usable_cpus
 from hubpub.manifest import artifact_name
 from hubpub.pipeline.build import build_variant
 from hubpub.pipeline.incremental import inputs_key, up_to_date
@@ -48,8 +49,7 @@ def worker_threads(jobs: int) -> int | None:
     """
     if jobs <= 1:
         return None
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # not on macOS
-    return max(1, cpus // jobs)
+    return max(1, usable_cpus() // jobs)
 
 
 @dataclass(frozen=True)
