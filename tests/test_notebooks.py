@@ -122,17 +122,17 @@ def test_one_failing_notebook_leaves_the_others_executed(micro_manifest, micro_d
     assert _text(tuned) == "tuned micro_1k_224_fe.tar.gz\n"
 
 
-def test_kernels_at_once_by_cpus_and_memory():
-    from hubpub.notebooks import kernels_at_once
+def test_kernels_start_side_by_side_as_cpus_and_memory_allow():
+    from hubpub.notebooks import can_start
 
-    tiny, xlarge = 114_000_000, 1_400_000_000  # ConvNeXt's weight bytes
-    assert kernels_at_once([tiny, tiny], cpus=2, memory=24 * 2**30) == 2
-    assert kernels_at_once([tiny, tiny, tiny], cpus=8, memory=24 * 2**30) == 3
-    assert kernels_at_once([tiny, tiny], cpus=1, memory=24 * 2**30) == 1
-    assert kernels_at_once([tiny, xlarge], cpus=2, memory=24 * 2**30) == 1  # sized by the largest
-    assert kernels_at_once([tiny, tiny], cpus=2, memory=4 * 2**30) == 1
-    assert kernels_at_once([tiny, tiny], cpus=2, memory=None) == 2
-    assert kernels_at_once([], cpus=2, memory=None) == 1
+    tiny, xlarge, gib = 114_000_000, 1_400_000_000, 2**30  # ConvNeXt's weight bytes
+    assert can_start([], xlarge, cpus=1, memory=4 * gib)  # alone: always
+    assert can_start([tiny], tiny, cpus=2, memory=24 * gib)
+    assert not can_start([tiny], tiny, cpus=1, memory=24 * gib)  # a CPU each
+    assert can_start([tiny, tiny], tiny, cpus=8, memory=24 * gib)
+    assert not can_start([xlarge], tiny, cpus=2, memory=24 * gib)  # 23.9 GB expected for xlarge's kernel alone
+    assert not can_start([tiny], tiny, cpus=2, memory=4 * gib)
+    assert can_start([tiny], tiny, cpus=2, memory=None)
 
 
 def test_the_demo_ran_its_two_kernels_side_by_side(executed):

@@ -277,7 +277,7 @@ def _source_stamp(nb, stamp: str) -> str:
 @dataclass(frozen=True)
 class Run:
     """One notebook to execute: its file, the parameter cell's values for the run, the stamp of the artifact
-    bytes it runs against (`artifact_stamp`), the bytes of weights its kernel loads (`kernels_at_once`), what
+    bytes it runs against (`artifact_stamp`), the bytes of weights its kernel loads (`can_start`), what
     progress calls it, and whether it trains (the longer kind)."""
 
     path: Path
@@ -295,16 +295,21 @@ KERNEL_BASE_BYTES = 3 * 2**29  # TensorFlow, Keras, tf-keras and matplotlib impo
 KERNEL_BYTES_PER_WEIGHT_BYTE = 16
 
 
-def kernels_at_once(weight_bytes: list[int], cpus: int, memory: int | None) -> int:
-    """How many kernels run at once: one per CPU (a fine-tuning kernel keeps about one busy: ConvNeXt tiny's
-    two notebooks took 99 s one after the other, 75 s side by side), as many of the largest as fit in half
-    the machine's memory, and never more than there are notebooks."""
-    if not weight_bytes:
-        return 1
-    fit = len(weight_bytes)
-    if memory:
-        fit = int(memory / 2 // (KERNEL_BASE_BYTES + KERNEL_BYTES_PER_WEIGHT_BYTE * max(weight_bytes)))
-    return max(1, min(cpus, fit, len(weight_bytes)))
+def kernel_bytes(weight_bytes: int) -> int:
+    """The memory a notebook's kernel is expected to peak at, for a model with this many bytes of weights."""
+    return KERNEL_BASE_BYTES + KERNEL_BYTES_PER_WEIGHT_BYTE * weight_bytes
+
+
+def can_start(running: list[int], weight_bytes: int, cpus: int, memory: int | None) -> bool:
+    """Whether a kernel for a model of `weight_bytes` may start beside the kernels running (their models'
+    weight bytes): alone always; beside others while there is a CPU for each (a fine-tuning kernel keeps
+    about one busy: ConvNeXt tiny's two notebooks took 99 s one after the other, 75 s side by side) and
+    their expected peaks fit in half the machine's memory."""
+    if not running:
+        return True
+    if len(running) >= cpus:
+        return False
+    return memory is None or sum(map(kernel_bytes, [*running, weight_bytes])) <= memory / 2
 
 
 def execute(path: Path, overrides: dict[str, str], *, timeout: int = 900, shown_as: str | None = None,
@@ -312,13 +317,14 @@ def execute(path: Path, overrides: dict[str, str], *, timeout: int = 900, shown_
     """Run the notebook at `path` on a Python kernel, its parameter cell's names set to `overrides`
     for the run; store the outputs in `path`, the parameter cell as it was. A failing cell is a
     `NotebookError` naming the notebook, the cell number and the error's last line."""
-    return execute_all([Run(path, overrides, stamp, shown_as=shown_as)], at_once=1, timeout=timeout)[0]
+    return execute_all([Run(path, overrides, stamp, shown_as=shown_as)], cpus=1, memory=None, timeout=timeout)[0]
 
 
-def execute_all(runs: list[Run], *, at_once: int, timeout: int = 900, on_start=lambda run: None) -> list[Path]:
-    """`execute` each run, `at_once` kernels at a time (on one event loop: nbclient is asynchronous),
-    in the order given. Every notebook that runs to its end is stored, even when another fails; then the
-    first failure (in the order given) is raised."""
+def execute_all(runs: list[Run], *, cpus: int, memory: int | None, timeout: int = 900,
+                on_start=lambda run: None) -> list[Path]:
+    """`execute` each run, several kernels at once where `can_start` allows (on one event loop: nbclient is
+    asynchronous), started in the order given as far as they fit. Every notebook that runs to its end is
+    stored, even when another fails; then the first failure (in the order given) is raised."""
     import asyncio
 
     from jupyter_core.utils import run_sync
@@ -330,12 +336,19 @@ def execute_all(runs: list[Run], *, at_once: int, timeout: int = 900, on_start=l
     require("notebooks", "running the usage notebooks")
 
     async def run_all():
-        gate = asyncio.Semaphore(at_once)
+        changed, running = asyncio.Condition(), []
 
         async def one(run: Run) -> Path:
-            async with gate:
-                on_start(run)
+            async with changed:
+                await changed.wait_for(lambda: can_start(running, run.weight_bytes, cpus, memory))
+                running.append(run.weight_bytes)
+            on_start(run)
+            try:
                 return await _execute(run, timeout)
+            finally:
+                async with changed:
+                    running.remove(run.weight_bytes)
+                    changed.notify_all()
 
         return await asyncio.gather(*(one(r) for r in runs), return_exceptions=True)
 

@@ -367,10 +367,10 @@ def demo_checkpoint(variant: Variant, out: Path) -> tuple[Path, bool]:
 def execute_notebooks(dist: Path, notebooks: list, *, progress=lambda name: None, built=None) -> list:
     """Run each notebook against this build's own files, served over loopback HTTP as a bucket would;
     one already executed from the same source and artifact bytes is kept as it is. Several kernels at
-    once where the CPUs and memory allow (`kernels_at_once`), the fine-tuning notebooks and the larger
-    models first, so the longest runs do not start last."""
+    once where the CPUs and memory allow (`can_start`), the fine-tuning notebooks and the larger models
+    first, so the longest runs do not start last."""
     from hubpub.machine import physical_memory, usable_cpus
-    from hubpub.notebooks import Notebook, Run, artifact_stamp, execute_all, kernels_at_once
+    from hubpub.notebooks import Notebook, Run, artifact_stamp, execute_all
     from hubpub.verify import serve_directory
 
     layout = Dist(dist)
@@ -385,7 +385,6 @@ def execute_notebooks(dist: Path, notebooks: list, *, progress=lambda name: None
             runs.append(Run(nb.path, overrides, artifact_stamp(record), 4 * (record.parameters or 0), nb.artifact,
                             fine_tunes=record.kind == "feature-extractor"))
         runs.sort(key=lambda r: (not r.fine_tunes, -r.weight_bytes))  # stable: the given order among equals
-        execute_all(runs, at_once=kernels_at_once([r.weight_bytes for r in runs], usable_cpus(), physical_memory()),
-                    on_start=lambda run: progress(run.name))
+        execute_all(runs, cpus=usable_cpus(), memory=physical_memory(), on_start=lambda run: progress(run.name))
     ran = {nb.artifact for nb in to_run}
     return [Notebook(nb.artifact, nb.path, executed=True) if nb.artifact in ran else nb for nb in notebooks]
