@@ -104,7 +104,8 @@ def test_21k_classifier_carries_21841_labels(micro_manifest, micro_checkpoints, 
     from hubpub.pipeline import build_variant
 
     v = micro_manifest.variant("micro_21k_224")
-    build_variant(v, tmp_path, checkpoint=str(micro_checkpoints[v.name]), kinds=("classifier",), parity=False)
+    build_variant(v, tmp_path, checkpoint=str(micro_checkpoints[v.name]), kinds=("classifier",), parity=False,
+                  formats=())  # the labels are the SavedModel's: no other format's conversion
     labels = (tmp_path / "saved_models" / v.name / "assets" / "labels.txt").read_text().splitlines()
     assert len(labels) == 21841 and labels[0].startswith("n00004475\t")
 
@@ -289,7 +290,7 @@ def test_normalized_convention_build(micro_manifest, micro_checkpoints, tmp_path
 
     v = micro_manifest.variant("micro_1k_224")
     (report,) = build_variant(v, tmp_path, checkpoint=str(micro_checkpoints[v.name]), kinds=("classifier",),
-                              input_convention="normalized")
+                              input_convention="normalized", formats=())  # the SavedModel's convention
     assert report.input_convention == "normalized" and report.parity.max_abs <= tolerances.PARITY
     loaded = tf.saved_model.load(str(tmp_path / "saved_models" / v.name))
     image = np.random.default_rng(0).integers(0, 256, (240, 300, 3), dtype=np.uint8)
