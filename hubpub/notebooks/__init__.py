@@ -285,7 +285,6 @@ class Run:
     stamp: str = ""
     weight_bytes: int = 0
     name: str = ""
-    shown_as: str | None = None
     fine_tunes: bool = False
 
 
@@ -312,19 +311,14 @@ def can_start(running: list[int], weight_bytes: int, cpus: int, memory: int | No
     return memory is None or sum(map(kernel_bytes, [*running, weight_bytes])) <= memory / 2
 
 
-def execute(path: Path, overrides: dict[str, str], *, timeout: int = 900, shown_as: str | None = None,
-            stamp: str = "") -> Path:
-    """Run the notebook at `path` on a Python kernel, its parameter cell's names set to `overrides`
-    for the run; store the outputs in `path`, the parameter cell as it was. A failing cell is a
-    `NotebookError` naming the notebook, the cell number and the error's last line."""
-    return execute_all([Run(path, overrides, stamp, shown_as=shown_as)], cpus=1, memory=None, timeout=timeout)[0]
-
-
 def execute_all(runs: list[Run], *, cpus: int, memory: int | None, timeout: int = 900,
                 on_start=lambda run: None) -> list[Path]:
-    """`execute` each run, several kernels at once where `can_start` allows (on one event loop: nbclient is
-    asynchronous), started in the order given as far as they fit. Every notebook that runs to its end is
-    stored, even when another fails; then the first failure (in the order given) is raised."""
+    """Run each notebook on a Python kernel, its parameter cell's names set to the run's `overrides`; store
+    the outputs in its file, the parameter cell as it was. A failing cell is a `NotebookError` naming the
+    notebook, the cell number and the error's last line. Several kernels at once where `can_start` allows
+    (on one event loop: nbclient is asynchronous), started in the order given as far as they fit. Every
+    notebook that runs to its end is stored, even when another fails; then the first failure (in the order
+    given) is raised."""
     import asyncio
 
     from jupyter_core.utils import run_sync
@@ -365,7 +359,7 @@ async def _execute(run: Run, timeout: int) -> Path:
     from nbclient.exceptions import CellExecutionError
     from traitlets.config import Config
 
-    path, shown_as = run.path, run.shown_as
+    path = run.path
     nb = nbformat.read(path, as_version=4)
     params = parameter_cell(nb)
     original = params.source if params is not None else None
@@ -388,10 +382,10 @@ async def _execute(run: Run, timeout: int) -> Path:
             failed = next((i for i, c in enumerate(nb.cells, 1) if any(
                 o.get("output_type") == "error" for o in c.get("outputs", []))), "?")
             last = re.sub(r"\x1b\[[0-9;]*m", "", (str(e).strip().splitlines() or [""])[-1])  # no terminal colours
-            raise NotebookError(f"{shown_as or path}: cell {failed} failed: {last}") from None
+            raise NotebookError(f"{path}: cell {failed} failed: {last}") from None
         except Exception as e:  # the kernel did not start or died
             said = _last_line(Path(native_log.name)) if native_log else ""
-            raise NotebookError(f"{shown_as or path}: the kernel failed: {type(e).__name__}: {e}"
+            raise NotebookError(f"{path}: the kernel failed: {type(e).__name__}: {e}"
                                 + (f" (kernel stderr: {said})" if said else "")) from None
         finally:
             if native_log:
