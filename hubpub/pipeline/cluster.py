@@ -209,9 +209,12 @@ def connect(scheduler: Scheduler):
             logging.getLogger(name).setLevel(logging.WARNING)
     with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "warning"}):
         if scheduler.local_workers:
+            from distributed.system import MEMORY_LIMIT
+
             from hubpub.machine import physical_memory
 
-            n, memory = scheduler.local_workers, physical_memory() or 8 * 2**30  # a machine that does not say
+            # Dask's own figure (psutil, cgroup limits) where the system's page counts are not given.
+            n, memory = scheduler.local_workers, physical_memory() or MEMORY_LIMIT
             import multiprocessing
 
             before = set(multiprocessing.active_children())

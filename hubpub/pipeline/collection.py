@@ -374,10 +374,9 @@ def execute_notebooks(dist: Path, notebooks: list, *, progress=lambda name: None
     from hubpub.verify import serve_directory
 
     layout = Dist(dist)
-    to_run = [nb for nb in notebooks if not nb.executed]
     with serve_directory(layout.root) as base:
         runs = []
-        for nb in to_run:
+        for nb in (nb for nb in notebooks if not nb.executed):
             overrides = {"HANDLE": f"{base}/{layout.relative(layout.tarball(nb.artifact))}"}
             if layout.keras(nb.artifact).is_file():
                 overrides["KERAS_URL"] = f"{base}/{layout.relative(layout.keras(nb.artifact))}"
@@ -386,5 +385,4 @@ def execute_notebooks(dist: Path, notebooks: list, *, progress=lambda name: None
                             fine_tunes=record.kind == "feature-extractor"))
         runs.sort(key=lambda r: (not r.fine_tunes, -r.weight_bytes))  # stable: the given order among equals
         execute_all(runs, cpus=usable_cpus(), memory=physical_memory(), on_start=lambda run: progress(run.name))
-    ran = {nb.artifact for nb in to_run}
-    return [Notebook(nb.artifact, nb.path, executed=True) if nb.artifact in ran else nb for nb in notebooks]
+    return [Notebook(nb.artifact, nb.path, executed=True) for nb in notebooks]
