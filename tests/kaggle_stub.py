@@ -108,7 +108,8 @@ class KaggleStub:
         self.lock = threading.Lock()
         self.server = _listen(("127.0.0.1", PORT), _handler(self))
         self.url = f"http://localhost:{PORT}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # a short poll: shutdown() waits for the serving loop's next look (0.5 s by default)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
 
     def __enter__(self):
         self.thread.start()
