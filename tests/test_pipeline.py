@@ -18,10 +18,6 @@ from hubpub.pipeline import build_all, select_shard, worker_threads
 from tests.conftest import copy_built
 
 
-def _artifacts(report):
-    return {r.artifact: r for r in report.artifacts}
-
-
 def test_build_all_then_incremental(micro_manifest, micro_checkpoints, micro_pair, tmp_path):
     """The shared build-all of two variants (`micro_pair`, `--jobs 2`), then on a copy of it: a rerun that
     does no model work, and `--force` of one artifact."""
@@ -53,18 +49,6 @@ def test_workers_share_the_cpus(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     assert worker_threads(1) is None  # one worker: the libraries' own default, every CPU
     assert [worker_threads(n) for n in (2, 3, 8, 64)] == [4, 2, 1, 1]
-
-
-def test_one_failure_does_not_stop_the_others(micro_manifest, micro_checkpoints, tmp_path):
-    ckpts = {"micro_1k_224": str(micro_checkpoints["micro_iso_1k_224"]),  # the wrong architecture
-             "micro_iso_1k_224": str(micro_checkpoints["micro_iso_1k_224"])}
-    report = build_all(micro_manifest, tmp_path, only=("micro_1k_224", "micro_iso_1k_224"), checkpoints=ckpts,
-                       parity=False, lock_path=tmp_path / "lock")
-    rows = _artifacts(report)
-    assert report.failed == ["micro_1k_224"]
-    assert rows["micro_1k_224"].status == "failed"
-    assert "checkpoint is isotropic depth 2 dim 32" in rows["micro_1k_224"].error
-    assert rows["micro_iso_1k_224"].status == rows["micro_iso_1k_224_fe"].status == "built"
 
 
 def test_shards_are_disjoint_deterministic_and_complete(root):
@@ -209,14 +193,22 @@ def test_truncated_tarball_is_never_under_a_final_name(tmp_path):
         check_tarball(bad)
 
 
-def test_cli_build_all_exit_code_on_failure(micro_manifest_path, micro_checkpoints, tmp_path):
+def test_one_failure_does_not_stop_the_others_and_sets_the_exit_code(micro_manifest_path, micro_checkpoints,
+                                                                      tmp_path):
+    iso = str(micro_checkpoints["micro_iso_1k_224"])
     proc = _cli("build-all", "--manifest", str(micro_manifest_path), "--out", str(tmp_path), "--only", "micro_1k_224",
-                "--kinds", "feature-extractor", "--no-parity",
-                "--checkpoint", f"micro_1k_224={micro_checkpoints['micro_iso_1k_224']}")
+                "--only", "micro_iso_1k_224", "--kinds", "feature-extractor", "--no-parity",
+                "--checkpoint", f"micro_1k_224={iso}",  # the wrong architecture
+                "--checkpoint", f"micro_iso_1k_224={iso}")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
-    assert "FAILED" in out and "Traceback" not in err
-    assert "error: 1 variant(s) failed: micro_1k_224" in err
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[2:4]}
+    assert rows == {"micro_1k_224_fe": "FAILED", "micro_iso_1k_224_fe": "built"}, out
+    assert "Traceback" not in err
+    assert "error: micro_1k_224: " in err and "checkpoint is isotropic depth 2 dim 32" in err
+    assert err.splitlines()[-1] == "error: 1 variant(s) failed: micro_1k_224"
+    assert (tmp_path / "tars" / "micro_iso_1k_224_fe.tar.gz").is_file()
+    assert not list((tmp_path / "tars").glob("micro_1k_224*"))
 
 
 NOOP_RERUN = """
