@@ -215,10 +215,13 @@ def test_without_an_extra_its_format_is_left_out_with_one_line(micro_manifest_pa
            "to say so)" in build.stderr
     assert not (tmp_path / "dist/onnx").exists()
     assert read_record(tmp_path / "dist/reports/micro_1k_224_fe.json").formats == ()
-    again = hubpub("build", "micro_1k_224", *common, "--checkpoint", micro_checkpoints["micro_1k_224"],
-                   "--kinds", "feature-extractor", "--no-parity", "--no-litert", "--no-onnx", "--out",
-                   tmp_path / "dist")
+    # build-all after `build`: up to date (build's records carry build-all's key; the parent decides, no
+    # TensorFlow), with the same format options
+    again = hubpub("build-all", *common, "--only", "micro_1k_224", "--checkpoint",
+                   f"micro_1k_224={micro_checkpoints['micro_1k_224']}", "--kinds", "feature-extractor", "--no-parity",
+                   "--no-litert", "--no-onnx", "--out", tmp_path / "dist")
     assert again.returncode == 0 and "ONNX" not in again.stderr, again.stderr[-3000:]
+    assert "micro_1k_224_fe  up to date" in again.stdout, again.stdout
     publish = hubpub("publish", *common, "--dist", tmp_path / "dist", "--dest", "kaggle://testpub/micro-models")
     assert publish.returncode == 1
     assert publish.stderr.splitlines()[-1] == (

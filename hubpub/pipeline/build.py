@@ -21,6 +21,7 @@ from hubpub.extras import install_command
 from hubpub.layout import Dist
 from hubpub.manifest import KINDS, Variant, artifact_name
 from hubpub.memory import large_blocks_to_the_os, peak_rss_mb
+from hubpub.pipeline.incremental import inputs_key
 from hubpub.record import (
     BuildRecord,
     CheckpointInfo,
@@ -136,8 +137,8 @@ def measure_preprocess_gap(variant: Variant) -> dict | None:
 
 def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
                   kinds: tuple[str, ...] = KINDS, input_convention: str = "hub", parity: bool = True,
-                  on_stage=lambda artifact, stage: None, inputs_keys: dict[str, str] | None = None,
-                  fetched=None, formats: tuple[str, ...] | None = None) -> list[BuildRecord]:
+                  on_stage=lambda artifact, stage: None, fetched=None,
+                  formats: tuple[str, ...] | None = None) -> list[BuildRecord]:
     """fetch -> reference -> build -> port -> export -> parity -> formats -> round-trip -> pack, for each kind
     of a variant (the PyTorch reference's outputs before the Keras model exists; their comparison after the
     exports, which must not depend on it).
@@ -150,7 +151,7 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
     with _collect_young_objects_only():
         return _build_variant(variant, Dist(out), checkpoint=checkpoint, kinds=kinds,
                               input_convention=input_convention, parity=parity, on_stage=on_stage,
-                              inputs_keys=inputs_keys or {}, fetched=fetched,
+                              fetched=fetched,
                               formats=default_formats() if formats is None else formats)
 
 
@@ -183,7 +184,7 @@ class _KindBuild:
 
 
 def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_convention, parity, on_stage,
-                   inputs_keys, fetched, formats=()) -> list[BuildRecord]:
+                   fetched, formats=()) -> list[BuildRecord]:
     from hubpub import __version__
     from hubpub.export import export_saved_model, round_trip
     from hubpub.fetch import fetch
@@ -352,7 +353,9 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
             output=Output(exported.output_name, exported.output_dim),
             signatures={s.name: {"inputs": s.inputs, "outputs": s.outputs} for s in exported.signatures},
             timings={**timings.seconds, **kt.seconds}, peak_rss_mb={**timings.peak_rss_mb, **kt.peak_rss_mb},
-            reference=d.reference, preprocess_gap=gap, inputs_key=inputs_keys.get(kind), **files)
+            reference=d.reference, preprocess_gap=gap,
+            # build-all's key, whichever command built it: `hubpub build` then `build-all` rebuilds nothing
+            inputs_key=inputs_key(variant, kind, fetched.sha256, input_convention, parity, formats), **files)
         write_record(dist.report(name), record)
         records.append(record)
     return records

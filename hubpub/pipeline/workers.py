@@ -129,7 +129,7 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
         if todo:
             built = build_variant(variant, dist.root, checkpoint=job.checkpoint, kinds=todo,
                                   input_convention=job.input_convention, parity=job.parity, on_stage=emit,
-                                  inputs_keys=keys, fetched=fetched, formats=job.formats)
+                                  fetched=fetched, formats=job.formats)
             records |= {r.kind: ("built", r.replace(timings={**r.timings, "fetch": fetch_seconds})) for r in built}
         return VariantResult(variant.name, True, time.perf_counter() - start, tuple(records[k] for k in job.kinds),
                              job.checkpoint or variant.checkpoint_url, fetched.sha256)
