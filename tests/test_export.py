@@ -110,17 +110,18 @@ def test_21k_classifier_carries_21841_labels(micro_manifest, micro_checkpoints, 
     assert len(labels) == 21841 and labels[0].startswith("n00004475\t")
 
 
-def test_reproducible_tarballs(micro_manifest_path, micro_checkpoints, micro_dist, tmp_path):
-    """A build in a fresh process, as build-all makes them, and micro_dist's (in a test worker, after other
-    work) give identical bytes, with parity or without (its TensorFlow work runs after the export: the bytes
-    are the model's alone), and with LiteRT or without (converted from the written SavedModel)."""
+def test_reproducible_tarballs(micro_manifest_path, micro_checkpoints, micro_pair, tmp_path):
+    """Two builds, each in a fresh process as build-all makes them (here and the shared `micro_pair`'s
+    worker), give identical bytes, with parity or without (its TensorFlow work runs after the export: the
+    bytes are the model's alone). A fresh process, because a save's function names count the eager tensors
+    the process made before: a build after other TensorFlow work in the same process saves other bytes."""
     cmd = [sys.executable, "-m", "hubpub", "-q", "build", "micro_1k_224", "--manifest", str(micro_manifest_path),
            "--checkpoint", str(micro_checkpoints["micro_1k_224"]), "--out", str(tmp_path), "--no-parity"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("micro_1k_224", "micro_1k_224_fe"):
         sha = (tmp_path / "tars" / f"{name}.tar.gz.sha256").read_text().split()[0]
-        assert sha == (micro_dist / "tars" / f"{name}.tar.gz.sha256").read_text().split()[0], name
+        assert sha == (micro_pair.dist / "tars" / f"{name}.tar.gz.sha256").read_text().split()[0], name
 
 
 # ------------------------------------------------------------------ downstream, with the real tensorflow_hub
