@@ -127,8 +127,12 @@ def test_large_conversions_take_turns_on_a_machine(micro_dist, monkeypatch, capl
             worker = threading.Thread(target=lambda: done.append(onnx.converted(micro_dist / "saved_models"
                                                                                 / "micro_1k_224")))
             worker.start()
-            time.sleep(3)
-            assert not done and "waiting for another ONNX conversion on this machine" in caplog.text
+            deadline = time.time() + 60
+            while "waiting for another ONNX conversion on this machine" not in caplog.text:
+                assert time.time() < deadline, "the conversion did not wait for the lock"
+                time.sleep(0.05)
+            time.sleep(0.5)
+            assert not done  # still waiting
         fcntl.flock(lock, fcntl.LOCK_UN)
     worker.join(timeout=120)
     assert done and done[0] == (micro_dist / "onnx" / "micro_1k_224.onnx").read_bytes()
