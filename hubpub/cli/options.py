@@ -132,6 +132,12 @@ def parse_shard(text: str | None, environ=None) -> tuple[int, int] | None:
                 except ValueError:
                     raise click.BadParameter(f"auto: expected whole numbers in {index} and {count}; got "
                                              f"{text!r}", param_hint="--shard") from None
+                if n < 1:
+                    raise click.BadParameter(f"auto: {count}={n}; the number of shards must be at least 1",
+                                             param_hint="--shard")
+                if not base <= k < n + base:
+                    raise click.BadParameter(f"auto: {index}={k} is out of range for {count}={n} (expected "
+                                             f"{base} to {n - 1 + base})", param_hint="--shard")
                 text = f"{k + 1 - base}/{n}"
                 break
         else:
