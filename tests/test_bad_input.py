@@ -155,6 +155,36 @@ def test_usage_errors_exit_2_with_one_error_line(tmp_path):
     assert error.startswith("error: Missing argument 'HANDLE'")
 
 
+
+# A script that runs one command line in this process and says its exit code and whether TensorFlow was imported.
+_MODULES_AFTER = """\
+import json, sys
+from hubpub.cli import cli
+code = cli.main(sys.argv[1:], prog_name="hubpub", standalone_mode=False)
+print(json.dumps([code, "tensorflow" in sys.modules, "keras" in sys.modules]))
+"""
+
+
+@pytest.mark.parametrize(("args", "code", "said"), [
+    (["build", "micro_1k_224", "--kinds", "bogus"], 2, "Invalid value for --kinds"),
+    (["build", "no_such_variant"], 1, "no_such_variant"),
+    (["verify-parity", "micro_1k_224", "--checkpoint", "x.pth", "--size", "8", "8"], 2, "Invalid value for --size"),
+    (["verify-parity", "micro_1k_224", "--checkpoint", "x.pth", "--kinds", "bogus"], 2, "Invalid value for --kinds"),
+    (["verify", "x.tar.gz", "--max-unpacked", "bogus"], 2, "expected a size like 16G"),
+    (["verify", "x.tar.gz", "--identity", "someone"], 2, "--identity and --issuer go together"),
+    (["verify", "x.onnx", "--fine-tune"], 2, "--fine-tune trains a SavedModel or a .keras file"),
+    (["eval", "no_such_artifact", "--data", "."], 1, "not an artifact of"),
+    (["eval", "micro_1k_224_fe", "--data", "."], 1, "is a feature extractor"),
+])
+def test_a_command_line_mistake_answers_without_importing_tensorflow(micro_manifest_path, tmp_path, args, code, said):
+    manifest = ["--manifest", str(micro_manifest_path)] if args[0] in ("build", "verify-parity", "eval") else []
+    proc = subprocess.run([sys.executable, "-c", _MODULES_AFTER, *args, *manifest], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert json.loads(proc.stdout.splitlines()[-1]) == [code, False, False], proc.stderr
+    [error] = proc.stderr.splitlines()
+    assert error.startswith("error: ") and said in error, error
+
+
 # --------------------------------------------------------------------------- verify
 
 

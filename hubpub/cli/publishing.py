@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from hubpub._tf import import_tensorflow
 from hubpub.cli.group import cli
 from hubpub.cli.options import (
     PATH,
@@ -61,10 +62,11 @@ def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked:
         last = parts[-1].removesuffix(".tar.gz").removesuffix(".keras").removesuffix(fmt.suffix if fmt else "")
         name = parts[-2] if len(parts) > 1 and last.isdigit() else last
         report_path = Dist("dist").report(name)
+    if fmt is not None and fine_tune:
+        raise click.UsageError(f"--fine-tune trains a SavedModel or a .keras file, not {fmt.title}. "
+                               f"Received: {handle}")
+    import_tensorflow()
     if fmt is not None:
-        if fine_tune:
-            raise click.UsageError(f"--fine-tune trains a SavedModel or a .keras file, not {fmt.title}. "
-                                   f"Received: {handle}")
         result = verify_format(handle, read_reference(report_path), fmt, max_bytes=limit)
         loader = fmt.runner
     elif path.endswith(".keras"):
