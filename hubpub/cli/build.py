@@ -295,4 +295,4 @@ def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
     click.echo(f"7. done in {time.perf_counter() - start:.0f}s: tarballs in {dist.tars}, .keras files in "
                f"{dist.keras_files}, docs in {dist.docs}, report {dist.build_report}")
     click.echo(f"   the docs link to {DEMO_PUBLIC_URL}: serve the destination there with "
-               f"`python -m http.server 8000 -d {dist.published}`")
+               f"`python -m http.server 8000 -d {dist.published}`, then open {DEMO_PUBLIC_URL}/site/index.html")
