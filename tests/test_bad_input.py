@@ -434,3 +434,52 @@ def test_the_leftover_check_finds_a_leftover(tmp_path):
     finally:
         for pid in processes_of_run(tmp_path):
             os.kill(pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- the stage memo (dist/.stages/)
+
+
+def _corrupt(path: Path, how: str) -> None:
+    memo = json.loads(path.read_text())
+    if how == "deleted":
+        path.unlink()
+    elif how == "folder":
+        path.unlink()
+        (path / "inside").mkdir(parents=True)
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "not utf-8":
+        path.write_bytes(b"\xff\xfe" + path.read_bytes())
+    else:
+        edits = {"a list": lambda m: [m], "a string": lambda m: "memo", "null": lambda m: None,
+                 "no wrote": lambda m: {k: v for k, v in m.items() if k != "wrote"},
+                 "no result": lambda m: {k: v for k, v in m.items() if k != "result"},
+                 "wrote a list": lambda m: {**m, "wrote": list(m["wrote"])},
+                 "wrote sizes a string": lambda m: {**m, "wrote": dict.fromkeys(m["wrote"], "x")},
+                 "result a string": lambda m: {**m, "result": "r"},
+                 "result emptied": lambda m: {**m, "result": {}},
+                 "result values of another type": lambda m: {**m, "result": dict.fromkeys(m["result"], 7)}}
+        path.write_text(json.dumps(edits[how](memo)))
+
+
+@pytest.mark.parametrize("how", ["deleted", "folder", "truncated", "not utf-8", "a list", "a string", "null",
+                                 "no wrote", "no result", "wrote a list", "wrote sizes a string", "result a string",
+                                 "result emptied", "result values of another type"])
+def test_a_corrupted_stage_memo_runs_that_stage_again(micro_manifest, micro_pair, tmp_path, how):
+    """The shared pair's records collected (notebooks, docs and site rendered, each with its memo), every
+    memo corrupted, then collected again: each stage runs again, and leaves its memo as it was."""
+    from hubpub.pipeline import build_collection
+    from tests.conftest import MICRO_PAIR
+
+    out = copy_built(micro_pair.dist, tmp_path / "dist", saved_models=False)
+    build_collection(micro_manifest, out, only=MICRO_PAIR, collect=True)
+    stages = sorted(p.stem for p in (out / ".stages").glob("*.json"))
+    assert stages == ["docs", "notebooks", "site"]
+    kept = {p: p.read_bytes() for p in (out / ".stages").glob("*.json")}
+    for stage in stages:
+        _corrupt(out / ".stages" / f"{stage}.json", how)
+    result = build_collection(micro_manifest, out, only=MICRO_PAIR, collect=True)
+    assert result.docs is not None and result.site is not None and len(result.notebooks) == 4
+    assert all(p.is_file() for p in (*result.docs.paths, *result.site.pages, *(n.path for n in result.notebooks)))
+    for path, before in kept.items():  # each memo rewritten whole, as an uncorrupted run leaves it
+        assert path.is_file() and path.read_bytes() == before, path

@@ -301,8 +301,9 @@ def _render(manifest, out: Path, base: str, built, notebooks: Path, execute: boo
     if not installed("notebooks"):
         log.warning("warning: no usage notebooks: the notebooks extra is not installed (%s)",
                     install_command("notebooks"))
-    elif (kept := memo.recall()) is not None:
-        written = [Notebook(a, Path(p), executed) for a, p, executed in kept["notebooks"]]
+    elif (kept := memo.recall(lambda r: [Notebook(str(a), Path(p), bool(executed))
+                                         for a, p, executed in r["notebooks"]])) is not None:
+        written = kept
     else:
         written = render_notebooks(manifest, dist=out, out=notebooks, public_url_base=base, built=built)
         if execute:
@@ -311,21 +312,26 @@ def _render(manifest, out: Path, base: str, built, notebooks: Path, execute: boo
         memo.store([n.path for n in written], {"notebooks": [[n.artifact, str(n.path), n.executed]
                                                              for n in written]})
     memo = Memo.of(out, "docs", [base], reads)
-    if (kept := memo.recall()) is not None:
-        docs = RenderResult(Path(kept["root"]), tuple(map(Path, kept["paths"])), tuple(kept["skipped"]))
-    else:
+    docs = memo.recall(lambda r: RenderResult(Path(r["root"]), _paths(r["paths"]), tuple(map(str, r["skipped"]))))
+    if docs is None:
         docs = render_docs(manifest, dist=out, out=layout.docs, public_url_base=base, built=built)
         memo.store(docs.paths, {"root": str(docs.root), "paths": list(map(str, docs.paths)),
                                 "skipped": list(docs.skipped)})
     memo = Memo.of(out, "site", [base], [*reads, *docs.paths])
-    if (kept := memo.recall()) is not None:
-        site = Site(Path(kept["root"]), tuple(map(Path, kept["pages"])), kept["upload"] and Path(kept["upload"]))
-    else:
+    site = memo.recall(lambda r: Site(Path(r["root"]), _paths(r["pages"]), r["upload"] and Path(r["upload"])))
+    if site is None:
         site = render_site(manifest, dist=out, public_url_base=base, built=built)
         memo.store(files_below(site.root, *([site.upload] if site.upload else [])),
                    {"root": str(site.root), "pages": list(map(str, site.pages)),
                     "upload": site.upload and str(site.upload)})
     return written, docs, site
+
+
+def _paths(values: list) -> tuple[Path, ...]:
+    """Paths a memo holds: a list of strings, or TypeError (the memo is not of this form)."""
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise TypeError("expected a list of paths")
+    return tuple(map(Path, values))
 
 
 def collected(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS) -> BuildSummary:
