@@ -483,3 +483,44 @@ def test_a_corrupted_stage_memo_runs_that_stage_again(micro_manifest, micro_pair
     assert all(p.is_file() for p in (*result.docs.paths, *result.site.pages, *(n.path for n in result.notebooks)))
     for path, before in kept.items():  # each memo rewritten whole, as an uncorrupted run leaves it
         assert path.is_file() and path.read_bytes() == before, path
+
+
+# --------------------------------------------------------------------------- --collect of records that do not fit
+
+
+@pytest.mark.parametrize("change", ["architecture", "checkpoint", "hubpub version", "no inputs key"])
+def test_collect_refuses_records_the_manifest_did_not_make(micro_manifest_path, micro_pair, tmp_path, change):
+    """Records built from other settings (a shard run with an older manifest) or by another hubpub would
+    render docs of widths, classes or numbers the artifact does not have."""
+    from hubpub import __version__
+    from tests.conftest import MICRO_PAIR
+
+    out = copy_built(micro_pair.dist, tmp_path / "dist", saved_models=False)
+    manifest = tmp_path / "collection.yaml"
+    text = micro_manifest_path.read_text()
+    stale = "micro_1k_224"
+    if change == "architecture":
+        text = text.replace("micro: {family: convnext, depths: [1, 1, 2, 1], dims: [8, 16, 32, 64]}",
+                            "micro: {family: convnext, depths: [1, 1, 2, 1], dims: [16, 32, 64, 128]}")
+    elif change == "checkpoint":
+        text = text.replace("micro_iso_1k_224.pth", "micro_iso_1k_224_v2.pth")
+        stale = "micro_iso_1k_224"
+    else:
+        record = out / "reports" / f"{stale}_fe.json"
+        data = json.loads(record.read_text())
+        if change == "hubpub version":
+            data["hubpub_version"] = "0.0.1"
+        else:
+            data["inputs_key"] = None
+        record.write_text(json.dumps(data))
+    manifest.write_text(text)
+    result = CliRunner().invoke(cli, ["build-all", "--collect", "--manifest", str(manifest), "--out", str(out),
+                                      "--only", MICRO_PAIR[0], "--only", MICRO_PAIR[1]])
+    assert result.exit_code == 1, result.output
+    first, *problems = result.stderr.splitlines()
+    assert first.startswith("error: --collect: ") and "do not match the manifest" in first, result.stderr
+    assert problems and all(p.startswith("error: ") and stale in p for p in problems), result.stderr
+    if change == "hubpub version":
+        assert problems == [f"error: {out / 'reports' / f'{stale}_fe.json'} was built by hubpub 0.0.1, this is "
+                            f"hubpub {__version__}"]
+    assert not (out / "docs").exists() and not (out / "site").exists()  # nothing rendered from them

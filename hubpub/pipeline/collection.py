@@ -13,7 +13,7 @@ from hubpub.extras import install_command, installed
 from hubpub.layout import Dist
 from hubpub.manifest import KINDS, Variant, artifact_name
 from hubpub.pipeline.build import default_formats
-from hubpub.pipeline.incremental import LOCK_NAME, check_pinned, read_lock, write_lock
+from hubpub.pipeline.incremental import LOCK_NAME, built_from, check_pinned, read_lock, write_lock
 from hubpub.pipeline.workers import (
     VariantJob,
     VariantResult,
@@ -340,13 +340,21 @@ def collected(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     from hubpub.errors import HubpubError
     from hubpub.manifest import iter_selected
 
-    rows, missing = [], []
+    rows, missing, stale = [], [], []
     for v in iter_selected(manifest, only):
         for a in v.artifacts(kinds):
+            path = Dist(out).report(a.name)
             try:
-                rec = read_record(Dist(out).report(a.name))
+                rec = read_record(path)
             except RecordError:
                 missing.append(a.name)
+                continue
+            if rec.hubpub_version != __version__:
+                stale.append(f"{path} was built by hubpub {rec.hubpub_version}, this is hubpub {__version__}")
+                continue
+            if not built_from(v, rec):
+                stale.append(f"{path} was built from other settings than {a.variant.name} in {manifest.path} "
+                             "(architecture, classes, resolution, checkpoint URL, eval or version)")
                 continue
             rows.append(ArtifactRow(rec.artifact, v.name, rec.kind, "collected", 0.0, rec.parameters,
                                     rec.tarball.size, rec.tarball.sha256, rec.parity.max_abs, rec.random_weights))
@@ -354,6 +362,9 @@ def collected(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
         raise HubpubError(f"--collect: no build record in {Dist(out).reports} for {len(missing)} artifact(s): "
                           f"{', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}; gather every shard's "
                           "reports/ there first (or select fewer with --only)")
+    if stale:
+        raise HubpubError(f"--collect: {len(stale)} build record(s) do not match the manifest; rebuild them "
+                          "with this manifest and this hubpub (every shard alike), then collect again", stale[:6])
     summary = BuildSummary(__version__, str(manifest.path), "collect", 0, None, tuple(rows))
     write_summary(Dist(out).build_report, summary)
     return summary
