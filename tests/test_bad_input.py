@@ -423,6 +423,40 @@ def processes_of_run(marker: Path) -> list[int]:
     return found
 
 
+@pytest.mark.parametrize("pool", [("--jobs", "2"), ("--scheduler", "local:1")])
+def test_kill_9_of_the_parent_alone_takes_its_workers_and_helpers(micro_manifest_path, micro_checkpoints, tmp_path,
+                                                                  pool):
+    """`kill -9` of build-all's own process (an OOM kill, a CI runner's timeout): its worker processes, the
+    queue's manager process and multiprocessing's resource tracker (or a LocalCluster's workers and their
+    build processes) go too, within seconds."""
+    if pool[0] == "--scheduler":
+        pytest.importorskip("distributed", reason="the cluster extra is not installed")
+    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "PYTHONUNBUFFERED": "1", "HUBPUB_TEST_RUN": str(tmp_path)}
+    names = ("micro_1k_224", "micro_iso_1k_224")[: 2 if pool[0] == "--jobs" else 1]
+    args = ["build-all", "--manifest", str(micro_manifest_path), "--out", str(tmp_path / "dist"), "--no-parity",
+            *pool, *(x for n in names for x in ("--only", n, "--checkpoint", f"{n}={micro_checkpoints[n]}"))]
+    proc = subprocess.Popen([sys.executable, "-m", "hubpub", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    try:
+        seen = []
+        for line in proc.stderr:  # both workers are building
+            seen.append(line)
+            if sum(": port" in x for x in seen) == len(names):
+                break
+        assert len(processes_of_run(tmp_path)) >= 3, seen  # the parent and its helpers and workers
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while processes_of_run(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:200]
+                for pid in processes_of_run(tmp_path)}
+        assert not left, f"left running after the parent's kill -9: {left}"
+    finally:
+        for pid in processes_of_run(tmp_path):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_the_leftover_check_finds_a_leftover(tmp_path):
     """The check above can fail: a process of the run that outlives its parent is found."""
     env = {**os.environ, "HUBPUB_TEST_RUN": str(tmp_path)}

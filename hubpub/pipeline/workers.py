@@ -140,10 +140,31 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
                              error=f"internal error: {type(e).__name__}: {e}", traceback=traceback.format_exc())
 
 
+PARENT_POLL_SECONDS = 0.25  # how often a worker or helper process looks whether its parent is still there
+
+
 def _ignore_sigint() -> None:
+    """A worker's or helper's start: Ctrl-C is its parent's to handle, and it ends when its parent does."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent()
+
+
+def exit_with_parent() -> None:
+    """End this process at once when its parent goes (`kill -9`, the OOM killer): a build nobody waits for
+    would hold CPUs and memory for minutes. A thread watches for the re-parenting (to init, or to a
+    subreaper); its temp files are swept by the next run."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="hubpub-parent-watch", daemon=True).start()
 
 
 def _stop_workers(pool) -> None:
