@@ -1,0 +1,203 @@
+"""The Vision Transformer family (ViT, DeiT): parity per block against the reference and against timm itself,
+any input size (position embeddings resampled in the model), timm's and transformers' layouts.
+
+Tolerance: max |Δ| of the logits (or pre-logits) <= 1e-4 (fp32), hubpub's parity tolerance.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hubpub.convert import official_tensors, port_weights, read_checkpoint, save_checkpoint
+from hubpub.errors import CheckpointError
+from hubpub.families import FAMILIES
+from hubpub.families.vit import model as vit_model
+from hubpub.families.vit.rules import to_transformers
+from hubpub.parity import TOLERANCE, check_parity, reference_images
+
+VIT = FAMILIES["vit"]
+HERE = Path(__file__).parent / "timm_reference"
+MICRO = {"family": "vit", "depth": 2, "width": 32, "heads": 4, "img_size": 64}
+CONFIGS = {
+    "token": MICRO,
+    "distilled": {**MICRO, "distilled": True},
+    "avg": {**MICRO, "class_token": False, "global_pool": "avg", "mean": [0.5] * 3, "std": [0.5] * 3},
+}
+# native, larger and non-square, smaller (the grid shrunk: antialiased resampling), one patch row
+SIZES = [(64, 64), (96, 160), (32, 48), (16, 32)]
+
+
+def _arch(config="token"):
+    return VIT.parse(CONFIGS[config])
+
+
+def _ported(arch, path, classifier=True, num_classes=10):
+    model = VIT.build(arch, num_classes=num_classes if classifier else None, input_convention="hub", name="m")
+    with read_checkpoint(path) as ckpt:
+        port = port_weights(model, ckpt, VIT.converter, arch, classifier=classifier)
+    return model, port
+
+
+def _reference(arch, path, num_classes=10):
+    pytest.importorskip("torch")
+    with read_checkpoint(path) as ckpt:
+        return VIT.reference(arch, num_classes, official_tensors(ckpt, VIT.converter))
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("classifier", [True, False], ids=["classifier", "feature-extractor"])
+def test_micro_parity_per_block_at_every_size(tmp_path, config, classifier):
+    arch = _arch(config)
+    path = save_checkpoint(VIT.random_checkpoint(arch, 10, seed=1), tmp_path / "vit.safetensors")
+    model, port = _ported(arch, path, classifier)
+    assert port.layout == "timm" and port.parameters == arch.parameter_count(10 if classifier else 0)
+    ref = _reference(arch, path)
+    for size in SIZES:
+        report = check_parity(model, ref, VIT, arch, reference_images(*size), classifier=classifier,
+                              raise_on_failure=False)
+        assert set(report.taps) == {"patch_embed", "pos_embed", "block_0", "block_1", "pooled",
+                                    *(["logits"] if classifier else [])}
+        assert all(t.max_abs <= TOLERANCE for t in report.taps.values()), (size, report.taps)
+
+
+def test_wrong_resampling_is_caught_and_the_native_size_is_not_resampled(tmp_path, monkeypatch):
+    """Bicubic without antialiasing (torch's default kernel, a = -0.75) instead of timm's antialiased one
+    (a = -0.5): the position-embedding tap and the logits disagree at any other size; at the native size the
+    resampling is the identity, so both kernels agree there."""
+    arch = _arch()
+    path = save_checkpoint(VIT.random_checkpoint(arch, 10, seed=2), tmp_path / "vit.safetensors")
+    ref = _reference(arch, path)
+    monkeypatch.setattr(vit_model, "_CUBIC_A", -0.75)
+    model, _ = _ported(arch, path)
+    native = check_parity(model, ref, VIT, arch, reference_images(64, 64), classifier=True, raise_on_failure=False)
+    assert native.passed
+    other = check_parity(model, ref, VIT, arch, reference_images(96, 160), classifier=True, raise_on_failure=False)
+    assert other.taps["pos_embed"].max_abs > 100 * TOLERANCE and not other.passed
+
+
+def test_qkv_read_heads_first_is_caught(tmp_path):
+    """A port that reads timm's qkv rows as (heads, q/k/v, dim) instead of (q/k/v, heads, dim): same shapes,
+    every key ported, and parity fails."""
+    arch = _arch()
+    tensors = VIT.random_checkpoint(arch, 10, seed=3)
+    path = save_checkpoint(tensors, tmp_path / "right.safetensors")
+    ref = _reference(arch, path)
+    d = arch.width // arch.heads
+    for key in [k for k in tensors if ".attn.qkv." in k]:
+        t = tensors[key]
+        tensors[key] = t.reshape(3, arch.heads, d, -1).transpose(1, 0, 2, 3).reshape(t.shape)
+    model, _ = _ported(arch, save_checkpoint(tensors, tmp_path / "wrong.safetensors"))
+    report = check_parity(model, ref, VIT, arch, reference_images(64, 64), classifier=True, raise_on_failure=False)
+    assert report.taps["block_0"].max_abs > 100 * TOLERANCE and not report.passed
+
+
+@pytest.mark.parametrize("config", ["token", "distilled"])
+def test_transformers_layout_ports_to_the_same_weights_and_keras_file_bytes(tmp_path, config):
+    from hubpub.formats.keras import LayerWeights, write_keras
+
+    arch = _arch(config)
+    tensors = VIT.random_checkpoint(arch, 10, seed=4)
+    model_prefix = "deit" if arch.distilled else "vit"
+    timm_path = save_checkpoint(tensors, tmp_path / "timm.safetensors")
+    hf_path = save_checkpoint(to_transformers(tensors, model_prefix), tmp_path / "hf.pth", wrap=False)
+    shas = []
+    for path in (timm_path, hf_path):
+        model, port = _ported(arch, path)
+        assert port.layout == ("timm" if path == timm_path else "transformers")
+        shas.append(write_keras(LayerWeights(model), lambda: VIT.build(
+            arch, num_classes=10, input_convention="hub", name="m", portable=True), tmp_path / f"{path.stem}.keras"))
+    assert shas[0] == shas[1]
+    # the reference reads the joined qkv too
+    ref = _reference(arch, hf_path)
+    report = check_parity(model, ref, VIT, arch, reference_images(96, 160), classifier=True, raise_on_failure=False)
+    assert report.passed, report.taps
+
+
+def test_transformers_keys_that_do_not_fit_are_named(tmp_path):
+    arch = _arch()
+    hf = to_transformers(VIT.random_checkpoint(arch, 10, seed=5))
+    hf["vit.pooler.dense.weight"] = np.zeros((32, 32), np.float32)  # ViTModel's pooler: not in the classifier
+    del hf["vit.encoder.layer.1.attention.attention.key.bias"]
+    with pytest.raises(CheckpointError) as e:
+        _ported(arch, save_checkpoint(hf, tmp_path / "hf.safetensors"))
+    msg = str(e.value)
+    assert "1 missing: block_1_attn_qkv/bias" in msg
+    assert "vit.pooler.dense.weight" in msg and "vit.encoder.layer.1.attention.attention.query.bias" in msg
+
+
+def test_a_checkpoint_of_another_resolution_is_named_as_such(tmp_path):
+    other = VIT.parse({**MICRO, "img_size": 96})
+    path = save_checkpoint(VIT.random_checkpoint(other, 10), tmp_path / "vit96.safetensors")
+    with pytest.raises(CheckpointError, match="6x6 position grid, .* but the variant's architecture is .* 4x4"):
+        _ported(_arch(), path)
+
+
+def test_config_rules_are_explained():
+    from pydantic import ValidationError
+
+    for bad, said in (({"heads": 5}, "not a multiple of heads"), ({"class_token": False}, "needs class_token"),
+                      ({"distilled": True, "global_pool": "avg"}, "distillation token"),
+                      ({"mean": [0.5] * 3}, "both mean and std"), ({"img_size": 60}, "multiple of patch_size")):
+        with pytest.raises(ValidationError, match=said):
+            VIT.parse({**MICRO, **bad})
+
+
+@pytest.mark.parametrize("arch,resolution,gmacs", [
+    # DeiT's paper, Table 1 ("FLOPs" are multiply-accumulates): DeiT-Ti, -S, -B at 224, -B at 384
+    ({"width": 192, "heads": 3}, 224, 1.3), ({"width": 384, "heads": 6}, 224, 4.6),
+    ({"width": 768, "heads": 12}, 224, 17.6), ({"width": 768, "heads": 12, "img_size": 384}, 384, 55.5),
+    # ViT-L/16 at 224 as timm's model card gives it
+    ({"width": 1024, "heads": 16, "depth": 24}, 224, 61.6),
+])
+def test_multiply_accumulates_match_the_papers(arch, resolution, gmacs):
+    a = VIT.parse({"family": "vit", "depth": 12, **arch})
+    assert round(a.macs(resolution, 1000) / 1e9, 1) == gmacs
+
+
+# ------------------------------------------------------------------ against timm itself
+
+timm_missing = importlib.util.find_spec("timm") is None or importlib.util.find_spec("torch") is None
+
+
+def timm_reference(model: str, out: Path, sizes: str, kwargs: dict | None = None, num_classes: int = 1000) -> Path:
+    """timm's own model with random weights in its own process (tests/timm_reference/make_vit_reference.py)."""
+    if timm_missing:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError("timm and torch must be installed under CI=true (make test installs them)")
+        pytest.skip("timm or torch is not installed (make test installs them)")
+    args = [sys.executable, str(HERE / "make_vit_reference.py"), model, str(num_classes), str(out), "--sizes", sizes,
+            "--kwargs", json.dumps(kwargs or {})]
+    proc = subprocess.run(args, env={**os.environ, "PYTHONPATH": str(HERE)}, capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def check_against_timm(arch, out: Path, sizes: str, num_classes: int) -> None:
+    """hubpub's port of timm's own state_dict, both kinds, against timm's forward (with `dynamic_img_size`)."""
+    assert json.loads((out / "config.json").read_text()) == dict(zip(("mean", "std"), map(list, VIT.normalization(
+        arch)), strict=True))  # the architecture normalises as timm's data config says
+    for classifier in (True, False):
+        model, _ = _ported(arch, out / "timm.safetensors", classifier, num_classes)
+        for size in sizes.split(","):
+            ref = np.load(out / f"{'logits' if classifier else 'prelogits'}_{size}.npy")
+            got = np.asarray(model(np.load(out / f"inputs_{size}.npy"), training=False))
+            assert np.abs(got - ref).max() <= TOLERANCE, (classifier, size, np.abs(got - ref).max())
+            assert np.abs(ref).max() > 1.0  # outputs a wrong port could not match by accident
+
+
+@pytest.mark.parametrize("timm_name,config", [("vit_small_patch16_224", "avg"), ("deit_base_distilled_patch16_224",
+                                                                                  "distilled")])
+def test_micro_like_timm(tmp_path, timm_name, config):
+    arch = _arch(config)
+    kwargs = {"depth": 2, "embed_dim": 32, "num_heads": 4, "img_size": 64}
+    if config == "avg":
+        kwargs |= {"class_token": False, "global_pool": "avg"}
+    out = timm_reference(timm_name, tmp_path / "timm", "64x64,96x160,32x48", kwargs, num_classes=10)
+    check_against_timm(arch, out, "64x64,96x160,32x48", 10)
