@@ -20,6 +20,7 @@ from hubpub.families import FAMILIES
 from hubpub.families.vit import model as vit_model
 from hubpub.families.vit.rules import to_transformers
 from hubpub.parity import TOLERANCE, check_parity, reference_images
+from tests.conftest import ROOT
 
 VIT = FAMILIES["vit"]
 HERE = Path(__file__).parent / "timm_reference"
@@ -181,8 +182,8 @@ def timm_reference(model: str, out: Path, sizes: str, kwargs: dict | None = None
 
 def check_against_timm(arch, out: Path, sizes: str, num_classes: int) -> None:
     """hubpub's port of timm's own state_dict, both kinds, against timm's forward (with `dynamic_img_size`)."""
-    assert json.loads((out / "config.json").read_text()) == dict(zip(("mean", "std"), map(list, VIT.normalization(
-        arch)), strict=True))  # the architecture normalises as timm's data config says
+    config = json.loads((out / "config.json").read_text())
+    assert [config["mean"], config["std"]] == [list(v) for v in VIT.normalization(arch)]  # as timm's data config
     for classifier in (True, False):
         model, _ = _ported(arch, out / "timm.safetensors", classifier, num_classes)
         for size in sizes.split(","):
@@ -201,3 +202,53 @@ def test_micro_like_timm(tmp_path, timm_name, config):
         kwargs |= {"class_token": False, "global_pool": "avg"}
     out = timm_reference(timm_name, tmp_path / "timm", "64x64,96x160,32x48", kwargs, num_classes=10)
     check_against_timm(arch, out, "64x64,96x160,32x48", 10)
+
+
+def _variant(name: str):
+    from hubpub.manifest import load_manifest
+
+    return load_manifest(ROOT / "vit.yaml").variant(name)
+
+
+def check_variant_against_timm(name: str, tmp_path: Path) -> None:
+    """A vit.yaml variant against timm's model of that name at full size, both kinds, at the native size and
+    a larger non-square one; its normalisation and evaluation crop as timm's data config gives them."""
+    v = _variant(name)
+    sizes = f"{v.resolution}x{v.resolution},{v.resolution + 32}x{v.resolution + 96}"
+    out = timm_reference(name, tmp_path / "timm", sizes, num_classes=v.num_classes)
+    assert json.loads((out / "config.json").read_text())["crop_pct"] == v.eval.crop_pct
+    check_against_timm(v.architecture, out, sizes, v.num_classes)
+
+
+def test_vit_small_like_timm(tmp_path):
+    check_variant_against_timm("vit_small_patch16_224", tmp_path)
+
+
+SLOW_VARIANTS = (
+    "vit_tiny_patch16_224", "vit_tiny_patch16_384", "vit_small_patch16_384", "vit_base_patch16_224",
+    "vit_base_patch16_384", "vit_large_patch16_224", "vit_large_patch16_384", "vit_tiny_patch16_224_in21k",
+    "vit_small_patch16_224_in21k", "vit_base_patch16_224_in21k", "vit_large_patch16_224_in21k",
+    "deit_tiny_patch16_224", "deit_small_patch16_224", "deit_base_patch16_224", "deit_base_distilled_patch16_224")
+SLOW = pytest.mark.skipif(not os.environ.get("HUBPUB_SLOW"),
+                          reason="every other vit.yaml variant at full size, against timm: opt in with HUBPUB_SLOW=1")
+
+
+@SLOW
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SLOW_VARIANTS)
+def test_every_variant_like_timm(tmp_path, name):
+    check_variant_against_timm(name, tmp_path)
+
+
+def test_manifest_lists_every_variant_the_slow_test_checks(root):
+    from hubpub.manifest import load_manifest
+
+    names = {v.name for v in load_manifest(root / "vit.yaml").variants}
+    assert names == {*SLOW_VARIANTS, "vit_small_patch16_224"}
+    m = load_manifest(root / "vit.yaml")
+    for v in m.variants:  # timm's Hub file of the model and its tag
+        tag = ("augreg_in21k" if v.name.endswith("_in21k") else "fb_in1k" if v.name.startswith("deit")
+               else "augreg_in21k_ft_in1k")
+        model = v.name.removesuffix("_in21k")
+        assert v.checkpoint_url == f"https://huggingface.co/timm/{model}.{tag}/resolve/main/model.safetensors"
+        assert v.architecture.img_size == v.resolution

@@ -4,8 +4,8 @@ torchvision shim), in a process that does not import hubpub.
     python make_vit_reference.py MODEL NUM_CLASSES OUT [--sizes 224x224,256x320] [--kwargs JSON]
 
 Creates timm's MODEL with `dynamic_img_size=True` (and `--kwargs`, e.g. a smaller depth and width), with
-random weights, and writes into OUT: `timm.safetensors` (its own `state_dict()`), `config.json` (the mean
-and std of its data config), and per size HxW: `inputs_HxW.npy` (float32 NHWC in [0, 1], from a fixed
+random weights, and writes into OUT: `timm.safetensors` (its own `state_dict()`), `config.json` (the mean,
+std and crop_pct of its data config), and per size HxW: `inputs_HxW.npy` (float32 NHWC in [0, 1], from a fixed
 seed), `logits_HxW.npy` (its forward) and `prelogits_HxW.npy` (`forward_head(pre_logits=True)`).
 """
 
@@ -46,7 +46,8 @@ def main() -> None:
     mean = torch.tensor(config["mean"]).reshape(1, 3, 1, 1)
     std = torch.tensor(config["std"]).reshape(1, 3, 1, 1)
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "config.json").write_text(json.dumps({"mean": list(config["mean"]), "std": list(config["std"])}))
+    (a.out / "config.json").write_text(json.dumps({"mean": list(config["mean"]), "std": list(config["std"]),
+                                                    "crop_pct": config["crop_pct"]}))
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(a.out / "timm.safetensors"))
     rng = np.random.default_rng(0)
     for size in a.sizes.split(","):
