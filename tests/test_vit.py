@@ -252,3 +252,112 @@ def test_manifest_lists_every_variant_the_slow_test_checks(root):
         model = v.name.removesuffix("_in21k")
         assert v.checkpoint_url == f"https://huggingface.co/timm/{model}.{tag}/resolve/main/model.safetensors"
         assert v.architecture.img_size == v.resolution
+
+
+# ------------------------------------------------------------------ through every stage, one build
+
+PIPELINE = """\
+schema_version: 2
+publisher: {handle: vittest, name: ViT Test, description: A micro Vision Transformer for the test suite.}
+collection: {name: vit-micro, description: A micro distilled ViT.}
+docs: {license: apache-2.0, network_architecture: vit}
+publish: {destination: PUBLISH_DIR, public_url_base: "http://127.0.0.1:9/vit-micro"}
+eval_presets:
+  64: {resize: shorter, crop_pct: 0.9}
+architectures:
+  micro: {family: vit, depth: 2, width: 32, heads: 4, img_size: 64, distilled: true,
+          mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}
+variants:
+  - {name: deit_micro_patch16_64, architecture: micro, num_classes: 1000, resolution: 64, top1: 10.0,
+     checkpoint: {path: model.safetensors}}
+"""
+# A consumer's process: no hubpub. The `.keras` file at a size other than the native one, then a fit step.
+LOAD = """
+import json, sys
+sys.modules["hubpub"] = None
+import numpy as np
+import keras
+model = keras.saving.load_model(sys.argv[1])
+images = np.load(sys.argv[2])
+out = {"backend": keras.backend.backend(), "outputs": keras.ops.convert_to_numpy(model(images)).tolist()}
+if len(sys.argv) > 3:
+    before = np.array(model.get_layer("pos_embed").get_weights()[0])
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+    model.fit(images, np.array([1, 2]), epochs=1, batch_size=2, verbose=0)
+    out["changed"] = bool(np.abs(np.array(model.get_layer("pos_embed").get_weights()[0]) - before).max() > 0)
+print("RESULT " + json.dumps(out), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def vit_build(tmp_path_factory):
+    pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("vit_pipeline")
+    (root / "collection.yaml").write_text(PIPELINE.replace("PUBLISH_DIR", str(root / "published")))
+    arch = VIT.parse(dict(yaml_arch()))
+    save_checkpoint(VIT.random_checkpoint(arch, 1000, seed=6), root / "model.safetensors")
+    result = subprocess.run([sys.executable, "-m", "hubpub", "-q", "build-all", "--manifest",
+                             str(root / "collection.yaml"), "--out", str(root / "dist"), "--publish",
+                             str(root / "published"), "--public-url", "https://models.example.com/vit"],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root, result.stdout
+
+
+def yaml_arch() -> dict:
+    import yaml
+
+    return yaml.safe_load(PIPELINE.replace("PUBLISH_DIR", "x"))["architectures"]["micro"]
+
+
+def test_every_stage_and_format_of_a_micro_vit(vit_build, hub_cache):
+    from click.testing import CliRunner
+
+    from hubpub import tolerances
+    from hubpub.cli import cli
+    from hubpub.record import read_record
+
+    root, stdout = vit_build
+    for name, kind in (("deit_micro_patch16_64", "classifier"), ("deit_micro_patch16_64_fe", "feature-extractor")):
+        rec = read_record(root / f"dist/reports/{name}.json")
+        assert rec.parity.status == "passed" and rec.parity.max_abs <= TOLERANCE
+        assert [tuple(r["size"]) for r in rec.parity.runs] == [(64, 64), (96, 160)]  # the native size, and another
+        assert {f"block_{i}" for i in range(2)} <= set(rec.parity.runs[1]["taps"])
+        assert rec.round_trip.max_abs <= tolerances.ROUND_TRIP
+        assert rec.keras.max_abs <= tolerances.KERAS_FILE
+        assert [f.format for f in rec.litert] == ["float32", "float16", "dynamic_int8", "int8"]
+        assert rec.litert[0].max_abs <= tolerances.LITERT_FLOAT32
+        assert [f.format for f in rec.formats] == ["onnx"] and rec.formats[0].max_abs <= tolerances.ONNX
+        doc = (root / f"dist/docs/assets/docs/vittest/models/{name}/1.md").read_text()
+        assert "<!-- network-architecture: vit -->" in doc
+        assert "An Image is Worth 16x16 Words" in doc and "Training data-efficient image transformers" in doc
+        assert "The normalisation (mean\n  0.5, 0.5, 0.5, standard deviation 0.5, 0.5, 0.5)" in doc  # the variant's own
+        published = root / "published" / name / "1.tar.gz"
+        out = CliRunner().invoke(cli, ["verify", str(published), "--report", str(root / f"dist/reports/{name}.json"),
+                                       *(["--fine-tune"] if kind == "classifier" else [])])
+        assert out.exit_code == 0, out.output
+        assert "outputs match the build" in out.output
+        assert kind == "feature-extractor" or "backbone weights changed" in out.output
+
+
+def test_keras_file_any_size_on_torch_without_hubpub(vit_build, tmp_path):
+    """The `.keras` file at 96x160 on PyTorch, against the SavedModel on the same images, then one fit step
+    that changes the position embeddings."""
+    import tensorflow as tf
+
+    from hubpub import tolerances
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("the torch backend is not installed")
+    root, _ = vit_build
+    images = reference_images(96, 160, 2, seed=3)
+    np.save(tmp_path / "x.npy", images)
+    expected = tf.saved_model.load(str(root / "dist/saved_models/deit_micro_patch16_64"))(tf.constant(images)).numpy()
+    proc = subprocess.run([sys.executable, "-c", LOAD, str(root / "dist/keras/deit_micro_patch16_64.keras"),
+                           str(tmp_path / "x.npy"), "fit"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "KERAS_BACKEND": "torch", "CUDA_VISIBLE_DEVICES": ""}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT ")).removeprefix("RESULT "))
+    assert result["backend"] == "torch" and result["changed"]
+    assert np.abs(np.asarray(result["outputs"]) - expected).max() <= tolerances.KERAS_OTHER_BACKEND
