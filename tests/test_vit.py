@@ -252,6 +252,12 @@ def test_manifest_lists_every_variant_the_slow_test_checks(root):
         model = v.name.removesuffix("_in21k")
         assert v.checkpoint_url == f"https://huggingface.co/timm/{model}.{tag}/resolve/main/model.safetensors"
         assert v.architecture.img_size == v.resolution
+    # the 21k heads' label file: Google's ImageNet-21k classes, in timm's order of them
+    labels = m.variant("vit_base_patch16_224_in21k").dataset.labels.read_text().splitlines()
+    assert len(labels) == 21843 and all("\t" in line for line in labels)
+    if not timm_missing:
+        timm_info = Path(importlib.util.find_spec("timm").origin).parent / "data/_info/imagenet21k_goog_synsets.txt"
+        assert [line.split("\t")[0] for line in labels] == timm_info.read_text().split()
 
 
 # ------------------------------------------------------------------ through every stage, one build
@@ -361,3 +367,19 @@ def test_keras_file_any_size_on_torch_without_hubpub(vit_build, tmp_path):
     result = json.loads(next(x for x in proc.stdout.splitlines() if x.startswith("RESULT ")).removeprefix("RESULT "))
     assert result["backend"] == "torch" and result["changed"]
     assert np.abs(np.asarray(result["outputs"]) - expected).max() <= tolerances.KERAS_OTHER_BACKEND
+
+
+def test_reference_traces_for_export_at_any_size():
+    """The reference as `torch.export` (the front end of `torch.onnx.export(dynamo=True)`) traces it, with
+    the batch, height and width dynamic: one program, right at sizes other than the traced one (of two
+    patches or more a side: torch.export treats a size of 1 as a special case of its own)."""
+    torch = pytest.importorskip("torch")
+    arch = _arch("distilled")
+    ref = VIT.reference(arch, 10, VIT.random_checkpoint(arch, 10, seed=7).items())
+    h, w = torch.export.Dim("h", min=2, max=64), torch.export.Dim("w", min=2, max=64)
+    program = torch.export.export(ref, (torch.rand(2, 3, 96, 160),),
+                                  dynamic_shapes={"x": {0: torch.export.Dim("b", min=1, max=64), 2: 16 * h, 3: 16 * w}})
+    for size in SIZES[:3]:
+        x = torch.rand(1, 3, *size)
+        with torch.no_grad():
+            assert (program.module()(x) - ref(x)).abs().max().item() <= 1e-6
