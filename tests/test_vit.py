@@ -20,9 +20,13 @@ from hubpub.families import FAMILIES
 from hubpub.families.vit import model as vit_model
 from hubpub.families.vit.rules import to_transformers
 from hubpub.parity import TOLERANCE, check_parity, reference_images
+from tests import test_hubs
 from tests.conftest import ROOT
 
 VIT = FAMILIES["vit"]
+# The hub stand-ins' fixtures (`kaggle`, `hf`), for this module too.
+kaggle_stand_in = test_hubs.kaggle
+hf_stand_in = test_hubs.hf
 HERE = Path(__file__).parent / "timm_reference"
 MICRO = {"family": "vit", "depth": 2, "width": 32, "heads": 4, "img_size": 64}
 CONFIGS = {
@@ -268,6 +272,7 @@ publisher: {handle: vittest, name: ViT Test, description: A micro Vision Transfo
 collection: {name: vit-micro, description: A micro distilled ViT.}
 docs: {license: apache-2.0, network_architecture: vit}
 publish: {destination: PUBLISH_DIR, public_url_base: "http://127.0.0.1:9/vit-micro"}
+signing: {key: publisher.pem}
 eval_presets:
   64: {resize: shorter, crop_pct: 0.9}
 architectures:
@@ -301,6 +306,7 @@ def vit_build(tmp_path_factory):
     pytest.importorskip("torch")
     root = tmp_path_factory.mktemp("vit_pipeline")
     (root / "collection.yaml").write_text(PIPELINE.replace("PUBLISH_DIR", str(root / "published")))
+    _key_pair(root, "publisher")
     arch = VIT.parse(dict(yaml_arch()))
     save_checkpoint(VIT.random_checkpoint(arch, 1000, seed=6), root / "model.safetensors")
     result = subprocess.run([sys.executable, "-m", "hubpub", "-q", "build-all", "--manifest",
@@ -309,6 +315,17 @@ def vit_build(tmp_path_factory):
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return root, result.stdout
+
+
+def _key_pair(folder: Path, name: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (folder / f"{name}.pem").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (folder / f"{name}.pub.pem").write_bytes(key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def yaml_arch() -> dict:
@@ -383,3 +400,27 @@ def test_reference_traces_for_export_at_any_size():
         x = torch.rand(1, 3, *size)
         with torch.no_grad():
             assert (program.module()(x) - ref(x)).abs().max().item() <= 1e-6
+
+
+def test_signed_audited_and_on_both_hubs(vit_build, tmp_path, kaggle_stand_in, hf_stand_in, hub_cache):
+    """The signed directory publication passes `audit` (signatures, links, one load of each kind and format);
+    the same files go to the Kaggle and HF Hub stand-ins through their real clients, each verified by loading."""
+    from click.testing import CliRunner
+
+    from hubpub.cli import cli
+    from tests.conftest import copy_built
+
+    root, _ = vit_build
+    audit = CliRunner().invoke(cli, ["audit", str(root / "published"), "--public-url", "https://models.example.com/vit",
+                                     "--public-key", str(root / "publisher.pub.pem"), "--checkout", str(tmp_path)])
+    assert audit.exit_code == 0, audit.output
+    assert list((root / "published" / "deit_micro_patch16_64").glob("1.*.sig"))
+    dist = copy_built(root / "dist", tmp_path / "dist")
+    for dest, said in (("kaggle://testpub/vit-micro", "tensorFlow2/deit-micro-patch16-64"),
+                       ("hf://testpub", "deit_micro_patch16_64")):
+        args = ["--manifest", str(root / "collection.yaml"), "--dist", str(dist)]
+        docs = CliRunner().invoke(cli, ["docs", *args, "--dest", dest])
+        assert docs.exit_code == 0, docs.output
+        out = CliRunner().invoke(cli, ["publish", *args, "--dest", dest])
+        assert out.exit_code == 0, out.output
+        assert said in out.output and "verified" in out.output
