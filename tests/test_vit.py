@@ -301,20 +301,30 @@ print("RESULT " + json.dumps(out), flush=True)
 """
 
 
-@pytest.fixture(scope="module")
-def vit_build(tmp_path_factory):
+@pytest.fixture(scope="session")
+def vit_build(tmp_path_factory, worker_id):
+    """build-all of the micro ViT with --publish, once per test run: under pytest-xdist the first worker to ask
+    builds it in the run's shared temp folder, the others wait (tests copy what they change)."""
+    from filelock import FileLock
+
+    from tests.conftest import _shared_folder
+
     pytest.importorskip("torch")
-    root = tmp_path_factory.mktemp("vit_pipeline")
-    (root / "collection.yaml").write_text(PIPELINE.replace("PUBLISH_DIR", str(root / "published")))
-    _key_pair(root, "publisher")
-    arch = VIT.parse(dict(yaml_arch()))
-    save_checkpoint(VIT.random_checkpoint(arch, 1000, seed=6), root / "model.safetensors")
-    result = subprocess.run([sys.executable, "-m", "hubpub", "-q", "build-all", "--manifest",
-                             str(root / "collection.yaml"), "--out", str(root / "dist"), "--publish",
-                             str(root / "published"), "--public-url", "https://models.example.com/vit"],
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return root, result.stdout
+    shared = _shared_folder(tmp_path_factory, worker_id)
+    root = shared / "vit_pipeline"
+    with FileLock(str(shared / "vit_pipeline.lock")):
+        if not (root / "stdout.txt").is_file():
+            root.mkdir(exist_ok=True)
+            (root / "collection.yaml").write_text(PIPELINE.replace("PUBLISH_DIR", str(root / "published")))
+            _key_pair(root, "publisher")
+            save_checkpoint(VIT.random_checkpoint(VIT.parse(yaml_arch()), 1000, seed=6), root / "model.safetensors")
+            result = subprocess.run([sys.executable, "-m", "hubpub", "-q", "build-all", "--manifest",
+                                     str(root / "collection.yaml"), "--out", str(root / "dist"), "--publish",
+                                     str(root / "published"), "--public-url", "https://models.example.com/vit"],
+                                    capture_output=True, text=True, timeout=900)
+            assert result.returncode == 0, result.stderr[-3000:]
+            (root / "stdout.txt").write_text(result.stdout)
+    return root, (root / "stdout.txt").read_text()
 
 
 def _key_pair(folder: Path, name: str) -> None:

@@ -69,6 +69,11 @@ class ArchConfig(BaseModel, ABC):
         return self.describe()
 
 
+def as_is(checkpoint):
+    """A checkpoint whose layout is renamed keys only: nothing to join."""
+    return checkpoint
+
+
 @dataclass(frozen=True)
 class Converter:
     """How checkpoints of one family are read: the official key names and the ones it also accepts.
@@ -85,7 +90,7 @@ class Converter:
     infer: Callable[[Mapping[str, tuple[int, ...]]], str]
     # a checkpoint -> the same checkpoint with tensors its layout splits joined as the official layout holds
     # them (transformers' query, key, value -> timm's qkv), read lazily; for layouts that are more than names
-    join: Callable[[Any], Any] = lambda checkpoint: checkpoint
+    join: Callable[[Any], Any] = as_is
 
 
 @dataclass(frozen=True)
