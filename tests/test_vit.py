@@ -276,7 +276,7 @@ signing: {key: publisher.pem}
 eval_presets:
   64: {resize: shorter, crop_pct: 0.9}
 architectures:
-  micro: {family: vit, depth: 2, width: 32, heads: 4, img_size: 64, distilled: true,
+  micro: {family: vit, depth: 2, width: 32, heads: 4, img_size: 64, distilled: true, recipe: deit,
           mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}
 variants:
   - {name: deit_micro_patch16_64, architecture: micro, num_classes: 1000, resolution: 64, top1: 10.0,
@@ -364,7 +364,8 @@ def test_every_stage_and_format_of_a_micro_vit(vit_build, hub_cache):
         assert [f.format for f in rec.formats] == ["onnx"] and rec.formats[0].max_abs <= tolerances.ONNX
         doc = (root / f"dist/docs/assets/docs/vittest/models/{name}/1.md").read_text()
         assert "<!-- network-architecture: vit -->" in doc
-        assert "An Image is Worth 16x16 Words" in doc and "Training data-efficient image transformers" in doc
+        assert "This is DeiT-32/16 from [Training data-efficient image transformers" in doc  # its own paper
+        assert "An Image is Worth 16x16 Words" in doc  # the family's, among the references
         assert "The normalisation (mean\n  0.5, 0.5, 0.5, standard deviation 0.5, 0.5, 0.5)" in doc  # the variant's own
         published = root / "published" / name / "1.tar.gz"
         out = CliRunner().invoke(cli, ["verify", str(published), "--report", str(root / f"dist/reports/{name}.json"),
