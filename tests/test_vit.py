@@ -441,3 +441,22 @@ def test_signed_audited_and_on_both_hubs(vit_build, tmp_path, kaggle_stand_in, h
         out = CliRunner().invoke(cli, ["publish", *args, "--dest", dest])
         assert out.exit_code == 0, out.output
         assert said in out.output and "verified" in out.output
+
+
+def test_transformers_checkpoint_builds_the_same_tarball(vit_build, tmp_path):
+    """The build's weights in transformers' layout, built in a fresh process: the same tarball bytes as the
+    timm-layout build (a SavedModel's bytes depend on the model and its process's TensorFlow work only)."""
+    from hubpub.convert import read_checkpoint
+
+    root, _ = vit_build
+    with read_checkpoint(root / "model.safetensors") as ckpt:
+        hf = save_checkpoint(to_transformers({k: ckpt[k] for k in ckpt}, "deit"), tmp_path / "hf.safetensors")
+    proc = subprocess.run([sys.executable, "-m", "hubpub", "-q", "build", "deit_micro_patch16_64", "--manifest",
+                           str(root / "collection.yaml"), "--checkpoint", str(hf), "--kinds", "classifier",
+                           "--no-parity", "--no-keras", "--no-litert", "--no-onnx", "--out", str(tmp_path / "dist")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    name = "tars/deit_micro_patch16_64.tar.gz.sha256"
+    assert (tmp_path / "dist" / name).read_text() == (root / "dist" / name).read_text()
+    assert json.loads((tmp_path / "dist/reports/deit_micro_patch16_64.json").read_text())["checkpoint"]["layout"] \
+        == "transformers"
