@@ -157,12 +157,18 @@ def test_config_rules_are_explained():
     # DeiT's paper, Table 1 ("FLOPs" are multiply-accumulates): DeiT-Ti, -S, -B at 224, -B at 384
     ({"width": 192, "heads": 3}, 224, 1.3), ({"width": 384, "heads": 6}, 224, 4.6),
     ({"width": 768, "heads": 12}, 224, 17.6), ({"width": 768, "heads": 12, "img_size": 384}, 384, 55.5),
-    # ViT-L/16 at 224 as timm's model card gives it
-    ({"width": 1024, "heads": 16, "depth": 24}, 224, 61.6),
 ])
 def test_multiply_accumulates_match_the_papers(arch, resolution, gmacs):
     a = VIT.parse({"family": "vit", "depth": 12, **arch})
     assert round(a.macs(resolution, 1000) / 1e9, 1) == gmacs
+
+
+def test_multiply_accumulates_less_attention_products_match_timms_model_card():
+    """timm's model cards count no attention products: ViT-B/16 at 224, 16.9 G (their counter also counts some
+    elementwise work, a few hundredths of a G: within 0.1 G)."""
+    a = VIT.parse({"family": "vit", "depth": 12, "width": 768, "heads": 12})
+    tokens = 14 * 14 + 1
+    assert abs((a.macs(224, 1000) - a.depth * 2 * tokens * tokens * a.width) / 1e9 - 16.9) < 0.1
 
 
 # ------------------------------------------------------------------ against timm itself
@@ -276,7 +282,7 @@ signing: {key: publisher.pem}
 eval_presets:
   64: {resize: shorter, crop_pct: 0.9}
 architectures:
-  micro: {family: vit, depth: 2, width: 32, heads: 4, img_size: 64, distilled: true,
+  micro: {family: vit, depth: 2, width: 32, heads: 4, img_size: 64, distilled: true, recipe: deit,
           mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}
 variants:
   - {name: deit_micro_patch16_64, architecture: micro, num_classes: 1000, resolution: 64, top1: 10.0,
@@ -364,7 +370,8 @@ def test_every_stage_and_format_of_a_micro_vit(vit_build, hub_cache):
         assert [f.format for f in rec.formats] == ["onnx"] and rec.formats[0].max_abs <= tolerances.ONNX
         doc = (root / f"dist/docs/assets/docs/vittest/models/{name}/1.md").read_text()
         assert "<!-- network-architecture: vit -->" in doc
-        assert "An Image is Worth 16x16 Words" in doc and "Training data-efficient image transformers" in doc
+        assert "This is DeiT-32/16 from [Training data-efficient image transformers" in doc  # its own paper
+        assert "An Image is Worth 16x16 Words" in doc  # the family's, among the references
         assert "The normalisation (mean\n  0.5, 0.5, 0.5, standard deviation 0.5, 0.5, 0.5)" in doc  # the variant's own
         published = root / "published" / name / "1.tar.gz"
         out = CliRunner().invoke(cli, ["verify", str(published), "--report", str(root / f"dist/reports/{name}.json"),
@@ -434,3 +441,22 @@ def test_signed_audited_and_on_both_hubs(vit_build, tmp_path, kaggle_stand_in, h
         out = CliRunner().invoke(cli, ["publish", *args, "--dest", dest])
         assert out.exit_code == 0, out.output
         assert said in out.output and "verified" in out.output
+
+
+def test_transformers_checkpoint_builds_the_same_tarball(vit_build, tmp_path):
+    """The build's weights in transformers' layout, built in a fresh process: the same tarball bytes as the
+    timm-layout build (a SavedModel's bytes depend on the model and its process's TensorFlow work only)."""
+    from hubpub.convert import read_checkpoint
+
+    root, _ = vit_build
+    with read_checkpoint(root / "model.safetensors") as ckpt:
+        hf = save_checkpoint(to_transformers({k: ckpt[k] for k in ckpt}, "deit"), tmp_path / "hf.safetensors")
+    proc = subprocess.run([sys.executable, "-m", "hubpub", "-q", "build", "deit_micro_patch16_64", "--manifest",
+                           str(root / "collection.yaml"), "--checkpoint", str(hf), "--kinds", "classifier",
+                           "--no-parity", "--no-keras", "--no-litert", "--no-onnx", "--out", str(tmp_path / "dist")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    name = "tars/deit_micro_patch16_64.tar.gz.sha256"
+    assert (tmp_path / "dist" / name).read_text() == (root / "dist" / name).read_text()
+    assert json.loads((tmp_path / "dist/reports/deit_micro_patch16_64.json").read_text())["checkpoint"]["layout"] \
+        == "transformers"

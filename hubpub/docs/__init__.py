@@ -136,7 +136,7 @@ def model_context(manifest: Manifest, artifact: Artifact, record: BuildRecord, e
         "publisher": manifest.publisher.model_dump(),
         "collection": manifest.collection.model_dump(),
         "docs": manifest.docs.model_dump(),
-        "family": _family(family),
+        "family": _family(family) | ({"paper": arch.paper} if arch.paper else {}),
         "network_architecture": manifest.docs.network_architecture or family.docs.network_architecture,
         # the license is stated in the text always; as metadata only with an id the validator knows
         "license": {"id": v.license, "tag": v.license if v.license in vocabularies()["license"] else None},

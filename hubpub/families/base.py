@@ -64,6 +64,11 @@ class ArchConfig(BaseModel, ABC):
         """How the docs name an architecture, from its manifest key: `tiny` -> ConvNeXt-T."""
         return key
 
+    @property
+    def paper(self) -> str | None:
+        """The paper the docs name for this architecture's weights (Markdown), if not the family's."""
+        return None
+
     def doc_summary(self, key: str) -> str:
         """The docs' one-line description of the architecture."""
         return self.describe()

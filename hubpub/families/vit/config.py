@@ -13,6 +13,8 @@ from hubpub.families.base import ArchConfig, shapes_parameter_count
 
 RGB = Annotated[list[Annotated[float, Field(gt=0, le=1)]], Field(min_length=3, max_length=3)]
 RGB_MEAN = Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=3, max_length=3)]
+DEIT_PAPER = ("[Training data-efficient image transformers & distillation through attention]"
+              "(https://arxiv.org/abs/2012.12877) (Touvron et al., ICML 2021)")
 _SIZES = {192: "Ti", 384: "S", 768: "B", 1024: "L", 1280: "H"}
 
 
@@ -34,6 +36,8 @@ class ViT(ArchConfig):
     layer_norm_eps: float = Field(default=1e-6, gt=0)
     mean: RGB_MEAN | None = Field(default=None, description="input normalisation; default ImageNet's")
     std: RGB | None = None
+    recipe: Literal["vit", "deit"] = Field(default="vit", description="whose training the weights are: the docs "
+                                           "name the model (ViT-B/16, DeiT-B/16) and the paper after it")
 
     @model_validator(mode="after")
     def _consistent(self) -> ViT:
@@ -121,9 +125,13 @@ class ViT(ArchConfig):
         return describe(self.patch_size, self.depth, self.width, self.hidden, self.grid, self.class_token,
                         self.distilled, self.global_pool)
 
+    @property
+    def paper(self) -> str | None:
+        return DEIT_PAPER if self.recipe == "deit" else None
+
     def display_name(self, key: str) -> str:
         size = _SIZES.get(self.width, str(self.width))
-        return f"{'DeiT' if key.startswith('deit') else 'ViT'}-{size}/{self.patch_size}"
+        return f"{'DeiT' if self.recipe == 'deit' else 'ViT'}-{size}/{self.patch_size}"
 
     def doc_summary(self, key: str) -> str:
         extra = " and a distillation token" if self.distilled else ""
