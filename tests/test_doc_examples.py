@@ -36,6 +36,8 @@ UNCHECKED = {
     ("docs/guides/destinations.md", "needs: credentials",
      "hubpub docs --dest kaggle://OWNER/MODEL && hubpub publish --dest kaggle://OWNER/MODEL --public"),
     ("docs/guides/destinations.md", "needs: network", "import tensorflow_hub as hub, tf_keras"),
+    ("docs/guides/destinations.md", "needs: network",
+     "hubpub eval convnext_tiny_1k_224 --data ~/imagenet/val --limit 5000"),
     ("docs/guides/formats.md", "needs: network", "import keras"),
     ("docs/guides/signing-and-audit.md", "needs: credentials",
      "openssl ecparam -name prime256v1 -genkey -noout -out publisher.pem"),
