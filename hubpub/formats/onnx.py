@@ -9,8 +9,9 @@ writes exact GELU as `Erfc`, which ONNX lacks: it becomes `1 - Erf(x)`. Node and
 renamed in graph order, so the bytes depend on the graph only, not on what the process traced before.
 tf2onnx's optimisers also walk sets of nodes, ordered by object address and string hashing, and the
 graph they leave differs now and then (three nodes more in about one conversion of twelve; known
-upstream: onnx/tensorflow-onnx#1789, #2006). So the conversion runs in a child process with its string
-hashing fixed and tf2onnx's nodes hashed by name: 48 conversions of one model, 48 identical files.
+upstream: onnx/tensorflow-onnx#1789 and onnx/tensorflow-onnx#2006). So the conversion runs in a child
+process with its string hashing fixed and tf2onnx's nodes hashed by name: 48 conversions of one model,
+48 identical files.
 The file is checked in onnxruntime against the SavedModel, at the native and a non-square size.
 """
 

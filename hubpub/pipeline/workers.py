@@ -45,7 +45,7 @@ def worker_threads(jobs: int) -> int | None:
     """Each of `jobs` workers gets an equal share of this process's CPUs (None for one worker).
 
     Every library sizes its pools to all CPUs by default: two workers on two cores would each run
-    two compute threads per op (measured: 4 variants, --jobs 2, 52 s; with a share each, 43 s).
+    two compute threads per op, and oversubscribed cores run slower than shared ones.
     """
     if jobs <= 1:
         return None
