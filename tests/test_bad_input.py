@@ -675,3 +675,26 @@ def test_a_full_disk_during_a_build_is_one_line_naming_the_place(micro_manifest_
     left = [p for p in out.rglob("*") if p.name.startswith(".") and p.name not in (".stages", ".hubpub.lock")]
     assert not left, left  # no temp file; the files finished before the disk filled are kept
     assert not list(out.glob("reports/micro_1k_224*.json"))  # no record of an artifact not all there
+
+
+# --------------------------------------------------------------------------- the manifest's formats: section
+
+
+@pytest.mark.parametrize(("section", "said"), [
+    ("{onxx: false}", "formats.onxx: unknown format 'onxx'; known: keras, litert, onnx (the SavedModel is always "
+                      "built)"),
+    ("{onnx: maybe}", "formats.onnx: Input should be a valid boolean (got 'maybe')"),
+    ("{onnx: 1}", "formats.onnx: Input should be a valid boolean (got 1)"),
+    ("{keras: null}", "formats.keras: Input should be a valid boolean (got None)"),
+    ("[onnx]", "formats: Input should be a valid dictionary"),
+    ("onnx", "formats: Input should be a valid dictionary (got 'onnx')"),
+])
+def test_a_bad_formats_section_is_one_line_with_its_place(micro_manifest_path, tmp_path, section, said):
+    manifest = tmp_path / "collection.yaml"
+    text = micro_manifest_path.read_text()
+    assert "\nformats: {onnx: false}\n" in text
+    manifest.write_text(text.replace("\nformats: {onnx: false}\n", f"\nformats: {section}\n"))
+    line = text.splitlines().index("formats: {onnx: false}") + 1
+    for command in ("validate", "build-all"):
+        [error] = run(command, "--manifest", manifest, code=1)
+        assert error == f"error: {manifest}: line {line}: {said}", error
