@@ -4,6 +4,7 @@
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -352,24 +353,75 @@ def _interrupt_at(args: list[str], stage: str, tmp_path: Path):
     return proc, err
 
 
-@pytest.mark.parametrize("command,stage", [("build-all", "micro_1k_224: export"), ("build", "micro_1k_224: export"),
-                                           ("build-all", "micro_1k_224: port")])
-def test_ctrl_c_is_one_line_and_exit_130(micro_manifest_path, micro_checkpoints, tmp_path, command, stage):
-    ckpt = micro_checkpoints["micro_1k_224"]
-    out = tmp_path / "dist"
+def _micro_args(command: str, manifest: Path, checkpoint: Path, out: Path) -> list[str]:
     # --no-parity: PyTorch's import and reference run before the stages interrupted here, and show nothing
-    args = [command, "--manifest", str(micro_manifest_path), "--out", str(out), "--no-parity"]
-    args += ["--only", "micro_1k_224", "--checkpoint", f"micro_1k_224={ckpt}"] if command == "build-all" else [
-        "micro_1k_224", "--checkpoint", str(ckpt)]
+    args = [command, "--manifest", str(manifest), "--out", str(out), "--no-parity"]
+    return args + (["--only", "micro_1k_224", "--checkpoint", f"micro_1k_224={checkpoint}"] if command == "build-all"
+                   else ["micro_1k_224", "--checkpoint", str(checkpoint)])
+
+
+def _artifact_bytes(out: Path) -> dict[str, bytes]:
+    """What a user downloads of a build: the tarballs and `.keras` files with their `.sha256`."""
+    return {str(p.relative_to(out)): p.read_bytes() for folder in ("tars", "keras") for p in (out / folder).iterdir()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(micro_manifest_path, micro_checkpoints, tmp_path_factory) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("uninterrupted") / "dist"
+    args = _micro_args("build-all", micro_manifest_path, micro_checkpoints["micro_1k_224"], out)
+    done = subprocess.run([sys.executable, "-m", "hubpub", "-q", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return _artifact_bytes(out)
+
+
+@pytest.mark.parametrize("command,stage", [
+    ("build-all", "micro_1k_224: port"), ("build-all", "micro_1k_224: export"),
+    ("build-all", "micro_1k_224_fe: keras-check"), ("build-all", "micro_1k_224: round-trip"),
+    ("build-all", "micro_1k_224_fe: pack"), ("build", "micro_1k_224: export"), ("build", "micro_1k_224: keras-check")])
+def test_ctrl_c_is_one_line_and_exit_130(micro_manifest_path, micro_checkpoints, uninterrupted, tmp_path, command,
+                                         stage):
+    """Ctrl-C at each stage: one line, exit 130, no temp file and no process left; then (build-all) a rerun
+    whose artifacts are byte for byte an uninterrupted build's."""
+    out = tmp_path / "dist"
+    args = _micro_args(command, micro_manifest_path, micro_checkpoints["micro_1k_224"], out)
     proc, err = _interrupt_at(args, stage, tmp_path)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     lines = err.splitlines()  # stage log lines may come first; then the one error line, last
     assert lines[-1] == "error: interrupted; finished files are kept, rerun the command to go on", err
     assert [line for line in lines if "error" in line.lower()] == lines[-1:], err
-    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")] if out.exists() else True
+    left = [p for p in out.rglob("*") if p.name.startswith(".") and p.name not in (".stages", ".hubpub.lock")]
+    assert not left if out.exists() else True, left
     time.sleep(0.5)
     assert not processes_of_run(tmp_path), "processes of the interrupted run left running"
+    if command == "build-all":
+        rerun = subprocess.run([sys.executable, "-m", "hubpub", "-q", *args], capture_output=True, text=True,
+                               timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+        assert _artifact_bytes(out) == uninterrupted
+
+
+def test_a_rerun_sweeps_what_an_older_interrupted_build_left(micro_manifest_path, micro_checkpoints, micro_pair,
+                                                            tmp_path):
+    """Temp files of a run killed before it could clean up (and an older hubpub's `.keras-check-*` folders)
+    are removed by the next build-all into the same --out."""
+    import shutil
+
+    from tests.conftest import MICRO_PAIR
+
+    out = tmp_path / "dist"
+    shutil.copytree(micro_pair.dist, out)  # up to date: the rerun builds nothing
+    stale = [out / "keras" / ".keras-check-abc123", out / "keras" / ".keras-check-def456.tmp",
+             out / "keras" / f".{MICRO_PAIR[0]}.keras.host.1.1.tmp.d",
+             out / "tars" / f".{MICRO_PAIR[0]}.tar.gz.host.1.1.tmp"]
+    for path in stale[:3]:
+        (path / "assets").mkdir(parents=True)
+    stale[3].write_bytes(b"half")
+    result = CliRunner().invoke(cli, ["-q", "build-all", "--manifest", str(micro_manifest_path), "--out", str(out),
+                                      *(x for n in MICRO_PAIR for x in ("--only", n, "--checkpoint",
+                                                                          f"{n}={micro_checkpoints[n]}"))])
+    assert result.exit_code == 0, result.output
+    assert not [p for p in stale if p.exists()]
 
 
 def test_ctrl_c_that_a_library_swallows_is_still_exit_130():
@@ -560,3 +612,91 @@ def test_collect_refuses_records_the_manifest_did_not_make(micro_manifest_path, 
         assert problems == [f"error: {out / 'reports' / f'{stale}_fe.json'} was built by hubpub 0.0.1, this is "
                             f"hubpub {__version__}"]
     assert not (out / "docs").exists() and not (out / "site").exists()  # nothing rendered from them
+
+
+# --------------------------------------------------------------------------- two runs into one --out
+
+
+def test_a_second_build_into_the_same_out_stops_with_one_line(micro_manifest_path, micro_checkpoints, uninterrupted,
+                                                               tmp_path):
+    """Two build-all (or build) into one --out at once: the second stops at once, saying why, and touches
+    nothing (its start would sweep the first one's temp files); the first finishes as if alone."""
+    out = tmp_path / "dist"
+    args = _micro_args("build-all", micro_manifest_path, micro_checkpoints["micro_1k_224"], out)
+    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "hubpub", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    for line in first.stderr:
+        seen.append(line)
+        if "micro_1k_224: export" in line:
+            break
+    for second in (args, _micro_args("build", micro_manifest_path, micro_checkpoints["micro_1k_224"], out)):
+        proc = subprocess.run([sys.executable, "-m", "hubpub", *second], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.splitlines() == [f"error: {out.resolve()} is in use by another hubpub build (pid "
+                                            f"{first.pid} on {os.uname().nodename}); wait for it to finish, or "
+                                            "give another folder"], proc.stderr
+    rest = first.communicate(timeout=300)[1]
+    assert first.returncode == 0, "".join(seen) + rest
+    assert _artifact_bytes(out) == uninterrupted
+
+
+# --------------------------------------------------------------------------- a full disk during a build
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs: the micro build (about 4 MiB) runs out of space mid-way."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("command", ["build-all", "build"])
+def test_a_full_disk_during_a_build_is_one_line_naming_the_place(micro_manifest_path, micro_checkpoints, small_disk,
+                                                                 command):
+    out = small_disk / "dist"
+    args = _micro_args(command, micro_manifest_path, micro_checkpoints["micro_1k_224"], out)
+    proc = subprocess.run([sys.executable, "-m", "hubpub", "-q", *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    full = [line for line in proc.stderr.splitlines() if "no space left on the device" in line]
+    assert len(full) == 1 and re.search(rf"{small_disk}\S*: no space left on the device \([\d.]+ MiB free under "
+                                        rf"{small_disk}", full[0]), proc.stderr
+    if command == "build-all":
+        assert proc.stderr.splitlines()[-1] == "error: 1 variant(s) failed: micro_1k_224", proc.stderr
+    else:
+        assert proc.stderr.splitlines() == full, proc.stderr
+    left = [p for p in out.rglob("*") if p.name.startswith(".") and p.name not in (".stages", ".hubpub.lock")]
+    assert not left, left  # no temp file; the files finished before the disk filled are kept
+    assert not list(out.glob("reports/micro_1k_224*.json"))  # no record of an artifact not all there
+
+
+# --------------------------------------------------------------------------- the manifest's formats: section
+
+
+@pytest.mark.parametrize(("section", "said"), [
+    ("{onxx: false}", "formats.onxx: unknown format 'onxx'; known: keras, litert, onnx (the SavedModel is always "
+                      "built)"),
+    ("{onnx: maybe}", "formats.onnx: Input should be a valid boolean (got 'maybe')"),
+    ("{onnx: 1}", "formats.onnx: Input should be a valid boolean (got 1)"),
+    ("{keras: null}", "formats.keras: Input should be a valid boolean (got None)"),
+    ("[onnx]", "formats: Input should be a valid dictionary"),
+    ("onnx", "formats: Input should be a valid dictionary (got 'onnx')"),
+])
+def test_a_bad_formats_section_is_one_line_with_its_place(micro_manifest_path, tmp_path, section, said):
+    manifest = tmp_path / "collection.yaml"
+    text = micro_manifest_path.read_text()
+    assert "\nformats: {onnx: false}\n" in text
+    manifest.write_text(text.replace("\nformats: {onnx: false}\n", f"\nformats: {section}\n"))
+    line = text.splitlines().index("formats: {onnx: false}") + 1
+    for command in ("validate", "build-all"):
+        [error] = run(command, "--manifest", manifest, code=1)
+        assert error == f"error: {manifest}: line {line}: {said}", error

@@ -120,8 +120,17 @@ def build(variant: str, checkpoint: str | None, kinds: str, input_convention: st
     kinds = parse_kinds(kinds)
     formats = default_formats(skipped(skip) + manifest.formats_off)
     import_tensorflow()
-    records = build_variant(v, out, checkpoint=checkpoint, kinds=kinds, input_convention=input_convention,
-                            parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s), formats=formats)
+    from hubpub._files import folder_lock, full_disk
+
+    with folder_lock(out, "build"):
+        try:
+            records = build_variant(v, out, checkpoint=checkpoint, kinds=kinds, input_convention=input_convention,
+                                    parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s),
+                                    formats=formats)
+        except OSError as e:
+            if (full := full_disk(e, out)) is not None:
+                raise full from None
+            raise
     rows = [("artifact", "params", "tarball", "parity max |Δ|", "round-trip", ".keras vs SavedModel", "seconds")]
     for r in records:
         rows.append((r.artifact, f"{r.parameters / 1e6:.2f}M", f"{r.tarball.size / 2**20:.1f} MiB",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hubpub import __version__
+from hubpub._files import folder_lock
 from hubpub.extras import install_command, installed
 from hubpub.layout import Dist
 from hubpub.manifest import KINDS, Variant, artifact_name
@@ -54,7 +55,7 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     variant's failure is recorded and the others go on. With a `scheduler` (`cluster.Scheduler`) the
     worker processes run on that Dask cluster's workers, checked first (`cluster.check_cluster`).
     """
-    with _cluster(scheduler) as client:
+    with folder_lock(out, "build"), _cluster(scheduler) as client:
         return _build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                           checkpoints=checkpoints, input_convention=input_convention, parity=parity,
                           lock_path=lock_path, progress=progress,
@@ -243,11 +244,8 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     docs and site of every artifact whose record is in `out` (the shards' `reports/`, gathered), then
     publishes those, checking that each artifact they link is at the destination."""
     from hubpub.destinations import parse, public_url_base
-    from hubpub.docs import load_built
     from hubpub.errors import HubpubError
     from hubpub.manifest import iter_selected
-    from hubpub.notebooks import notebooks_dir
-    from hubpub.publish import publish as run_publish
 
     dest = parse(publish_dest or manifest.publish.destination)
     base = public_url_base(dest, manifest, public_url)  # before any work: a bad destination fails now
@@ -262,6 +260,21 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
         empty = BuildSummary(__version__, str(manifest.path), f"{shard[0]}/{shard[1]}", 0, None)
         return CollectionResult(empty, None, f"shard {shard[0]}/{shard[1]} holds none of the {len(selected)} "
                                 "selected variants: nothing to build", base, None)
+    with folder_lock(out, "build"):
+        return _collection(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
+                           checkpoints=checkpoints, input_convention=input_convention, parity=parity, dest=dest,
+                           base=base, publish_dest=publish_dest, public_url=public_url, progress=progress,
+                           notebooks=notebooks, formats=formats, execute=execute, collect=collect,
+                           require_pinned=require_pinned, verify=verify, fine_tune=fine_tune, scheduler=scheduler)
+
+
+def _collection(manifest, out: Path, *, only, kinds, jobs, shard, force, checkpoints, input_convention, parity, dest,
+                base, publish_dest, public_url, progress, notebooks, formats, execute, collect, require_pinned,
+                verify, fine_tune, scheduler) -> CollectionResult:
+    from hubpub.docs import load_built
+    from hubpub.notebooks import notebooks_dir
+    from hubpub.publish import publish as run_publish
+
     if collect:
         summary = collected(manifest, out, only=only, kinds=kinds)
     else:

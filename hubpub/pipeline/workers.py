@@ -136,6 +136,10 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
     except HubpubError as e:
         return VariantResult(job.variant, False, time.perf_counter() - start, error=str(e).splitlines()[0])
     except Exception as e:  # a bug: keep the traceback for -v, and let the other variants go on
+        from hubpub._files import full_disk
+
+        if (full := full_disk(e, Path(job.out))) is not None:
+            return VariantResult(job.variant, False, time.perf_counter() - start, error=full.message)
         return VariantResult(job.variant, False, time.perf_counter() - start,
                              error=f"internal error: {type(e).__name__}: {e}", traceback=traceback.format_exc())
 
@@ -182,5 +186,6 @@ def clean_interrupted(out: Path) -> None:
     import shutil
 
     for sub in Dist(out).temp_dirs():
-        for tmp in sub.glob(".*tmp") if sub.is_dir() else []:
+        # `.keras-check-*` and `.*.tmp.d`: the `.keras` check and save folders of an older hubpub
+        for tmp in [*sub.glob(".*tmp"), *sub.glob(".keras-check-*"), *sub.glob(".*.tmp.d")] if sub.is_dir() else []:
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
