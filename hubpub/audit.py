@@ -6,7 +6,8 @@ Every artifact file (`.tar.gz`, `.keras`, `.tflite`, `.onnx`) against the sha256
 `.sig` and the signatures over a hub's unpacked files; every file gone whose proof is left; every doc's
 (a hub's card's) `asset-path` and link into the collection; every Colab link's notebook in the
 checkout; every link of the site. With `load`, one file of each kind and format is also loaded as its
-users load it. Each file is downloaded once, streamed to disk and hashed there, then removed.
+users load it. Each file is downloaded once, streamed to disk and hashed there, then removed; docs and
+pages are read in blocks, never whole, so memory does not grow with a file.
 """
 
 from __future__ import annotations
@@ -261,9 +262,9 @@ def _expected_sha256(reader, listing: dict[str, int], relative: str) -> str | No
         try:  # a marker is a few hundred bytes
             marker = json.loads(f.read(1 << 20))
         except ValueError:
-            return "(its hubpub.json does not read as JSON)"
+            return "its hubpub.json is not JSON"
         if not isinstance(marker, dict):
-            return "(its hubpub.json is not a JSON object)"
+            return "its hubpub.json is not a JSON object"
     digests = marker.get("files") or marker.get("sha256")
     if isinstance(digests, dict):  # LiteRT: <artifact>.<format>.tflite
         return digests.get(name.removesuffix(".tflite").rsplit(".", 1)[-1])
@@ -291,6 +292,9 @@ def _check_file(reader, listing: dict[str, int], relative: str, path: Path) -> l
         if f"{folder}/{MARKER}" in listing:
             return []  # a hub's SavedModel variation: its files are checked by their folder's signature
         return [Problem(relative, "no .sha256 beside it")]
+    if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-f]{64}", expected):
+        return [Problem(relative, f"what is published as its sha256 is no digest (64 hex digits): "
+                                  f"{str(expected)[:24]!r}")]
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
