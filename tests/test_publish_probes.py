@@ -15,6 +15,7 @@ from hubpub.errors import PublishError
 from hubpub.manifest import parse_manifest
 from hubpub.publish import publish
 from hubpub.signing import Signer
+from tests.test_hubs import hf as hf  # the stand-in
 from tests.test_publish import _setup
 from tests.test_publish import bucket as bucket  # the fixture
 from tests.test_signing import BASE, _key_pair
@@ -174,3 +175,17 @@ def test_a_disk_that_fills_midway_leaves_whole_artifacts_and_no_docs(micro_manif
                                         text=True).stdout.split()[0]
                 assert digest in {s.read_text().split()[0] for s in sources.values() if s.name.endswith(".sha256")}
     shutil.rmtree(tmp_path / "few-files", ignore_errors=True)
+
+
+def test_an_unsigned_publish_to_a_hub_leaves_stale_signatures_behind(micro_manifest, micro_dist, tmp_path, hf):
+    """The HF stand-in, with the real client (Kaggle's plan gates its .sig files on the same PublishJob.signed)."""
+    from tests.conftest import copy_built
+    from tests.test_hubs import HF, _docs_for
+
+    key, _ = _key_pair(tmp_path, "k")
+    dist = copy_built(micro_dist, tmp_path / "dist", saved_models=False)
+    Signer(key=key).sign([p for p in dist.rglob("*") if p.name.endswith(ARTIFACTS)])
+    _docs_for(micro_manifest, dist, HF)
+    publish(micro_manifest, dist, parse_destination(HF))
+    files = [f for repo in hf.repos for f in hf.files(repo)]
+    assert len(files) > 10 and not [f for f in files if f.endswith(".sig")]

@@ -98,6 +98,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
     for client in ("huggingface_hub", "kagglehub"):  # their warnings matter; their progress lines do not
         logging.getLogger(client).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+    # ... but not huggingface_hub's line per retry of a request: hubpub says the failure once, when it gives up
+    logging.getLogger("huggingface_hub.utils._http").setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
     if quiet:
         import os
 

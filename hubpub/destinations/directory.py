@@ -140,7 +140,8 @@ class LocalStore(ReadFileByFile):
                 os.replace(tmp, target)
             return generation
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # before the folder: it must be empty to go
+                tmp.unlink(missing_ok=True)
             if made:  # no empty folder left by a file that did not land (another upload may fill it: then it stays)
                 with contextlib.suppress(OSError):
                     target.parent.rmdir()

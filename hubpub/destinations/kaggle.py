@@ -202,7 +202,9 @@ class KagglePlan:
 
 def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle, *, public: bool,
                 signer=None, signed: bool = False) -> KagglePlan:
-    """Everything a publish sends, from the manifest, the build records and the rendered docs."""
+    """Everything a publish sends, from the manifest, the build records and the rendered docs; the `.sig`
+    files only of a signed publish (`signed`, or a `signer` here)."""
+    signed = signed or signer is not None
     c = manifest.collection
     families = list(dict.fromkeys(b.artifact.variant.family for b in built))
     title = c.title or " and ".join(f.docs.title for f in families)
@@ -242,7 +244,6 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle
                  f"{parity}; weights from {b.artifact.variant.checkpoint_url.rsplit('/', 1)[-1]}")
         marker = {"artifact": b.artifact.name, "version": b.artifact.version, "sha256": r.tarball.sha256,
                   "format": "saved_model_2", "parity_max_abs": r.parity.max_abs}
-        signed = signed or signer is not None
         sigs = _signed(((SAVED_MODEL_SIGNATURE, b.tarball, _tree_signature(b, signer)),)) if signed else ()
         variations.append(KaggleVariation(framework="tensorFlow2", slug=slug, usage=tf_usage,
                                           files=tar_members(b.tarball) + _sizes(sigs) + ((MARKER, 0),),
