@@ -158,7 +158,7 @@ def verify_format(handle: str, record: dict, fmt, *, max_bytes: int = DEFAULT_MA
             raise VerifyError(f"{handle}: {path.stat().st_size} bytes, over the limit of {max_bytes}")
         images = reference_images(**record["inputs"])
         try:
-            outputs = fmt.run(path.read_bytes(), images)
+            outputs = fmt.run_file(path, images)
             delta = compare_to_record(outputs, record, max(VERIFY_TOLERANCE, fmt.tolerance))
         except (FormatError, VerifyError) as e:
             raise VerifyError(f"{handle}: {e}") from None
