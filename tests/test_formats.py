@@ -2,11 +2,10 @@
 onnxruntime, recorded, reproducible to the byte, left out with one line when its extra is missing, and
 run downstream by `hubpub verify` as its users run it."""
 
-import collections
 import hashlib
-import shutil
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -166,7 +165,7 @@ def test_verify_runs_an_onnx_file_by_path_and_by_url(micro_dist, tmp_path, file_
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(onnx_file.read_bytes()[:5000])
     out = _cli("verify", broken, "--report", dist / "reports/micro_1k_224.json")
-    assert out.exit_code == 1 and out.stderr.startswith(f"error: {broken}: onnxruntime could not run it: ")
+    assert out.exit_code == 1 and out.stderr.startswith(f"error: {broken}: not an ONNX file: DecodeError: ")
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.output
     out = _cli("verify", onnx_file, "--fine-tune", "--report", dist / "reports/micro_1k_224.json")
     assert out.exit_code == 2 and "--fine-tune trains a SavedModel or a .keras file, not ONNX" in out.stderr
@@ -265,7 +264,7 @@ def test_weights_over_the_threshold_go_to_external_data_as_one_artifact(micro_di
         data = (dist.root / entry.path).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry.sha256 and len(data) == entry.size
         assert (dist.root / (entry.path + ".sha256")).read_text() == f"{entry.sha256}  {Path(entry.path).name}\n"
-    assert f.data.size > 100 * f.size  # the weights are beside the graph
+    assert f.data.size > 10 * f.size  # the weights are beside the graph
     assert record.replace(formats=(f,)).artifact_files()[-2:] == (f.path, f.data.path)  # hashed, signed
     artifact = type("A", (), {"name": "micro_1k_224", "object_name": lambda self, s: f"micro_1k_224/1{s}"})()
     objects = [o for _, o in onnx.Onnx().objects(artifact, record.replace(formats=(f,)), dist)]
@@ -294,7 +293,7 @@ def test_external_data_outside_its_folder_or_missing_is_refused_before_loading(m
     from onnx.external_data_helper import convert_model_to_external_data
 
     model = onnx.load(str(micro_dist / "onnx/micro_1k_224.onnx"))
-    convert_model_to_external_data(model, location="weights.bin", size_threshold=0)
+    convert_model_to_external_data(model, location="weights.bin", size_threshold=1024)
     onnx.save(model, str(tmp_path / "good.onnx"))
     report = micro_dist / "reports/micro_1k_224.json"
     assert _cli("verify", tmp_path / "good.onnx", "--report", report).exit_code == 0

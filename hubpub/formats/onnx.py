@@ -35,6 +35,7 @@ import numpy as np
 
 from hubpub import tolerances
 from hubpub._files import atomic_path, run_child, sha256_file, write_sha256
+from hubpub.errors import HubpubError
 from hubpub.formats.base import Format, FormatError, FormatJob
 from hubpub.machine import physical_memory
 from hubpub.record import ExternalData, FormatFile
@@ -239,7 +240,7 @@ def main() -> None:
         if check:
             worst = max_difference(Path(out), checks)
             Path(check[0]).with_suffix(".json").write_text(json.dumps({"max_abs": worst}))
-    except FormatError as e:
+    except HubpubError as e:  # the .keras file's own errors among them
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 
