@@ -312,3 +312,33 @@ def test_external_data_outside_its_folder_or_missing_is_refused_before_loading(m
         assert out.exit_code == 1, (name, out.output)
         assert out.stderr.startswith(f"error: {path}: ")
         assert said in out.stderr and out.stderr.count("\n") == 1, (name, out.stderr)
+
+
+def test_an_interrupted_caller_ends_its_converter_child(tmp_path):
+    """A real child (a sleeping Python) run as the converters run theirs, from a thread beside the one
+    interrupted (as ONNX's conversion beside the build's main thread): `end_children` ends it at once, and
+    the caller's temp folder goes with its context."""
+    import tempfile
+    import threading
+    import time
+
+    from hubpub._files import end_children, run_child
+
+    results, folders = [], []
+
+    def convert():
+        with tempfile.TemporaryDirectory(prefix="hubpub-onnx-", dir=tmp_path) as tmp:
+            folders.append(tmp)
+            results.append(run_child([sys.executable, "-c", "import time; time.sleep(60)"]))
+
+    worker = threading.Thread(target=convert)
+    start = time.time()
+    worker.start()
+    while not folders:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    end_children()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and time.time() - start < 10
+    assert results[0].returncode < 0  # ended by a signal: the format says "killed"
+    assert not Path(folders[0]).exists()
