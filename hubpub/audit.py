@@ -29,7 +29,7 @@ from hubpub.errors import HubpubError
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_SUFFIXES = (".tar.gz", ".keras", ".tflite", ".onnx")
+ARTIFACT_SUFFIXES = (".tar.gz", ".keras", ".tflite", ".onnx", ".onnx_data")  # ONNX external data: hashed, signed
 COLAB = "https://colab.research.google.com/github/"
 URL = re.compile(r"https?://[^\s)\"'<>\]]+")
 ASSET_PATH = re.compile(r"<!--\s*asset-path:\s*(\S+)\s*-->")
@@ -99,7 +99,7 @@ def _audit(dest, reader, *, public_url, public_key, identity, issuer, load, chec
                     result.problems += _check_signature(reader, listing, relative, path, public_key, identity,
                                                         issuer)
                 kind = ("feature-extractor" if FEATURE_EXTRACTOR.search(relative) else "classifier", _suffix(relative))
-                if load and kind not in kept:
+                if load and kind not in kept and kind[1] != ".onnx_data":  # loaded with its .onnx file
                     kept[kind] = Path(tmp) / relative.replace("/", "__")
                     shutil.copyfile(path, kept[kind])
         for relative in sorted(k for k in listing if k.endswith((".sig", ".sha256"))):  # a file gone, its proof left

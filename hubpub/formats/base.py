@@ -6,7 +6,8 @@ fixed inputs with a tolerance of its own, records them (each file's path from `D
 (`<artifact>/<version><suffix>`, with a `.sha256` beside it), in a Hugging Face repository, on Kaggle
 Models, and in the docs (`templates/formats/<name>.md.j2`, for a format of the record's `formats`).
 
-Most formats are made from the exported SavedModel (`source = "saved_model"`: LiteRT, ONNX). One made
+Most formats are made once the SavedModel is final (`source = "saved_model"`: LiteRT from it, ONNX from
+the `.keras` file, which it `needs`: the entries of the formats built before one are in `FormatJob.made`). One made
 from the in-memory Keras model (`source = "model"`: the `.keras` file) writes its file in `prepare`
 while the model exists, and checks it in `build` once the build has freed the model.
 """
