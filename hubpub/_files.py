@@ -183,3 +183,71 @@ def _end(child, grace: float) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+_HELD: set[Path] = set()
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, what: str) -> Iterator[None]:
+    """Hold `folder/.hubpub.lock` while the block runs, so a second hubpub writing into `folder` stops at
+    once with one line (`HubpubError`) instead of sweeping or replacing the first one's files. Re-entrant
+    in one process; released by the system when the process dies, whatever the way."""
+    import fcntl
+
+    from hubpub.errors import HubpubError
+
+    folder = Path(folder).resolve()
+    if folder in _HELD:
+        yield
+        return
+    made = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".hubpub.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise HubpubError(f"{folder} is in use by another hubpub {what} ({holder}); wait for it to finish, "
+                              "or give another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {_HOST}".encode(), 0)
+        _HELD.add(folder)
+        try:
+            yield
+        finally:
+            _HELD.discard(folder)
+            if made and [p.name for p in folder.iterdir()] == [path.name]:  # a failed first run leaves no folder
+                path.unlink()
+                folder.rmdir()
+    finally:
+        os.close(fd)
+
+
+# Below this much free space an OSError while writing is taken for a full disk: the libraries that write
+# the model files (HDF5, TensorFlow) say it without an errno ("16384 requested and 9184 written").
+FULL_DISK_BYTES = 64 * 2**20
+
+
+def full_disk(error: BaseException, folder: Path):
+    """A `HubpubError` saying the disk of `folder` is full, if that is what `error` (an OSError) means; else None."""
+    import errno
+
+    from hubpub.errors import HubpubError
+
+    if not isinstance(error, OSError):
+        return None
+    probe = Path(folder).resolve()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        free = shutil.disk_usage(probe).free
+    except OSError:
+        return None
+    if error.errno not in (errno.ENOSPC, errno.EDQUOT) and free >= FULL_DISK_BYTES:
+        return None
+    where = getattr(error, "filename", None) or folder
+    return HubpubError(f"{where}: no space left on the device ({free / 2**20:.1f} MiB free under {probe}); free "
+                       "some space or give another --out, then rerun: finished files are kept")

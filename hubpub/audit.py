@@ -6,7 +6,8 @@ Every artifact file (`.tar.gz`, `.keras`, `.tflite`, `.onnx`) against the sha256
 `.sig` and the signatures over a hub's unpacked files; every file gone whose proof is left; every doc's
 (a hub's card's) `asset-path` and link into the collection; every Colab link's notebook in the
 checkout; every link of the site. With `load`, one file of each kind and format is also loaded as its
-users load it. Each file is downloaded once, streamed to disk and hashed there, then removed.
+users load it. Each file is downloaded once, streamed to disk and hashed there, then removed; docs and
+pages are read in blocks, never whole, so memory does not grow with a file.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from hubpub.errors import HubpubError
+from hubpub.signing import SIGNED_CLAIM
 
 log = logging.getLogger(__name__)
 
@@ -58,25 +60,60 @@ class AuditResult:
 
 def audit(dest, *, public_url: str | None = None, public_key: Path | None = None, identity: str | None = None,
           issuer: str | None = None, load: bool = False, checkout: Path | None = None,
-          progress=lambda relative: None) -> AuditResult:
-    """Check everything published at `dest`; the problems are in the result (never raised)."""
+          notebooks: Path | None = None, progress=lambda relative: None) -> AuditResult:
+    """Check everything published at `dest`; the problems are in the result (never raised). A Colab link's
+    notebook is looked for in `notebooks` (laid out `<destination>/<artifact>.ipynb`, as a build writes
+    them), else in the `checkout`; given neither, where the publish recorded them (a demo's, in its
+    build), else in the current folder."""
+    if public_key is not None:  # before anything is read: one line naming the key file
+        from hubpub.signing import read_public_key
+
+        read_public_key(public_key)
+    if notebooks is None and checkout is None:
+        recorded = dest.publish_record().get("notebooks")
+        notebooks, checkout = (Path(recorded) if isinstance(recorded, str) else None), Path(".")
     reader = dest.reader()
     try:
         return _audit(dest, reader, public_url=public_url, public_key=public_key, identity=identity, issuer=issuer,
-                      load=load, checkout=checkout, progress=progress)
+                      load=load, colab=_Notebooks(checkout, notebooks), progress=progress)
     finally:
         reader.close()
 
 
-def _audit(dest, reader, *, public_url, public_key, identity, issuer, load, checkout, progress) -> AuditResult:
+@dataclass(frozen=True)
+class _Notebooks:
+    """Where a Colab link's notebook is looked for: `folder/<destination>/<artifact>.ipynb` (a build's
+    notebooks), else the link's path in the `checkout`."""
+
+    checkout: Path | None
+    folder: Path | None
+
+    def find(self, inside: str) -> tuple[Path | None, Path | None]:
+        """(the notebook, if there; where it was looked for) of the path a Colab link names."""
+        parts = inside.split("/")
+        if ".." in parts or inside.startswith("/") or not inside.endswith(".ipynb"):
+            return None, None  # never a file outside the folders it names
+        root = self.folder if self.folder is not None else self.checkout
+        path = self.folder / "/".join(parts[-2:]) if self.folder is not None else self.checkout / inside
+        return (path if path.is_file() else None), root
+
+
+def _audit(dest, reader, *, public_url, public_key, identity, issuer, load, colab, progress) -> AuditResult:
     listing = reader.listing()
     if not listing:
         raise HubpubError(f"{dest}: nothing is published there")
-    docs = {}  # a bucket's docs/, a hub's cards
+    if not any(k.endswith(ARTIFACT_SUFFIXES) for k in listing):
+        raise HubpubError(f"{dest}: holds no hubpub collection: none of its {len(listing)} files is an artifact "
+                          f"file ({', '.join(ARTIFACT_SUFFIXES)}); give the folder or address a publish wrote to")
+    docs: dict[str, _Scan] = {}  # a bucket's docs/, a hub's cards
+    problems = [Problem(k, what) for k, what in sorted(getattr(reader, "strange", {}).items())]
     for relative in sorted(k for k in listing if (k.startswith("docs/") and k.endswith(".md"))
                            or (dest.is_hub and k.endswith("/README.md"))):
-        with reader.local_copy(relative) as path:
-            docs[relative] = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            with reader.local_copy(relative) as path:
+                docs[relative] = _scan(path)
+        except OSError as e:
+            problems.append(Problem(relative, f"cannot be read: {e.strerror or e}"))
     if dest.is_hub:
         base, key_of = dest.own_url_base(), reader.key_of
     else:
@@ -85,37 +122,45 @@ def _audit(dest, reader, *, public_url, public_key, identity, issuer, load, chec
 
         def key_of(url: str) -> str | None:
             return urlsplit(url).path.removeprefix(prefix).lstrip("/") if url.startswith(base + "/") else None
-    result = AuditResult(str(dest), base, files=len(listing))
+    result = AuditResult(str(dest), base, files=len(listing), problems=problems)
     signed = public_key is not None or (identity and issuer)
+    claimed = [k for k, scan in docs.items() if scan.claims_signed]  # "Signed: each file ... has a signature"
     with tempfile.TemporaryDirectory(prefix="hubpub-audit-") as tmp:
         kept: dict[tuple[str, str], Path] = {}  # one file of each kind and format, for `load`
         for relative in sorted(k for k in listing if k.endswith(ARTIFACT_SUFFIXES)):
             progress(relative)
             result.artifacts += 1
-            with reader.local_copy(relative) as path:
-                result.problems += _check_file(reader, listing, relative, path)
-                if signed:
-                    result.signatures += 1
-                    result.problems += _check_signature(reader, listing, relative, path, public_key, identity,
-                                                        issuer)
-                kind = ("feature-extractor" if FEATURE_EXTRACTOR.search(relative) else "classifier", _suffix(relative))
-                if load and kind not in kept and kind[1] != ".onnx_data":  # loaded with its .onnx file
-                    kept[kind] = Path(tmp) / relative.replace("/", "__")
-                    shutil.copyfile(path, kept[kind])
+            try:
+                with reader.local_copy(relative) as path:
+                    result.problems += _check_file(reader, listing, relative, path)
+                    if signed:
+                        result.signatures += 1
+                        result.problems += _check_signature(reader, listing, relative, path, public_key, identity,
+                                                            issuer)
+                    elif claimed and relative + ".sig" not in listing and not _in_signed_folder(relative, listing):
+                        result.problems.append(Problem(relative, f"no signature (.sig missing), though {claimed[0]} "
+                                                                 "says each file is signed"))
+                    kind = ("feature-extractor" if FEATURE_EXTRACTOR.search(relative) else "classifier",
+                            _suffix(relative))
+                    if load and kind not in kept and kind[1] != ".onnx_data":  # loaded with its .onnx file
+                        kept[kind] = Path(tmp) / relative.replace("/", "__")
+                        shutil.copyfile(path, kept[kind])
+            except OSError as e:
+                result.problems.append(Problem(relative, f"cannot be read: {e.strerror or e}"))
         for relative in sorted(k for k in listing if k.endswith((".sig", ".sha256"))):  # a file gone, its proof left
             signed_file = relative.rsplit(".", 1)[0]
             if relative.rsplit("/", 1)[-1] not in FOLDER_SIGNATURES and signed_file not in listing:
-                result.problems.append(Problem(signed_file, f"missing, but its {relative[len(signed_file):]} is "
+                what = ("a folder stands where the file goes" if any(k.startswith(signed_file + "/") for k in listing)
+                        else "missing")
+                result.problems.append(Problem(signed_file, f"{what}, but its {relative[len(signed_file):]} is "
                                                             "published"))
         for folder, name in sorted(_folder_signatures(listing)) if signed else ():
             result.signatures += 1
             result.problems += _check_folder_signature(reader, folder, name, public_key, identity, issuer)
-        for relative, text in docs.items():
-            result.problems += _check_doc(relative, text, key_of, listing, checkout, result)
+        for relative, scan in docs.items():
+            result.problems += _check_doc(relative, scan, key_of, listing, colab, result, hub=dest.is_hub, base=base)
         for relative in sorted(k for k in listing if k.startswith("site/") and k.endswith(".html")):
-            with reader.local_copy(relative) as path:
-                page = path.read_text(encoding="utf-8", errors="replace")
-            result.problems += _check_page(relative, page, base, listing, result)
+            result.problems += _check_page(reader, relative, listing[relative], base, listing, result)
         for (_, suffix), path in sorted(kept.items()):
             progress(f"loading {path.name}")
             relative = path.name.replace("__", "/")
@@ -127,16 +172,64 @@ def _audit(dest, reader, *, public_url, public_key, identity, issuer, load, chec
     return result
 
 
+def _in_signed_folder(relative: str, listing) -> bool:
+    """A hub's file under its folder's one signature (a Kaggle SavedModel's `saved_model.sig`)."""
+    folder = relative.rpartition("/")[0]
+    return any(f"{folder}/{name}" in listing for name in FOLDER_SIGNATURES)
+
+
+# A doc is read in blocks, never whole: its URLs are collected as they pass, one block and the tail of
+# the one before in memory (a URL longer than the tail is cut, and then reported as not published).
+BLOCK = 1 << 20
+URL_TAIL = 8192
+MAX_LINKS = 10_000  # per doc: hubpub's docs have dozens; a doc with more is not one of them
+
+
+@dataclass
+class _Scan:
+    urls: set[str] = field(default_factory=set)
+    asset_paths: set[str] = field(default_factory=set)
+    claims_signed: bool = False
+    truncated: bool = False  # more than MAX_LINKS URLs
+
+
+def _blocks(path: Path):
+    """The file's text, decoded as UTF-8 (bad bytes replaced), `BLOCK` bytes at a time."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    with open(path, "rb") as f:
+        while block := f.read(BLOCK):
+            yield decoder.decode(block)
+    yield decoder.decode(b"", final=True)
+
+
+def _scan(path: Path) -> _Scan:
+    scan, tail = _Scan(), ""
+    for text in _blocks(path):
+        window, at_end = tail + text, not text
+        for pattern, found in ((URL, scan.urls), (ASSET_PATH, scan.asset_paths)):
+            for m in pattern.finditer(window):
+                if m.end() < len(window) or at_end:  # one touching the block's end may go on in the next
+                    found.add(m[1] if pattern is ASSET_PATH else m[0].rstrip(".,;"))
+        scan.claims_signed = scan.claims_signed or bool(SIGNED_CLAIM.search(window))
+        if len(scan.urls) > MAX_LINKS:
+            scan.truncated = True
+            break
+        tail = window[-URL_TAIL:]
+    return scan
+
+
 def _suffix(relative: str) -> str:
     return next(s for s in ARTIFACT_SUFFIXES if relative.endswith(s))
 
 
-def _base_of(dest, docs: dict[str, str], listing: dict[str, int]) -> str:
+def _base_of(dest, docs: dict[str, _Scan], listing: dict[str, int]) -> str:
     """The destination's own URL base, else the one its docs' asset-paths show (a directory)."""
     with contextlib.suppress(HubpubError):
         return dest.own_url_base()
-    for text in docs.values():
-        for url in ASSET_PATH.findall(text):
+    for scan in docs.values():
+        for url in sorted(scan.asset_paths):
             for relative in listing:
                 if relative.endswith(ARTIFACT_SUFFIXES) and url.endswith("/" + relative):
                     return url[: -len(relative) - 1]
@@ -158,15 +251,20 @@ def _expected_sha256(reader, listing: dict[str, int], relative: str) -> str | No
     """What the publisher says the file's sha256 is: the `.sha256` beside it (a bucket, a directory), or
     the `hubpub.json` of its folder (a hub: one digest, or one per LiteRT format)."""
     if relative + ".sha256" in listing:
-        with reader.local_copy(relative + ".sha256") as sidecar:
-            return (sidecar.read_text(encoding="utf-8", errors="replace").split() or [""])[0]
+        with reader.local_copy(relative + ".sha256") as sidecar, open(sidecar, "rb") as f:
+            return (f.read(1024).decode("utf-8", "replace").split() or [""])[0]  # `<digest>  <name>`
     folder, _, name = relative.rpartition("/")
     if f"{folder}/{MARKER}" not in listing:
         return None
-    with reader.local_copy(f"{folder}/{MARKER}") as path:
+    with reader.local_copy(f"{folder}/{MARKER}") as path, open(path, "rb") as f:
         import json
 
-        marker = json.loads(path.read_text(encoding="utf-8"))
+        try:  # a marker is a few hundred bytes
+            marker = json.loads(f.read(1 << 20))
+        except ValueError:
+            return "its hubpub.json is not JSON"
+        if not isinstance(marker, dict):
+            return "its hubpub.json is not a JSON object"
     digests = marker.get("files") or marker.get("sha256")
     if isinstance(digests, dict):  # LiteRT: <artifact>.<format>.tflite
         return digests.get(name.removesuffix(".tflite").rsplit(".", 1)[-1])
@@ -194,6 +292,9 @@ def _check_file(reader, listing: dict[str, int], relative: str, path: Path) -> l
         if f"{folder}/{MARKER}" in listing:
             return []  # a hub's SavedModel variation: its files are checked by their folder's signature
         return [Problem(relative, "no .sha256 beside it")]
+    if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-f]{64}", expected):
+        return [Problem(relative, f"what is published as its sha256 is no digest (64 hex digits): "
+                                  f"{str(expected)[:24]!r}")]
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 20):
@@ -217,44 +318,60 @@ def _check_signature(reader, listing, relative: str, path: Path, public_key, ide
     return []
 
 
-def _published(key: str, listing) -> bool:
-    """A file, or a folder (a hub's repository or variation) holding files."""
-    return key in listing or any(k.startswith(key.rstrip("/") + "/") for k in listing)
+def _published(key: str, listing, *, hub: bool) -> bool:
+    """A file; on a hub, also a folder (a repository or a variation) holding files."""
+    return key in listing or (hub and any(k.startswith(key.rstrip("/") + "/") for k in listing))
 
 
-def _check_doc(relative: str, text: str, key_of, listing, checkout: Path | None, result) -> list[Problem]:
-    problems = []
-    for url in sorted(set(URL.findall(text))):
-        url = url.rstrip(".,;")
+def _check_doc(relative: str, scan: _Scan, key_of, listing, colab: _Notebooks, result, *, hub: bool,
+               base: str) -> list[Problem]:
+    problems = [Problem(relative, f"more than {MAX_LINKS:,} links; the rest not checked")] if scan.truncated else []
+    for url in sorted(scan.asset_paths - {u for u in scan.urls if key_of(u) is not None}):
+        problems.append(Problem(relative, f"asset-path {url}: not below {base}, where this collection is read from"))
+    for url in sorted(scan.urls):
         if (key := key_of(url)) is not None:
             result.links += 1
-            if not _published(key, listing):
-                kind = "asset-path" if f"asset-path: {url}" in text else "link"
+            if ".." in key.split("/") or not _published(key, listing, hub=hub):
+                kind = "asset-path" if url in scan.asset_paths else "link"
                 problems.append(Problem(relative, f"{kind} {url}: not published"))
-        elif url.startswith(COLAB) and checkout is not None:
+        elif url.startswith(COLAB) and (colab.checkout is not None or colab.folder is not None):
             result.links += 1
             # .../github/OWNER/REPO/blob/REF/PATH: the notebook at PATH in the repository's checkout
             parts = url.removeprefix(COLAB).split("/", 4)
-            notebook = checkout / parts[4] if len(parts) == 5 else None
-            if notebook is None or not notebook.is_file():
-                problems.append(Problem(relative, f"Colab link {url}: no such notebook in {checkout}"))
+            found, where = colab.find(parts[4]) if len(parts) == 5 else (None, None)
+            if found is None:
+                problems.append(Problem(relative, f"Colab link {url}: no such notebook in {where}" if where
+                                        else f"Colab link {url}: not a notebook path of a repository"))
     return problems
 
 
 class _Links(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.links: list[str] = []
+        self.links: set[str] = set()
 
     def handle_starttag(self, tag, attrs):
-        self.links += [v for k, v in attrs if k in ("href", "src") and v]
+        self.links.update(v for k, v in attrs if k in ("href", "src") and v)
 
 
-def _check_page(relative: str, page: str, base: str, listing, result) -> list[Problem]:
+# A page hubpub writes is some KiB; html.parser holds an unclosed tag or comment whole, so a page above
+# this is reported unread.
+MAX_PAGE_BYTES = 4 << 20
+
+
+def _check_page(reader, relative: str, size: int, base: str, listing, result) -> list[Problem]:
+    if size > MAX_PAGE_BYTES:
+        return [Problem(relative, f"{size:,} bytes: larger than any page hubpub writes ({MAX_PAGE_BYTES:,}); "
+                                  "its links were not read")]
     parser = _Links()
-    parser.feed(page)
+    try:
+        with reader.local_copy(relative) as path:
+            for text in _blocks(path):
+                parser.feed(text)
+    except OSError as e:
+        return [Problem(relative, f"cannot be read: {e.strerror or e}")]
     problems = []
-    for link in sorted(set(parser.links)):
+    for link in sorted(parser.links):
         target = urlsplit(link)
         if link.startswith("#") or target.scheme in ("mailto", "data", "javascript"):
             continue

@@ -26,6 +26,8 @@ class Dist:
     notebooks = property(lambda self: self.root / "notebooks")
     site = property(lambda self: self.root / "site")  # to open from here: downloads link to the files in dist/
     site_upload = property(lambda self: self.root / "site-upload")  # what publish uploads as site/
+    # the `.sha256` files as a bucket or directory holds them: each names its file as published (`1.tar.gz`)
+    published_sha256 = property(lambda self: self.root / "sha256-upload")
     litert_files = property(lambda self: self.root / "litert")
     demo = property(lambda self: self.root / "demo")
     published = property(lambda self: self.root / "published")

@@ -56,18 +56,21 @@ def reference_images(height: int, width: int, batch: int = 2, seed: int = 0) -> 
     return np.clip(0.6 * base[None] + 0.4 * noise, 0, 1).astype(np.float32)
 
 
-def normalize(images: np.ndarray, family: Family) -> np.ndarray:
-    """What a `normalized`-convention model (and the reference) takes: (x - mean) / std."""
-    return ((images - np.float32(family.mean)) / np.float32(family.std)).astype(np.float32)
+def normalize(images: np.ndarray, family: Family, arch: ArchConfig | None = None) -> np.ndarray:
+    """What a `normalized`-convention model (and the reference) takes: (x - mean) / std, the architecture's
+    own normalisation if it has one."""
+    mean, std = family.normalization(arch)
+    return ((images - np.float32(mean)) / np.float32(std)).astype(np.float32)
 
 
-def reference_taps(torch_model, family: Family, images: np.ndarray) -> dict[str, np.ndarray]:
+def reference_taps(torch_model, family: Family, images: np.ndarray,
+                   arch: ArchConfig | None = None) -> dict[str, np.ndarray]:
     """The PyTorch reference's outputs at every tap on `images` (NHWC in [0, 1]), channels last: what
     `check_parity` compares with. Computed first, the reference can go before the Keras model is built."""
     import torch
 
     with torch.no_grad():
-        ref = torch_model.forward_taps(torch.from_numpy(normalize(images, family).transpose(0, 3, 1, 2)))
+        ref = torch_model.forward_taps(torch.from_numpy(normalize(images, family, arch).transpose(0, 3, 1, 2)))
     return {name: (t.numpy().transpose(0, 2, 3, 1) if t.ndim == 4 else t.numpy()) for name, t in ref.items()}
 
 
@@ -78,10 +81,10 @@ def check_parity(keras_model, reference, family: Family, arch: ArchConfig, image
     `reference_taps` on the same images); raise `ParityError` above tolerance."""
     import keras
 
-    ref = reference if isinstance(reference, dict) else reference_taps(reference, family, images)
+    ref = reference if isinstance(reference, dict) else reference_taps(reference, family, images, arch)
     taps = family.taps(arch, classifier)
     probe = keras.Model(keras_model.input, [keras_model.get_layer(n).output for n in taps.values()])
-    keras_in = images if input_convention == "hub" else normalize(images, family)
+    keras_in = images if input_convention == "hub" else normalize(images, family, arch)
     outputs = call_in_graph(probe, keras_in)  # an eager call would hold every layer's output to its end
     keras_out = dict(zip(taps, outputs if isinstance(outputs, list) else [outputs], strict=True))
     diffs = {}

@@ -50,6 +50,7 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
     docs, colab = (), None
     if not artifacts_only:
         docs, colab = _checked_docs(manifest, dist, notebooks, fix)
+        _check_signing_claim(manifest, docs, signer)
     try:
         records = read_records(Dist(dist).reports)  # read once: the destination and the notebooks take these
     except RecordError as e:
@@ -61,10 +62,14 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
     job = PublishJob(manifest, Path(dist), base, fix, force=force, dry_run=dry_run, jobs=jobs, deadline=deadline,
                      timeout=timeout, chunk_bytes=chunk_bytes, public=public or manifest.publish.public,
                      artifacts_only=artifacts_only, docs=tuple(docs), records=records,
-                     signer=signer if not dry_run else None)
+                     signer=signer if not dry_run else None, signed=signer is not None)
     result = dest.publish(job)
-    if not dry_run and colab is not None:
-        _publish_notebooks(colab, manifest, records, result)
+    if not dry_run and colab is not None and not _publish_notebooks(colab, manifest, records, result) \
+            and colab.found:  # the linked notebooks stay where they were checked (a demo's, in its build)
+        path, inside = colab.found[0]
+        for _ in Path(inside).parts:
+            path = path.parent
+        dest.keep_record({"notebooks": str(path.resolve())})  # where an audit looks for them
     if verify and not dry_run:
         try:
             checked = verify_published(manifest, dist, dest, result, fine_tune=fine_tune)
@@ -94,6 +99,22 @@ def _check_published_signature(handle: str, signer: Signer) -> None:
 
 
 
+def _check_signing_claim(manifest: Manifest, docs, signer: Signer | None) -> None:
+    """The docs say "signed" only of a publish that signs, with the key they name: else nothing is uploaded."""
+    from hubpub.signing import SIGNED_CLAIM, public_key_fingerprint
+
+    claiming = next((d.path for d in docs if SIGNED_CLAIM.search(d.body)), None)
+    if claiming is not None and signer is None:
+        raise PublishError(f"{claiming}: says each file is signed, but this publish signs nothing (nothing was "
+                           "uploaded): give --sign-key PRIVATE_KEY.pem (the manifest's signing.key), or render the "
+                           "docs without signing.public_key")
+    settings = manifest.signing
+    if claiming is not None and signer.key is not None and settings is not None and settings.public_key \
+            and public_key_fingerprint(Path(settings.public_key)) != public_key_fingerprint(signer.key):
+        raise PublishError(f"{claiming}: names the key of signing.public_key ({settings.public_key}), but "
+                           f"{signer.key} is another key (nothing was uploaded): sign with its private half")
+
+
 def manifest_signer(manifest: Manifest) -> Signer | None:
     """The signer the manifest's `signing:` section names, if any."""
     settings = manifest.signing
@@ -120,13 +141,15 @@ def _checked_docs(manifest: Manifest, dist: Path, notebooks: Path | None, fix: s
     return docs, check
 
 
-def _publish_notebooks(check, manifest: Manifest, records: dict, result: PublishResult) -> None:
+def _publish_notebooks(check, manifest: Manifest, records: dict, result: PublishResult) -> bool:
     """The notebooks the published docs link, copied into the manifest's checkout (never a demo's
-    random-weight ones), where a commit and push publishes them."""
-    from hubpub.notebooks import publish_notebooks
+    random-weight ones), where a commit and push publishes them; False if they have no place there."""
+    from hubpub.notebooks import checkout_notebooks, publish_notebooks
 
-    if not any(r.random_weights for r in records.values()):
-        result.notebooks = publish_notebooks(check, manifest)
+    if any(r.random_weights for r in records.values()) or checkout_notebooks(manifest) is None:
+        return False
+    result.notebooks = publish_notebooks(check, manifest)
+    return True
 
 
 def verify_published(manifest: Manifest, dist: Path, dest: Destination, result: PublishResult,

@@ -13,7 +13,7 @@ from pathlib import Path
 from hubpub._files import write_if_changed, write_json
 from hubpub.errors import HubpubError
 
-SCHEMA_VERSION = 5  # 3: the Keras 3 file; 4: LiteRT files; 5: formats of the format seam (ONNX)
+SCHEMA_VERSION = 6  # 3: the Keras 3 file; 4: LiteRT files; 5: formats of the format seam (ONNX); 6: ONNX from the .keras file, external data
 
 
 class RecordError(HubpubError):

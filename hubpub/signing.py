@@ -11,6 +11,7 @@ the library's 1 MiB chunks: memory does not grow with the file.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from hubpub.errors import HubpubError
 from hubpub.extras import require
 
 SUFFIX = ".sig"
+# What the docs and the site say of a signed model (templates/model.md.j2, site/model.html.j2): publish and
+# audit hold the docs to it.
+SIGNED_CLAIM = re.compile(r"Signed: each file (?:of this model )?has a signature beside it")
 
 
 class SignatureError(HubpubError):
@@ -28,7 +32,7 @@ class SignatureError(HubpubError):
 class Signer:
     """How publish signs: a private key (with its certificate chain, if any), or keyless Sigstore."""
 
-    key: Path | None = None  # EC private key, PEM
+    key: Path | None = None  # EC private key (P-256, P-384, P-521), PEM
     certificates: tuple[Path, ...] = ()  # the signing certificate first, then its chain
     sigstore: bool = False
 
@@ -37,6 +41,9 @@ class Signer:
             raise SignatureError("--sign-cert needs the certificate's private key (--sign-key)")
         if self.sigstore == (self.key is not None):
             raise SignatureError("sign with a private key (--sign-key) or with Sigstore (--sign sigstore), one of them")
+        if self.key is not None:  # before anything is signed or uploaded: one line naming the file
+            read_private_key(self.key)
+            check_certificates(self.certificates, self.key)
 
     @property
     def identity(self) -> str:
@@ -165,19 +172,123 @@ def public_key_fingerprint(key: Path) -> str:
 
 
 def _public(key: Path):
+    """The public half of a private key, or a public key, checked as `private_key` or `public_key` checks it."""
+    data = _read_key(key)
+    if "PRIVATE" in (_pem_label(data) or ""):
+        return read_private_key(key, data).public_key()
+    return read_public_key(key, data)
+
+
+# What OpenSSF Model Signing signs and checks with (model_signing._signing.sign_ec_key): EC keys on these
+# curves, in PEM, unencrypted (hubpub has no place to ask for a password).
+CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+WANTED_PRIVATE = "an unencrypted EC private key (P-256, P-384 or P-521) in PEM"
+WANTED_PUBLIC = "an EC public key (P-256, P-384 or P-521) in PEM"
+MAKE_KEY = ("make one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out publisher.pem` "
+            "and its public half with `openssl pkey -in publisher.pem -pubout -out publisher.pub.pem`")
+MAX_PEM_BYTES = 1 << 20  # a key or a certificate chain is a few KiB; anything bigger is another file
+
+
+def _read_key(path: Path, what: str = "key") -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PEM_BYTES + 1)
+    except IsADirectoryError:
+        raise SignatureError(f"{path}: a folder, not a {what} file") from None
+    except OSError as e:
+        raise SignatureError(f"{path}: cannot read the {what}: {e.strerror or e}") from None
+    if len(data) > MAX_PEM_BYTES:
+        raise SignatureError(f"{path}: larger than 1 MiB, not a PEM {what}")
+    return data
+
+
+def _pem_label(data: bytes) -> str | None:
+    """`PRIVATE KEY`, `PUBLIC KEY`, `CERTIFICATE`, ...: the first PEM block's label, None if there is none."""
+    found = re.search(rb"-----BEGIN ([A-Z0-9 ]+)-----", data)
+    return found[1].decode() if found else None
+
+
+def _check_type(path: Path, key, wanted: str):
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        if key.curve.name in CURVES:
+            return key
+        kind = f"an EC key on the curve {key.curve.name}"
+    elif isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        kind = "an RSA key"
+    else:
+        name = type(key).__name__.removeprefix("_").removesuffix("PrivateKey").removesuffix("PublicKey")
+        kind = f"{'an' if name[:1] in 'AEIOU' else 'a'} {name} key"
+    raise SignatureError(f"{path}: {kind}; OpenSSF Model Signing takes {wanted}: {MAKE_KEY}")
+
+
+def read_private_key(path: Path, data: bytes | None = None):
+    """The EC private key in `path`, or one `SignatureError` naming the file and what it should be."""
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
+    data = _read_key(path) if data is None else data
+    label = _pem_label(data)
+    if label is None:
+        raise SignatureError(f"{path}: not a PEM file; expected {WANTED_PRIVATE}")
+    if label == "ENCRYPTED PRIVATE KEY" or b"Proc-Type: 4,ENCRYPTED" in data:
+        raise SignatureError(f"{path}: the key is encrypted; hubpub signs with {WANTED_PRIVATE}: write a decrypted "
+                             f"copy with `openssl pkey -in {path} -out decrypted.pem` (keep it as secret)")
+    if "PUBLIC KEY" in label or label == "CERTIFICATE":
+        raise SignatureError(f"{path}: a {label.lower().replace('rsa ', 'RSA ')}, where the private key is needed; "
+                             f"expected {WANTED_PRIVATE}")
+    if label == "OPENSSH PRIVATE KEY":
+        raise SignatureError(f"{path}: an OpenSSH key; expected {WANTED_PRIVATE}: {MAKE_KEY}")
     try:
-        data = Path(key).read_bytes()
-    except OSError as e:
-        raise SignatureError(f"{key}: cannot read the key: {e.strerror or e}") from None
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:  # "Password was not given but private key is encrypted"
+        raise SignatureError(f"{path}: the key is encrypted; hubpub signs with {WANTED_PRIVATE}") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise SignatureError(f"{path}: its {label} block does not read as a private key; expected "
+                             f"{WANTED_PRIVATE}") from None
+    return _check_type(path, key, WANTED_PRIVATE)
+
+
+def read_public_key(path: Path, data: bytes | None = None):
+    """The EC public key in `path`, or one `SignatureError` naming the file and what it should be."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
+    data = _read_key(path) if data is None else data
+    label = _pem_label(data)
+    if label is None:
+        raise SignatureError(f"{path}: not a PEM file; expected {WANTED_PUBLIC}")
+    if "PRIVATE" in label:
+        raise SignatureError(f"{path}: a private key, where its public half is needed (share that one, never "
+                             f"this): write it with `openssl pkey -in {path} -pubout -out public.pem`")
+    if label == "CERTIFICATE":
+        raise SignatureError(f"{path}: a certificate, where a public key is needed; expected {WANTED_PUBLIC} "
+                             f"(`openssl x509 -in {path} -pubkey -noout > public.pem`)")
     try:
-        return serialization.load_pem_private_key(data, password=None).public_key()
-    except (ValueError, TypeError):
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, UnsupportedAlgorithm):
+        raise SignatureError(f"{path}: its {label} block does not read as a public key; expected "
+                             f"{WANTED_PUBLIC}") from None
+    return _check_type(path, key, WANTED_PUBLIC)
+
+
+def check_certificates(certificates: tuple[Path, ...], key: Path) -> None:
+    """The signing certificate (first) holds `key`'s public half, and every file reads as PEM certificates."""
+    from cryptography import x509
+
+    for i, path in enumerate(certificates):
+        data = _read_key(path, "certificate")
+        if _pem_label(data) != "CERTIFICATE":
+            raise SignatureError(f"{path}: not a PEM certificate (-----BEGIN CERTIFICATE-----); --sign-cert takes "
+                                 "the signing certificate first, then its chain")
         try:
-            return serialization.load_pem_public_key(data)
+            certs = x509.load_pem_x509_certificates(data)
         except ValueError:
-            raise SignatureError(f"{key}: not a PEM private or public key") from None
+            raise SignatureError(f"{path}: its CERTIFICATE block does not read as an X.509 certificate") from None
+        if i == 0 and certs[0].public_key() != read_private_key(key).public_key():
+            raise SignatureError(f"{path}: the certificate is not for the key {key} (its public key is another "
+                                 "one); give the certificate issued for that key first")
 
 
 def verify(path: Path, sig: Path, *, public_key: Path | None = None, identity: str | None = None,
@@ -193,6 +304,7 @@ def verify(path: Path, sig: Path, *, public_key: Path | None = None, identity: s
         raise SignatureError(f"{shown}: no signature ({shown}{SUFFIX} is missing)")
     config = verifying.Config()
     if public_key is not None:
+        read_public_key(public_key)  # the key file checked first: one line naming it
         config = config.use_elliptic_key_verifier(public_key=public_key)
     elif identity and issuer:
         config = config.use_sigstore_verifier(identity=identity, oidc_issuer=issuer)
@@ -200,6 +312,8 @@ def verify(path: Path, sig: Path, *, public_key: Path | None = None, identity: s
         raise SignatureError("checking a signature needs --public-key, or --identity with --issuer")
     if only_signed:
         config = config.set_ignore_unsigned_files(True)
+    if (malformed := _malformed_bundle(sig)) is not None:
+        raise SignatureError(f"{shown}: signature check failed: its {SUFFIX} is not a signature bundle ({malformed})")
     try:
         config.verify(path, sig)
     except Exception as e:  # ValueError on a mismatch, others on a malformed bundle or another key
@@ -208,9 +322,38 @@ def verify(path: Path, sig: Path, *, public_key: Path | None = None, identity: s
             reason = "made with another key than the one given"
         elif text.startswith("Signature mismatch"):
             reason = "these bytes are not the ones signed"
+        elif type(e).__name__ == "InvalidSignature":
+            reason = f"its {SUFFIX} was altered, or made with another key than the one given"
+        elif isinstance(e, KeyError | TypeError | AttributeError | IndexError):  # a bundle's field missing or odd
+            reason = f"its {SUFFIX} is not a well-formed signature bundle ({type(e).__name__}: {_first_line(e)})"
         else:
             reason = _first_line(e)
         raise SignatureError(f"{shown}: signature check failed: {reason}") from None
+
+
+MAX_BUNDLE_BYTES = 16 << 20  # a bundle is a few KiB (a folder's lists every file's digest)
+
+
+def _malformed_bundle(sig: Path) -> str | None:
+    """Why `sig` cannot be a Sigstore bundle (empty, cut short, not JSON, no DSSE envelope), else None."""
+    import json
+
+    try:
+        with open(sig, "rb") as f:
+            data = f.read(MAX_BUNDLE_BYTES + 1)
+    except OSError as e:
+        return f"cannot be read: {e.strerror or e}"
+    if not data.strip():
+        return "empty"
+    if len(data) > MAX_BUNDLE_BYTES:
+        return "larger than 16 MiB"
+    try:
+        bundle = json.loads(data)
+    except ValueError:
+        return "not JSON: cut short, or another file"
+    if not isinstance(bundle, dict) or not isinstance(bundle.get("dsseEnvelope"), dict):
+        return "JSON without a DSSE envelope"
+    return None
 
 
 def _verifies(path: Path, sig: Path, key: Path) -> bool:

@@ -1,5 +1,6 @@
 """Every numeric tolerance hubpub checks against, in one place: the stages use these, the tests use
-these, and the README's "Tolerances" table lists them. All are float32 comparisons on the same inputs."""
+these, and the documentation's Tolerances page is generated from this file, each with the comment above
+it. All are float32 comparisons on the same inputs."""
 
 # max |Δ| of the final output (logits, or pooled features) of the Keras port against the PyTorch
 # reference of the official model (and, in the tests, against timm)

@@ -295,8 +295,10 @@ def serve_directory(root: Path) -> Iterator[str]:
 def check_signature(handle: str, *, public_key: Path | None = None, identity: str | None = None,
                     issuer: str | None = None, max_bytes: int = DEFAULT_MAX_UNPACKED) -> None:
     """The signature beside a file or URL (`<handle>.sig`) over its bytes: SignatureError names the file."""
-    from hubpub.signing import SUFFIX, SignatureError, verify
+    from hubpub.signing import SUFFIX, SignatureError, read_public_key, verify
 
+    if public_key is not None:  # before anything is downloaded
+        read_public_key(public_key)
     if "://" not in handle and Path(handle).is_dir():
         raise SignatureError(f"{handle}: a folder has no signature; check the signed file (.tar.gz, .keras, ...)")
     if urlparse(handle).scheme == "gs":

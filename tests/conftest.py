@@ -246,6 +246,7 @@ def gcs_emulator(tmp_path_factory):
 # waits for it while the demo's test makes it. Their order among themselves, and the rest, as collected.
 LONGEST_FIRST = ("test_demo_end_to_end", "test_the_documented_workflow_publishes_what_one_machine_does",
                  "test_both_families_through_build_all_docs_publish_and_verify",
+                 "test_every_stage_and_format_of_a_micro_vit",
                  "test_fresh_venv_with_only_keras_jax_and_numpy_loads_it",
                  "test_kill_9_at_each_stage_in_turn_then_rerun_finishes_valid",
                  "test_the_core_alone_builds_documents_and_publishes_to_a_directory")

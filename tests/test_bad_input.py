@@ -4,6 +4,7 @@
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -155,6 +156,36 @@ def test_usage_errors_exit_2_with_one_error_line(tmp_path):
     assert error.startswith("error: Missing argument 'HANDLE'")
 
 
+
+# A script that runs one command line in this process and says its exit code and whether TensorFlow was imported.
+_MODULES_AFTER = """\
+import json, sys
+from hubpub.cli import cli
+code = cli.main(sys.argv[1:], prog_name="hubpub", standalone_mode=False)
+print(json.dumps([code, "tensorflow" in sys.modules, "keras" in sys.modules]))
+"""
+
+
+@pytest.mark.parametrize(("args", "code", "said"), [
+    (["build", "micro_1k_224", "--kinds", "bogus"], 2, "Invalid value for --kinds"),
+    (["build", "no_such_variant"], 1, "no_such_variant"),
+    (["verify-parity", "micro_1k_224", "--checkpoint", "x.pth", "--size", "8", "8"], 2, "Invalid value for --size"),
+    (["verify-parity", "micro_1k_224", "--checkpoint", "x.pth", "--kinds", "bogus"], 2, "Invalid value for --kinds"),
+    (["verify", "x.tar.gz", "--max-unpacked", "bogus"], 2, "expected a size like 16G"),
+    (["verify", "x.tar.gz", "--identity", "someone"], 2, "--identity and --issuer go together"),
+    (["verify", "x.onnx", "--fine-tune"], 2, "--fine-tune trains a SavedModel or a .keras file"),
+    (["eval", "no_such_artifact", "--data", "."], 1, "not an artifact of"),
+    (["eval", "micro_1k_224_fe", "--data", "."], 1, "is a feature extractor"),
+])
+def test_a_command_line_mistake_answers_without_importing_tensorflow(micro_manifest_path, tmp_path, args, code, said):
+    manifest = ["--manifest", str(micro_manifest_path)] if args[0] in ("build", "verify-parity", "eval") else []
+    proc = subprocess.run([sys.executable, "-c", _MODULES_AFTER, *args, *manifest], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+    assert json.loads(proc.stdout.splitlines()[-1]) == [code, False, False], proc.stderr
+    [error] = proc.stderr.splitlines()
+    assert error.startswith("error: ") and said in error, error
+
+
 # --------------------------------------------------------------------------- verify
 
 
@@ -255,15 +286,17 @@ def test_publish_failure_midway_says_what_did_upload(micro_manifest_path, micro_
     errors = run("publish", "--manifest", micro_manifest_path, "--dist", dist, "--dest", dest,
                  "--public-url", "http://127.0.0.1:9/bucket/micro", "--jobs", "1")
     # micro_1k_224_fe's 10 files (tarball, .keras, ONNX, 2 LiteRT files, each with its .sha256) cannot go;
-    # the classifier's 11 (the same and its LiteRT class names) and the 8 docs do.
-    assert errors[0] == f"error: {dest}: 10 of 29 upload(s) failed; 19 succeeded and stay published (rerun to " \
-                        "upload the rest)"
-    assert sum("micro_1k_224_fe/1.tar.gz" in e and "cannot write" in e for e in errors) == 2
-    uploaded = sorted(e.removeprefix("error: uploaded: ") for e in errors if e.startswith("error: uploaded: "))
-    assert uploaded == sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and p.parent != dest)
-    assert "micro_1k_224/1.tar.gz" in uploaded and "micro_1k_224/1.keras" in uploaded and len(uploaded) == 19
+    # the classifier's 11 (the same and its LiteRT class names) do; the 8 docs and pages, which link them all,
+    # are held back. One line says it.
+    [error] = errors
+    assert error.startswith(f"error: {dest}: 10 of 21 upload(s) failed: {dest}/micro_1k_224_fe/")
+    assert ": cannot write: File exists (and 9 more); 11 uploaded and stay published; the 8 docs and pages " \
+           "were not uploaded (rerun to upload the rest)" in error
+    uploaded = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file() and p.parent != dest)
+    assert "micro_1k_224/1.tar.gz" in uploaded and "micro_1k_224/1.keras" in uploaded and len(uploaded) == 11
     assert "micro_1k_224/1.int8.tflite.sha256" in uploaded
     assert "micro_1k_224/1.onnx" in uploaded and "micro_1k_224/1.onnx.sha256" in uploaded
+    assert not (dest / "docs").exists() and not (dest / "site").exists()
 
 
 def test_refused_publish_leaves_no_folder(micro_manifest_path, micro_dist, tmp_path):
@@ -320,24 +353,75 @@ def _interrupt_at(args: list[str], stage: str, tmp_path: Path):
     return proc, err
 
 
-@pytest.mark.parametrize("command,stage", [("build-all", "micro_1k_224: export"), ("build", "micro_1k_224: export"),
-                                           ("build-all", "micro_1k_224: port")])
-def test_ctrl_c_is_one_line_and_exit_130(micro_manifest_path, micro_checkpoints, tmp_path, command, stage):
-    ckpt = micro_checkpoints["micro_1k_224"]
-    out = tmp_path / "dist"
+def _micro_args(command: str, manifest: Path, checkpoint: Path, out: Path) -> list[str]:
     # --no-parity: PyTorch's import and reference run before the stages interrupted here, and show nothing
-    args = [command, "--manifest", str(micro_manifest_path), "--out", str(out), "--no-parity"]
-    args += ["--only", "micro_1k_224", "--checkpoint", f"micro_1k_224={ckpt}"] if command == "build-all" else [
-        "micro_1k_224", "--checkpoint", str(ckpt)]
+    args = [command, "--manifest", str(manifest), "--out", str(out), "--no-parity"]
+    return args + (["--only", "micro_1k_224", "--checkpoint", f"micro_1k_224={checkpoint}"] if command == "build-all"
+                   else ["micro_1k_224", "--checkpoint", str(checkpoint)])
+
+
+def _artifact_bytes(out: Path) -> dict[str, bytes]:
+    """What a user downloads of a build: the tarballs and `.keras` files with their `.sha256`."""
+    return {str(p.relative_to(out)): p.read_bytes() for folder in ("tars", "keras") for p in (out / folder).iterdir()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(micro_manifest_path, micro_checkpoints, tmp_path_factory) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("uninterrupted") / "dist"
+    args = _micro_args("build-all", micro_manifest_path, micro_checkpoints["micro_1k_224"], out)
+    done = subprocess.run([sys.executable, "-m", "hubpub", "-q", *args], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return _artifact_bytes(out)
+
+
+@pytest.mark.parametrize("command,stage", [
+    ("build-all", "micro_1k_224: port"), ("build-all", "micro_1k_224: export"),
+    ("build-all", "micro_1k_224_fe: keras-check"), ("build-all", "micro_1k_224: round-trip"),
+    ("build-all", "micro_1k_224_fe: pack"), ("build", "micro_1k_224: export"), ("build", "micro_1k_224: keras-check")])
+def test_ctrl_c_is_one_line_and_exit_130(micro_manifest_path, micro_checkpoints, uninterrupted, tmp_path, command,
+                                         stage):
+    """Ctrl-C at each stage: one line, exit 130, no temp file and no process left; then (build-all) a rerun
+    whose artifacts are byte for byte an uninterrupted build's."""
+    out = tmp_path / "dist"
+    args = _micro_args(command, micro_manifest_path, micro_checkpoints["micro_1k_224"], out)
     proc, err = _interrupt_at(args, stage, tmp_path)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     lines = err.splitlines()  # stage log lines may come first; then the one error line, last
     assert lines[-1] == "error: interrupted; finished files are kept, rerun the command to go on", err
     assert [line for line in lines if "error" in line.lower()] == lines[-1:], err
-    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")] if out.exists() else True
+    left = [p for p in out.rglob("*") if p.name.startswith(".") and p.name not in (".stages", ".hubpub.lock")]
+    assert not left if out.exists() else True, left
     time.sleep(0.5)
     assert not processes_of_run(tmp_path), "processes of the interrupted run left running"
+    if command == "build-all":
+        rerun = subprocess.run([sys.executable, "-m", "hubpub", "-q", *args], capture_output=True, text=True,
+                               timeout=300)
+        assert rerun.returncode == 0, rerun.stderr
+        assert _artifact_bytes(out) == uninterrupted
+
+
+def test_a_rerun_sweeps_what_an_older_interrupted_build_left(micro_manifest_path, micro_checkpoints, micro_pair,
+                                                            tmp_path):
+    """Temp files of a run killed before it could clean up (and an older hubpub's `.keras-check-*` folders)
+    are removed by the next build-all into the same --out."""
+    import shutil
+
+    from tests.conftest import MICRO_PAIR
+
+    out = tmp_path / "dist"
+    shutil.copytree(micro_pair.dist, out)  # up to date: the rerun builds nothing
+    stale = [out / "keras" / ".keras-check-abc123", out / "keras" / ".keras-check-def456.tmp",
+             out / "keras" / f".{MICRO_PAIR[0]}.keras.host.1.1.tmp.d",
+             out / "tars" / f".{MICRO_PAIR[0]}.tar.gz.host.1.1.tmp"]
+    for path in stale[:3]:
+        (path / "assets").mkdir(parents=True)
+    stale[3].write_bytes(b"half")
+    result = CliRunner().invoke(cli, ["-q", "build-all", "--manifest", str(micro_manifest_path), "--out", str(out),
+                                      *(x for n in MICRO_PAIR for x in ("--only", n, "--checkpoint",
+                                                                          f"{n}={micro_checkpoints[n]}"))])
+    assert result.exit_code == 0, result.output
+    assert not [p for p in stale if p.exists()]
 
 
 def test_ctrl_c_that_a_library_swallows_is_still_exit_130():
@@ -393,6 +477,40 @@ def processes_of_run(marker: Path) -> list[int]:
     return found
 
 
+@pytest.mark.parametrize("pool", [("--jobs", "2"), ("--scheduler", "local:1")])
+def test_kill_9_of_the_parent_alone_takes_its_workers_and_helpers(micro_manifest_path, micro_checkpoints, tmp_path,
+                                                                  pool):
+    """`kill -9` of build-all's own process (an OOM kill, a CI runner's timeout): its worker processes, the
+    queue's manager process and multiprocessing's resource tracker (or a LocalCluster's workers and their
+    build processes) go too, within seconds."""
+    if pool[0] == "--scheduler":
+        pytest.importorskip("distributed", reason="the cluster extra is not installed")
+    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "PYTHONUNBUFFERED": "1", "HUBPUB_TEST_RUN": str(tmp_path)}
+    names = ("micro_1k_224", "micro_iso_1k_224")[: 2 if pool[0] == "--jobs" else 1]
+    args = ["build-all", "--manifest", str(micro_manifest_path), "--out", str(tmp_path / "dist"), "--no-parity",
+            *pool, *(x for n in names for x in ("--only", n, "--checkpoint", f"{n}={micro_checkpoints[n]}"))]
+    proc = subprocess.Popen([sys.executable, "-m", "hubpub", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, env=env)
+    try:
+        seen = []
+        for line in proc.stderr:  # both workers are building
+            seen.append(line)
+            if sum(": port" in x for x in seen) == len(names):
+                break
+        assert len(processes_of_run(tmp_path)) >= 3, seen  # the parent and its helpers and workers
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while processes_of_run(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        left = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:200]
+                for pid in processes_of_run(tmp_path)}
+        assert not left, f"left running after the parent's kill -9: {left}"
+    finally:
+        for pid in processes_of_run(tmp_path):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_the_leftover_check_finds_a_leftover(tmp_path):
     """The check above can fail: a process of the run that outlives its parent is found."""
     env = {**os.environ, "HUBPUB_TEST_RUN": str(tmp_path)}
@@ -404,3 +522,181 @@ def test_the_leftover_check_finds_a_leftover(tmp_path):
     finally:
         for pid in processes_of_run(tmp_path):
             os.kill(pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- the stage memo (dist/.stages/)
+
+
+def _corrupt(path: Path, how: str) -> None:
+    memo = json.loads(path.read_text())
+    if how == "deleted":
+        path.unlink()
+    elif how == "folder":
+        path.unlink()
+        (path / "inside").mkdir(parents=True)
+    elif how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "not utf-8":
+        path.write_bytes(b"\xff\xfe" + path.read_bytes())
+    else:
+        edits = {"a list": lambda m: [m], "a string": lambda m: "memo", "null": lambda m: None,
+                 "no wrote": lambda m: {k: v for k, v in m.items() if k != "wrote"},
+                 "no result": lambda m: {k: v for k, v in m.items() if k != "result"},
+                 "wrote a list": lambda m: {**m, "wrote": list(m["wrote"])},
+                 "wrote sizes a string": lambda m: {**m, "wrote": dict.fromkeys(m["wrote"], "x")},
+                 "result a string": lambda m: {**m, "result": "r"},
+                 "result emptied": lambda m: {**m, "result": {}},
+                 "result values of another type": lambda m: {**m, "result": dict.fromkeys(m["result"], 7)}}
+        path.write_text(json.dumps(edits[how](memo)))
+
+
+@pytest.mark.parametrize("how", ["deleted", "folder", "truncated", "not utf-8", "a list", "a string", "null",
+                                 "no wrote", "no result", "wrote a list", "wrote sizes a string", "result a string",
+                                 "result emptied", "result values of another type"])
+def test_a_corrupted_stage_memo_runs_that_stage_again(micro_manifest, micro_pair, tmp_path, how):
+    """The shared pair's records collected (notebooks, docs and site rendered, each with its memo), every
+    memo corrupted, then collected again: each stage runs again, and leaves its memo as it was."""
+    from hubpub.pipeline import build_collection
+    from tests.conftest import MICRO_PAIR
+
+    out = copy_built(micro_pair.dist, tmp_path / "dist", saved_models=False)
+    build_collection(micro_manifest, out, only=MICRO_PAIR, collect=True)
+    stages = sorted(p.stem for p in (out / ".stages").glob("*.json"))
+    assert stages == ["docs", "notebooks", "site"]
+    kept = {p: p.read_bytes() for p in (out / ".stages").glob("*.json")}
+    for stage in stages:
+        _corrupt(out / ".stages" / f"{stage}.json", how)
+    result = build_collection(micro_manifest, out, only=MICRO_PAIR, collect=True)
+    assert result.docs is not None and result.site is not None and len(result.notebooks) == 4
+    assert all(p.is_file() for p in (*result.docs.paths, *result.site.pages, *(n.path for n in result.notebooks)))
+    for path, before in kept.items():  # each memo rewritten whole, as an uncorrupted run leaves it
+        assert path.is_file() and path.read_bytes() == before, path
+
+
+# --------------------------------------------------------------------------- --collect of records that do not fit
+
+
+@pytest.mark.parametrize("change", ["architecture", "checkpoint", "hubpub version", "no inputs key"])
+def test_collect_refuses_records_the_manifest_did_not_make(micro_manifest_path, micro_pair, tmp_path, change):
+    """Records built from other settings (a shard run with an older manifest) or by another hubpub would
+    render docs of widths, classes or numbers the artifact does not have."""
+    from hubpub import __version__
+    from tests.conftest import MICRO_PAIR
+
+    out = copy_built(micro_pair.dist, tmp_path / "dist", saved_models=False)
+    manifest = tmp_path / "collection.yaml"
+    text = micro_manifest_path.read_text()
+    stale = "micro_1k_224"
+    if change == "architecture":
+        text = text.replace("micro: {family: convnext, depths: [1, 1, 2, 1], dims: [8, 16, 32, 64]}",
+                            "micro: {family: convnext, depths: [1, 1, 2, 1], dims: [16, 32, 64, 128]}")
+    elif change == "checkpoint":
+        text = text.replace("micro_iso_1k_224.pth", "micro_iso_1k_224_v2.pth")
+        stale = "micro_iso_1k_224"
+    else:
+        record = out / "reports" / f"{stale}_fe.json"
+        data = json.loads(record.read_text())
+        if change == "hubpub version":
+            data["hubpub_version"] = "0.0.1"
+        else:
+            data["inputs_key"] = None
+        record.write_text(json.dumps(data))
+    manifest.write_text(text)
+    result = CliRunner().invoke(cli, ["build-all", "--collect", "--manifest", str(manifest), "--out", str(out),
+                                      "--only", MICRO_PAIR[0], "--only", MICRO_PAIR[1]])
+    assert result.exit_code == 1, result.output
+    first, *problems = result.stderr.splitlines()
+    assert first.startswith("error: --collect: ") and "do not match the manifest" in first, result.stderr
+    assert problems and all(p.startswith("error: ") and stale in p for p in problems), result.stderr
+    if change == "hubpub version":
+        assert problems == [f"error: {out / 'reports' / f'{stale}_fe.json'} was built by hubpub 0.0.1, this is "
+                            f"hubpub {__version__}"]
+    assert not (out / "docs").exists() and not (out / "site").exists()  # nothing rendered from them
+
+
+# --------------------------------------------------------------------------- two runs into one --out
+
+
+def test_a_second_build_into_the_same_out_stops_with_one_line(micro_manifest_path, micro_checkpoints, uninterrupted,
+                                                               tmp_path):
+    """Two build-all (or build) into one --out at once: the second stops at once, saying why, and touches
+    nothing (its start would sweep the first one's temp files); the first finishes as if alone."""
+    out = tmp_path / "dist"
+    args = _micro_args("build-all", micro_manifest_path, micro_checkpoints["micro_1k_224"], out)
+    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "hubpub", *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, env=env)
+    seen = []
+    for line in first.stderr:
+        seen.append(line)
+        if "micro_1k_224: export" in line:
+            break
+    for second in (args, _micro_args("build", micro_manifest_path, micro_checkpoints["micro_1k_224"], out)):
+        proc = subprocess.run([sys.executable, "-m", "hubpub", *second], capture_output=True, text=True, env=env,
+                              timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.splitlines() == [f"error: {out.resolve()} is in use by another hubpub build (pid "
+                                            f"{first.pid} on {os.uname().nodename}); wait for it to finish, or "
+                                            "give another folder"], proc.stderr
+    rest = first.communicate(timeout=300)[1]
+    assert first.returncode == 0, "".join(seen) + rest
+    assert _artifact_bytes(out) == uninterrupted
+
+
+# --------------------------------------------------------------------------- a full disk during a build
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs: the micro build (about 4 MiB) runs out of space mid-way."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    yield folder
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("command", ["build-all", "build"])
+def test_a_full_disk_during_a_build_is_one_line_naming_the_place(micro_manifest_path, micro_checkpoints, small_disk,
+                                                                 command):
+    out = small_disk / "dist"
+    args = _micro_args(command, micro_manifest_path, micro_checkpoints["micro_1k_224"], out)
+    proc = subprocess.run([sys.executable, "-m", "hubpub", "-q", *args], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    full = [line for line in proc.stderr.splitlines() if "no space left on the device" in line]
+    assert len(full) == 1 and re.search(rf"{small_disk}\S*: no space left on the device \([\d.]+ MiB free under "
+                                        rf"{small_disk}", full[0]), proc.stderr
+    if command == "build-all":
+        assert proc.stderr.splitlines()[-1] == "error: 1 variant(s) failed: micro_1k_224", proc.stderr
+    else:
+        assert proc.stderr.splitlines() == full, proc.stderr
+    left = [p for p in out.rglob("*") if p.name.startswith(".") and p.name not in (".stages", ".hubpub.lock")]
+    assert not left, left  # no temp file; the files finished before the disk filled are kept
+    assert not list(out.glob("reports/micro_1k_224*.json"))  # no record of an artifact not all there
+
+
+# --------------------------------------------------------------------------- the manifest's formats: section
+
+
+@pytest.mark.parametrize(("section", "said"), [
+    ("{onxx: false}", "formats.onxx: unknown format 'onxx'; known: keras, litert, onnx (the SavedModel is always "
+                      "built)"),
+    ("{onnx: maybe}", "formats.onnx: Input should be a valid boolean (got 'maybe')"),
+    ("{onnx: 1}", "formats.onnx: Input should be a valid boolean (got 1)"),
+    ("{keras: null}", "formats.keras: Input should be a valid boolean (got None)"),
+    ("[onnx]", "formats: Input should be a valid dictionary"),
+    ("onnx", "formats: Input should be a valid dictionary (got 'onnx')"),
+])
+def test_a_bad_formats_section_is_one_line_with_its_place(micro_manifest_path, tmp_path, section, said):
+    manifest = tmp_path / "collection.yaml"
+    text = micro_manifest_path.read_text()
+    assert "\nformats: {onnx: false}\n" in text
+    manifest.write_text(text.replace("\nformats: {onnx: false}\n", f"\nformats: {section}\n"))
+    line = text.splitlines().index("formats: {onnx: false}") + 1
+    for command in ("validate", "build-all"):
+        [error] = run(command, "--manifest", manifest, code=1)
+        assert error == f"error: {manifest}: line {line}: {said}", error

@@ -197,13 +197,22 @@ def test_a_worker_that_cannot_run_this_build_is_refused_before_any_work(micro_ma
 
 
 def test_scheduler_option_mistakes_are_usage_errors(micro_manifest_path, tmp_path):
+    from hubpub.machine import usable_cpus
+
+    cpus = usable_cpus()
     base = ("build-all", "--manifest", str(micro_manifest_path), "--out", str(tmp_path))
     for extra, said in [(("--scheduler", "tcp:/host"), "expected a Dask scheduler address like tcp://HOST:8786"),
+                        (("--scheduler", "garbage"), "expected a Dask scheduler address like tcp://HOST:8786"),
                         (("--scheduler", "local:0"), "expected local:N with N from 1 to 64"),
-                        (("--scheduler", "local:2", "--jobs", "2"), "--scheduler local:2 takes no --jobs"),
-                        (("--scheduler", "local:2", "--shard", "1/2"), "--scheduler local:2 takes no --shard")]:
+                        (("--scheduler", "local:-1"), "expected local:N with N from 1 to 64"),
+                        (("--scheduler", "local:999"), "expected local:N with N from 1 to 64"),
+                        (("--scheduler", f"local:{cpus + 1}"), f"local:{cpus + 1}: this machine gives hubpub "
+                                                               f"{cpus} CPU(s); ask for at most local:{cpus}"),
+                        (("--scheduler", "local:1", "--jobs", "2"), "--scheduler local:1 takes no --jobs"),
+                        (("--scheduler", "local:1", "--shard", "1/2"), "--scheduler local:1 takes no --shard")]:
         r = _hubpub(*base, *extra, cwd=tmp_path)
         assert (r.returncode, said in r.stderr) == (2, True), r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
 
 
 # --------------------------------------------------------------------------- the shard path without Dask
@@ -223,7 +232,13 @@ def test_shard_auto_reads_the_orchestrators_variables(environ, expected):
 @pytest.mark.parametrize(("environ", "said"), [
     ({}, "none of the shard variables is set"),
     ({"JOB_COMPLETION_INDEX": "0"}, "HUBPUB_SHARD_COUNT is not"),
-    ({"JOB_COMPLETION_INDEX": "4", "HUBPUB_SHARD_COUNT": "4"}, "K must be between 1 and N"),
+    ({"JOB_COMPLETION_INDEX": "4", "HUBPUB_SHARD_COUNT": "4"}, r"JOB_COMPLETION_INDEX=4 is out of range for "
+                                                              r"HUBPUB_SHARD_COUNT=4 \(expected 0 to 3\)"),
+    ({"JOB_COMPLETION_INDEX": "5", "HUBPUB_SHARD_COUNT": "2"}, r"JOB_COMPLETION_INDEX=5 is out of range"),
+    ({"JOB_COMPLETION_INDEX": "-1", "HUBPUB_SHARD_COUNT": "2"}, r"JOB_COMPLETION_INDEX=-1 is out of range"),
+    ({"JOB_COMPLETION_INDEX": "0", "HUBPUB_SHARD_COUNT": "0"}, "HUBPUB_SHARD_COUNT=0; the number of shards must be"),
+    ({"CI_NODE_INDEX": "0", "CI_NODE_TOTAL": "2"}, r"CI_NODE_INDEX=0 is out of range for CI_NODE_TOTAL=2 "
+                                                   r"\(expected 1 to 2\)"),
     ({"CI_NODE_INDEX": "x", "CI_NODE_TOTAL": "4"}, "expected whole numbers"),
 ])
 def test_shard_auto_without_its_variables_says_which(environ, said):

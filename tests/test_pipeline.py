@@ -287,6 +287,9 @@ def test_demo_end_to_end(demo_run, tmp_path, root):
     assert "5. verified:" in said and "fine-tunes" in said
     assert "6. usage notebooks, executed against this build" in said
     assert "the collection site: open file://" in said
+    from hubpub.demo import DEMO_PUBLIC_URL
+
+    assert said.rstrip().endswith(f"then open {DEMO_PUBLIC_URL}/site/index.html"), said  # the served site's URL
     # LiteRT (under the default 30 M parameters): four files, checked, published, documented
     record = json.loads((dist / f"reports/{name}.json").read_text())
     lite = {f["format"]: f for f in record["litert"]}

@@ -87,7 +87,7 @@ def test_fresh_publish_then_noop_then_conflict_then_force(micro_manifest_path, m
 
     # ... while an artifact file is immutable: nothing at all is uploaded, not even a changed doc
     sha = dist / "tars/micro_1k_224.tar.gz.sha256"
-    sha.write_text(sha.read_text().replace("micro_1k_224", "renamed"))
+    sha.write_text(_other_digest(sha.read_text()))
     doc.write_text(doc.read_text() + "\nAnd another.\n")
     with pytest.raises(PublishError, match=r"immutable; nothing was uploaded.*\n.*micro/micro_1k_224/1\.tar\.gz"
                                            r"\.sha256 exists with different content"):
@@ -96,7 +96,15 @@ def test_fresh_publish_then_noop_then_conflict_then_force(micro_manifest_path, m
 
     forced = publish(manifest, dist, dest, force=True)
     assert sorted(o.status for o in forced.outcomes if o.status != "already published") == ["overwritten", "updated"]
-    assert _objects(bucket)["micro/micro_1k_224/1.tar.gz.sha256"] == (sha.stat().st_size, crc32c_of(sha))
+    published_sha = dist / "sha256-upload/micro_1k_224/1.tar.gz.sha256"  # the same digest, naming 1.tar.gz
+    assert published_sha.read_text().split() == [sha.read_text().split()[0], "1.tar.gz"]
+    assert _objects(bucket)["micro/micro_1k_224/1.tar.gz.sha256"] == (published_sha.stat().st_size,
+                                                                       crc32c_of(published_sha))
+
+
+def _other_digest(sidecar_text: str) -> str:
+    """A `.sha256` line whose digest is another one (its first hex digit changed)."""
+    return ("0" if sidecar_text[0] != "0" else "1") + sidecar_text[1:]
 
 
 def test_dry_run_touches_nothing(micro_manifest_path, micro_dist, tmp_path, bucket):
@@ -384,7 +392,7 @@ def test_two_publishes_racing_on_a_bucket(micro_manifest_path, micro_dist, tmp_p
         for d in (dist, other):
             (d / "docs/assets/docs/testpub/testpub.md").write_text("# Publisher testpub\nChanged.\n")
         sha = other / "tars/micro_1k_224_fe.tar.gz.sha256"
-        sha.write_text(sha.read_text() + "# another build's file\n")
+        sha.write_text(_other_digest(sha.read_text()))
         m2 = parse_manifest(micro_manifest_path.read_text().replace(
             "http://127.0.0.1:9/bucket/micro", "https://storage.googleapis.com/race/v2"), micro_manifest_path)
         for d in (dist, other):
@@ -398,8 +406,8 @@ def test_two_publishes_racing_on_a_bucket(micro_manifest_path, micro_dist, tmp_p
         winner = other if errors[0] is a else dist
         stored = _objects("race")
         assert stored["v2/micro_1k_224_fe/1.tar.gz.sha256"] == (
-            (winner / "tars/micro_1k_224_fe.tar.gz.sha256").stat().st_size,
-            crc32c_of(winner / "tars/micro_1k_224_fe.tar.gz.sha256"))
+            (winner / "sha256-upload/micro_1k_224_fe/1.tar.gz.sha256").stat().st_size,
+            crc32c_of(winner / "sha256-upload/micro_1k_224_fe/1.tar.gz.sha256"))
     finally:
         emulator.stop()
         proxy.close()

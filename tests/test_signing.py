@@ -127,7 +127,7 @@ def test_signer_mistakes_are_one_line(micro_manifest_path, micro_dist, tmp_path,
     r = CliRunner().invoke(cli, [*base, "--sign-cert", str(pub)])
     assert (r.exit_code, r.output.strip()) == (1, "error: --sign-cert needs the certificate's private key "
                                                   "(--sign-key)")
-    with pytest.raises(SignatureError, match="not a PEM private or public key"):
+    with pytest.raises(SignatureError, match="not a PEM file; expected an EC public key"):
         public_key_fingerprint(micro_manifest_path)
 
 

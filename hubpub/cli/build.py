@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from hubpub._tf import import_tensorflow
 from hubpub.cli.group import cli
 from hubpub.cli.options import (
     PATH,
@@ -81,8 +82,10 @@ def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_conven
     manifest = load_manifest(manifest_path)
     v = manifest.variant(variant)
     check_sizes(sizes, v.min_input_size)
+    kinds = parse_kinds(kinds)
     report_path = report_path or Dist("dist").parity_report(v.name)
-    result = verify_parity_report(v, checkpoint, report_path, sizes=list(sizes) or None, kinds=parse_kinds(kinds),
+    import_tensorflow()
+    result = verify_parity_report(v, checkpoint, report_path, sizes=list(sizes) or None, kinds=kinds,
                                   input_convention=input_convention)
     rows = [("kind", "size", "max |Δ| out", "max rel", "top-1 agree", "ok")]
     for kind, r in result.items():
@@ -114,9 +117,20 @@ def build(variant: str, checkpoint: str | None, kinds: str, input_convention: st
 
     manifest = load_manifest(manifest_path)
     v = manifest.variant(variant)
-    records = build_variant(v, out, checkpoint=checkpoint, kinds=parse_kinds(kinds), input_convention=input_convention,
-                            parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s),
-                            formats=default_formats(skipped(skip) + manifest.formats_off))
+    kinds = parse_kinds(kinds)
+    formats = default_formats(skipped(skip) + manifest.formats_off)
+    import_tensorflow()
+    from hubpub._files import folder_lock, full_disk
+
+    with folder_lock(out, "build"):
+        try:
+            records = build_variant(v, out, checkpoint=checkpoint, kinds=kinds, input_convention=input_convention,
+                                    parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s),
+                                    formats=formats)
+        except OSError as e:
+            if (full := full_disk(e, out)) is not None:
+                raise full from None
+            raise
     rows = [("artifact", "params", "tarball", "parity max |Δ|", "round-trip", ".keras vs SavedModel", "seconds")]
     for r in records:
         rows.append((r.artifact, f"{r.parameters / 1e6:.2f}M", f"{r.tarball.size / 2**20:.1f} MiB",
@@ -290,4 +304,4 @@ def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
     click.echo(f"7. done in {time.perf_counter() - start:.0f}s: tarballs in {dist.tars}, .keras files in "
                f"{dist.keras_files}, docs in {dist.docs}, report {dist.build_report}")
     click.echo(f"   the docs link to {DEMO_PUBLIC_URL}: serve the destination there with "
-               f"`python -m http.server 8000 -d {dist.published}`")
+               f"`python -m http.server 8000 -d {dist.published}`, then open {DEMO_PUBLIC_URL}/site/index.html")

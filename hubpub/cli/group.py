@@ -23,26 +23,12 @@ class _Interrupted(Exception):
     """Ctrl-C, carried past click's own handling (which prints an empty line first)."""
 
 
-# The commands that run TensorFlow in this process from their first step. It is imported once the command
-# line has been parsed (a usage error costs no 4 s and 800 MB), without its C++ start-up chatter. The others
-# import it only if they come to need it (`build-all`'s workers do; its parent does not, for a build that is
-# up to date), through hubpub._tf as well.
-TENSORFLOW_COMMANDS = frozenset({"build", "verify", "verify-parity", "eval"})
-
-
-class _Command(click.Command):
-    def invoke(self, ctx: click.Context):
-        if self.name in TENSORFLOW_COMMANDS:
-            from hubpub._tf import import_tensorflow
-
-            import_tensorflow(verbose=(ctx.find_object(dict) or {}).get("verbose", 0) > 1)
-        return super().invoke(ctx)
+# The commands that run TensorFlow here (build, verify, verify-parity, eval) import it through hubpub._tf,
+# without its C++ start-up chatter, once their own checks have passed: a usage error costs no 4 s and 800 MB.
 
 
 class _Group(click.Group):
     """Every failure a user can cause ends as `error: ...` lines on stderr and a documented exit code."""
-
-    command_class = _Command
 
     def invoke(self, ctx: click.Context):
         try:
@@ -112,6 +98,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
     for client in ("huggingface_hub", "kagglehub"):  # their warnings matter; their progress lines do not
         logging.getLogger(client).setLevel(logging.DEBUG if verbose > 1 else logging.WARNING)
+    # ... but not huggingface_hub's line per retry of a request: hubpub says the failure once, when it gives up
+    logging.getLogger("huggingface_hub.utils._http").setLevel(logging.DEBUG if verbose > 1 else logging.ERROR)
     if quiet:
         import os
 

@@ -39,7 +39,22 @@ class _Seconds(click.types.FloatParamType):
         return seconds
 
 
-PATH, TEXT, SECONDS = _Path(path_type=Path), _Text(), _Seconds()
+class _BaseUrl(_Text):
+    """An http(s) URL that paths are appended to: a bad one is a command-line mistake (exit 2)."""
+
+    name = "url"
+
+    def convert(self, value, param, ctx):
+        from hubpub.urls import check_url
+
+        value = super().convert(value, param, ctx)
+        try:
+            return check_url(value, base=True)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+PATH, TEXT, SECONDS, BASE_URL = _Path(path_type=Path), _Text(), _Seconds(), _BaseUrl()
 
 def format_options(command):
     """`--no-<format>` for each format of `hubpub.formats`; the command takes them as `**skip`."""
@@ -64,7 +79,7 @@ manifest_option = click.option(
 
 
 public_url_option = click.option(
-    "--public-url", type=TEXT, default=None, metavar="URL",
+    "--public-url", type=BASE_URL, default=None, metavar="URL",
     help="The http(s) address the destination is read from [default: the manifest's public_url_base for its "
          "destination, https://storage.googleapis.com/BUCKET/PREFIX for another bucket].")
 
@@ -132,6 +147,12 @@ def parse_shard(text: str | None, environ=None) -> tuple[int, int] | None:
                 except ValueError:
                     raise click.BadParameter(f"auto: expected whole numbers in {index} and {count}; got "
                                              f"{text!r}", param_hint="--shard") from None
+                if n < 1:
+                    raise click.BadParameter(f"auto: {count}={n}; the number of shards must be at least 1",
+                                             param_hint="--shard")
+                if not base <= k < n + base:
+                    raise click.BadParameter(f"auto: {index}={k} is out of range for {count}={n} (expected "
+                                             f"{base} to {n - 1 + base})", param_hint="--shard")
                 text = f"{k + 1 - base}/{n}"
                 break
         else:

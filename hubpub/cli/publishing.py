@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from hubpub._tf import import_tensorflow
 from hubpub.cli.group import cli
 from hubpub.cli.options import (
     PATH,
@@ -61,10 +62,11 @@ def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked:
         last = parts[-1].removesuffix(".tar.gz").removesuffix(".keras").removesuffix(fmt.suffix if fmt else "")
         name = parts[-2] if len(parts) > 1 and last.isdigit() else last
         report_path = Dist("dist").report(name)
+    if fmt is not None and fine_tune:
+        raise click.UsageError(f"--fine-tune trains a SavedModel or a .keras file, not {fmt.title}. "
+                               f"Received: {handle}")
+    import_tensorflow()
     if fmt is not None:
-        if fine_tune:
-            raise click.UsageError(f"--fine-tune trains a SavedModel or a .keras file, not {fmt.title}. "
-                                   f"Received: {handle}")
         result = verify_format(handle, read_reference(report_path), fmt, max_bytes=limit)
         loader = fmt.runner
     elif path.endswith(".keras"):
@@ -275,10 +277,14 @@ def eval_cmd(artifact_or_url: str, data: Path, labels_file: Path | None, limit: 
 @click.option("--identity", default=None, type=TEXT, help="Check Sigstore signatures: the signer's identity.")
 @click.option("--issuer", default=None, type=TEXT, help="With --identity: its OIDC issuer.")
 @click.option("--load", is_flag=True, help="Also load one artifact of each kind and format, as its users do.")
-@click.option("--checkout", type=click.Path(exists=True, file_okay=False, path_type=Path), default=".",
-              show_default=True, help="The repository checkout the docs' Colab links open notebooks from.")
+@click.option("--checkout", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="The repository checkout the docs' Colab links open notebooks from [default: where the publish "
+                   "recorded its notebooks (a local directory's), else .].")
+@click.option("--notebooks", "notebooks_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Instead: a build's notebooks folder, a subfolder per destination "
+                                 "(DIST/notebooks).")
 def audit(dest: str, public_url: str | None, public_key: Path | None, identity: str | None, issuer: str | None,
-          load: bool, checkout: Path) -> None:
+          load: bool, checkout: Path | None, notebooks_dir: Path | None) -> None:
     """Check a published collection as a whole (DEST: a directory, gs://, kaggle:// or hf://): every artifact
     file against its published sha256 and signature, every doc's asset-path and links, every Colab link's
     notebook, every link of the site."""
@@ -295,7 +301,8 @@ def audit(dest: str, public_url: str | None, public_key: Path | None, identity: 
             bar.update(1)
 
         result = run_audit(destination, public_url=public_url, public_key=public_key, identity=identity,
-                           issuer=issuer, load=load, checkout=checkout, progress=progress)
+                           issuer=issuer, load=load, checkout=checkout, notebooks=notebooks_dir,
+                           progress=progress)
     if result.problems:
         click.echo(table([("file", "problem"), *((p.file, p.what) for p in result.problems)]))
     signatures = (f"{result.signatures} signatures checked" if public_key or identity

@@ -42,6 +42,7 @@ def port_weights(model, checkpoint: Checkpoint, converter: Converter, arch: Arch
                  label: str = "") -> PortReport:
     """Assign every weight of `model` from `checkpoint`; raise `CheckpointError` on any misfit."""
     where = f"{checkpoint.path}" + (f" -> {label}" if label else "")
+    checkpoint = converter.join(checkpoint)
     try:
         layout, names = converter.to_official(checkpoint.keys())
     except CheckpointError as e:
@@ -108,6 +109,7 @@ def _plan(official: dict[str, str], shapes: dict[str, tuple], weights: dict, rul
 
 def official_tensors(checkpoint: Checkpoint, converter: Converter):
     """Yield (official name, array) for every tensor, whatever the checkpoint's layout."""
+    checkpoint = converter.join(checkpoint)
     _, names = converter.to_official(checkpoint.keys())
     for key in checkpoint:
         yield names[key], checkpoint[key]

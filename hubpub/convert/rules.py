@@ -20,12 +20,15 @@ TRANSFORMS: dict[str, tuple[int, ...] | None] = {
     "depthwise": (2, 3, 0, 1),  # (C, 1, H, W) -> (H, W, C, 1)
     "linear": (1, 0),           # (out, in) -> (in, out)
     "squeeze": None,            # (1, ..., 1, C) -> (C,): a broadcastable parameter stored as a vector
+    "unbatch": None,            # (1, ...) -> (...): a parameter stored with a leading batch axis of 1
 }
 
 
 def apply_transform(name: str, array: np.ndarray) -> np.ndarray:
     if name == "squeeze":
         return array.reshape(array.shape[-1:])
+    if name == "unbatch":
+        return array.reshape(array.shape[1:])
     axes = TRANSFORMS[name]
     return array if axes is None else np.transpose(array, axes)
 
@@ -33,6 +36,8 @@ def apply_transform(name: str, array: np.ndarray) -> np.ndarray:
 def transformed_shape(name: str, shape: tuple[int, ...]) -> tuple[int, ...]:
     if name == "squeeze":
         return tuple(shape[-1:]) if all(n == 1 for n in shape[:-1]) else shape
+    if name == "unbatch":
+        return tuple(shape[1:]) if shape[:1] == (1,) else shape
     axes = TRANSFORMS[name]
     if axes is None:
         return shape

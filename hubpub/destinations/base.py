@@ -119,6 +119,7 @@ class PublishJob:
     records: dict = field(default_factory=dict)  # every build record in dist, by artifact (`BuildRecord`), read once
     signer: object | None = None  # `hubpub.signing.Signer`: the artifact files are signed already (a .sig beside
     # each); a destination that publishes files in another shape (the HF Hub's Keras layout) signs those
+    signed: bool = False  # a signed publish (a dry run's too): only then do the .sig files in dist/ go with it
 
 
 class Destination(ABC):
@@ -180,6 +181,15 @@ class Destination(ABC):
     def reader(self) -> Reader:
         """What is published here, read as a whole (`hubpub audit`)."""
         raise PublishError(f"{self}: hubpub audit cannot read {self.title}")
+
+    def keep_record(self, record: dict) -> None:
+        """Keep what a later audit on this machine needs to know of this publish (where the notebooks the
+        docs link are, when they are not in the checkout); only a local directory has room for it."""
+        return None
+
+    def publish_record(self) -> dict:
+        """What `keep_record` kept, else {}."""
+        return {}
 
 
 class Reader(Protocol):

@@ -4,7 +4,10 @@ is served from (`--public-url`, or the manifest's `public_url_base` for its own 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -17,6 +20,10 @@ from hubpub.errors import PublishError
 
 if TYPE_CHECKING:
     from hubpub.manifest.values import Artifact, Manifest
+
+
+# Hidden (a listing skips dot files), so it is neither audited nor counted as a published file.
+RECORD = ".hubpub-publish.json"
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,21 @@ class Directory(Destination):
     def reader(self) -> LocalStore:
         return LocalStore(self.path)
 
+    def keep_record(self, record: dict) -> None:
+        from hubpub._files import write_json
+
+        write_json(self.path / RECORD, record)
+
+    def publish_record(self) -> dict:
+        import json
+
+        try:
+            with open(self.path / RECORD, "rb") as f:
+                record = json.loads(f.read(1 << 20))
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
     def verify(self, manifest: Manifest, dist: Path, result: PublishResult, *, fine_tune: bool = False):
         from hubpub.destinations.objects import verify_objects
 
@@ -78,6 +100,13 @@ class LocalStore(ReadFileByFile):
         except OSError as e:
             raise PublishError(f"{self.root}: cannot write to the destination: {e.strerror or e}") from None
 
+    def check_room(self, size: int) -> None:
+        """Refuse before writing anything when the folder's file system has not `size` bytes free."""
+        free = shutil.disk_usage(self.root).free
+        if size > free:
+            raise PublishError(f"{self.root}: no room for this publish: it writes {size:,} bytes, and its file "
+                               f"system has {free:,} free (nothing was uploaded)")
+
     def stat(self, key: str) -> Stat | None:
         path = self.root / key
         try:
@@ -92,6 +121,7 @@ class LocalStore(ReadFileByFile):
         name, where check-then-rename would race another publisher). Returns its generation (inode)."""
         target = self.root / key
         tmp = temp_name(target)
+        made = not target.parent.exists()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(upload.source, "rb") as src, open(tmp, "wb") as dst:
@@ -110,16 +140,50 @@ class LocalStore(ReadFileByFile):
                 os.replace(tmp, target)
             return generation
         except OSError as e:
+            with contextlib.suppress(OSError):  # before the folder: it must be empty to go
+                tmp.unlink(missing_ok=True)
+            if made:  # no empty folder left by a file that did not land (another upload may fill it: then it stays)
+                with contextlib.suppress(OSError):
+                    target.parent.rmdir()
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):  # out of bytes, or of file entries (inodes)
+                room = os.statvfs(self.root)
+                raise PublishError(f"{target}: cannot write: no space left on the file system of {self.root} "
+                                   f"({room.f_bavail * room.f_frsize:,} bytes and {room.f_favail:,} file entries "
+                                   f"free, {upload.size:,} bytes to write); nothing was left under its name") from None
             raise PublishError(f"{target}: cannot write: {e.strerror or e}") from None
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink(missing_ok=True)
 
     def listing(self) -> dict[str, int]:
+        """Every regular file below the root (dot files aside); what else stands there (a symbolic link, a
+        FIFO, a folder that cannot be read) goes to `strange`, never followed or opened."""
         if not self.root.is_dir():
             raise PublishError(f"{self.root}: no such directory")
-        return {p.relative_to(self.root).as_posix(): p.stat().st_size for p in sorted(self.root.rglob("*"))
-                if p.is_file() and not p.name.startswith(".")}
+        found, self.strange = {}, {}
+
+        def unreadable(error: OSError) -> None:
+            self.strange[Path(error.filename).relative_to(self.root).as_posix()] = \
+                f"cannot be read: {error.strerror or error}"
+
+        for folder, dirs, files in os.walk(self.root, onerror=unreadable):
+            for name in sorted(dirs + files):
+                path = Path(folder) / name
+                relative = path.relative_to(self.root).as_posix()
+                try:
+                    st = os.lstat(path)
+                except OSError as e:
+                    self.strange[relative] = f"cannot be read: {e.strerror or e}"
+                    continue
+                if stat.S_ISLNK(st.st_mode):
+                    self.strange[relative] = (f"a symbolic link (to {os.readlink(path)}): publish writes none, "
+                                              "and an audit does not follow it")
+                elif stat.S_ISREG(st.st_mode):
+                    if not name.startswith("."):
+                        found[relative] = st.st_size
+                elif not stat.S_ISDIR(st.st_mode):
+                    self.strange[relative] = "not a regular file (a FIFO, a socket or a device): not read"
+        return dict(sorted(found.items()))
 
     @contextlib.contextmanager
     def local_copy(self, relative: str):

@@ -119,7 +119,8 @@ class HuggingFace(Destination):
 
     def publish(self, job: PublishJob) -> PublishResult:
         built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix, job.records)
-        return publish_hf(plan_hf(job.manifest, built, job.dist, self, public=job.public, signer=job.signer), self,
+        return publish_hf(plan_hf(job.manifest, built, job.dist, self, public=job.public, signer=job.signer,
+                                  signed=job.signed), self,
                           force=job.force,
                           dry_run=job.dry_run)
 
@@ -199,7 +200,7 @@ def _form(form: str) -> tuple[str, str, str | None, tuple[str, ...]]:
 
 
 def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: HuggingFace, *, public: bool,
-            signer=None) -> HfPlan:
+            signer=None, signed: bool = False) -> HfPlan:
     card = collection_doc(manifest, dist)
     if not card.is_file():
         raise PublishError(f"{card}: no collection doc; run `hubpub docs --dest {dest}`")
@@ -207,11 +208,12 @@ def plan_hf(manifest: Manifest, built: list[Built], dist: Path, dest: HuggingFac
     title = manifest.collection.title or " and ".join(f.docs.title for f in families)
     repos = []
     for b in built:
-        repos += _artifact_repos(manifest, b, dest, signer)
+        repos += _artifact_repos(manifest, b, dest, signer, signed=signed or signer is not None)
     return HfPlan(dest.owner, not public, tuple(repos), title[:60], manifest.collection.description[:150])
 
 
-def _artifact_repos(manifest: Manifest, b: Built, dest: HuggingFace, signer=None) -> list[HfRepo]:
+def _artifact_repos(manifest: Manifest, b: Built, dest: HuggingFace, signer=None, *,
+                    signed: bool = False) -> list[HfRepo]:
     """The repositories of one artifact, each with the files of one format (none for a format not built),
     and the signature of each file beside it (`<file>.sig`; the Keras layout's files: `model.sig`)."""
     r, name, main = b.record, b.artifact.name, dest.repo(b.artifact.name)
@@ -231,13 +233,13 @@ def _artifact_repos(manifest: Manifest, b: Built, dest: HuggingFace, signer=None
         _check_repo_id(repo_id)
         entries = [HfFile(path, src.stat().st_size, src) for path, src in files]
         entries += [HfFile(path + SIGNATURE, sig.stat().st_size, sig) for path, src in files
-                    if (sig := fresh_signature(src))]
+                    if signed and (sig := fresh_signature(src))]
         if form == "keras":
             entries += [HfFile(member, size, b.keras, member=True) for member, size in _zip_members(b.keras)]
             layout_sig = b.dist.keras_layout_signature(name)
             if signer is not None:
                 signer.sign_members(b.keras, layout_sig)
-            if fresh_signature(b.keras, layout_sig):
+            if signed and fresh_signature(b.keras, layout_sig):
                 entries.append(HfFile(KERAS_LAYOUT_SIGNATURE, layout_sig.stat().st_size, layout_sig))
         marker = {"artifact": name, "version": b.artifact.version, "form": form, "sha256": digest,
                   "parity_max_abs": r.parity.max_abs}

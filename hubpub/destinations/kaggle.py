@@ -113,7 +113,8 @@ class Kaggle(Destination):
 
     def publish(self, job: PublishJob) -> PublishResult:
         built = built_artifacts(job.manifest, job.dist, self, job.base, job.fix, job.records)
-        plan = plan_kaggle(job.manifest, built, job.dist, self, public=job.public, signer=job.signer)
+        plan = plan_kaggle(job.manifest, built, job.dist, self, public=job.public, signer=job.signer,
+                           signed=job.signed)
         return publish_kaggle(plan, self, force=job.force, dry_run=job.dry_run,
                               sigstore=bool(job.signer and job.signer.sigstore))
 
@@ -200,8 +201,10 @@ class KagglePlan:
 
 
 def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle, *, public: bool,
-                signer=None) -> KagglePlan:
-    """Everything a publish sends, from the manifest, the build records and the rendered docs."""
+                signer=None, signed: bool = False) -> KagglePlan:
+    """Everything a publish sends, from the manifest, the build records and the rendered docs; the `.sig`
+    files only of a signed publish (`signed`, or a `signer` here)."""
+    signed = signed or signer is not None
     c = manifest.collection
     families = list(dict.fromkeys(b.artifact.variant.family for b in built))
     title = c.title or " and ".join(f.docs.title for f in families)
@@ -241,7 +244,7 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle
                  f"{parity}; weights from {b.artifact.variant.checkpoint_url.rsplit('/', 1)[-1]}")
         marker = {"artifact": b.artifact.name, "version": b.artifact.version, "sha256": r.tarball.sha256,
                   "format": "saved_model_2", "parity_max_abs": r.parity.max_abs}
-        sigs = _signed(((SAVED_MODEL_SIGNATURE, b.tarball, _tree_signature(b, signer)),))
+        sigs = _signed(((SAVED_MODEL_SIGNATURE, b.tarball, _tree_signature(b, signer)),)) if signed else ()
         variations.append(KaggleVariation(framework="tensorFlow2", slug=slug, usage=tf_usage,
                                           files=tar_members(b.tarball) + _sizes(sigs) + ((MARKER, 0),),
                                           version_notes=notes, marker=marker, signatures=sigs, **common))
@@ -249,7 +252,7 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle
             if not fmt.kaggle_framework or not fmt.entries(r):
                 continue
             framework, held, digest = fmt.kaggle_framework, fmt.hub_files(r, b.dist), fmt.hub_sha256(r)
-            sigs = _signed(tuple((name + SIGNATURE, path, None) for name, path in held))
+            sigs = _signed(tuple((name + SIGNATURE, path, None) for name, path in held)) if signed else ()
             if isinstance(digest, dict):  # several files: the digest of their digests, and each
                 digest = {"sha256": hashlib.sha256("".join(digest.values()).encode()).hexdigest(), "files": digest}
             else:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import posixpath
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,11 @@ log = logging.getLogger(__name__)
 
 class ReadFileByFile:
     """What a bucket or a directory answers as a `Reader` (`hubpub audit`) beyond listing and reading files."""
+
+    strange: dict[str, str] = {}  # noqa: RUF012 - entries that are no file publish writes (a directory's symlinks)
+
+    def check_room(self, size: int) -> None:
+        """A store with a known amount of free space refuses a publish that cannot fit; a bucket has no limit."""
 
     def local_folder(self, folder: str):
         raise PublishError(f"{folder}: a bucket or a directory is read file by file")
@@ -67,9 +73,12 @@ def crc32c_of(path: Path) -> str:
 
 
 
-def plan_objects(manifest: Manifest, dist: Path, base: str, records: dict) -> list[Upload]:
+def plan_objects(manifest: Manifest, dist: Path, base: str, records: dict, *, signed: bool = False,
+                 sidecars: Path | None = None) -> list[Upload]:
     """Every tarball (+ .sha256) with a build report, and every rendered doc, with its object name
-    and its public URL below `base`."""
+    and its public URL below `base`; with `signed`, each file's `.sig` (else a `.sig` left in dist/ by an
+    earlier signed publish stays there). Each `.sha256` is written again into `sidecars` naming the file
+    as published (`1.tar.gz`, not the dist's `<artifact>.tar.gz`), so `sha256sum -c` works beside it."""
     uploads: list[Upload] = []
     layout = Dist(dist)
     for artifact in manifest.artifacts():
@@ -81,10 +90,13 @@ def plan_objects(manifest: Manifest, dist: Path, base: str, records: dict) -> li
                  (layout.tarball_sha256(artifact.name), artifact.asset_object + ".sha256")]
         for fmt in FORMATS:  # each format's files as a bucket holds them, with their .sha256
             files += fmt.objects(artifact, record, layout)
-        signatures = [(sig, relative + SIGNATURE) for source, relative in files if (sig := fresh_signature(source))]
+        signatures = [(sig, relative + SIGNATURE) for source, relative in files
+                      if signed and (sig := fresh_signature(source))]
         for source, relative in files + signatures:
             if not source.is_file():
                 raise PublishError(f"{source}: missing; rebuild {artifact.name}")
+            if relative.endswith(SHA256) and sidecars is not None:
+                source = _renamed_sidecar(source, relative, sidecars)
             uploads.append(Upload(source, relative, source.stat().st_size, crc32c_of(source),
                                   f"{base}/{relative}", artifact.name, record.random_weights))
         if any(f.size != (layout.root / f.path).stat().st_size for f in record.artifact_entries()):
@@ -95,6 +107,22 @@ def plan_objects(manifest: Manifest, dist: Path, base: str, records: dict) -> li
                 relative = prefix + path.relative_to(folder).as_posix()
                 uploads.append(Upload(path, relative, path.stat().st_size, crc32c_of(path), f"{base}/{relative}"))
     return uploads
+
+
+SHA256 = ".sha256"
+
+
+def _renamed_sidecar(source: Path, relative: str, folder: Path) -> Path:
+    """A copy of a `.sha256` naming the file as `relative` publishes it."""
+    from hubpub._files import write_if_changed
+
+    with open(source, "rb") as f:
+        digest = (f.read(1024).decode("ascii", "replace").split() or [""])[0]
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise PublishError(f"{source}: not a sha256 sidecar (`<digest>  <name>`); rebuild its artifact")
+    name = posixpath.basename(relative.removesuffix(SHA256))
+    write_if_changed(folder / relative, f"{digest}  {name}\n")
+    return folder / relative
 
 
 # What a bucket serves each object as: pages and docs change (short cache), versioned artifacts never do.
@@ -135,7 +163,8 @@ def check_asset_paths(job: PublishJob, dest: Destination, uploads: list[Upload],
 def publish_objects(dest: Destination, store, job: PublishJob, *, local_root: Path | None = None) -> PublishResult:
     """The whole flow for a store (`LocalStore`, `GcsStore`); `local_root` is a directory destination's
     folder, left as it was if the publish is refused."""
-    uploads = plan_objects(job.manifest, job.dist, job.base, job.records)
+    uploads = plan_objects(job.manifest, job.dist, job.base, job.records, signed=job.signed,
+                           sidecars=Dist(job.dist).published_sha256)
     if job.artifacts_only:
         uploads = [u for u in uploads if u.artifact]
     if not uploads:
@@ -179,19 +208,30 @@ def _publish_checked(store, dest: Destination, base: str, uploads: list[Upload],
                                     else "would overwrite") for u, g in todo]
         return result
 
-    total = sum(u.size for u, _ in todo)
-    with progress_bar(total=total, unit="B", unit_scale=True, desc=f"upload to {dest}") as bar:
-        outcomes, errors = _upload_all(store, dest, todo, bar, jobs)
-    result.outcomes += outcomes
-    if errors:
-        done = [dest.key(o.upload.relative) for o in result.outcomes if o.status != "already published"]
-        raise PublishError(
-            f"{dest}: {len(errors)} of {len(todo)} upload(s) failed; {len(done)} succeeded and stay published "
-            "(rerun to upload the rest)",
-            errors + [f"uploaded: {key}" for key in done])
+    store.check_room(sum(u.size for u, _ in todo))  # a directory: its free space, before anything is written
+    # The artifact files first, the docs and pages that link them only once every one has landed: a failed
+    # publish leaves no doc pointing at a file that is not there.
+    files, pages = [t for t in todo if not t[0].mutable], [t for t in todo if t[0].mutable]
+    with progress_bar(total=sum(u.size for u, _ in todo), unit="B", unit_scale=True, desc=f"upload to {dest}") as bar:
+        for batch in (files, pages):
+            outcomes, errors = _upload_all(store, dest, batch, bar, jobs)
+            result.outcomes += outcomes
+            if errors:
+                _failed(dest, result, errors, batch, pages if batch is files else [])
     order = {u.relative: i for i, u in enumerate(uploads)}
     result.outcomes.sort(key=lambda o: order[o.upload.relative])
     return result
+
+
+def _failed(dest: Destination, result: PublishResult, errors: list[str], batch: list, held_back: list) -> None:
+    """One error line: how many failed and the first reason; what did upload is logged (it stays published)."""
+    done = [dest.key(o.upload.relative) for o in result.outcomes if o.status != "already published"]
+    for key in done:
+        log.info("uploaded: %s", key)
+    others = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    held = f"; the {len(held_back)} docs and pages were not uploaded" if held_back else ""
+    raise PublishError(f"{dest}: {len(errors)} of {len(batch)} upload(s) failed: {errors[0]}{others}; {len(done)} "
+                       f"uploaded and stay published{held} (rerun to upload the rest)")
 
 
 # After Ctrl-C, how long the uploads get to stop at their next read or retry and remove their temp files.

@@ -158,9 +158,6 @@ def evaluate_artifact(manifest, artifact_or_url: str, data: Path, *, dist: Path,
                       limit: int | None = None, batch_size: int = 32) -> tuple[str, EvalResult, Path, Dataset]:
     """Evaluate a classifier (artifact name: its built SavedModel; or a directory or URL named after it)
     and write its eval report beside its build record; (artifact, result, report path, dataset scanned)."""
-    import tensorflow as tf
-    import tensorflow_hub as hub
-
     from hubpub._files import write_json
     from hubpub.labels import read_labels
     from hubpub.layout import Dist
@@ -180,6 +177,11 @@ def evaluate_artifact(manifest, artifact_or_url: str, data: Path, *, dist: Path,
     artifact = by_name[name]
     if artifact.kind != "classifier":
         raise EvalError(f"{name} is a feature extractor; evaluate its classifier {artifact.variant.name}")
+    from hubpub._tf import import_tensorflow
+
+    tf = import_tensorflow()
+    import tensorflow_hub as hub
+
     try:
         local = Path(hub.resolve(handle))
         layer = hub.KerasLayer(str(local))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from hubpub.families import convnext, convnext_v2, keras_file
+from hubpub.families import convnext, convnext_v2, keras_file, vit
 from hubpub.families.base import ArchConfig, Converter, DocText, Family
 
 FAMILIES: MappingProxyType[str, Family] = MappingProxyType({f.name: f for f in (
     convnext.FAMILY,
     convnext_v2.FAMILY,
     keras_file.FAMILY,
+    vit.FAMILY,
 )})
 
 __all__ = ["FAMILIES", "ArchConfig", "Converter", "DocText", "Family", "family_of"]

@@ -46,6 +46,12 @@ class ArchConfig(BaseModel, ABC):
     def parameter_count(self, num_classes: int) -> int | None:
         """Parameters of the model (`num_classes=0`: the feature extractor); None if known only once built."""
 
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(mean, std) the model normalises its input with, when the architecture says (the weights were
+        trained so); None: the family's."""
+        return None
+
     def macs(self, resolution: int, num_classes: int) -> int | None:
         """Multiply-accumulates of one forward pass at `resolution` (the papers' "FLOPs"); None if unknown."""
         return None
@@ -58,9 +64,19 @@ class ArchConfig(BaseModel, ABC):
         """How the docs name an architecture, from its manifest key: `tiny` -> ConvNeXt-T."""
         return key
 
+    @property
+    def paper(self) -> str | None:
+        """The paper the docs name for this architecture's weights (Markdown), if not the family's."""
+        return None
+
     def doc_summary(self, key: str) -> str:
         """The docs' one-line description of the architecture."""
         return self.describe()
+
+
+def as_is(checkpoint):
+    """A checkpoint whose layout is renamed keys only: nothing to join."""
+    return checkpoint
 
 
 @dataclass(frozen=True)
@@ -77,6 +93,9 @@ class Converter:
     to_official: Callable[[Iterable[str]], tuple[str, dict[str, str]]]
     # official shapes found in a checkpoint -> the architecture they describe, as `describe()` words
     infer: Callable[[Mapping[str, tuple[int, ...]]], str]
+    # a checkpoint -> the same checkpoint with tensors its layout splits joined as the official layout holds
+    # them (transformers' query, key, value -> timm's qkv), read lazily; for layouts that are more than names
+    join: Callable[[Any], Any] = as_is
 
 
 @dataclass(frozen=True)
@@ -108,6 +127,10 @@ class Family:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # the input normalisation inside the model
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     input_conventions: tuple[str, ...] = ("hub", "normalized")
+
+    def normalization(self, arch: ArchConfig | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) of the input normalisation of `arch`'s models: its own, else the family's."""
+        return (arch.normalization if arch is not None else None) or (self.mean, self.std)
 
     def parse(self, data: dict) -> ArchConfig:
         return self.config.model_validate(data) if isinstance(self.config, type) else self.config(data)

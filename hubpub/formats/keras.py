@@ -101,7 +101,7 @@ def portable_copy(weights: LayerWeights, build_portable):
 def save_keras(model, path: Path) -> tuple[str, int]:
     """Save `model` as a `.keras` file whose bytes depend only on the model; write `<path>.sha256`."""
     with atomic_path(path) as tmp:
-        folder = tmp.with_name(tmp.name + ".d")
+        folder = tmp.with_name(tmp.name.removesuffix(".tmp") + ".d.tmp")  # a temp name: swept after an interrupt
         try:
             # Keras' own zip holds the weights file in memory (two more copies of the weights) when it
             # thinks the machine has room, and writes it to disk otherwise: HDF5 lays the two out
@@ -161,7 +161,7 @@ def check_keras_file(path: Path, images: np.ndarray, expected: np.ndarray) -> fl
         # judges there is room); from the extracted folder it reads each weight from disk: the same
         # loader on the same bytes (CRC-checked on extraction), without those copies. The zip path
         # itself is what the tests load in fresh processes.
-        with tempfile.TemporaryDirectory(prefix=".keras-check-", dir=path.parent) as folder:
+        with tempfile.TemporaryDirectory(prefix=".keras-check-", suffix=".tmp", dir=path.parent) as folder:
             z.extractall(folder)
             got = call_in_graph(load_keras_file(Path(folder), shown_as=str(path)), images)
     delta, allowed = float(np.abs(got - expected).max()), keras_tolerance(expected)

@@ -62,7 +62,7 @@ def parse_manifest(text: str, path: str | Path = "<manifest>") -> Manifest:
         raise ManifestError(str(path), [
             f"line {lines.get(('schema_version',), 1)}: schema_version 1 is no longer read: in schema 2 every "
             f"architecture names its model family ({', '.join(FAMILIES)}) with that family's settings (see the "
-            "README's manifest section); then set schema_version: 2"])
+            "manifest guide, docs/guides/manifest.md); then set schema_version: 2"])
     problems: list[tuple[int, str]] = []
     model = None
     try:

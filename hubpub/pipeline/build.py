@@ -103,7 +103,8 @@ def _reference_outputs(variant: Variant, checkpoint_path: Path, kind: str, input
         build_ported(variant, checkpoint_path, kind=kind, input_convention=input_convention)
         raise
     try:
-        return {(h, w): reference_taps(reference, variant.family, reference_images(h, w, batch=1))
+        return {(h, w): reference_taps(reference, variant.family, reference_images(h, w, batch=1),
+                                         variant.architecture)
                 for h, w in default_parity_sizes(variant)}
     finally:
         del reference
@@ -223,7 +224,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
             exported = export_saved_model(
                 model, dist.saved_model(name), kind=kind, resolution=variant.resolution, ev=variant.eval,
                 labels=variant.dataset.labels if kind == "classifier" else None,
-                input_convention=input_convention, normalization=(variant.family.mean, variant.family.std),
+                input_convention=input_convention, normalization=variant.family.normalization(variant.architecture),
                 probe=rt_images)
             expected = exported.probe_outputs
         done[kind] = _KindBuild(kt, exported, expected, reference_record(expected, res, res, batch=2, seed=0),

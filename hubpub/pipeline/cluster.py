@@ -55,6 +55,11 @@ def parse_scheduler(text: str) -> Scheduler:
         count = text.removeprefix("local:")
         if not count.isdigit() or not 1 <= int(count) <= 64:
             raise ValueError(f"expected local:N with N from 1 to 64; got {text!r}")
+        from hubpub.machine import usable_cpus
+
+        # Each worker runs one single-threaded build at a time: more workers than CPUs only queue for them.
+        if int(count) > (cpus := usable_cpus()):
+            raise ValueError(f"{text}: this machine gives hubpub {cpus} CPU(s); ask for at most local:{cpus}")
         return Scheduler(local_workers=int(count))
     scheme, sep, rest = text.partition("://")
     host, colon, port = rest.rpartition(":")

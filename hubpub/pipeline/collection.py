@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hubpub import __version__
+from hubpub._files import folder_lock
 from hubpub.extras import install_command, installed
 from hubpub.layout import Dist
 from hubpub.manifest import KINDS, Variant, artifact_name
 from hubpub.pipeline.build import default_formats
-from hubpub.pipeline.incremental import LOCK_NAME, check_pinned, read_lock, write_lock
+from hubpub.pipeline.incremental import LOCK_NAME, built_from, check_pinned, read_lock, write_lock
 from hubpub.pipeline.workers import (
     VariantJob,
     VariantResult,
@@ -54,7 +55,7 @@ def build_all(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     variant's failure is recorded and the others go on. With a `scheduler` (`cluster.Scheduler`) the
     worker processes run on that Dask cluster's workers, checked first (`cluster.check_cluster`).
     """
-    with _cluster(scheduler) as client:
+    with folder_lock(out, "build"), _cluster(scheduler) as client:
         return _build_all(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
                           checkpoints=checkpoints, input_convention=input_convention, parity=parity,
                           lock_path=lock_path, progress=progress,
@@ -243,11 +244,8 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     docs and site of every artifact whose record is in `out` (the shards' `reports/`, gathered), then
     publishes those, checking that each artifact they link is at the destination."""
     from hubpub.destinations import parse, public_url_base
-    from hubpub.docs import load_built
     from hubpub.errors import HubpubError
     from hubpub.manifest import iter_selected
-    from hubpub.notebooks import notebooks_dir
-    from hubpub.publish import publish as run_publish
 
     dest = parse(publish_dest or manifest.publish.destination)
     base = public_url_base(dest, manifest, public_url)  # before any work: a bad destination fails now
@@ -262,6 +260,21 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
         empty = BuildSummary(__version__, str(manifest.path), f"{shard[0]}/{shard[1]}", 0, None)
         return CollectionResult(empty, None, f"shard {shard[0]}/{shard[1]} holds none of the {len(selected)} "
                                 "selected variants: nothing to build", base, None)
+    with folder_lock(out, "build"):
+        return _collection(manifest, out, only=only, kinds=kinds, jobs=jobs, shard=shard, force=force,
+                           checkpoints=checkpoints, input_convention=input_convention, parity=parity, dest=dest,
+                           base=base, publish_dest=publish_dest, public_url=public_url, progress=progress,
+                           notebooks=notebooks, formats=formats, execute=execute, collect=collect,
+                           require_pinned=require_pinned, verify=verify, fine_tune=fine_tune, scheduler=scheduler)
+
+
+def _collection(manifest, out: Path, *, only, kinds, jobs, shard, force, checkpoints, input_convention, parity, dest,
+                base, publish_dest, public_url, progress, notebooks, formats, execute, collect, require_pinned,
+                verify, fine_tune, scheduler) -> CollectionResult:
+    from hubpub.docs import load_built
+    from hubpub.notebooks import notebooks_dir
+    from hubpub.publish import publish as run_publish
+
     if collect:
         summary = collected(manifest, out, only=only, kinds=kinds)
     else:
@@ -301,8 +314,9 @@ def _render(manifest, out: Path, base: str, built, notebooks: Path, execute: boo
     if not installed("notebooks"):
         log.warning("warning: no usage notebooks: the notebooks extra is not installed (%s)",
                     install_command("notebooks"))
-    elif (kept := memo.recall()) is not None:
-        written = [Notebook(a, Path(p), executed) for a, p, executed in kept["notebooks"]]
+    elif (kept := memo.recall(lambda r: [Notebook(str(a), Path(p), bool(executed))
+                                         for a, p, executed in r["notebooks"]])) is not None:
+        written = kept
     else:
         written = render_notebooks(manifest, dist=out, out=notebooks, public_url_base=base, built=built)
         if execute:
@@ -311,21 +325,26 @@ def _render(manifest, out: Path, base: str, built, notebooks: Path, execute: boo
         memo.store([n.path for n in written], {"notebooks": [[n.artifact, str(n.path), n.executed]
                                                              for n in written]})
     memo = Memo.of(out, "docs", [base], reads)
-    if (kept := memo.recall()) is not None:
-        docs = RenderResult(Path(kept["root"]), tuple(map(Path, kept["paths"])), tuple(kept["skipped"]))
-    else:
+    docs = memo.recall(lambda r: RenderResult(Path(r["root"]), _paths(r["paths"]), tuple(map(str, r["skipped"]))))
+    if docs is None:
         docs = render_docs(manifest, dist=out, out=layout.docs, public_url_base=base, built=built)
         memo.store(docs.paths, {"root": str(docs.root), "paths": list(map(str, docs.paths)),
                                 "skipped": list(docs.skipped)})
     memo = Memo.of(out, "site", [base], [*reads, *docs.paths])
-    if (kept := memo.recall()) is not None:
-        site = Site(Path(kept["root"]), tuple(map(Path, kept["pages"])), kept["upload"] and Path(kept["upload"]))
-    else:
+    site = memo.recall(lambda r: Site(Path(r["root"]), _paths(r["pages"]), r["upload"] and Path(r["upload"])))
+    if site is None:
         site = render_site(manifest, dist=out, public_url_base=base, built=built)
         memo.store(files_below(site.root, *([site.upload] if site.upload else [])),
                    {"root": str(site.root), "pages": list(map(str, site.pages)),
                     "upload": site.upload and str(site.upload)})
     return written, docs, site
+
+
+def _paths(values: list) -> tuple[Path, ...]:
+    """Paths a memo holds: a list of strings, or TypeError (the memo is not of this form)."""
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise TypeError("expected a list of paths")
+    return tuple(map(Path, values))
 
 
 def collected(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS) -> BuildSummary:
@@ -334,13 +353,21 @@ def collected(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
     from hubpub.errors import HubpubError
     from hubpub.manifest import iter_selected
 
-    rows, missing = [], []
+    rows, missing, stale = [], [], []
     for v in iter_selected(manifest, only):
         for a in v.artifacts(kinds):
+            path = Dist(out).report(a.name)
             try:
-                rec = read_record(Dist(out).report(a.name))
+                rec = read_record(path)
             except RecordError:
                 missing.append(a.name)
+                continue
+            if rec.hubpub_version != __version__:
+                stale.append(f"{path} was built by hubpub {rec.hubpub_version}, this is hubpub {__version__}")
+                continue
+            if not built_from(v, rec):
+                stale.append(f"{path} was built from other settings than {a.variant.name} in {manifest.path} "
+                             "(architecture, classes, resolution, checkpoint URL, eval or version)")
                 continue
             rows.append(ArtifactRow(rec.artifact, v.name, rec.kind, "collected", 0.0, rec.parameters,
                                     rec.tarball.size, rec.tarball.sha256, rec.parity.max_abs, rec.random_weights))
@@ -348,6 +375,9 @@ def collected(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[s
         raise HubpubError(f"--collect: no build record in {Dist(out).reports} for {len(missing)} artifact(s): "
                           f"{', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}; gather every shard's "
                           "reports/ there first (or select fewer with --only)")
+    if stale:
+        raise HubpubError(f"--collect: {len(stale)} build record(s) do not match the manifest; rebuild them "
+                          "with this manifest and this hubpub (every shard alike), then collect again", stale[:6])
     summary = BuildSummary(__version__, str(manifest.path), "collect", 0, None, tuple(rows))
     write_summary(Dist(out).build_report, summary)
     return summary

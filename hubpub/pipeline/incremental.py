@@ -48,6 +48,21 @@ def inputs_key(variant: Variant, kind: str, checkpoint_sha256: str, input_conven
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def built_from(variant: Variant, record: BuildRecord) -> bool:
+    """Whether `record` was built from this manifest entry by this hubpub: its inputs key is the key of
+    `variant` with the record's own checkpoint and input convention, and any choice of the command line
+    (parity on or off, the formats built)."""
+    from itertools import combinations
+
+    from hubpub.formats import FORMATS
+
+    names = [f.name for f in FORMATS]  # in the order `default_formats` gives them
+    choices = [c for n in range(len(names) + 1) for c in combinations(names, n)]
+    return record.inputs_key is not None and any(
+        inputs_key(variant, record.kind, record.checkpoint.sha256, record.input_convention, parity, formats)
+        == record.inputs_key for parity in (True, False) for formats in choices)
+
+
 def up_to_date(dist: Dist, name: str, key: str) -> BuildRecord | None:
     """The artifact's record if its outputs exist and were built from the same inputs (and with the
     same record schema: an old record means a rebuild)."""

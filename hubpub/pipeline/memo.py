@@ -6,11 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from hubpub._files import write_json
+
+T = TypeVar("T")
 
 
 def files_below(*folders: Path) -> list[Path]:
@@ -35,23 +39,24 @@ class Memo:
             digest.update(path.read_bytes())
         return cls(dist_root / ".stages" / f"{stage}.json", digest.hexdigest())
 
-    def recall(self) -> dict | None:
-        """The stage's result as stored, if it ran with this key and its files are still as it left them."""
+    def recall(self, parse: Callable[[dict], T]) -> T | None:
+        """The stage's result as stored, read by `parse`, if it ran with this key and its files are still as it
+        left them. A memo that cannot be read or is not of this form (edited, truncated, a folder) means the
+        stage runs again."""
         try:
-            memo = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return None
-        if memo.get("key") != self.key:
-            return None
-        for path, (size, mtime) in memo["wrote"].items():
-            try:
+            memo = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(memo, dict) or memo.get("key") != self.key:
+                return None
+            for path, (size, mtime) in memo["wrote"].items():
                 st = os.stat(path)
-            except OSError:
-                return None
-            if (st.st_size, st.st_mtime_ns) != (size, mtime):
-                return None
-        return memo["result"]
+                if (st.st_size, st.st_mtime_ns) != (size, mtime):
+                    return None
+            return parse(memo["result"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
 
     def store(self, wrote: Iterable[Path], result: dict) -> None:
         stats = {str(p): [(st := p.stat()).st_size, st.st_mtime_ns] for p in wrote}
+        if self.path.is_dir() and not self.path.is_symlink():  # not ours to keep: a memo is a file
+            shutil.rmtree(self.path)
         write_json(self.path, {"key": self.key, "wrote": stats, "result": result})

@@ -45,7 +45,7 @@ def worker_threads(jobs: int) -> int | None:
     """Each of `jobs` workers gets an equal share of this process's CPUs (None for one worker).
 
     Every library sizes its pools to all CPUs by default: two workers on two cores would each run
-    two compute threads per op (measured: 4 variants, --jobs 2, 52 s; with a share each, 43 s).
+    two compute threads per op, and oversubscribed cores run slower than shared ones.
     """
     if jobs <= 1:
         return None
@@ -136,14 +136,39 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
     except HubpubError as e:
         return VariantResult(job.variant, False, time.perf_counter() - start, error=str(e).splitlines()[0])
     except Exception as e:  # a bug: keep the traceback for -v, and let the other variants go on
+        from hubpub._files import full_disk
+
+        if (full := full_disk(e, Path(job.out))) is not None:
+            return VariantResult(job.variant, False, time.perf_counter() - start, error=full.message)
         return VariantResult(job.variant, False, time.perf_counter() - start,
                              error=f"internal error: {type(e).__name__}: {e}", traceback=traceback.format_exc())
 
 
+PARENT_POLL_SECONDS = 0.25  # how often a worker or helper process looks whether its parent is still there
+
+
 def _ignore_sigint() -> None:
+    """A worker's or helper's start: Ctrl-C is its parent's to handle, and it ends when its parent does."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent()
+
+
+def exit_with_parent() -> None:
+    """End this process at once when its parent goes (`kill -9`, the OOM killer): a build nobody waits for
+    would hold CPUs and memory for minutes. A thread watches for the re-parenting (to init, or to a
+    subreaper); its temp files are swept by the next run."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="hubpub-parent-watch", daemon=True).start()
 
 
 def _stop_workers(pool) -> None:
@@ -161,5 +186,6 @@ def clean_interrupted(out: Path) -> None:
     import shutil
 
     for sub in Dist(out).temp_dirs():
-        for tmp in sub.glob(".*tmp") if sub.is_dir() else []:
+        # `.keras-check-*` and `.*.tmp.d`: the `.keras` check and save folders of an older hubpub
+        for tmp in [*sub.glob(".*tmp"), *sub.glob(".keras-check-*"), *sub.glob(".*.tmp.d")] if sub.is_dir() else []:
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
