@@ -13,7 +13,9 @@ from pathlib import Path
 from hubpub._files import write_if_changed, write_json
 from hubpub.errors import HubpubError
 
-SCHEMA_VERSION = 6  # 3: the Keras 3 file; 4: LiteRT files; 5: formats of the format seam (ONNX); 6: ONNX from the .keras file, external data
+# 3: the Keras 3 file; 4: LiteRT files; 5: formats of the format seam (ONNX); 6: ONNX from the .keras file,
+# with external data
+SCHEMA_VERSION = 6
 
 
 class RecordError(HubpubError):
