@@ -242,15 +242,16 @@ def test_a_conversion_that_fails_is_one_line(micro_dist, tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_weights_over_the_threshold_go_to_external_data_as_one_artifact(micro_dist, tmp_path, monkeypatch):
-    """The threshold lowered below the micro model's weights: `<artifact>.onnx` plus its external data,
-    each hashed, recorded as one entry, published side by side, and loaded in onnxruntime in a fresh
-    process started in another folder."""
+@pytest.fixture(scope="module")
+def external(micro_dist, tmp_path_factory):
+    """micro_1k_224's ONNX file built again with the threshold lowered below its weights, into a copy of
+    micro_dist whose record has it: (dist, its FormatFile, the job). One conversion for the tests of
+    external data."""
     from hubpub.formats import FormatJob, onnx
     from hubpub.parity import reference_images
+    from hubpub.record import write_record
 
-    monkeypatch.setattr(onnx, "EXTERNAL_DATA_BYTES", 1024)
-    dist = Dist(tmp_path / "dist")
+    dist = Dist(tmp_path_factory.mktemp("external") / "dist")
     copy_built(micro_dist, dist.root, saved_models=False)
     shutil.rmtree(dist.root / "onnx")
     record = read_record(dist.report("micro_1k_224"))
@@ -258,14 +259,33 @@ def test_weights_over_the_threshold_go_to_external_data_as_one_artifact(micro_di
     job = FormatJob("micro_1k_224", micro_dist / "saved_models/micro_1k_224", dist, images,
                     onnx.run(micro_dist / "onnx/micro_1k_224.onnx", images), record.parameters,
                     made={"keras": (record.keras,)})
-    [f] = onnx.Onnx().build(job)
+    threshold, onnx.EXTERNAL_DATA_BYTES = onnx.EXTERNAL_DATA_BYTES, 1024
+    try:
+        [f] = onnx.Onnx().build(job)
+    finally:
+        onnx.EXTERNAL_DATA_BYTES = threshold
+    shutil.copyfile(micro_dist / "onnx/micro_1k_224_fe.onnx", dist.root / "onnx/micro_1k_224_fe.onnx")
+    shutil.copyfile(micro_dist / "onnx/micro_1k_224_fe.onnx.sha256", dist.root / "onnx/micro_1k_224_fe.onnx.sha256")
+    write_record(dist.report("micro_1k_224"), record.replace(formats=(f,)))
+    return dist, f, job
+
+
+def test_weights_over_the_threshold_go_to_external_data_as_one_artifact(external, tmp_path):
+    """The threshold lowered below the micro model's weights: `<artifact>.onnx` plus its external data,
+    each hashed, recorded as one entry, published side by side, and loaded in onnxruntime in a fresh
+    process started in another folder."""
+    from hubpub.formats import onnx
+
+    dist, f, job = external
+    record = read_record(dist.report("micro_1k_224"))
+    images = job.inputs
     assert f.path == "onnx/micro_1k_224.onnx" and f.data.path == "onnx/micro_1k_224-v1.onnx_data"
     for entry in (f, f.data):
         data = (dist.root / entry.path).read_bytes()
         assert hashlib.sha256(data).hexdigest() == entry.sha256 and len(data) == entry.size
         assert (dist.root / (entry.path + ".sha256")).read_text() == f"{entry.sha256}  {Path(entry.path).name}\n"
     assert f.data.size > 10 * f.size  # the weights are beside the graph
-    assert record.replace(formats=(f,)).artifact_files()[-2:] == (f.path, f.data.path)  # hashed, signed
+    assert record.artifact_files()[-2:] == (f.path, f.data.path)  # hashed, signed
     artifact = type("A", (), {"name": "micro_1k_224", "object_name": lambda self, s: f"micro_1k_224/1{s}"})()
     objects = [o for _, o in onnx.Onnx().objects(artifact, record.replace(formats=(f,)), dist)]
     assert objects == ["micro_1k_224/1.onnx", "micro_1k_224/1.onnx.sha256", "micro_1k_224/micro_1k_224-v1.onnx_data",
@@ -342,3 +362,59 @@ def test_an_interrupted_caller_ends_its_converter_child(tmp_path):
     assert not worker.is_alive() and time.time() - start < 10
     assert results[0].returncode < 0  # ended by a signal: the format says "killed"
     assert not Path(folders[0]).exists()
+
+
+@pytest.fixture(scope="module")
+def external_published(external, micro_manifest_path, tmp_path_factory) -> Path:
+    """The collection of `external` (docs rendered) published to a directory: what a bucket would hold."""
+    dist = external[0].root
+    common = ["--manifest", micro_manifest_path, "--dist", dist]
+    assert _cli("docs", *common).exit_code == 0
+    dest = tmp_path_factory.mktemp("external_published") / "published"
+    out = _cli("publish", *common, "--dest", dest, "--public-url", "http://127.0.0.1:9/bucket/micro", "--no-verify")
+    assert out.exit_code == 0, out.output
+    return dest
+
+
+def test_verify_of_an_onnx_url_downloads_its_external_data_beside_it(external, external_published, file_server):
+    """`hubpub verify <URL>.onnx` served from a published directory: the data file the graph names comes
+    from beside the URL and is checked against its published `.sha256`; a location outside the folder is
+    refused before anything else is requested."""
+    import onnx
+
+    dist, f, _ = external
+    shutil.copytree(external_published / "micro_1k_224", file_server.root / "micro_1k_224")
+    report = dist.report("micro_1k_224")
+    url = f"{file_server.url}/micro_1k_224/1.onnx"
+    out = _cli("verify", url, "--report", report)
+    assert out.exit_code == 0 and out.output.startswith(f"{url}: loads with onnxruntime"), out.output
+    data_name = Path(f.data.path).name
+    assert ("/micro_1k_224/" + data_name, None) in file_server.requests
+
+    served = file_server.root / "micro_1k_224" / data_name
+    good = served.read_bytes()
+    served.write_bytes(good[:-4] + b"\0\0\0\1")  # other bytes than published: its .sha256 says so
+    out = _cli("verify", url, "--report", report)
+    assert out.exit_code == 1 and out.stderr.startswith(f"error: {url}: {data_name}: sha256 "), out.stderr
+    assert f"differs from its published {data_name}.sha256 ({f.data.sha256})" in out.stderr
+    (file_server.root / "micro_1k_224" / (data_name + ".sha256")).unlink()  # none published: run as it is
+    served.write_bytes(good)
+    assert _cli("verify", url, "--report", report).exit_code == 0
+    served.unlink()
+    out = _cli("verify", url, "--report", report)
+    assert out.exit_code == 1 and out.stderr == (f"error: {url}: {data_name}: HTTP 404 Not Found (a file it reads, "
+                                                 "beside it)\n"), out.stderr
+
+    crafted = onnx.load(str(external_published / "micro_1k_224/1.onnx"), load_external_data=False)
+    for tensor in crafted.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../secret.bin"
+    onnx.save(crafted, str(file_server.root / "micro_1k_224/crafted.onnx"))
+    (file_server.root / "secret.bin").write_bytes(good)
+    file_server.requests.clear()
+    crafted_url = f"{file_server.url}/micro_1k_224/crafted.onnx"
+    out = _cli("verify", crafted_url, "--report", report)
+    assert out.exit_code == 1 and "reads external data from '../secret.bin', outside the file's folder: refused" \
+        in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert [path for path, _ in file_server.requests] == ["/micro_1k_224/crafted.onnx"]

@@ -150,6 +150,11 @@ class Format(ABC):
         """`run` on a file where it lies (a format whose file names others beside it reads them there)."""
         return self.run(Path(path).read_bytes(), images)
 
+    def companions(self, path: Path) -> tuple[str, ...]:
+        """The names of the files beside `path` that its runtime reads with it (ONNX's external data), each a
+        plain file name of its folder (FormatError for any other): what a download of it must fetch too."""
+        return ()
+
     @abstractmethod
     def build(self, job: FormatJob) -> tuple:
         """Write the artifact's files (atomically: nothing under a final name unless it passed its check)

@@ -88,6 +88,9 @@ class Onnx(Format):
         except Exception as e:
             raise FormatError(f"onnxruntime could not run it: {_first_line(e)}") from None
 
+    def companions(self, path: Path) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(location for _, location, _ in external_tensors(path)))
+
     def objects(self, artifact, record, dist) -> list[tuple[Path, str]]:
         pairs = super().objects(artifact, record, dist)
         for f in self.entries(record):
@@ -147,10 +150,11 @@ def _first_line(e: Exception) -> str:
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
 
 
-def check_external_data(path: Path) -> None:
-    """Refuse an ONNX file any of whose tensors' external data is not a file in its own folder (an
-    absolute location, one with a folder in it or `..`, a missing file, a range past its end), before
-    onnxruntime follows a location: a downloaded file must not read the machine's other files."""
+def external_tensors(path: Path) -> list[tuple[str, str, int]]:
+    """(tensor name, external data location, end of its bytes) of each tensor of the ONNX file whose data
+    is external, read without following any location; FormatError for a location that is not a plain file
+    name of the file's folder (absolute, with a folder in it, `..`): a downloaded file must not name the
+    machine's other files."""
     import onnx
     from onnx.external_data_helper import _get_all_tensors
 
@@ -158,20 +162,31 @@ def check_external_data(path: Path) -> None:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf's DecodeError and others
         raise FormatError(f"not an ONNX file: {_first_line(e)}") from None
+    found = []
     for tensor in _get_all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
-        if not location or location != Path(location).name or location in (".", ".."):
+        if not location or location != Path(location).name or location in (".", "..") or "\\" in location:
             raise FormatError(f"tensor {tensor.name!r} reads external data from {location!r}, outside "
                               "the file's folder: refused")
-        data = path.parent / location
+        if location == Path(path).name:
+            raise FormatError(f"tensor {tensor.name!r} reads external data from the file itself: refused")
+        found.append((tensor.name, location, int(info.get("offset") or 0) + int(info.get("length") or 0)))
+    return found
+
+
+def check_external_data(path: Path) -> None:
+    """Refuse an ONNX file any of whose tensors' external data is not a file in its own folder (an
+    absolute location, one with a folder in it or `..`, a missing file, a range past its end), before
+    onnxruntime follows a location: a downloaded file must not read the machine's other files."""
+    for name, location, end in external_tensors(path):
+        data = Path(path).parent / location
         if not data.is_file():
             raise FormatError(f"its external data {location} is missing beside it")
-        end = int(info.get("offset") or 0) + int(info.get("length") or 0)
         if end > data.stat().st_size:
-            raise FormatError(f"tensor {tensor.name!r} reads {location} up to byte {end}, past its end "
+            raise FormatError(f"tensor {name!r} reads {location} up to byte {end}, past its end "
                               f"({data.stat().st_size} bytes)")
 
 
