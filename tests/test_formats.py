@@ -418,3 +418,14 @@ def test_verify_of_an_onnx_url_downloads_its_external_data_beside_it(external, e
     assert out.exit_code == 1 and "reads external data from '../secret.bin', outside the file's folder: refused" \
         in out.stderr and out.stderr.count("\n") == 1, out.stderr
     assert [path for path, _ in file_server.requests] == ["/micro_1k_224/crafted.onnx"]
+
+
+def test_audit_load_runs_an_onnx_file_with_its_external_data(external_published):
+    """`hubpub audit DEST --load` loads the classifier's ONNX file with its data file beside it, as users do."""
+    from hubpub.audit import audit
+    from hubpub.destinations import parse
+
+    result = audit(parse(str(external_published)), load=True)
+    onnx_problems = [p for p in result.problems if ".onnx" in p.file]
+    assert not onnx_problems, onnx_problems
+    assert "micro_1k_224/1.onnx" in result.loaded and "micro_1k_224_fe/1.onnx" in result.loaded, result.loaded
