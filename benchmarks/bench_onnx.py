@@ -1,7 +1,9 @@
 """The ONNX file of the convnext_tiny classifier in onnxruntime against its SavedModel in TensorFlow.
 
 Same random weights, 224 px, batch 1 and 8, 2 threads each, measured in the same run; and the ONNX stage's
-time in the build against the SavedModel export's. Target: onnxruntime images/s >= 1x the SavedModel's
+time in the build against the SavedModel export's, and the conversion process's peak memory above its
+baseline (a process that imports what it imports and exits) as a ratio of the weights. Target:
+onnxruntime images/s >= 1x the SavedModel's
 (the file is worth publishing only if it is not slower than what users already have). Writes
 benchmarks/results/onnx.json, which `report.py` turns into README rows.
 """
@@ -30,6 +32,18 @@ def _rate(fn, batch: int, seconds: float) -> float:
     return n * batch / (time.perf_counter() - start)
 
 
+def _baseline_mb() -> float:
+    """The peak resident memory of a process that imports what the conversion process imports, and exits."""
+    import os
+    import subprocess
+
+    code = ("import resource, tensorflow, torch, keras, onnxscript, onnxruntime, hubpub.formats.onnx; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return float(child.stdout.split()[-1])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--variant", default="convnext_tiny_1k_224")
@@ -56,10 +70,11 @@ def main() -> int:
         ckpt = save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes),
                                Path(tmp) / "c.safetensors")
         [record] = build_variant(v, Path(tmp) / "dist", checkpoint=str(ckpt), kinds=("classifier",), parity=False,
-                                 formats=("onnx",))
+                                 formats=("keras", "onnx"))
         [onnx_file] = record.formats
         # the conversion runs in a child process (the build's only one here): its peak resident memory
         result["conversion_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        result["conversion_baseline_mb"] = _baseline_mb()
         result["weight_mb"] = record.parameters * 4 / 2**20
         result["onnx_seconds"], result["export_seconds"] = record.timings["onnx"], record.timings["export"]
         result["onnx_max_abs"], result["onnx_mib"] = onnx_file.max_abs, onnx_file.size / 2**20
@@ -78,6 +93,8 @@ def main() -> int:
             print(f"batch {batch}: SavedModel {saved:.1f} img/s, onnxruntime {onnx:.1f} img/s, "
                   f"ratio {onnx / saved:.2f}")
     print(f"ONNX stage {result['onnx_seconds']:.1f} s, SavedModel export {result['export_seconds']:.1f} s")
+    rise = result["conversion_peak_mb"] - result["conversion_baseline_mb"]
+    result["command"] = " ".join(["python", "benchmarks/bench_onnx.py", *sys.argv[1:]])
     result["rows"] = [
         {"script": "bench_onnx.py", "measures": f"onnxruntime images/s, {v.name}, {v.resolution} px, batch "
          f"{r['batch']}, {args.threads} threads", "baseline": "the SavedModel in TensorFlow",
@@ -85,13 +102,13 @@ def main() -> int:
         for r in result["runs"]]
     result["rows"].append(
         {"script": "bench_onnx.py", "measures": f"peak memory of the ONNX conversion process, {v.name} "
-         f"({result['conversion_peak_mb'] / 1024:.1f} GiB for {result['weight_mb']:.0f} MiB of weights; "
+         f"above its baseline ({rise:.0f} MiB for {result['weight_mb']:.0f} MiB of weights; "
          "`CONVERSION_BYTES_PER_WEIGHT_BYTE` sizes the models it is tried for)", "baseline": "the weights' bytes",
-         "figure": f"{result['conversion_peak_mb'] / result['weight_mb']:.0f}", "target": "reported"})
+         "figure": f"{rise / result['weight_mb']:.2f}", "target": "<= 3"})
     result["rows"].append(
         {"script": "bench_onnx.py", "measures": f"the ONNX stage of {v.name}'s classifier build (convert in a "
          f"child process, check at two sizes; {result['onnx_mib']:.0f} MiB)", "baseline": "its SavedModel export",
-         "figure": f"{result['onnx_seconds'] / result['export_seconds']:.2f}", "target": "reported"})
+         "figure": f"{result['onnx_seconds'] / result['export_seconds']:.2f}", "target": "<= 2"})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0 if all(r["ratio"] >= TARGET for r in result["runs"]) else 1

@@ -140,6 +140,51 @@ def cleanup_created_dirs(path: str | Path) -> Iterator[Path]:
         raise
 
 
+_children: set = set()
+_children_lock = threading.Lock()
+
+
+def run_child(command: list[str], *, env: dict | None = None, grace: float = 2.0):
+    """`command` run to its end with its output captured, as `subprocess.run`; on an interrupt while
+    it runs, the child is ended (SIGTERM, then SIGKILL after `grace` seconds) and waited for before the
+    interrupt goes on, so no child outlives its caller's temp folders. `end_children` ends those run
+    from other threads (a build's formats beside its main thread) when that thread is interrupted."""
+    import subprocess
+
+    child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with _children_lock:
+        _children.add(child)
+    try:
+        out, err = child.communicate()
+    except BaseException:
+        _end(child, grace)
+        raise
+    finally:
+        with _children_lock:
+            _children.discard(child)
+    return subprocess.CompletedProcess(command, child.returncode, out, err)
+
+
+def end_children(grace: float = 2.0) -> None:
+    """End every child `run_child` is running, in any thread (their callers then see a killed child)."""
+    with _children_lock:
+        running = list(_children)
+    for child in running:
+        _end(child, grace)
+
+
+def _end(child, grace: float) -> None:
+    import subprocess
+
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(grace)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 _HELD: set[Path] = set()
 
 

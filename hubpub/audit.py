@@ -31,7 +31,7 @@ from hubpub.signing import SIGNED_CLAIM
 
 log = logging.getLogger(__name__)
 
-ARTIFACT_SUFFIXES = (".tar.gz", ".keras", ".tflite", ".onnx")
+ARTIFACT_SUFFIXES = (".tar.gz", ".keras", ".tflite", ".onnx", ".onnx_data")  # ONNX external data: hashed, signed
 COLAB = "https://colab.research.google.com/github/"
 URL = re.compile(r"https?://[^\s)\"'<>\]]+")
 ASSET_PATH = re.compile(r"<!--\s*asset-path:\s*(\S+)\s*-->")
@@ -127,6 +127,7 @@ def _audit(dest, reader, *, public_url, public_key, identity, issuer, load, cola
     claimed = [k for k, scan in docs.items() if scan.claims_signed]  # "Signed: each file ... has a signature"
     with tempfile.TemporaryDirectory(prefix="hubpub-audit-") as tmp:
         kept: dict[tuple[str, str], Path] = {}  # one file of each kind and format, for `load`
+        beside: dict[str, Path] = {}  # the files a kept one reads beside it (`Format.companions`): where they go
         for relative in sorted(k for k in listing if k.endswith(ARTIFACT_SUFFIXES)):
             progress(relative)
             result.artifacts += 1
@@ -142,9 +143,19 @@ def _audit(dest, reader, *, public_url, public_key, identity, issuer, load, cola
                                                                  "says each file is signed"))
                     kind = ("feature-extractor" if FEATURE_EXTRACTOR.search(relative) else "classifier",
                             _suffix(relative))
-                    if load and kind not in kept:
-                        kept[kind] = Path(tmp) / relative.replace("/", "__")
+                    if load and kind not in kept and kind[1] != ".onnx_data":  # loaded with its .onnx file
+                        kept[kind] = Path(tmp) / str(len(kept)) / relative.replace("/", "__")  # a folder each
+                        kept[kind].parent.mkdir()
                         shutil.copyfile(path, kept[kind])
+                        beside |= _companions(relative, kept[kind], listing)
+                    if relative in beside:
+                        shutil.copyfile(path, beside.pop(relative))
+            except OSError as e:
+                result.problems.append(Problem(relative, f"cannot be read: {e.strerror or e}"))
+        for relative, into in sorted(beside.items()):  # listed before the file that reads them
+            try:
+                with reader.local_copy(relative) as path:
+                    shutil.copyfile(path, into)
             except OSError as e:
                 result.problems.append(Problem(relative, f"cannot be read: {e.strerror or e}"))
         for relative in sorted(k for k in listing if k.endswith((".sig", ".sha256"))):  # a file gone, its proof left
@@ -170,6 +181,21 @@ def _audit(dest, reader, *, public_url, public_key, identity, issuer, load, cola
     if not signed:
         log.info("signatures not checked: give --public-key, or --identity and --issuer")
     return result
+
+
+def _companions(relative: str, kept: Path, listing) -> dict[str, Path]:
+    """{published name: its place beside `kept`} of the files the kept copy of `relative` reads beside it
+    (ONNX's external data), those published; one that is not is the load's finding."""
+    from hubpub.formats import FORMATS, FormatError
+
+    folder = relative.rpartition("/")[0]
+    for fmt in (f for f in FORMATS if relative.endswith(f.suffix)):
+        try:
+            names = fmt.companions(kept)
+        except FormatError:  # the load says it
+            return {}
+        return {key: kept.parent / name for name in names if (key := f"{folder}/{name}".lstrip("/")) in listing}
+    return {}
 
 
 def _in_signed_folder(relative: str, listing) -> bool:
@@ -419,7 +445,7 @@ def _run(path: Path, suffix: str) -> np.ndarray:
     if suffix == ".onnx":
         from hubpub.formats import by_name
 
-        return by_name("onnx").run(path.read_bytes(), _images(224, 224))
+        return by_name("onnx").run_file(path, _images(224, 224))  # with its external data beside it
     if suffix == ".keras":
         import keras
 

@@ -15,7 +15,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "hf": ("huggingface_hub",),
     "notebooks": ("nbformat", "nbclient", "jupyter_client", "ipykernel", "matplotlib", "skimage"),
     "litert": ("ai_edge_litert",),
-    "onnx": ("tf2onnx", "onnx", "onnxruntime"),
+    "onnx": ("onnx", "onnxscript", "onnx_ir", "onnxruntime", "torch"),
     "cluster": ("distributed",),
     "signing": ("model_signing", "OpenSSL"),
 }

@@ -13,7 +13,9 @@ from pathlib import Path
 from hubpub._files import write_if_changed, write_json
 from hubpub.errors import HubpubError
 
-SCHEMA_VERSION = 5  # 3: the Keras 3 file; 4: LiteRT files; 5: formats of the format seam (ONNX)
+# 3: the Keras 3 file; 4: LiteRT files; 5: formats of the format seam (ONNX); 6: ONNX from the .keras file,
+# with external data
+SCHEMA_VERSION = 6
 
 
 class RecordError(HubpubError):
@@ -80,6 +82,15 @@ class LiteRTFile:
 
 
 @dataclass(frozen=True)
+class ExternalData:
+    """The file beside a format's file that holds its tensors (ONNX's external data): one artifact with it."""
+
+    path: str  # relative to dist/; the format's file names it by its file name
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class FormatFile:
     """One file of a format built through the format seam (`hubpub.formats`): where it is, what it
     holds, and how close it came to the SavedModel on the build's fixed inputs."""
@@ -90,6 +101,7 @@ class FormatFile:
     size: int
     max_abs: float
     tolerance: float
+    data: ExternalData | None = None  # its tensors' file beside it, for a model too large for one file
 
 
 @dataclass(frozen=True)
@@ -133,7 +145,8 @@ class BuildRecord:
     def artifact_entries(self) -> tuple:
         """The entry (`path` relative to dist/, `sha256`, `size`) of every file a user downloads of this artifact."""
         keras = (self.keras,) if self.keras is not None else ()
-        return (self.tarball, *keras, *self.litert, *self.formats)
+        data = tuple(f.data for f in self.formats if f.data is not None)
+        return (self.tarball, *keras, *self.litert, *self.formats, *data)
 
     def artifact_files(self) -> tuple[str, ...]:
         """Every file a user downloads of this artifact (relative to dist/): what gets a `.sha256` and a

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse, urlsplit, urlunsplit
 
 import numpy as np
 
@@ -158,11 +159,49 @@ def verify_format(handle: str, record: dict, fmt, *, max_bytes: int = DEFAULT_MA
             raise VerifyError(f"{handle}: {path.stat().st_size} bytes, over the limit of {max_bytes}")
         images = reference_images(**record["inputs"])
         try:
-            outputs = fmt.run(path.read_bytes(), images)
+            if "://" in handle:  # a local file's companions are beside it already
+                _download_companions(handle, path, fmt.companions(path), max_bytes)
+            outputs = fmt.run_file(path, images)
             delta = compare_to_record(outputs, record, max(VERIFY_TOLERANCE, fmt.tolerance))
         except (FormatError, VerifyError) as e:
             raise VerifyError(f"{handle}: {e}") from None
         return VerifyResult(handle, delta, None)
+
+
+def _download_companions(handle: str, path: Path, names: tuple[str, ...], max_bytes: int) -> None:
+    """The files a downloaded format file reads beside it (`Format.companions`: plain names, checked), from
+    beside its URL into its folder, each checked against its published `.sha256` when there is one."""
+    from hubpub._files import sha256_file
+    from hubpub.errors import FetchError
+    from hubpub.fetch import download
+
+    parts = urlsplit(handle)
+    for name in names:
+        url = urlunsplit(parts._replace(path=posixpath.join(posixpath.dirname(parts.path), quote(name)), query="",
+                                        fragment=""))
+        try:
+            download(resolve_handle(url), path.parent / name, max_bytes=max_bytes, shown_as=name)
+        except FetchError as e:
+            raise VerifyError(f"{e} (a file it reads, beside it)") from None
+        published = _published_sha256(url, name)
+        if published is not None and published != (digest := sha256_file(path.parent / name)):
+            raise VerifyError(f"{name}: sha256 {digest} differs from its published {name}.sha256 ({published})")
+
+
+def _published_sha256(url: str, name: str) -> str | None:
+    """The digest in `<url>.sha256` (`<digest>  <name>`, as `sha256sum` writes it), None if nothing is there."""
+    import requests
+
+    try:
+        r = requests.get(resolve_handle(url + ".sha256"), timeout=30)
+    except requests.RequestException as e:
+        raise VerifyError(f"{name}.sha256: cannot be read: {type(e).__name__}") from None
+    if r.status_code == 404:
+        return None
+    digest = (r.text.split() or [""])[0].lower() if r.status_code == 200 and len(r.content) < 4096 else ""
+    if not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise VerifyError(f"{name}.sha256: not a sha256 file (HTTP {r.status_code})")
+    return digest
 
 
 def _keras_fit_step(model, images: np.ndarray, handle: str) -> dict:

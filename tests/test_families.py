@@ -171,7 +171,7 @@ def test_both_families_through_build_all_docs_publish_and_verify(family_collecti
 
     rec = read_record(root / "dist/reports/shapenet_s.json")
     assert rec.family == "keras" and rec.parity.max_abs is None and rec.round_trip.max_abs <= tolerances.ROUND_TRIP
-    for name in ("v2_micro_1k_64", "shapenet_s_fe"):  # ONNX from each family's SavedModel
+    for name in ("v2_micro_1k_64", "shapenet_s_fe"):  # ONNX from each family's .keras file
         built = read_record(root / f"dist/reports/{name}.json")
         assert [f.format for f in built.formats] == ["onnx"] and built.formats[0].max_abs <= tolerances.ONNX
     # LiteRT by size: V2 micro's is known from the manifest; a Keras model's only once loaded (`litert: true`)

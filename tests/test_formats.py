@@ -1,11 +1,11 @@
-"""The format seam (`hubpub.formats`) and ONNX through it: built from the SavedModel, checked in
+"""The format seam (`hubpub.formats`) and ONNX through it: exported from the `.keras` file, checked in
 onnxruntime, recorded, reproducible to the byte, left out with one line when its extra is missing, and
 run downstream by `hubpub verify` as its users run it."""
 
-import collections
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,10 +15,11 @@ import pytest
 
 from hubpub import tolerances
 from hubpub.layout import Dist
-from hubpub.record import read_record
+from hubpub.record import KerasFile, read_record
 from tests.conftest import copy_built
 
-pytest.importorskip("tf2onnx")
+pytest.importorskip("onnxscript")
+pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 
@@ -39,12 +40,9 @@ def test_onnx_is_built_checked_and_recorded(micro_dist):
     [inp], [out] = model.graph.input, model.graph.output
     assert (inp.name, out.name) == ("images", "logits")  # the SavedModel's signature names
     assert [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim] == ["batch", "height", "width", 3]
-    assert model.producer_name == "hubpub" and not model.graph.value_info
-    # GELU and the layer norms over the last axis in the forms onnxruntime fuses (`onnx_fusions`): 5 blocks and
-    # the head; the stem's and the 3 downsamples' norms run over channels in NCHW, which LayerNormalization
-    # cannot say, and keep their op-by-op form (one Neg each)
-    ops = collections.Counter(n.op_type for n in model.graph.node)
-    assert (ops["LayerNormalization"], ops["Erf"], ops["Div"], ops["Neg"]) == (6, 5, 5, 4)
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [18]
+    assert not any(n.metadata_props or n.doc_string for n in model.graph.node)  # nothing of the process
+    assert all(i.data_location != onnx.TensorProto.EXTERNAL for i in model.graph.initializer)  # small: one file
 
     # Another batch and a size the build did not check, against the SavedModel itself.
     import tensorflow as tf
@@ -55,14 +53,12 @@ def test_onnx_is_built_checked_and_recorded(micro_dist):
     assert np.abs(run(data, images) - want).max() <= tolerances.ONNX
 
 
-def test_onnx_bytes_do_not_depend_on_the_process(micro_dist):
-    """tf2onnx's optimisers walk sets of nodes ordered by address and string hashing and now and then leave
-    another graph (three nodes more, about one run in twelve); hubpub converts in a child process made
-    deterministic, and `canonical` orders and names what it leaves. From a process hashed otherwise: the
-    same bytes as the build's."""
-    code = ("import sys; from hubpub.formats.onnx import converted; "
-            "sys.stdout.buffer.write(converted(sys.argv[1]))")
-    again = subprocess.run([sys.executable, "-c", code, str(micro_dist / "saved_models/micro_1k_224_fe")],
+def test_onnx_bytes_do_not_depend_on_the_process(micro_dist, tmp_path):
+    """Another process, hashed otherwise, started from another folder: the same bytes as the build's."""
+    code = ("import sys; from pathlib import Path; from hubpub.formats.onnx import converted; "
+            "sys.stdout.buffer.write(converted(*map(Path, sys.argv[1:])).read_bytes())")
+    again = subprocess.run([sys.executable, "-c", code, str(micro_dist / "keras/micro_1k_224_fe.keras"),
+                            str(micro_dist / "saved_models/micro_1k_224_fe"), str(tmp_path)], cwd=tmp_path,
                            capture_output=True, timeout=300, env={**os.environ, "PYTHONHASHSEED": "37"})
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout == (micro_dist / "onnx/micro_1k_224_fe.onnx").read_bytes()
@@ -81,31 +77,32 @@ def test_off_tolerance_is_an_error_and_writes_nothing(micro_dist, tmp_path):
     outputs = tf.saved_model.load(str(saved)).signatures["serving_default"](images=tf.constant(images))
     expected = next(iter(outputs.values())).numpy()
     dist = Dist(tmp_path / "dist")
-    job = FormatJob("micro_1k_224_fe", saved, dist, images, expected + 0.01, 1443)
+    keras_file = copy_built(micro_dist, dist.root, saved_models=False) and dist.keras("micro_1k_224_fe")
+    shutil.rmtree(dist.root / "onnx")
+    job = FormatJob("micro_1k_224_fe", saved, dist, images, expected + 0.01, 1443,
+                    made={"keras": (KerasFile(dist.relative(keras_file), "", 0, 0.0),)})
     with pytest.raises(FormatError, match=r"^micro_1k_224_fe: the ONNX file differs from the SavedModel by "
                                           r"1\.0\de-02 \(tolerance 0\.0001\)$"):
         Onnx().build(job)
-    assert not (tmp_path / "dist").exists()
+    assert not (dist.root / "onnx").exists()
 
 
-def test_a_model_too_large_to_convert_or_hold_gets_no_onnx_file_and_a_reason(monkeypatch):
+def test_a_model_too_large_to_convert_gets_no_onnx_file_and_a_reason(monkeypatch):
     from hubpub.formats import FormatJob, onnx
 
     def wanted(parameters: int) -> str | None:
         return onnx.Onnx().wanted(FormatJob("big", Path("big"), Dist("dist"), np.zeros(1), np.zeros(1), parameters))
 
-    assert wanted(600_000_000) == "2.2 GiB of weights: over the 2 GiB one ONNX file can hold (a protobuf message)"
-    # The machine's memory cannot be changed from a test: `physical_memory` is replaced to say 24 and 64 GiB.
+    # The machine's memory cannot be changed from a test: `physical_memory` is replaced to say 8 and 24 GiB.
+    monkeypatch.setattr(onnx, "physical_memory", lambda: 8 * 2**30)
+    assert wanted(650_000_000) == (  # ConvNeXt V2 huge
+        "converting it would take about 11 GiB of memory (about 4 copies of its 2.42 GiB of weights); this "
+        "machine has 8 GiB")
     monkeypatch.setattr(onnx, "physical_memory", lambda: 24 * 2**30)
-    assert wanted(28_600_000) is None and wanted(88_600_000) is None  # tiny, base
-    assert wanted(197_800_000) == (  # large
-        "converting it would take about 38 GiB of memory (tf2onnx holds about 50 copies of its 0.74 GiB of "
-        "weights); this machine has 24 GiB")
-    monkeypatch.setattr(onnx, "physical_memory", lambda: 64 * 2**30)
-    assert wanted(197_800_000) is None
+    assert wanted(650_000_000) is None and wanted(350_000_000) is None
 
 
-def test_large_conversions_take_turns_on_a_machine(micro_dist, monkeypatch, caplog):
+def test_large_conversions_take_turns_on_a_machine(micro_dist, monkeypatch, caplog, tmp_path):
     """`build-all --jobs N` runs N builds at once; a conversion that would take over a quarter of the
     memory waits for another such one. The machine's memory cannot be changed from a test: it is made
     to say 64 MiB, so the micro model's conversion counts as large; the other conversion is this test
@@ -124,8 +121,9 @@ def test_large_conversions_take_turns_on_a_machine(micro_dist, monkeypatch, capl
     with open(Path(tempfile.gettempdir()) / "hubpub-onnx-conversion.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         with caplog.at_level(logging.INFO, logger="hubpub.formats.onnx"):
-            worker = threading.Thread(target=lambda: done.append(onnx.converted(micro_dist / "saved_models"
-                                                                                / "micro_1k_224")))
+            worker = threading.Thread(target=lambda: done.append(onnx.converted(
+                micro_dist / "keras/micro_1k_224.keras", micro_dist / "saved_models/micro_1k_224",
+                tmp_path).read_bytes()))
             worker.start()
             deadline = time.time() + 60
             while "waiting for another ONNX conversion on this machine" not in caplog.text:
@@ -167,7 +165,7 @@ def test_verify_runs_an_onnx_file_by_path_and_by_url(micro_dist, tmp_path, file_
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(onnx_file.read_bytes()[:5000])
     out = _cli("verify", broken, "--report", dist / "reports/micro_1k_224.json")
-    assert out.exit_code == 1 and out.stderr.startswith(f"error: {broken}: onnxruntime could not run it: ")
+    assert out.exit_code == 1 and out.stderr.startswith(f"error: {broken}: not an ONNX file: DecodeError: ")
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.output
     out = _cli("verify", onnx_file, "--fine-tune", "--report", dist / "reports/micro_1k_224.json")
     assert out.exit_code == 2 and "--fine-tune trains a SavedModel or a .keras file, not ONNX" in out.stderr
@@ -203,7 +201,7 @@ def test_without_an_extra_its_format_is_left_out_with_one_line(micro_manifest_pa
     """A process where the onnx and kaggle extras' modules cannot be imported (a core-only install, as far
     as hubpub can tell): the build goes on without ONNX and says which extra to install; `--no-onnx` says
     it was meant; publishing to Kaggle is one error line naming the install command."""
-    blocked = "tf2onnx,onnx,onnxruntime,kagglehub,kagglesdk"
+    blocked = "onnxscript,onnx,onnxruntime,kagglehub,kagglesdk"
 
     def hubpub(*args):
         return subprocess.run([sys.executable, "-c", BLOCKED, blocked, *map(str, args)], capture_output=True,
@@ -234,11 +232,200 @@ def test_without_an_extra_its_format_is_left_out_with_one_line(micro_manifest_pa
     assert json.loads((tmp_path / "dist/reports/micro_1k_224_fe.json").read_text())["schema_version"] >= 5
 
 
-def test_a_conversion_that_fails_is_one_line(tmp_path):
+def test_a_conversion_that_fails_is_one_line(micro_dist, tmp_path):
     from hubpub.formats import FormatError
     from hubpub.formats.onnx import converted
 
-    (tmp_path / "not_a_saved_model").mkdir()
-    with pytest.raises(FormatError, match=r"^ONNX conversion failed: \w+: .*not_a_saved_model") as info:
-        converted(tmp_path / "not_a_saved_model")
+    (tmp_path / "not.keras").write_bytes(b"not a zip")
+    with pytest.raises(FormatError, match=r"not\.keras: not a \.keras file") as info:
+        converted(tmp_path / "not.keras", micro_dist / "saved_models/micro_1k_224", tmp_path)
     assert "\n" not in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def external(micro_dist, tmp_path_factory):
+    """micro_1k_224's ONNX file built again with the threshold lowered below its weights, into a copy of
+    micro_dist whose record has it: (dist, its FormatFile, the job). One conversion for the tests of
+    external data."""
+    from hubpub.formats import FormatJob, onnx
+    from hubpub.parity import reference_images
+    from hubpub.record import write_record
+
+    dist = Dist(tmp_path_factory.mktemp("external") / "dist")
+    copy_built(micro_dist, dist.root, saved_models=False)
+    shutil.rmtree(dist.root / "onnx")
+    record = read_record(dist.report("micro_1k_224"))
+    images = reference_images(64, 64, 2, 0)
+    job = FormatJob("micro_1k_224", micro_dist / "saved_models/micro_1k_224", dist, images,
+                    onnx.run(micro_dist / "onnx/micro_1k_224.onnx", images), record.parameters,
+                    made={"keras": (record.keras,)})
+    threshold, onnx.EXTERNAL_DATA_BYTES = onnx.EXTERNAL_DATA_BYTES, 1024
+    try:
+        [f] = onnx.Onnx().build(job)
+    finally:
+        onnx.EXTERNAL_DATA_BYTES = threshold
+    shutil.copyfile(micro_dist / "onnx/micro_1k_224_fe.onnx", dist.root / "onnx/micro_1k_224_fe.onnx")
+    shutil.copyfile(micro_dist / "onnx/micro_1k_224_fe.onnx.sha256", dist.root / "onnx/micro_1k_224_fe.onnx.sha256")
+    write_record(dist.report("micro_1k_224"), record.replace(formats=(f,)))
+    return dist, f, job
+
+
+def test_weights_over_the_threshold_go_to_external_data_as_one_artifact(external, tmp_path):
+    """The threshold lowered below the micro model's weights: `<artifact>.onnx` plus its external data,
+    each hashed, recorded as one entry, published side by side, and loaded in onnxruntime in a fresh
+    process started in another folder."""
+    from hubpub.formats import onnx
+
+    dist, f, job = external
+    record = read_record(dist.report("micro_1k_224"))
+    images = job.inputs
+    assert f.path == "onnx/micro_1k_224.onnx" and f.data.path == "onnx/micro_1k_224-v1.onnx_data"
+    for entry in (f, f.data):
+        data = (dist.root / entry.path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry.sha256 and len(data) == entry.size
+        assert (dist.root / (entry.path + ".sha256")).read_text() == f"{entry.sha256}  {Path(entry.path).name}\n"
+    assert f.data.size > 10 * f.size  # the weights are beside the graph
+    assert record.artifact_files()[-2:] == (f.path, f.data.path)  # hashed, signed
+    artifact = type("A", (), {"name": "micro_1k_224", "object_name": lambda self, s: f"micro_1k_224/1{s}"})()
+    objects = [o for _, o in onnx.Onnx().objects(artifact, record.replace(formats=(f,)), dist)]
+    assert objects == ["micro_1k_224/1.onnx", "micro_1k_224/1.onnx.sha256", "micro_1k_224/micro_1k_224-v1.onnx_data",
+                       "micro_1k_224/micro_1k_224-v1.onnx_data.sha256"]
+    published = tmp_path / "published"  # as a bucket holds them: the graph renamed, its data beside it
+    (published / "micro_1k_224").mkdir(parents=True)
+    for path, obj in onnx.Onnx().objects(artifact, record.replace(formats=(f,)), dist):
+        shutil.copyfile(path, published / obj)
+    code = ("import sys, numpy as np, onnxruntime as ort; s = ort.InferenceSession(sys.argv[1]); "
+            "x = np.load(sys.argv[2]); print(np.abs(s.run(None, {'images': x})[0] - np.load(sys.argv[3])).max())")
+    np.save(tmp_path / "x.npy", images)
+    np.save(tmp_path / "y.npy", job.expected)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    child = subprocess.run([sys.executable, "-c", code, str(published / "micro_1k_224/1.onnx"), str(tmp_path / "x.npy"),
+                            str(tmp_path / "y.npy")], cwd=elsewhere, capture_output=True, text=True, timeout=120)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert float(child.stdout) <= tolerances.ONNX
+
+
+def test_external_data_outside_its_folder_or_missing_is_refused_before_loading(micro_dist, tmp_path):
+    """A crafted file (its tensors' location rewritten, as anyone can): `verify` says one line and
+    onnxruntime never opens the location."""
+    import onnx
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    model = onnx.load(str(micro_dist / "onnx/micro_1k_224.onnx"))
+    convert_model_to_external_data(model, location="weights.bin", size_threshold=1024)
+    onnx.save(model, str(tmp_path / "good.onnx"))
+    report = micro_dist / "reports/micro_1k_224.json"
+    assert _cli("verify", tmp_path / "good.onnx", "--report", report).exit_code == 0
+    for name, location, said in (("escape", "../../etc/passwd", "reads external data from '../../etc/passwd', "
+                                  "outside the file's folder: refused"),
+                                 ("absolute", "/etc/passwd", "outside the file's folder: refused"),
+                                 ("missing", "gone.bin", "its external data gone.bin is missing beside it")):
+        crafted = onnx.load(str(tmp_path / "good.onnx"), load_external_data=False)
+        for tensor in crafted.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = location
+        path = tmp_path / f"{name}.onnx"
+        onnx.save(crafted, str(path))
+        out = _cli("verify", path, "--report", report)
+        assert out.exit_code == 1, (name, out.output)
+        assert out.stderr.startswith(f"error: {path}: ")
+        assert said in out.stderr and out.stderr.count("\n") == 1, (name, out.stderr)
+
+
+def test_an_interrupted_caller_ends_its_converter_child(tmp_path):
+    """A real child (a sleeping Python) run as the converters run theirs, from a thread beside the one
+    interrupted (as ONNX's conversion beside the build's main thread): `end_children` ends it at once, and
+    the caller's temp folder goes with its context."""
+    import tempfile
+    import threading
+    import time
+
+    from hubpub._files import end_children, run_child
+
+    results, folders = [], []
+
+    def convert():
+        with tempfile.TemporaryDirectory(prefix="hubpub-onnx-", dir=tmp_path) as tmp:
+            folders.append(tmp)
+            results.append(run_child([sys.executable, "-c", "import time; time.sleep(60)"]))
+
+    worker = threading.Thread(target=convert)
+    start = time.time()
+    worker.start()
+    while not folders:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    end_children()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and time.time() - start < 10
+    assert results[0].returncode < 0  # ended by a signal: the format says "killed"
+    assert not Path(folders[0]).exists()
+
+
+@pytest.fixture(scope="module")
+def external_published(external, micro_manifest_path, tmp_path_factory) -> Path:
+    """The collection of `external` (docs rendered) published to a directory: what a bucket would hold."""
+    dist = external[0].root
+    common = ["--manifest", micro_manifest_path, "--dist", dist]
+    assert _cli("docs", *common).exit_code == 0
+    dest = tmp_path_factory.mktemp("external_published") / "published"
+    out = _cli("publish", *common, "--dest", dest, "--public-url", "http://127.0.0.1:9/bucket/micro", "--no-verify")
+    assert out.exit_code == 0, out.output
+    return dest
+
+
+def test_verify_of_an_onnx_url_downloads_its_external_data_beside_it(external, external_published, file_server):
+    """`hubpub verify <URL>.onnx` served from a published directory: the data file the graph names comes
+    from beside the URL and is checked against its published `.sha256`; a location outside the folder is
+    refused before anything else is requested."""
+    import onnx
+
+    dist, f, _ = external
+    shutil.copytree(external_published / "micro_1k_224", file_server.root / "micro_1k_224")
+    report = dist.report("micro_1k_224")
+    url = f"{file_server.url}/micro_1k_224/1.onnx"
+    out = _cli("verify", url, "--report", report)
+    assert out.exit_code == 0 and out.output.startswith(f"{url}: loads with onnxruntime"), out.output
+    data_name = Path(f.data.path).name
+    assert ("/micro_1k_224/" + data_name, None) in file_server.requests
+
+    served = file_server.root / "micro_1k_224" / data_name
+    good = served.read_bytes()
+    served.write_bytes(good[:-4] + b"\0\0\0\1")  # other bytes than published: its .sha256 says so
+    out = _cli("verify", url, "--report", report)
+    assert out.exit_code == 1 and out.stderr.startswith(f"error: {url}: {data_name}: sha256 "), out.stderr
+    assert f"differs from its published {data_name}.sha256 ({f.data.sha256})" in out.stderr
+    (file_server.root / "micro_1k_224" / (data_name + ".sha256")).unlink()  # none published: run as it is
+    served.write_bytes(good)
+    assert _cli("verify", url, "--report", report).exit_code == 0
+    served.unlink()
+    out = _cli("verify", url, "--report", report)
+    assert out.exit_code == 1 and out.stderr == (f"error: {url}: {data_name}: HTTP 404 Not Found (a file it reads, "
+                                                 "beside it)\n"), out.stderr
+
+    crafted = onnx.load(str(external_published / "micro_1k_224/1.onnx"), load_external_data=False)
+    for tensor in crafted.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../secret.bin"
+    onnx.save(crafted, str(file_server.root / "micro_1k_224/crafted.onnx"))
+    (file_server.root / "secret.bin").write_bytes(good)
+    file_server.requests.clear()
+    crafted_url = f"{file_server.url}/micro_1k_224/crafted.onnx"
+    out = _cli("verify", crafted_url, "--report", report)
+    assert out.exit_code == 1 and "reads external data from '../secret.bin', outside the file's folder: refused" \
+        in out.stderr and out.stderr.count("\n") == 1, out.stderr
+    assert [path for path, _ in file_server.requests] == ["/micro_1k_224/crafted.onnx"]
+
+
+def test_audit_load_runs_an_onnx_file_with_its_external_data(external_published):
+    """`hubpub audit DEST --load` loads the classifier's ONNX file with its data file beside it, as users do."""
+    from hubpub.audit import audit
+    from hubpub.destinations import parse
+
+    result = audit(parse(str(external_published)), load=True)
+    onnx_problems = [p for p in result.problems if ".onnx" in p.file]
+    assert not onnx_problems, onnx_problems
+    assert "micro_1k_224/1.onnx" in result.loaded and "micro_1k_224_fe/1.onnx" in result.loaded, result.loaded

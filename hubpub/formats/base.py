@@ -6,7 +6,8 @@ fixed inputs with a tolerance of its own, records them (each file's path from `D
 (`<artifact>/<version><suffix>`, with a `.sha256` beside it), in a Hugging Face repository, on Kaggle
 Models, and in the docs (`templates/formats/<name>.md.j2`, for a format of the record's `formats`).
 
-Most formats are made from the exported SavedModel (`source = "saved_model"`: LiteRT, ONNX). One made
+Most formats are made once the SavedModel is final (`source = "saved_model"`: LiteRT from it, ONNX from
+the `.keras` file, which it `needs`: the entries of the formats built before one are in `FormatJob.made`). One made
 from the in-memory Keras model (`source = "model"`: the `.keras` file) writes its file in `prepare`
 while the model exists, and checks it in `build` once the build has freed the model.
 """
@@ -14,6 +15,7 @@ while the model exists, and checks it in `build` once the build has freed the mo
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -45,6 +47,7 @@ class FormatJob:
     variant: Variant | None = None  # the manifest's settings of the variant (LiteRT's formats, its gate)
     random_weights: bool = False  # a build that cannot be published (quality gates say, not refuse)
     prepared: Any = None  # what `prepare` gave, for a format made from the Keras model
+    made: Mapping[str, tuple] | None = None  # the record entries of the formats built before it, by name
 
 
 class Format(ABC):
@@ -63,6 +66,7 @@ class Format(ABC):
     in_formats: ClassVar[bool] = True  # its entries are the record's generic `formats` (FormatFile)
     hf_library: ClassVar[str | None] = None  # the library the Hugging Face Hub lists its repository under
     hf_tags: ClassVar[tuple[str, ...]] = ()  # its repository card's tags [default: its name]
+    needs: ClassVar[tuple[str, ...]] = ()  # the formats whose files it is made from (built before it)
 
     @property
     def hf_suffix(self) -> str:
@@ -141,6 +145,15 @@ class Format(ABC):
     def run(self, data: bytes, images: np.ndarray) -> np.ndarray:
         """The file's outputs on `images` (float32 NHWC in [0, 1]), run as its users run it: what `hubpub
         verify` compares with the build's record. Raises FormatError if the bytes do not load."""
+
+    def run_file(self, path: Path, images: np.ndarray) -> np.ndarray:
+        """`run` on a file where it lies (a format whose file names others beside it reads them there)."""
+        return self.run(Path(path).read_bytes(), images)
+
+    def companions(self, path: Path) -> tuple[str, ...]:
+        """The names of the files beside `path` that its runtime reads with it (ONNX's external data), each a
+        plain file name of its folder (FormatError for any other): what a download of it must fetch too."""
+        return ()
 
     @abstractmethod
     def build(self, job: FormatJob) -> tuple:

@@ -1,18 +1,21 @@
 """ONNX: every artifact also as `<artifact>.onnx`, for onnxruntime and the runtimes that read ONNX.
 
-Converted from the exported SavedModel with tf2onnx, the one path that works for every family: each
-family (a user's own Keras model included) exports a SavedModel with the Hub input convention inside
-(float32 NHWC RGB in [0, 1], normalised in the graph), and its serving signature has a dynamic batch,
-height and width, which the ONNX file keeps. (`torch.onnx.export` of a PyTorch reference would serve
-only the families that have one; Keras' own ONNX export on PyTorch has no dynamic shapes.) TensorFlow
-writes exact GELU as `Erfc`, which ONNX lacks: it becomes `1 - Erf(x)`. Node and tensor names are
-renamed in graph order, so the bytes depend on the graph only, not on what the process traced before.
-tf2onnx's optimisers also walk sets of nodes, ordered by object address and string hashing, and the
-graph they leave differs now and then (three nodes more in about one conversion of twelve; known
-upstream: onnx/tensorflow-onnx#1789 and onnx/tensorflow-onnx#2006). So the conversion runs in a child
-process with its string hashing fixed and tf2onnx's nodes hashed by name: 48 conversions of one model,
-48 identical files.
-The file is checked in onnxruntime against the SavedModel, at the native and a non-square size.
+Converted from the artifact's `.keras` file, the one source every family has (a user's own Keras
+model included), with the Hub input convention inside as in the SavedModel (float32 NHWC RGB in
+[0, 1], normalised in the graph). A child process loads it on Keras' PyTorch backend and exports it
+with `torch.onnx.export(..., dynamo=True)` (torch.export, then onnxscript's translation), with the
+batch, height and width left free as in the SavedModel's serving signature. That process holds about
+one copy of the weights, where TensorFlow's freezing and tf2onnx held dozens. (Keras' own
+`model.export(format="onnx")` on PyTorch falls back to TorchScript for dynamic shapes.)
+
+The bytes depend on the graph, torch and onnxscript only (both pinned by the `onnx` extra): the
+exporter's per-node metadata (stack traces with install paths, fx names) and its symbolic dimension
+names are dropped. A model whose weights pass `EXTERNAL_DATA_BYTES` keeps them in ONNX's external
+data, one file beside the graph (`<artifact>-v<version>.onnx_data`, a name unique below the
+artifact's folder at a destination), which the graph names by that relative location: the two are
+one artifact. Before onnxruntime reads a file, every external location is checked to be a file of
+that folder (`check_external_data`). The file is checked in onnxruntime against the SavedModel, at
+the native and a non-square size.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,22 +34,22 @@ from pathlib import Path
 import numpy as np
 
 from hubpub import tolerances
-from hubpub._files import atomic_path, sha256_file, write_sha256
+from hubpub._files import atomic_path, run_child, sha256_file, write_sha256
+from hubpub.errors import HubpubError
 from hubpub.formats.base import Format, FormatError, FormatJob
 from hubpub.machine import physical_memory
-from hubpub.record import FormatFile
+from hubpub.record import ExternalData, FormatFile
 
 log = logging.getLogger(__name__)
 
-OPSET = 17
-HASH_SEED = "0"  # the conversion's PYTHONHASHSEED: any fixed value; changing it may change the bytes
-# One .onnx file is one protobuf message: at most 2 GiB. Larger models would need ONNX's external data.
-MAX_WEIGHT_BYTES = 2**31 - 64 * 2**20
-# tf2onnx's path (TensorFlow's freezing, grappler, tf2onnx's graph and optimisers) holds many copies of the
-# weights at once: the conversion process of a 114 MB model (ConvNeXt tiny) peaked at 6.2 GB, of
-# a 0.79 GB one (ConvNeXt large) it passed 17 GB before tf2onnx had begun. Measured: `benchmarks/bench_onnx.py`.
-CONVERSION_BYTES_PER_WEIGHT_BYTE = 50
-CONVERSION_BASE_BYTES = 2**30  # TensorFlow and tf2onnx imported
+OPSET = 18
+DATA_SUFFIX = ".onnx_data"
+# Weights above this go to the external data file; one .onnx protobuf holds at most 2 GiB in all.
+EXTERNAL_DATA_BYTES = 2**31 - 256 * 2**20
+# The conversion process: torch, Keras and onnxruntime imported, the model loaded once, its ONNX graph
+# (sharing the weights) and onnxruntime's session on it. Measured: `benchmarks/bench_onnx.py`.
+CONVERSION_BYTES_PER_WEIGHT_BYTE = 4
+CONVERSION_BASE_BYTES = 2**30
 
 
 class Onnx(Format):
@@ -59,43 +61,84 @@ class Onnx(Format):
     runner = "onnxruntime"
     tolerance = tolerances.ONNX
     beside = True  # converted in a child process: the build's main thread goes on meanwhile
+    needs = ("keras",)  # converted from the `.keras` file the build made
 
     def doc_values(self) -> dict:
         return {"opset": OPSET}
 
     def wanted(self, job: FormatJob) -> str | None:
         weights = job.parameters * 4
-        if weights > MAX_WEIGHT_BYTES:
-            return (f"{weights / 2**30:.1f} GiB of weights: over the 2 GiB one ONNX file can hold (a "
-                    "protobuf message)")
         need, have = conversion_bytes(weights), physical_memory()
         if have and need > 0.8 * have:
-            return (f"converting it would take about {need / 2**30:.0f} GiB of memory (tf2onnx holds about "
+            return (f"converting it would take about {need / 2**30:.0f} GiB of memory (about "
                     f"{CONVERSION_BYTES_PER_WEIGHT_BYTE} copies of its {weights / 2**30:.2f} GiB of weights); this "
                     f"machine has {have / 2**30:.0f} GiB")
         return None
 
     def run(self, data: bytes, images: np.ndarray) -> np.ndarray:
         try:
-            return run(data, images)
+            return _run(_session(data), images)
         except Exception as e:  # onnxruntime raises its own types for a bad or truncated model
-            raise FormatError(f"onnxruntime could not run it: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:300]}") from None
+            raise FormatError(f"onnxruntime could not run it: {_first_line(e)}") from None
+
+    def run_file(self, path: Path, images: np.ndarray) -> np.ndarray:
+        check_external_data(path)
+        try:
+            return _run(_session(str(path)), images)
+        except Exception as e:
+            raise FormatError(f"onnxruntime could not run it: {_first_line(e)}") from None
+
+    def companions(self, path: Path) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(location for _, location, _ in external_tensors(path)))
+
+    def objects(self, artifact, record, dist) -> list[tuple[Path, str]]:
+        pairs = super().objects(artifact, record, dist)
+        for f in self.entries(record):
+            if f.data is not None:  # beside the graph under the name the graph gives it
+                name = Path(f.data.path).name
+                pairs += [(dist.root / f.data.path, f"{artifact.name}/{name}"),
+                          (dist.root / (f.data.path + ".sha256"), f"{artifact.name}/{name}.sha256")]
+        return pairs
+
+    def hub_files(self, record, dist) -> list[tuple[str, Path]]:
+        return super().hub_files(record, dist) + [(Path(f.data.path).name, dist.root / f.data.path)
+                                                  for f in self.entries(record) if f.data is not None]
+
+    def hub_sha256(self, record) -> str | dict:
+        entries = self.entries(record)
+        if not any(f.data is not None for f in entries):
+            return super().hub_sha256(record)
+        return {name: digest for f in entries for name, digest in
+                ((Path(f.path).name, f.sha256), *(((Path(f.data.path).name, f.data.sha256),) if f.data else ()))}
 
     def build(self, job: FormatJob) -> tuple[FormatFile]:
-        # Converted and checked in the child process: the worker never holds onnxruntime's copies of the
-        # weights, nor a second load of the SavedModel (a conversion process holds far more anyway).
+        source = next(iter((job.made or {}).get("keras", ())), None)
+        if source is None:
+            raise FormatError(f"{job.artifact}: the ONNX file is converted from the .keras file, not built here")
+        version = job.variant.version if job.variant is not None else 1
+        path = self.path(job.dist, job.artifact)
+        data_name = f"{job.artifact}-v{version}{DATA_SUFFIX}"
         with tempfile.TemporaryDirectory(prefix="hubpub-onnx-") as tmp:
-            out, worst = _convert_in_child(job.saved_model, Path(tmp), (job.inputs, job.expected))
+            folder = Path(tmp)
+            worst = _convert_in_child(job.dist.root / source.path, job.saved_model, folder, data_name,
+                                      (job.inputs, job.expected))
             if not worst <= self.tolerance:
                 raise FormatError(f"{job.artifact}: the ONNX file differs from the SavedModel by {worst:.2e} "
                                   f"(tolerance {self.tolerance:g})")
-            path = self.path(job.dist, job.artifact)
-            with atomic_path(path) as final:
-                shutil.copyfile(out, final)
+            data = None
+            if (folder / data_name).is_file():
+                final_data = path.with_name(data_name)
+                with atomic_path(final_data) as final:
+                    shutil.move(folder / data_name, final)
+                digest = sha256_file(final_data)
+                write_sha256(final_data, digest)
+                data = ExternalData(job.dist.relative(final_data), digest, final_data.stat().st_size)
+            with atomic_path(path) as final:  # the graph last: a final .onnx always has its data beside it
+                shutil.move(folder / "model.onnx", final)
         digest = sha256_file(path)
         write_sha256(path, digest)
-        return (FormatFile(self.name, job.dist.relative(path), digest, path.stat().st_size, worst, self.tolerance),)
+        return (FormatFile(self.name, job.dist.relative(path), digest, path.stat().st_size, worst, self.tolerance,
+                           data),)
 
 
 def conversion_bytes(weight_bytes: int) -> int:
@@ -103,11 +146,54 @@ def conversion_bytes(weight_bytes: int) -> int:
     return CONVERSION_BASE_BYTES + CONVERSION_BYTES_PER_WEIGHT_BYTE * weight_bytes
 
 
+def _first_line(e: Exception) -> str:
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:300]}"
+
+
+def external_tensors(path: Path) -> list[tuple[str, str, int]]:
+    """(tensor name, external data location, end of its bytes) of each tensor of the ONNX file whose data
+    is external, read without following any location; FormatError for a location that is not a plain file
+    name of the file's folder (absolute, with a folder in it, `..`): a downloaded file must not name the
+    machine's other files."""
+    import onnx
+    from onnx.external_data_helper import _get_all_tensors
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and others
+        raise FormatError(f"not an ONNX file: {_first_line(e)}") from None
+    found = []
+    for tensor in _get_all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        if not location or location != Path(location).name or location in (".", "..") or "\\" in location:
+            raise FormatError(f"tensor {tensor.name!r} reads external data from {location!r}, outside "
+                              "the file's folder: refused")
+        if location == Path(path).name:
+            raise FormatError(f"tensor {tensor.name!r} reads external data from the file itself: refused")
+        found.append((tensor.name, location, int(info.get("offset") or 0) + int(info.get("length") or 0)))
+    return found
+
+
+def check_external_data(path: Path) -> None:
+    """Refuse an ONNX file any of whose tensors' external data is not a file in its own folder (an
+    absolute location, one with a folder in it or `..`, a missing file, a range past its end), before
+    onnxruntime follows a location: a downloaded file must not read the machine's other files."""
+    for name, location, end in external_tensors(path):
+        data = Path(path).parent / location
+        if not data.is_file():
+            raise FormatError(f"its external data {location} is missing beside it")
+        if end > data.stat().st_size:
+            raise FormatError(f"tensor {name!r} reads {location} up to byte {end}, past its end "
+                              f"({data.stat().st_size} bytes)")
+
+
 @contextlib.contextmanager
-def _one_large_conversion_at_a_time(saved_model: Path):
+def _one_large_conversion_at_a_time(weights: int):
     """A machine-wide lock around a conversion that would take over a quarter of the memory: `wanted`
     sizes one conversion against the machine, and `build-all --jobs N` runs N builds at once."""
-    weights = sum(p.stat().st_size for p in (Path(saved_model) / "variables").glob("*") if p.is_file())
     have = physical_memory()
     if not have or conversion_bytes(weights) <= have / 4:
         yield
@@ -118,7 +204,7 @@ def _one_large_conversion_at_a_time(saved_model: Path):
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            log.info("%s: waiting for another ONNX conversion on this machine to finish (memory)", saved_model)
+            log.info("waiting for another ONNX conversion on this machine to finish (memory)")
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -126,26 +212,25 @@ def _one_large_conversion_at_a_time(saved_model: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def converted(saved_model) -> bytes:
-    """The canonical ONNX file of the SavedModel, converted in a child process made deterministic (see
-    `main`); the child reads the SavedModel again."""
-    with tempfile.TemporaryDirectory(prefix="hubpub-onnx-") as tmp:
-        return _convert_in_child(saved_model, Path(tmp))[0].read_bytes()
+def converted(keras_file: Path, saved_model: Path, folder: Path, data_name: str = "model" + DATA_SUFFIX) -> Path:
+    """`folder/model.onnx` (and its external data `folder/<data_name>` above `EXTERNAL_DATA_BYTES`),
+    converted from `keras_file` in a child process, unchecked; `saved_model` names its output."""
+    _convert_in_child(keras_file, saved_model, Path(folder), data_name)
+    return Path(folder) / "model.onnx"
 
 
-def _convert_in_child(saved_model, tmp: Path, check: tuple[np.ndarray, np.ndarray] | None = None):
-    """(`tmp/model.onnx`, its max |Δ| from the SavedModel, or None): converted, and with `check` (the
-    build's inputs and the SavedModel's outputs on them) run in onnxruntime there and at a non-square size,
-    all in the child process (`main`)."""
-    out, args = tmp / "model.onnx", [str(saved_model), str(tmp / "model.onnx")]
+def _convert_in_child(keras_file: Path, saved_model: Path, tmp: Path, data_name: str,
+                      check: tuple[np.ndarray, np.ndarray] | None = None) -> float | None:
+    """Convert in a child process (`main`) into `tmp`; with `check` (the build's inputs and the
+    SavedModel's outputs on them) run it in onnxruntime there and at a non-square size: its max |Δ|."""
+    args = [str(keras_file), str(saved_model), str(tmp / "model.onnx"), data_name, str(EXTERNAL_DATA_BYTES)]
     if check is not None:
         np.savez(tmp / "check.npz", inputs=check[0], expected=check[1])
         args.append(str(tmp / "check.npz"))
-    with _one_large_conversion_at_a_time(saved_model):
-        child = subprocess.run(
-            [sys.executable, "-c", "from hubpub.formats.onnx import main; main()", *args],
-            env={**os.environ, "PYTHONHASHSEED": HASH_SEED, "TF_CPP_MIN_LOG_LEVEL": "2"}, capture_output=True,
-            text=True)
+    weights = Path(keras_file).stat().st_size
+    env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with _one_large_conversion_at_a_time(weights):
+        child = run_child([sys.executable, "-c", "from hubpub.formats.onnx import main; main()", *args], env=env)
     if child.returncode < 0:  # killed: by the kernel when memory ran out, most likely
         signal_name = signal.Signals(-child.returncode).name
         raise FormatError(f"the ONNX conversion process was killed ({signal_name}; out of memory?)")
@@ -157,159 +242,142 @@ def _convert_in_child(saved_model, tmp: Path, check: tuple[np.ndarray, np.ndarra
         crash = [line for line in lines if re.match(r"^\w+(Error|Exception)\b", line)]
         crash = crash or [f"exit status {child.returncode}"]
         raise FormatError(f"the ONNX conversion process failed: {crash[-1]}")
-    return out, (json.loads((tmp / "check.json").read_text())["max_abs"] if check is not None else None)
+    return json.loads((tmp / "check.json").read_text())["max_abs"] if check is not None else None
 
 
 def main() -> None:
-    """The child process of `converted`: SAVED_MODEL OUT. Its string hashing is fixed (PYTHONHASHSEED), and
-    tf2onnx's graph nodes hash by their names instead of their addresses, so the optimisers' sets of nodes
-    are walked in the same order on every run. (Nodes still compare by identity, and keep their names.)"""
-    from tf2onnx.graph import Node
-
-    if os.environ.get("PYTHONHASHSEED") != HASH_SEED:
-        raise SystemExit(f"error: the ONNX conversion runs with PYTHONHASHSEED={HASH_SEED}")
-    Node.__hash__ = lambda node: hash(node.name)  # this process converts one model and exits
-    saved_model, out, *check = sys.argv[1:]
+    """The child process: KERAS_FILE SAVED_MODEL OUT DATA_NAME THRESHOLD [CHECK_NPZ]. The SavedModel's side
+    of the check is computed first, and TensorFlow's copy of the weights freed before the export."""
+    keras_file, saved_model, out, data_name, threshold, *check = sys.argv[1:]
     try:
-        Path(out).write_bytes(canonical(fused(convert(saved_model))).SerializeToString())
+        checks, output_name = saved_model_outputs(saved_model, np.load(check[0]) if check else None)
+        export(Path(keras_file), Path(out), data_name, int(threshold), output_name)
         if check:
-            worst = max_difference(saved_model, Path(out).read_bytes(), np.load(check[0]))
+            worst = max_difference(Path(out), checks)
             Path(check[0]).with_suffix(".json").write_text(json.dumps({"max_abs": worst}))
-    except FormatError as e:
+    except HubpubError as e:  # the .keras file's own errors among them
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
 
 
-def max_difference(saved_model, data: bytes, check) -> float:
-    """The ONNX file's max |Δ| from the SavedModel: on the build's inputs (`check`: their outputs as the
-    build recorded them) and on an input of another, non-square size."""
+def saved_model_outputs(saved_model: str, check) -> tuple[list, str]:
+    """([(inputs, the SavedModel's outputs)] on the build's inputs, as the build recorded them, and on an
+    input of another, non-square size; its serving signature's output name)."""
+    import gc
+
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(str(saved_model))  # held: its signature refers to its variables
+    loaded = tf.saved_model.load(saved_model)  # held: its signature refers to its variables
     serving = loaded.signatures["serving_default"]
     name = next(iter(serving.structured_input_signature[1]))
-    resolution = check["inputs"].shape[1]
-    other = np.random.default_rng(1).random((1, resolution + 32, resolution + 96, 3), dtype=np.float32)
-    checks = [(check["inputs"], check["expected"]),
-              (other, next(iter(serving(**{name: tf.constant(other)}).values())).numpy())]
+    output = next(iter(serving.structured_outputs))
+    checks = []
+    if check is not None:
+        resolution = check["inputs"].shape[1]
+        other = np.random.default_rng(1).random((1, resolution + 32, resolution + 96, 3), dtype=np.float32)
+        checks = [(check["inputs"], check["expected"]), (other, serving(**{name: tf.constant(other)})[output].numpy())]
     del loaded, serving
-    session = _session(data)
-    return max(float(np.abs(_run(session, x) - want).max()) for x, want in checks)
+    gc.collect()
+    return checks, output
 
 
-def convert(saved_model):
-    """The SavedModel's serving signature as an ONNX model, its batch, height and width dynamic as there."""
-    import tf2onnx
-    from tf2onnx import tf_loader
+def export(keras_file: Path, out: Path, data_name: str, threshold: int, output_name: str) -> None:
+    """The `.keras` model, loaded on Keras' PyTorch backend, as an ONNX file (see the module's text)."""
+    import keras
+    import onnx_ir
+    import torch
 
-    # tf2onnx copies the whole graph before each of its optimisers to undo a failing one; hubpub checks
-    # the result in onnxruntime instead, and the copies were half of the conversion's time.
-    before = os.environ.get("TF2ONNX_CATCH_ERRORS")
-    os.environ["TF2ONNX_CATCH_ERRORS"] = "FALSE"
+    from hubpub.keras_files import load_keras_file
+
+    if keras.backend.backend() != "torch":
+        raise FormatError("the ONNX conversion runs with KERAS_BACKEND=torch")
+    model = load_keras_file(keras_file)
+    _, height, width, channels = model.inputs[0].shape
+    example = torch.zeros((2, height or 224, width or 224, channels or 3), dtype=torch.float32)
+    free = torch.export.Dim.DYNAMIC
+    dims = {0: free} if height else {0: free, 1: free, 2: free}
     try:
-        graph, inputs, outputs, tables, renames = tf_loader.from_saved_model(
-            str(saved_model), None, None, tag=["serve"], signatures=["serving_default"],
-            return_initialized_tables=True, return_tensors_to_rename=True)
-        model, _ = tf2onnx.convert.from_graph_def(graph, input_names=inputs, output_names=outputs, opset=OPSET,
-                                                  custom_op_handlers={"Erfc": (_erfc, [])},
-                                                  tensors_to_rename=renames)
-    except Exception as e:  # tf2onnx raises many types
-        raise FormatError(f"ONNX conversion failed: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
-    finally:
-        if before is None:
-            os.environ.pop("TF2ONNX_CATCH_ERRORS", None)
-        else:
-            os.environ["TF2ONNX_CATCH_ERRORS"] = before
-    return model
+        with torch.no_grad():
+            program = torch.onnx.export(_serving_module()(model).eval(), (example,), dynamo=True,
+                                        opset_version=OPSET, input_names=["images"], output_names=[output_name],
+                                        dynamic_shapes=(dims,), verbose=False)
+    except Exception as e:  # torch.export and onnxscript raise many types
+        raise FormatError(f"{keras_file}: ONNX export failed: {_first_line(e)}") from None
+    ir = canonical(program.model)
+    weights = sum(v.const_value.nbytes for v in ir.graph.initializers.values() if v.const_value is not None)
+    del model, program
+    onnx_ir.save(ir, out, external_data=data_name if weights > threshold else None)
 
 
-def fused(model):
-    """`model` with GELU and layer norm in the forms onnxruntime runs as one kernel (`onnx_fusions`)."""
-    import onnx
+def _serving_module():
+    import torch
 
-    from hubpub.formats.onnx_fusions import gelu, layer_norm
+    class Serving(torch.nn.Module):
+        """The Keras model as a module whose `forward` is its inference call."""
 
-    gelu(model)
-    model = onnx.shape_inference.infer_shapes(model)  # layer_norm needs each tensor's rank
-    layer_norm(model)
-    return model
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
 
+        def forward(self, images):
+            return self.model(images, training=False)
 
-def _erfc(ctx, node, name, args):
-    """erfc(x) = 1 - erf(x): TensorFlow's exact GELU, in ops ONNX has."""
-    from tf2onnx import utils
-
-    erf = ctx.make_node("Erf", [node.input[0]])
-    one = ctx.make_const(utils.make_name("one"), np.array(1, dtype=np.float32))
-    node_name, outputs = node.name, node.output
-    ctx.remove_node(node_name)
-    return ctx.make_node("Sub", [one.output[0], erf.output[0]], outputs=outputs, name=node_name)
+    return Serving
 
 
 def canonical(model):
-    """`model` with its nodes in an order the graph alone decides (depth first from the outputs, each node's
-    inputs in order), every node and inner tensor renamed in that order, the weights in order of first use,
-    and no producer details: the same graph gives the same bytes, whatever order the converter kept (its
-    sets follow Python's per-process string hashing)."""
+    """`model` (an `onnx_ir` model) without what varies with the process or the install: the exporter's
+    per-node metadata (stack traces with install paths, fx names), its numbered symbolic dimensions
+    (named `batch`, `height`, `width` here) and its doc strings."""
     graph = model.graph
-    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
-    producer = {out: node for node in graph.node for out in node.output}
-    order, seen = [], set()
-
-    def visit(tensor: str) -> None:
-        node = producer.get(tensor)
-        if node is None or id(node) in seen:
-            return
-        seen.add(id(node))
-        for name in node.input:
-            visit(name)
-        order.append(node)
-
-    for out in graph.output:
-        visit(out.name)
-    names: dict[str, str] = {}
-
-    def rename(value: str) -> str:
-        if not value or value in keep:
-            return value
-        return names.setdefault(value, f"t{len(names)}")
-
-    nodes = []
-    for i, node in enumerate(order):
-        copy = type(node)()
-        copy.CopyFrom(node)
-        copy.name, copy.doc_string = f"n{i}", ""
-        copy.input[:] = [rename(x) for x in node.input]
-        copy.output[:] = [rename(x) for x in node.output]
-        nodes.append(copy)
-    weights = sorted((w for w in graph.initializer if w.name in names), key=lambda w: int(names[w.name][1:]))
-    for w in weights:
-        w.name = names[w.name]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    kept = [type(w)() for w in weights]
-    for new, old in zip(kept, weights, strict=True):
-        new.CopyFrom(old)
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
-    del graph.value_info[:]  # shapes onnxruntime infers again; their names and order varied
-    for values, dims in ((graph.input, ("batch", "height", "width")), (graph.output, ("batch",))):
-        for value in values:  # the converter numbers its unknown dimensions from a process-wide counter
-            for i, dim in enumerate(value.type.tensor_type.shape.dim):
-                if dim.dim_param:
-                    dim.dim_param = dims[i] if i < len(dims) else f"dim{i}"
-    graph.name, graph.doc_string = "hubpub", ""
-    model.doc_string = ""
-    model.producer_name, model.producer_version = "hubpub", ""
+    for node in graph.all_nodes() if hasattr(graph, "all_nodes") else graph:
+        node.metadata_props.clear()
+        node.doc_string = None
+        for value in node.outputs:
+            value.metadata_props.clear()
+    for value in (*graph.inputs, *graph.outputs, *graph.initializers.values()):
+        value.metadata_props.clear()
+    graph.metadata_props.clear()
+    model.metadata_props.clear()
+    graph.doc_string = model.doc_string = None
+    names = {}
+    for value in graph.inputs:  # [batch, height, width, 3]
+        for i, dim in enumerate(value.shape):
+            if not isinstance(dim, int) and dim is not None:
+                names[str(dim)] = ("batch", "height", "width")[i] if i < 3 else f"dim{i}"
+    for value in (*graph.inputs, *graph.outputs):
+        value.shape = _renamed(value.shape, names)
+    for node in graph:
+        for value in node.outputs:
+            if value.shape is not None:
+                value.shape = _renamed(value.shape, names)
     return model
 
 
-def run(model: bytes, images: np.ndarray) -> np.ndarray:
-    """The ONNX model's outputs on `images`, in onnxruntime on the CPU."""
+def _renamed(shape, names: dict):
+    import onnx_ir
+
+    if shape is None:
+        return None
+    return onnx_ir.Shape([names.get(str(d), str(d)) if not isinstance(d, int) else d for d in shape])
+
+
+def max_difference(out: Path, checks: list) -> float:
+    """The ONNX file's max |Δ| from the SavedModel's outputs (`saved_model_outputs`), in onnxruntime."""
+    check_external_data(out)
+    session = _session(str(out))
+    return max(float(np.abs(_run(session, x) - want).max()) for x, want in checks)
+
+
+def run(model: bytes | Path, images: np.ndarray) -> np.ndarray:
+    """The ONNX model's outputs on `images`, in onnxruntime on the CPU (a path: its external data checked)."""
+    if isinstance(model, Path):
+        check_external_data(model)
+        return _run(_session(str(model)), images)
     return _run(_session(model), images)
 
 
-def _session(model: bytes):
+def _session(model: bytes | str):
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from hubpub import tolerances
+from hubpub._files import end_children
 from hubpub._torch import torch_available
 from hubpub.extras import install_command
 from hubpub.layout import Dist
@@ -321,6 +322,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
         try:
             build_from_saved_models(False)
         except BaseException:
+            end_children()  # an interrupt or error here ends the conversion beside it too
             wait([beside_job])  # the main thread's error is the one to report
             raise
         beside_job.result()
@@ -367,7 +369,7 @@ def _format_job(variant: Variant, dist: Dist, kind: str, d: _KindBuild, images: 
     from hubpub.formats import FormatJob
 
     return FormatJob(artifact_name(variant.name, kind), d.exported.path, dist, images, d.expected, d.parameters,
-                     variant, random_weights, prepared)
+                     variant, random_weights, prepared, dict(d.built))
 
 
 def _wanted_formats(names: tuple[str, ...], job) -> tuple:
@@ -377,7 +379,11 @@ def _wanted_formats(names: tuple[str, ...], job) -> tuple:
 
     chosen = []
     for fmt in (f for f in FORMATS if f.name in names):
-        if why := fmt.wanted(job):
+        missing = [need for need in fmt.needs if need not in {c.name for c in chosen}]
+        if missing:
+            log.info("%s: no %s file: it is made from the %s file%s, which this build leaves out", job.artifact,
+                     fmt.title, ", ".join(missing), "s" if len(missing) > 1 else "")
+        elif why := fmt.wanted(job):
             log.info("%s: no %s file: %s", job.artifact, fmt.title, why)
         else:
             chosen.append(fmt)
