@@ -365,26 +365,8 @@ def _artifact_bytes(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for folder in ("tars", "keras") for p in (out / folder).iterdir()}
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(micro_manifest_path, micro_checkpoints, tmp_path_factory) -> dict[str, bytes]:
-    out = tmp_path_factory.mktemp("uninterrupted") / "dist"
-    args = _micro_args("build-all", micro_manifest_path, micro_checkpoints["micro_1k_224"], out)
-    done = subprocess.run([sys.executable, "-m", "hubpub", "-q", *args], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return _artifact_bytes(out)
-
-
-@pytest.mark.parametrize("command,stage", [
-    ("build-all", "micro_1k_224: port"), ("build-all", "micro_1k_224: export"),
-    ("build-all", "micro_1k_224_fe: keras-check"), ("build-all", "micro_1k_224: round-trip"),
-    ("build-all", "micro_1k_224_fe: pack"), ("build", "micro_1k_224: export"), ("build", "micro_1k_224: keras-check")])
-def test_ctrl_c_is_one_line_and_exit_130(micro_manifest_path, micro_checkpoints, uninterrupted, tmp_path, command,
-                                         stage):
-    """Ctrl-C at each stage: one line, exit 130, no temp file and no process left; then (build-all) a rerun
-    whose artifacts are byte for byte an uninterrupted build's."""
-    out = tmp_path / "dist"
-    args = _micro_args(command, micro_manifest_path, micro_checkpoints["micro_1k_224"], out)
-    proc, err = _interrupt_at(args, stage, tmp_path)
+def _check_interrupted(proc, err: str, out: Path, tmp_path: Path) -> None:
+    """One line, exit 130, no temp file and no process of the run left."""
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     lines = err.splitlines()  # stage log lines may come first; then the one error line, last
@@ -394,11 +376,37 @@ def test_ctrl_c_is_one_line_and_exit_130(micro_manifest_path, micro_checkpoints,
     assert not left if out.exists() else True, left
     time.sleep(0.5)
     assert not processes_of_run(tmp_path), "processes of the interrupted run left running"
-    if command == "build-all":
-        rerun = subprocess.run([sys.executable, "-m", "hubpub", "-q", *args], capture_output=True, text=True,
-                               timeout=300)
-        assert rerun.returncode == 0, rerun.stderr
-        assert _artifact_bytes(out) == uninterrupted
+
+
+# In the order a build-all logs them: each rerun goes on from the stages done before, so the next stage of
+# the list still runs in it.
+BUILD_ALL_STAGES = ("micro_1k_224: port", "micro_1k_224: export", "micro_1k_224_fe: keras-check",
+                    "micro_1k_224: round-trip", "micro_1k_224_fe: pack")
+
+
+def test_ctrl_c_at_each_stage_of_a_build_all_then_a_rerun_makes_the_same_bytes(micro_manifest_path, micro_checkpoints,
+                                                                            micro_pair, tmp_path):
+    """Ctrl-C at each stage in turn, each in the rerun of the run interrupted before: one line, exit 130, no temp
+    file and no process left each time; then a last rerun whose artifacts are byte for byte an uninterrupted
+    build's (the shared micro pair's, built in one go)."""
+    out = tmp_path / "dist"
+    args = _micro_args("build-all", micro_manifest_path, micro_checkpoints["micro_1k_224"], out)
+    for stage in BUILD_ALL_STAGES:
+        proc, err = _interrupt_at(args, stage, tmp_path)
+        _check_interrupted(proc, err, out, tmp_path)
+    rerun = subprocess.run([sys.executable, "-m", "hubpub", "-q", *args], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    uninterrupted = {name: data for name, data in _artifact_bytes(micro_pair.dist).items()
+                     if Path(name).name.startswith(("micro_1k_224.", "micro_1k_224_fe."))}
+    assert len(uninterrupted) == 8 and _artifact_bytes(out) == uninterrupted
+
+
+@pytest.mark.parametrize("stage", ["micro_1k_224: export", "micro_1k_224: keras-check"])
+def test_ctrl_c_of_a_build_is_one_line_and_exit_130(micro_manifest_path, micro_checkpoints, tmp_path, stage):
+    out = tmp_path / "dist"
+    proc, err = _interrupt_at(_micro_args("build", micro_manifest_path, micro_checkpoints["micro_1k_224"], out),
+                              stage, tmp_path)
+    _check_interrupted(proc, err, out, tmp_path)
 
 
 def test_a_rerun_sweeps_what_an_older_interrupted_build_left(micro_manifest_path, micro_checkpoints, micro_pair,
