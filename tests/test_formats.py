@@ -429,3 +429,16 @@ def test_audit_load_runs_an_onnx_file_with_its_external_data(external_published)
     onnx_problems = [p for p in result.problems if ".onnx" in p.file]
     assert not onnx_problems, onnx_problems
     assert "micro_1k_224/1.onnx" in result.loaded and "micro_1k_224_fe/1.onnx" in result.loaded, result.loaded
+
+
+def test_the_model_doc_names_the_external_data_file(external, external_published):
+    """The doc of a model whose ONNX weights are beside the graph says to download both, and its code does."""
+    _, f, _ = external
+    doc = (external_published / "docs/assets/docs/testpub/models/micro_1k_224/1.md").read_text()
+    name, url = Path(f.data.path).name, f"http://127.0.0.1:9/bucket/micro/micro_1k_224/{Path(f.data.path).name}"
+    assert f"Its weights are in a second file, [`{name}`]({url})\n({f.data.size / 2**20:.1f} MiB, SHA-256 " \
+           f"`{f.data.sha256}`), which the `.onnx` file reads from its own folder under\nthat name: download both " \
+           "files and keep them in one folder." in doc, doc
+    assert f'urllib.request.urlretrieve("{url}", "{name}")  # its weights, read from beside it\n' in doc
+    fe = (external_published / "docs/assets/docs/testpub/models/micro_1k_224_fe/1.md").read_text()  # one file
+    assert "second file" not in fe and ".onnx_data" not in fe
