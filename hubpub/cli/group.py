@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 
 import click
 
 from hubpub import __version__
+from hubpub._files import in_finalizer
 from hubpub.errors import HubpubError
 
 log = logging.getLogger("hubpub")
@@ -43,6 +45,9 @@ class _Group(click.Group):
 
             def on_sigint(signum, frame):  # remembered: a library may swallow the KeyboardInterrupt
                 ctrl_c.append(signum)
+                if in_finalizer(frame):  # Python ignores an exception there: raised again once it is done
+                    threading.Timer(0.05, signal.raise_signal, (signum,)).start()
+                    return
                 signal.default_int_handler(signum, frame)
 
             signal.signal(signal.SIGINT, on_sigint)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from hubpub import tolerances
-from hubpub._files import write_atomic, write_sha256
+from hubpub._files import temp_prefix, write_atomic, write_sha256
 from hubpub._tf import native_stderr_silenced
 from hubpub.errors import ExportError
 from hubpub.formats.base import Format, FormatJob
@@ -131,7 +131,7 @@ def build_litert(saved_model: Path, dist: Dist, artifact: str, resolution: int, 
     source = fixed_function(saved_model, resolution)
     reference = np.concatenate([next(iter(source[1](tf.constant(x[None])).values())).numpy() for x in inputs])
     checked: list[tuple[str, bytes, dict]] = []
-    with tempfile.TemporaryDirectory(prefix="hubpub-litert-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=temp_prefix("litert")) as tmp:
         fixed = save_fixed(source, Path(tmp) / "fixed")
         del source  # the converter reads the weights from `fixed`
         gc.collect()

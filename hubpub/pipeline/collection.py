@@ -20,6 +20,7 @@ from hubpub.pipeline.workers import (
     VariantResult,
     _ignore_sigint,
     _stop_workers,
+    _worker_start,
     already_built,
     clean_interrupted,
     run_variant,
@@ -192,7 +193,7 @@ def _run_workers(jobs_list: list[VariantJob], jobs: int, results: dict, out: Pat
             listener = threading.Thread(target=listen, daemon=True)
             listener.start()
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1,
-                                   initializer=_ignore_sigint)
+                                   initializer=_worker_start)
         try:
             futures = {pool.submit(run_variant, job, events): job for job in jobs_list}
             for fut in as_completed(futures):
