@@ -125,7 +125,7 @@ def test_audit_refuses_what_no_publish_wrote(tmp_path):
         assert r.exit_code == 1, r.output
         [line] = r.output.strip().splitlines()
         assert line.startswith(f"error: {folder}: holds no hubpub collection: none of its ") and \
-            "is an artifact file (.tar.gz, .keras, .tflite, .onnx)" in line
+            "is an artifact file (.tar.gz, .keras, .tflite, .onnx, .onnx_data)" in line
     (tmp_path / "empty").mkdir()
     assert _audit(tmp_path / "empty").output == f"error: {tmp_path / 'empty'}: nothing is published there\n"
 

@@ -732,3 +732,75 @@ def test_a_bad_formats_section_is_one_line_with_its_place(micro_manifest_path, t
     for command in ("validate", "build-all"):
         [error] = run(command, "--manifest", manifest, code=1)
         assert error == f"error: {manifest}: line {line}: {said}", error
+
+
+# --------------------------------------------------------------------------- odd paths
+
+ODD = {"manifest": "-odd ü dir/collection.yaml", "dist": "-dist ü", "out": "-docs ü dir", "dest": "-pub ü dir"}
+
+
+def _odd(option: str, name: str, spelling: str, root: Path) -> list[str]:
+    """One path option, spelled as a user might: absolute, `./-x`, a bare `-x` value, or `--option=-x`."""
+    return {"absolute": [option, str(root / name)], "dot-slash": [option, f"./{name}"],
+            "bare": [option, name], "equals": [f"{option}={name}"]}[spelling]
+
+
+@pytest.mark.parametrize("spelling", ["absolute", "dot-slash", "bare", "equals"])
+def test_paths_with_spaces_unicode_and_a_leading_dash_are_paths(micro_dist, tmp_path, monkeypatch, spelling):
+    """Spaces, a non-ASCII letter and a leading dash in `--manifest`, `--dist`, `--out` and `--dest`, and a
+    leading-dash DEST after `--`: each command works and writes where it was told."""
+    from tests.conftest import MICRO_MANIFEST
+
+    monkeypatch.chdir(tmp_path)
+    manifest = tmp_path / ODD["manifest"]
+    manifest.parent.mkdir()
+    manifest.write_text(MICRO_MANIFEST.replace("PUBLISH_DIR", str(tmp_path / "unused")), encoding="utf-8")
+    copy_built(micro_dist, tmp_path / ODD["dist"], saved_models=False)
+    m, d = _odd("--manifest", ODD["manifest"], spelling, tmp_path), _odd("--dist", ODD["dist"], spelling, tmp_path)
+    url = ["--public-url", "http://127.0.0.1:9/x"]
+
+    def ok(*args):
+        result = CliRunner().invoke(cli, ["-q", *args], prog_name="hubpub")
+        assert result.exit_code == 0, (args, result.output, result.exception)
+        return result.output
+
+    assert "micro" in ok("validate", *m)
+    ok("docs", *m, *d, *_odd("--out", ODD["out"], spelling, tmp_path), *_odd("--dest", ODD["dest"], spelling,
+                                                                            tmp_path), *url)
+    assert list((tmp_path / ODD["out"]).rglob("*.md")) and not (tmp_path / ODD["dist"] / "docs").exists()
+    ok("docs", *m, *d, *_odd("--dest", ODD["dest"], spelling, tmp_path), *url)  # into DIST/docs, for publish
+    ok("publish", *m, *d, *_odd("--dest", ODD["dest"], spelling, tmp_path), *url, "--no-verify")
+    published = tmp_path / ODD["dest"]
+    assert (published / "micro_1k_224" / "1.tar.gz").is_file() and (published / "micro_1k_224" / "1.keras").is_file()
+    # Nothing anywhere else (a value split at its space, or its dash taken for an option, would show here).
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({n.split("/")[0] for n in ODD.values()})
+    for audited in (["--", ODD["dest"]], [f"./{ODD['dest']}"]):  # DEST after `--`, or as ./-x: a path
+        said = ok("audit", *url, *audited)
+        assert said.startswith(f"{ODD['dest']}: ") and "10 artifact files against their .sha256" in said, said
+
+
+def test_two_publishes_to_one_directory_at_once_leave_what_one_publish_does(micro_manifest_path, micro_dist,
+                                                                           tmp_path):
+    """Two `hubpub publish` processes started together into one directory: the published files are those one
+    publish makes, and a publish that loses the race says why in one `error:` line."""
+    dist = _dist_with_docs(micro_manifest_path, micro_dist, tmp_path)
+
+    def publish(dest: Path) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "hubpub", "-q", "publish", "--manifest",
+                                 str(micro_manifest_path), "--dist", str(dist), "--dest", str(dest), "--public-url",
+                                 "http://127.0.0.1:9/bucket/micro", "--no-verify"], cwd=tmp_path, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env={**os.environ, "HUBPUB_DISABLE_PROGRESS": "1"})
+
+    def published(dest: Path) -> dict[str, bytes]:
+        return {p.relative_to(dest).as_posix(): p.read_bytes() for p in sorted(dest.rglob("*")) if p.is_file()}
+
+    single = publish(tmp_path / "single")
+    assert single.wait(timeout=300) == 0, single.communicate()
+    racers = [publish(tmp_path / "raced") for _ in range(2)]
+    outcomes = [(p.wait(timeout=300), *p.communicate()) for p in racers]
+    for code, _, err in outcomes:
+        lines = err.strip().splitlines()
+        assert code == 0 and lines == [] or code == 1 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert any(code == 0 for code, _, _ in outcomes), outcomes
+    assert published(tmp_path / "raced") == published(tmp_path / "single")

@@ -338,3 +338,63 @@ def test_ctrl_c_cancels_the_cluster_tasks_and_leaves_no_temp_file(micro_checkpoi
     assert not list(out.rglob("*tmp")) and not (out / "reports" / "micro_1k_224.json").exists()
     # The half received stays in the cache for a resume, under its .part name only.
     assert [f.name for f in (tmp_path / "cache").rglob("*") if f.is_file()] == [f"{checkpoint.name}.part"]
+
+
+def test_a_worker_that_runs_another_hubpub_version_is_refused_before_any_work(micro_manifest_path,
+                                                                              micro_checkpoints, tmp_path):
+    # A real other version: a copy of hubpub whose __version__ differs, first on the worker's PYTHONPATH.
+    import shutil
+
+    import hubpub
+
+    other = tmp_path / "other"
+    shutil.copytree(Path(hubpub.__file__).parent, other / "hubpub", ignore=shutil.ignore_patterns("__pycache__"))
+    init = other / "hubpub" / "__init__.py"
+    init.write_text(init.read_text().replace(f'"{hubpub.__version__}"', '"0.0.1"', 1))
+    out = tmp_path / "dist"
+    with _processes() as started:
+        address = _scheduler(started, tmp_path)
+        _worker(started, address, tmp_path, "other", env={"PYTHONPATH": str(other)})
+        _wait_for_workers(address, {"other"})
+        r = _hubpub("build-all", "--manifest", str(micro_manifest_path), "--out", str(out), "--only", "micro_1k_224",
+                    "--checkpoint", f"micro_1k_224={micro_checkpoints['micro_1k_224']}", "--scheduler", address,
+                    cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith("error: worker tcp://127.0.0.1:") and line.endswith(
+        f"runs hubpub 0.0.1, this machine {hubpub.__version__}: install the same version on every worker"), line
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+
+
+def test_a_scheduler_that_dies_mid_build_is_one_line_and_leaves_nothing_half_written(
+        micro_checkpoints, micro_manifest_path, file_server, tmp_path):
+    # The checkpoint's download is held half-way (as in the Ctrl-C test): the task is provably mid-build
+    # when the scheduler is killed.
+    checkpoint = micro_checkpoints["micro_1k_224"]
+    (file_server.root / checkpoint.name).write_bytes(checkpoint.read_bytes())
+    file_server.faults[f"/{checkpoint.name}"] = ("hold", checkpoint.stat().st_size // 2)
+    out = tmp_path / "dist"
+    with _processes() as started:
+        address = _scheduler(started, tmp_path)
+        scheduler = started[0]
+        _worker(started, address, tmp_path, "a")
+        _wait_for_workers(address, {"a"})
+        p = subprocess.Popen([sys.executable, "-m", "hubpub", "-q", "build-all", "--manifest", str(micro_manifest_path),
+                              "--out", str(out), "--no-parity", "--only", "micro_1k_224", "--checkpoint",
+                              f"micro_1k_224={file_server.url}/{checkpoint.name}", "--scheduler", address],
+                             cwd=tmp_path, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                             env={**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "HUBPUB_CACHE": str(tmp_path / "c")},
+                             start_new_session=True)
+        started.append(p)
+        assert file_server.holding.wait(timeout=120)
+        os.killpg(scheduler.pid, signal.SIGKILL)
+        try:
+            code = p.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail("build-all still running 120 s after its scheduler died")
+        err = p.stderr.read()
+    assert code == 1, err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert lines == [f"error: lost the Dask scheduler at {address} mid-build; finished files are kept, rerun the "
+                     "command once it is back"], err
+    assert not list(out.rglob("*tmp")) and not (out / "reports" / "micro_1k_224.json").exists()

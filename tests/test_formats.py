@@ -183,7 +183,7 @@ def test_published_to_a_directory_beside_the_tarball(micro_manifest_path, micro_
         data = (dest / artifact / "1.onnx").read_bytes()
         assert data == (dist / f"onnx/{artifact}.onnx").read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        assert (dest / artifact / "1.onnx.sha256").read_text() == f"{digest}  {artifact}.onnx\n"
+        assert (dest / artifact / "1.onnx.sha256").read_text() == f"{digest}  1.onnx\n"
     doc = (dist / "docs/assets/docs/testpub/models/micro_1k_224/1.md").read_text()
     assert "[ONNX](http://127.0.0.1:9/bucket/micro/micro_1k_224/1.onnx)" in doc
 

@@ -243,7 +243,8 @@ def test_a_rerun_with_everything_up_to_date_spawns_no_worker_and_rewrites_nothin
     assert rerun.stdout.splitlines()[-1] == "code 0 False False"  # no TensorFlow, no process pool
     assert "micro_iso_1k_224_fe  up to date" in rerun.stdout
     now = {p: p.stat().st_mtime_ns for p in (tmp_path / "dist").rglob("*") if p.is_file()}
-    assert [p.name for p in now if now[p] != files[p]] == []  # the report too: it said "up to date" already
+    # the report too: it said "up to date" already; the lock says which process holds it
+    assert [p.name for p in now if now[p] != files[p] and p.name != ".hubpub.lock"] == []
     files = now
     # A checkpoint that changed (same size, new bytes, new mtime) is hashed again: a worker rebuilds.
     changed = tmp_path / "changed.safetensors"
@@ -251,7 +252,8 @@ def test_a_rerun_with_everything_up_to_date_spawns_no_worker_and_rewrites_nothin
     again = subprocess.run([sys.executable, "-c", NOOP_RERUN, *args[:-1], f"micro_iso_1k_224={changed}"],
                            capture_output=True, text=True, env=env, timeout=300)
     assert again.stdout.splitlines()[-1] == "code 0 False False"  # a copy: other path and inode, same bytes
-    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "dist").rglob("*") if p.is_file()} == files
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "dist").rglob("*") if p.is_file()
+            and p.name != ".hubpub.lock"} == {p: t for p, t in files.items() if p.name != ".hubpub.lock"}
     # A stage runs again when something it wrote was touched, or something it reads changed.
     (tmp_path / "dist/site/index.html").unlink()
     manifest.write_text(manifest.read_text().replace("Micro ConvNeXt models for tests.", "Micro models renamed here."))

@@ -212,6 +212,9 @@ def connect(scheduler: Scheduler):
     if not log.isEnabledFor(logging.DEBUG):  # Dask's own INFO lines (a cluster's comings and goings) with -vv only
         for name in ("distributed", "distributed.nanny", "distributed.scheduler", "distributed.worker"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # A lost scheduler is reported as one line of ours; its reconnect attempts log tracebacks there.
+        for name in ("distributed.client", "distributed.utils", "distributed.core", "distributed.comm"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "warning"}):
         if scheduler.local_workers:
             from distributed.system import MEMORY_LIMIT
@@ -378,6 +381,10 @@ def run_on_cluster(client, jobs: list, needs: dict[str, int], threads: dict[str,
             try:
                 result = fut.result()
             except Exception as e:  # noqa: BLE001 - KilledWorker after its retries, or a worker without hubpub
+                if "scheduler-connection-lost" in str(e):  # every other task is lost with it: stop here
+                    clean_interrupted(out)
+                    raise ClusterError(f"lost the Dask scheduler at {client.scheduler.address} mid-build; finished "
+                                       "files are kept, rerun the command once it is back") from None
                 result = VariantResult(job.variant, False, 0.0, error=f"its task failed on the cluster: "
                                                                      f"{type(e).__name__}: {e}")
             results[job.variant] = result
