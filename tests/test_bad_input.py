@@ -493,6 +493,26 @@ def test_ctrl_c_inside_a_finalizer_still_stops_the_command():
     assert result.stderr.splitlines()[-1] == "error: interrupted; finished files are kept, rerun the command to go on"
 
 
+def test_an_eof_error_is_a_bug_not_an_interrupt():
+    """click takes an EOFError for Ctrl-D at a prompt and aborts ("interrupted", exit 130); hubpub never
+    prompts, so one is a bug (build-all's queue manager dying at its start raised it): raised as it is."""
+    import click
+
+    from hubpub.cli.group import EXIT_INTERRUPTED, _Group
+
+    @click.group(cls=_Group)
+    def group():
+        pass
+
+    @group.command()
+    def read():
+        raise EOFError("Ran out of input")
+
+    result = CliRunner().invoke(group, ["read"])
+    assert isinstance(result.exception, EOFError) and result.exit_code not in (0, EXIT_INTERRUPTED), result.output
+    assert "interrupted" not in result.output
+
+
 def processes_of_run(marker: Path) -> list[int]:
     """Live processes whose environment carries this run's HUBPUB_TEST_RUN marker."""
     needle = f"HUBPUB_TEST_RUN={marker}".encode() + b"\0"

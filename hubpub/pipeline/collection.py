@@ -23,6 +23,7 @@ from hubpub.pipeline.workers import (
     _worker_start,
     already_built,
     clean_interrupted,
+    manager_address,
     run_variant,
     worker_threads,
 )
@@ -175,7 +176,7 @@ def _run_workers(jobs_list: list[VariantJob], jobs: int, results: dict, out: Pat
     ctx = mp.get_context("spawn")
     # Ctrl-C reaches every process of the terminal's group: the helpers ignore it, and this process
     # stops them, so the user sees one line and no traceback from a worker or the queue's thread.
-    mgr = SyncManager(ctx=ctx)
+    mgr = SyncManager(manager_address(), ctx=ctx)
     mgr.start(_ignore_sigint)
     with mgr:
         events = mgr.Queue()

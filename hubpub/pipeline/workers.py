@@ -189,6 +189,22 @@ def _on_sigterm(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def manager_address():
+    """Where the progress queue's manager listens. multiprocessing's default is a socket file in the temp
+    folder, and a socket's path holds about 100 bytes (a deep TMPDIR passes that, and the manager then fails
+    to start): on Linux a name in the abstract namespace, which has no path and leaves no file behind;
+    elsewhere the loopback interface once the default path would be too long. Either way, only a process
+    holding the manager's key may use it."""
+    import secrets
+    import sys
+    import tempfile
+
+    if sys.platform.startswith("linux"):
+        return f"\0hubpub-{os.getpid()}-{secrets.token_hex(8)}"
+    longest = len(os.fsencode(tempfile.gettempdir())) + len("/pymp-xxxxxxxx/listener-xxxxxxxx")
+    return ("127.0.0.1", 0) if longest >= 100 else None
+
+
 def exit_with_parent() -> None:
     """End this process at once when its parent goes (`kill -9`, the OOM killer): a build nobody waits for
     would hold CPUs and memory for minutes. A thread watches for the re-parenting (to init, or to a
