@@ -469,6 +469,58 @@ def test_ctrl_c_that_a_library_swallows_is_still_exit_130():
     assert isinstance(result.exception, ValueError) and result.exit_code == 1
 
 
+def test_ctrl_c_inside_a_finalizer_still_stops_the_command():
+    """Python ignores an exception raised in a `__del__` ("Exception ignored in"), and TensorFlow's objects have
+    finalizers the garbage collector runs anywhere (seen at the LiteRT stage): a Ctrl-C that lands in one is
+    raised again once it is done, so the command stops with exit 130 instead of going on."""
+    import click
+
+    from hubpub.cli.group import EXIT_INTERRUPTED, _Group
+
+    @click.group(cls=_Group)
+    def group():
+        pass
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+
+    @group.command()
+    def collect():
+        Finalized()  # collected at once: its finalizer gets the Ctrl-C
+        time.sleep(2)
+        click.echo("went on")
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = CliRunner().invoke(group, ["collect"])
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert result.exit_code == EXIT_INTERRUPTED and "went on" not in result.output, result.output
+    assert result.stderr.splitlines()[-1] == "error: interrupted; finished files are kept, rerun the command to go on"
+
+
+def test_an_eof_error_is_a_bug_not_an_interrupt():
+    """click takes an EOFError for Ctrl-D at a prompt and aborts ("interrupted", exit 130); hubpub never
+    prompts, so one is a bug (build-all's queue manager dying at its start raised it): raised as it is."""
+    import click
+
+    from hubpub.cli.group import EXIT_INTERRUPTED, _Group
+
+    @click.group(cls=_Group)
+    def group():
+        pass
+
+    @group.command()
+    def read():
+        raise EOFError("Ran out of input")
+
+    result = CliRunner().invoke(group, ["read"])
+    assert isinstance(result.exception, EOFError) and result.exit_code not in (0, EXIT_INTERRUPTED), result.output
+    assert "interrupted" not in result.output
+
+
 def processes_of_run(marker: Path) -> list[int]:
     """Live processes whose environment carries this run's HUBPUB_TEST_RUN marker."""
     needle = f"HUBPUB_TEST_RUN={marker}".encode() + b"\0"
