@@ -60,7 +60,7 @@ class _Group(click.Group):
         return code
 
 
-def _exit_code(e: Exception, interrupted: bool) -> int:
+def _exit_code(e: BaseException, interrupted: bool) -> int:
     """Say `e` as `error:` lines and give the exit code; a bug's exception is raised on."""
     # After a Ctrl-C any failure is the Ctrl-C: TensorFlow's tracing, for one, catches the KeyboardInterrupt
     # and raises "Tried to convert 'shape' to a tensor" instead.

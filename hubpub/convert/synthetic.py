@@ -37,7 +37,8 @@ def _save(tensors: dict[str, np.ndarray], tmp: Path, suffix: str, *, wrap: bool,
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=metadata)
     elif suffix == ".npz":
         with open(tmp, "wb") as f:
-            np.savez(f, **tensors)
+            # numpy's stub types the keywords as its allow_pickle flag; they are the arrays' names.
+            np.savez(f, **tensors)  # type: ignore[arg-type]
     elif suffix in (".pth", ".pt"):
         from hubpub._torch import require_torch
 

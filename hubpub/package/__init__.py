@@ -78,8 +78,8 @@ def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: in
                 info.mode = 0o755 if info.isdir() else 0o644
                 info.pax_headers = {}
                 if info.isfile():
-                    with open(path, "rb") as f:
-                        tar.addfile(info, f)
+                    with open(path, "rb") as member:
+                        tar.addfile(info, member)
                 else:
                     tar.addfile(info)
         digest = raw.digest.hexdigest()
@@ -141,7 +141,8 @@ def check_tarball(path: str | Path, *, max_unpacked: int | None = None, max_memb
         raise PackageError(f"{shown}: not a readable tar archive: {e}") from None
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         raise PackageError(f"{shown}: cannot read it: {e.strerror}") from None
-    except (OSError, isal_zlib.error) as e:  # gzip's own checks: a damaged or crafted stream
+    # gzip's own checks: a damaged or crafted stream. isal's stub declares `error` an instance; it is a class.
+    except (OSError, isal_zlib.error) as e:  # type: ignore[misc]
         raise PackageError(f"{shown}: not a valid gzip stream ({e}) after {unpacked:,} unpacked bytes; damaged or "
                            "crafted, refused before extracting") from None
     for info, name in members:
@@ -158,7 +159,7 @@ def check_tarball(path: str | Path, *, max_unpacked: int | None = None, max_memb
 
 
 @contextlib.contextmanager
-def _open_archive(path: Path) -> Iterator[tarfile.TarFile]:
+def _open_archive(path: str | Path) -> Iterator[tarfile.TarFile]:
     with open(path, "rb") as f:
         gzipped = f.read(2) == b"\x1f\x8b"
     if not gzipped:
