@@ -102,6 +102,7 @@ def export_saved_model(model, out_dir: str | Path, *, kind: str, resolution: int
             batch = tf.map_fn(lambda s: decode_and_preprocess(s, resolution, ev), images,
                               fn_output_signature=tf.TensorSpec([resolution, resolution, 3], tf.float32))
             if input_convention == "normalized":
+                assert normalization is not None  # checked on entry
                 mean, std = normalization
                 batch = (batch - tf.constant(mean)) / tf.constant(std)
             return {output_name: forward(batch)}
