@@ -84,6 +84,7 @@ class Gcs(Destination):
         random = sorted(name for name, record in job.records.items() if record.random_weights)
         if random:
             raise PublishError(f"refusing to publish random-weight (demo) artifacts to {self}: {', '.join(random)}")
+        store: GcsStore | _Unseen
         try:
             store = GcsStore(self, deadline=job.deadline, timeout=job.timeout, chunk_bytes=job.chunk_bytes)
         except NoCredentials:

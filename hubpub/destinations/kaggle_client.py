@@ -12,6 +12,7 @@ import logging
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from hubpub.destinations.hub import hub_error
 from hubpub.errors import PublishError
@@ -91,7 +92,7 @@ class KaggleApi:
             raise hub_error(f"{what} on Kaggle", BackendError(error))
         return response
 
-    def _exists(self, what: str, fn) -> object | None:
+    def _exists(self, what: str, fn) -> Any:
         """`fn`'s response, or None when Kaggle says 404 (or 403, its answer for another's private model)."""
         import requests
 

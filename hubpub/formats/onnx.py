@@ -122,6 +122,7 @@ class Onnx(Format):
             folder = Path(tmp)
             worst = _convert_in_child(job.dist.root / source.path, job.saved_model, folder, data_name,
                                       (job.inputs, job.expected))
+            assert worst is not None  # given the inputs to check on, the child measures
             if not worst <= self.tolerance:
                 raise FormatError(f"{job.artifact}: the ONNX file differs from the SavedModel by {worst:.2e} "
                                   f"(tolerance {self.tolerance:g})")
