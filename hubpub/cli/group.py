@@ -24,7 +24,7 @@ class _Interrupted(Exception):
 
 
 # The commands that run TensorFlow here (build, verify, verify-parity, eval) import it through hubpub._tf,
-# without its C++ start-up chatter, once their own checks have passed: a usage error costs no 4 s and 800 MB.
+# without its C++ start-up chatter, once their own checks have passed: a usage error never pays its import.
 
 
 class _Group(click.Group):

@@ -36,9 +36,9 @@ def one_user_agent():
 
     kagglehub builds a client for every file it uploads or downloads, and each client's user agent walks
     the caller's stack with `inspect.stack()` six times, looking for keras_hub and the like (none are in
-    hubpub's stack, so every client's agent is the same). With TensorFlow imported that costs 0.4-0.5 s a
-    client, 13 s from a deep stack of generated code (`inspect.getmodule` scans every module for a frame
-    without a file): 51 clients in one micro publish and audit. The library's own function is back after."""
+    hubpub's stack, so every client's agent is the same). With TensorFlow imported each walk scans every
+    module (`inspect.getmodule`, for each frame without a file), and a publish or audit makes a client per
+    file: the first agent is reused instead. The library's own function is back after."""
     import kagglehub.clients as clients
 
     original = clients.get_user_agent

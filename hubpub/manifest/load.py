@@ -20,8 +20,8 @@ from hubpub.manifest.schema import Handle, ManifestModel, Sha256, _check_url
 from hubpub.manifest.values import DatasetRef, Manifest, Variant, artifact_name
 from hubpub.resources import data_dir
 
-# Bounds on what a manifest may be: the 24-variant ConvNeXt manifest is 8 KB and about 600 YAML
-# nodes. A YAML alias "bomb" is small text whose aliases expand to billions of nodes.
+# Bounds on what a manifest may be, far above any real collection's (collection.yaml, the largest shipped):
+# a YAML alias "bomb" is small text whose aliases expand to billions of nodes.
 MAX_MANIFEST_BYTES = 4 * 2**20
 MAX_MANIFEST_NODES = 200_000
 

@@ -295,8 +295,8 @@ class Run:
     fine_tunes: bool = False
 
 
-# A kernel's peak, measured (ConvNeXt tiny, 0.11 GB of weights): 1.6 GB for the classifier notebook, 2.7 GB for
-# the fine-tuning one (two copies of the model, gradients and Adam's slots). Sized above both.
+# A kernel's memory: the libraries it imports, then a multiple of the weights large enough for the fine-tuning
+# notebook, the larger of the two (two copies of the model, gradients and Adam's slots). Sized above both.
 KERNEL_BASE_BYTES = 3 * 2**29  # TensorFlow, Keras, tf-keras and matplotlib imported
 KERNEL_BYTES_PER_WEIGHT_BYTE = 16
 
@@ -309,8 +309,8 @@ def kernel_bytes(weight_bytes: int) -> int:
 def can_start(running: list[int], weight_bytes: int, cpus: int, memory: int | None) -> bool:
     """Whether a kernel for a model of `weight_bytes` may start beside the kernels running (their models'
     weight bytes): alone always; beside others while there is a CPU for each (a fine-tuning kernel keeps
-    about one busy: ConvNeXt tiny's two notebooks took 99 s one after the other, 75 s side by side) and
-    their expected peaks fit in half the machine's memory."""
+    about one busy, so a second kernel on the same CPU gains nothing) and their expected peaks fit in half
+    the machine's memory."""
     if not running:
         return True
     if len(running) >= cpus:

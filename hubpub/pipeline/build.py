@@ -167,8 +167,8 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
 @contextlib.contextmanager
 def _collect_young_objects_only():
     """Keep the garbage collector off the objects that exist before the build (TensorFlow's and
-    Keras' modules: about a million): each full collection, explicit or automatic, then walks only
-    what the build made (tiny: 0.53 -> 0.23 s spent collecting). They are collectable again after."""
+    Keras' modules, far more than the build makes): each full collection, explicit or automatic, then
+    walks only what the build made. They are collectable again after."""
     gc.freeze()
     try:
         yield

@@ -256,7 +256,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     from hubpub.manifest import iter_selected
 
     dest = parse(publish_dest or manifest.publish.destination)
-    base = public_url_base(dest, manifest, public_url)  # before any work: a bad destination fails now
+    base = public_url_base(dest, manifest, public_url)  # before any work: a bad destination fails first
     if shard and publish_dest and dest.is_hub:
         raise HubpubError(f"--shard with --publish {dest}: a shard publishes its artifact files to gs:// or a "
                           "directory; a hub's pages need the whole collection, so publish there once, from the "
