@@ -30,6 +30,12 @@ def temp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.{threading.get_native_id()}.tmp")
 
 
+def temp_prefix(what: str) -> str:
+    """The prefix of a stage's temp folder (`tempfile`), with its process's id: a build-all that stops a worker
+    removes what the worker could not."""
+    return f"hubpub-{what}-{os.getpid()}-"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path to write a file or a folder to; it replaces `path` only if the block succeeds.
@@ -138,6 +144,16 @@ def cleanup_created_dirs(path: str | Path) -> Iterator[Path]:
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty
         raise
+
+
+def in_finalizer(frame) -> bool:
+    """Whether `frame` (a signal handler's) runs inside a `__del__`, where Python ignores an exception raised
+    (TensorFlow's objects have finalizers, run by the garbage collector): a handler raises it again after."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 _children: set = set()

@@ -73,6 +73,7 @@ class FaultProxy:
 
     def __init__(self, stall_seconds: float = 6.0, preconditions: bool = False):
         self.preconditions = preconditions
+        self.pair_seconds = 10.0  # how long the first of a pair waits for its twin
         self._pairs: dict[str, threading.Event] = {}
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -156,7 +157,7 @@ class FaultProxy:
             with contextlib.suppress(OSError):
                 conn.close()
 
-    def _meet(self, name: str, timeout: float = 10.0) -> None:
+    def _meet(self, name: str) -> None:
         """The first of two requests for `name` waits for the second; then both go on."""
         with self._lock:
             event = self._pairs.pop(name, None)
@@ -166,7 +167,7 @@ class FaultProxy:
             else:
                 first = False
         if first:
-            event.wait(timeout)
+            event.wait(self.pair_seconds)
         else:
             event.set()
 

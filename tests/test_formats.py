@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -364,6 +365,57 @@ def test_an_interrupted_caller_ends_its_converter_child(tmp_path):
     assert not Path(folders[0]).exists()
 
 
+@pytest.mark.parametrize("command", ["build", "build-all"])
+def test_ctrl_c_during_litert_leaves_no_temp_folder_and_no_process(micro_manifest_path, micro_checkpoints, tmp_path,
+                                                                   command):
+    """A real Ctrl-C (SIGINT to the process group, as a terminal sends it) of a micro build once its LiteRT
+    conversions have their temp folder: exit 130, one line, no temp file anywhere (`hubpub-*` in the temp
+    folder, `.keras-check-*` and other temp names in the dist) and no process of the run left (build-all's
+    worker is stopped by its parent, not by the SIGINT). The temp folder is deep, as a CI runner's or an
+    xdist worker's can be: build-all's helper processes must not depend on its path's length."""
+    import signal
+    import threading
+
+    import yaml
+
+    from tests.test_bad_input import _micro_args, processes_of_run
+
+    settings = yaml.safe_load(micro_manifest_path.read_text())
+    settings["litert"] = {**settings["litert"], "max_parameters": 30_000_000,
+                          "formats": ["float32", "float16", "dynamic_int8", "int8"]}
+    manifest = tmp_path / "collection.yaml"
+    manifest.write_text(yaml.safe_dump(settings, sort_keys=False))
+    temp = tmp_path / ("deep-" * 12) / ("temp-" * 12)  # > 100 bytes: more than a socket's path may hold
+    temp.mkdir(parents=True)
+    dist = tmp_path / "dist"
+    args = _micro_args(command, manifest, micro_checkpoints["micro_1k_224"], dist)
+    env = {**os.environ, "HUBPUB_DISABLE_PROGRESS": "1", "PYTHONUNBUFFERED": "1", "HUBPUB_TEST_RUN": str(tmp_path),
+           "TMPDIR": str(temp)}
+    proc = subprocess.Popen([sys.executable, "-m", "hubpub", *args, "--kinds", "feature-extractor"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.append(line) for line in proc.stderr], daemon=True)
+    reader.start()
+    deadline = time.time() + 240
+    # the stage has begun and the conversions' input is written
+    while not (any("micro_1k_224_fe: litert" in line for line in lines)
+               and list(temp.glob("hubpub-litert-*/fixed/saved_model.pb"))):
+        assert time.time() < deadline and proc.poll() is None, ("no LiteRT temp folder", proc.poll(), "".join(lines))
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=120)
+    reader.join(timeout=30)
+    err = "".join(lines)
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == "error: interrupted; finished files are kept, rerun the command to go on", err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    time.sleep(0.5)
+    assert not processes_of_run(tmp_path), "processes of the interrupted run left running"
+    assert not [p.name for p in temp.iterdir() if p.name.startswith("hubpub-")]
+    assert not [p for p in dist.rglob("*") if p.name.startswith(".") and p.name not in (".stages", ".hubpub.lock")]
+
+
 @pytest.fixture(scope="module")
 def external_published(external, micro_manifest_path, tmp_path_factory) -> Path:
     """The collection of `external` (docs rendered) published to a directory: what a bucket would hold."""
@@ -429,3 +481,16 @@ def test_audit_load_runs_an_onnx_file_with_its_external_data(external_published)
     onnx_problems = [p for p in result.problems if ".onnx" in p.file]
     assert not onnx_problems, onnx_problems
     assert "micro_1k_224/1.onnx" in result.loaded and "micro_1k_224_fe/1.onnx" in result.loaded, result.loaded
+
+
+def test_the_model_doc_names_the_external_data_file(external, external_published):
+    """The doc of a model whose ONNX weights are beside the graph says to download both, and its code does."""
+    _, f, _ = external
+    doc = (external_published / "docs/assets/docs/testpub/models/micro_1k_224/1.md").read_text()
+    name, url = Path(f.data.path).name, f"http://127.0.0.1:9/bucket/micro/micro_1k_224/{Path(f.data.path).name}"
+    assert f"Its weights are in a second file, [`{name}`]({url})\n({f.data.size / 2**20:.1f} MiB, SHA-256 " \
+           f"`{f.data.sha256}`), which the `.onnx` file reads from its own folder under\nthat name: download both " \
+           "files and keep them in one folder." in doc, doc
+    assert f'urllib.request.urlretrieve("{url}", "{name}")  # its weights, read from beside it\n' in doc
+    fe = (external_published / "docs/assets/docs/testpub/models/micro_1k_224_fe/1.md").read_text()  # one file
+    assert "second file" not in fe and ".onnx_data" not in fe

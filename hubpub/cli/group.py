@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 
 import click
 
 from hubpub import __version__
+from hubpub._files import in_finalizer
 from hubpub.errors import HubpubError
 
 log = logging.getLogger("hubpub")
@@ -23,6 +25,16 @@ class _Interrupted(Exception):
     """Ctrl-C, carried past click's own handling (which prints an empty line first)."""
 
 
+class _EndOfFile(Exception):
+    """An EOFError of a command, carried past click, which would take it for Ctrl-D at a prompt and say
+    "interrupted": none of hubpub's commands prompts, so it is a bug (a helper process that died at its
+    start, for one), raised on as it is."""
+
+    def __init__(self, error: EOFError):
+        super().__init__(str(error))
+        self.error = error
+
+
 # The commands that run TensorFlow here (build, verify, verify-parity, eval) import it through hubpub._tf,
 # without its C++ start-up chatter, once their own checks have passed: a usage error never pays its import.
 
@@ -35,6 +47,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise _Interrupted() from None
+        except EOFError as e:
+            raise _EndOfFile(e) from None
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         previous = signal.getsignal(signal.SIGINT)
@@ -43,11 +57,17 @@ class _Group(click.Group):
 
             def on_sigint(signum, frame):  # remembered: a library may swallow the KeyboardInterrupt
                 ctrl_c.append(signum)
+                if in_finalizer(frame):  # Python ignores an exception there: raised again once it is done
+                    threading.Timer(0.05, signal.raise_signal, (signum,)).start()
+                    return
                 signal.default_int_handler(signum, frame)
 
             signal.signal(signal.SIGINT, on_sigint)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _EndOfFile as e:
+            e.error.__suppress_context__ = True  # its own traceback, not the wrapper's
+            code = _exit_code(e.error, interrupted=bool(ctrl_c))
         except Exception as e:
             code = _exit_code(e, interrupted=bool(ctrl_c))
         except (KeyboardInterrupt, _Interrupted):

@@ -8,6 +8,7 @@ import errno
 import os
 import shutil
 import stat
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -88,6 +89,24 @@ class LocalStore(ReadFileByFile):
 
     def __init__(self, root: Path):
         self.root = root
+        self._made: set[Path] = set()  # the folders this publish made, so only those are removed on failure
+        self._folders = threading.Lock()
+
+    def _make_folder(self, folder: Path) -> None:
+        missing = [f for f in (folder, *folder.parents) if f.is_relative_to(self.root) and not f.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+        self._made.update(missing)
+
+    def _drop_empty_folders(self, folder: Path) -> None:
+        """No empty folder is left by files that did not land. Any upload that fails tries, not only the one
+        that made the folder: uploads run at once, and the last to fail is the one that finds it empty."""
+        while folder in self._made:
+            try:
+                folder.rmdir()
+            except OSError:  # another upload's file is in it, or landed: it stays
+                return
+            self._made.discard(folder)
+            folder = folder.parent
 
     def check(self) -> None:
         if self.root.exists() and not self.root.is_dir():
@@ -121,10 +140,11 @@ class LocalStore(ReadFileByFile):
         name, where check-then-rename would race another publisher). Returns its generation (inode)."""
         target = self.root / key
         tmp = temp_name(target)
-        made = not target.parent.exists()
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(upload.source, "rb") as src, open(tmp, "wb") as dst:
+            with self._folders:  # the folder and its temp file at once: a folder with a file in it is not dropped
+                self._make_folder(target.parent)
+                out = open(tmp, "wb")  # noqa: SIM115 -- closed by the with below
+            with open(upload.source, "rb") as src, out as dst:
                 while block := src.read(1 << 20):
                     if cancel is not None and cancel.is_set():
                         raise Cancelled()
@@ -142,9 +162,8 @@ class LocalStore(ReadFileByFile):
         except OSError as e:
             with contextlib.suppress(OSError):  # before the folder: it must be empty to go
                 tmp.unlink(missing_ok=True)
-            if made:  # no empty folder left by a file that did not land (another upload may fill it: then it stays)
-                with contextlib.suppress(OSError):
-                    target.parent.rmdir()
+            with self._folders:
+                self._drop_empty_folders(target.parent)
             if e.errno in (errno.ENOSPC, errno.EDQUOT):  # out of bytes, or of file entries (inodes)
                 room = os.statvfs(self.root)
                 raise PublishError(f"{target}: cannot write: no space left on the file system of {self.root} "

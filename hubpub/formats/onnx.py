@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from hubpub import tolerances
-from hubpub._files import atomic_path, run_child, sha256_file, write_sha256
+from hubpub._files import atomic_path, run_child, sha256_file, temp_prefix, write_sha256
 from hubpub.errors import HubpubError
 from hubpub.formats.base import Format, FormatError, FormatJob
 from hubpub.machine import physical_memory
@@ -118,7 +118,7 @@ class Onnx(Format):
         version = job.variant.version if job.variant is not None else 1
         path = self.path(job.dist, job.artifact)
         data_name = f"{job.artifact}-v{version}{DATA_SUFFIX}"
-        with tempfile.TemporaryDirectory(prefix="hubpub-onnx-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=temp_prefix("onnx")) as tmp:
             folder = Path(tmp)
             worst = _convert_in_child(job.dist.root / source.path, job.saved_model, folder, data_name,
                                       (job.inputs, job.expected))

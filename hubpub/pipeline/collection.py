@@ -21,8 +21,10 @@ from hubpub.pipeline.workers import (
     VariantResult,
     _ignore_sigint,
     _stop_workers,
+    _worker_start,
     already_built,
     clean_interrupted,
+    manager_address,
     run_variant,
     worker_threads,
 )
@@ -182,7 +184,7 @@ def _run_workers(jobs_list: list[VariantJob], jobs: int, results: dict, out: Pat
     ctx = mp.get_context("spawn")
     # Ctrl-C reaches every process of the terminal's group: the helpers ignore it, and this process
     # stops them, so the user sees one line and no traceback from a worker or the queue's thread.
-    mgr = SyncManager(ctx=ctx)
+    mgr = SyncManager(manager_address(), ctx=ctx)
     mgr.start(_ignore_sigint)
     with mgr:
         events = mgr.Queue()
@@ -200,7 +202,7 @@ def _run_workers(jobs_list: list[VariantJob], jobs: int, results: dict, out: Pat
             listener = threading.Thread(target=listen, daemon=True)
             listener.start()
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1,
-                                   initializer=_ignore_sigint)
+                                   initializer=_worker_start)
         try:
             futures = {pool.submit(run_variant, job, events): job for job in jobs_list}
             for fut in as_completed(futures):

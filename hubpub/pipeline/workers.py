@@ -111,6 +111,8 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
         for name in THREAD_VARIABLES:
             os.environ.setdefault(name, str(job.threads))
     start = time.perf_counter()
+    global _building
+    _building = True
     try:
         variant = load_manifest(job.manifest_path).variant(job.variant)
         dist = Dist(Path(job.out))
@@ -143,6 +145,10 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
             return VariantResult(job.variant, False, time.perf_counter() - start, error=full.message)
         return VariantResult(job.variant, False, time.perf_counter() - start,
                              error=f"internal error: {type(e).__name__}: {e}", traceback=traceback.format_exc())
+    except KeyboardInterrupt:  # the parent's SIGTERM (`_on_sigterm`), the build unwound: end as SIGTERM ends
+        os._exit(128 + 15)
+    finally:
+        _building = False
 
 
 PARENT_POLL_SECONDS = 0.25  # how often a worker or helper process looks whether its parent is still there
@@ -154,6 +160,50 @@ def _ignore_sigint() -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()
+
+
+_building = False  # a worker's build under way (`run_variant`)
+
+
+def _worker_start() -> None:
+    """A pool worker's start: as `_ignore_sigint`, and the parent's SIGTERM (its Ctrl-C) ends a build under way
+    as an interrupt does, so the build's temp folders and converter children go with it."""
+    import signal
+
+    _ignore_sigint()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum, frame) -> None:
+    import signal
+    import threading
+
+    from hubpub._files import in_finalizer
+
+    global _building
+    if not _building:  # idle, or told twice: nothing of a build to unwind
+        os._exit(128 + signum)
+    if in_finalizer(frame):  # the interrupt would be ignored there
+        threading.Timer(0.05, signal.raise_signal, (signum,)).start()
+        return
+    _building = False
+    raise KeyboardInterrupt
+
+
+def manager_address():
+    """Where the progress queue's manager listens. multiprocessing's default is a socket file in the temp
+    folder, and a socket's path holds about 100 bytes (a deep TMPDIR passes that, and the manager then fails
+    to start): on Linux a name in the abstract namespace, which has no path and leaves no file behind;
+    elsewhere the loopback interface once the default path would be too long. Either way, only a process
+    holding the manager's key may use it."""
+    import secrets
+    import sys
+    import tempfile
+
+    if sys.platform.startswith("linux"):
+        return f"\0hubpub-{os.getpid()}-{secrets.token_hex(8)}"
+    longest = len(os.fsencode(tempfile.gettempdir())) + len("/pymp-xxxxxxxx/listener-xxxxxxxx")
+    return ("127.0.0.1", 0) if longest >= 100 else None
 
 
 def exit_with_parent() -> None:
@@ -174,12 +224,21 @@ def exit_with_parent() -> None:
 
 def _stop_workers(pool) -> None:
     """Terminate a pool's workers now (ProcessPoolExecutor has no public way before Python 3.14)."""
+    import shutil
+    import tempfile
+
     processes = list((getattr(pool, "_processes", None) or {}).values())
     for p in processes:
         p.terminate()
     for p in processes:
         p.join(timeout=10)
+        if p.is_alive():  # inside a long native call: its build cannot unwind now
+            p.kill()
+            p.join(timeout=10)
     pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        for tmp in Path(tempfile.gettempdir()).glob(f"hubpub-*-{p.pid}-*"):  # `temp_prefix`: the worker's own
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def clean_interrupted(out: Path) -> None:
