@@ -37,6 +37,8 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m ruff check hubpub tests benchmarks
+	# The type check of hubpub/, as pyproject's [tool.mypy] sets it.
+	$(PY) -m mypy
 	# The documentation: --strict fails on a broken link or anchor and on a page left out of the nav.
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -q
 	# Two workers: the suite's CPU time is about 1.7x its wall time with them (both cores busy; the longest tests start first, tests/conftest.py).
@@ -46,4 +48,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(DEMO) site .pytest_cache
+	rm -rf $(DEMO) site .pytest_cache .mypy_cache

@@ -116,7 +116,7 @@ def main() -> int:
                 for v in pair:
                     save_checkpoint(v.family.random_checkpoint(v.architecture, v.num_classes),
                                     work / "ckpt" / f"{v.name}.safetensors", metadata={RANDOM_WEIGHTS_KEY: "true"})
-                # two at once only where both fit: 1 GB + 3.5x the weights each (hubpub.pipeline.cluster)
+                # two at once only where both fit, as hubpub.pipeline.cluster.memory_needed sizes them
                 jobs = 2 if sum(memory_needed(v.parameter_count()) for v in pair) < 0.8 * memory else 1
                 began = time.perf_counter()
                 built = _run(BUILD_PAIR, str(manifest_path), str(work / "dist"), ",".join(v.name for v in pair),

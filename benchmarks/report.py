@@ -159,7 +159,7 @@ def rows() -> list[tuple[str, str, str, str, str]]:
         out.append(("bench_keras_artifact.py", f"`.keras` on PyTorch, {k['variant']}, batch {k['batch']}",
                     "the PyTorch reference, eager", f"{k['torch_ratio']:.2f}",
                     _verdict(k["torch_ratio"], k["torch_target"], True)))
-    for name in ("demo", "onnx", "cluster", "collection", "signing"):
+    for name in ("demo", "onnx", "cluster", "collection", "signing", "typecheck"):
         if r := _load(name):
             for row in r.get("rows", []):
                 out.append((row["script"], row["measures"], row["baseline"], row["figure"], row["target"]))

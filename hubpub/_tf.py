@@ -45,8 +45,8 @@ def native_stderr_silenced(active: bool = True):
 def graph_optimisation_off():
     """Run tf.functions first called inside this block without Grappler's rewrites.
 
-    For a check that runs a model once, the rewrite costs more than it saves (tiny, 2 images:
-    0.55 -> 0.36 s). Process-wide while it lasts; the previous setting comes back after.
+    For a check that runs a model once, the rewrite costs more than it saves. Process-wide while it
+    lasts; the previous setting comes back after.
     """
     import tensorflow as tf
 

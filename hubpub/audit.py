@@ -93,8 +93,11 @@ class _Notebooks:
         parts = inside.split("/")
         if ".." in parts or inside.startswith("/") or not inside.endswith(".ipynb"):
             return None, None  # never a file outside the folders it names
-        root = self.folder if self.folder is not None else self.checkout
-        path = self.folder / "/".join(parts[-2:]) if self.folder is not None else self.checkout / inside
+        if self.folder is not None:
+            root, path = self.folder, self.folder / "/".join(parts[-2:])
+        else:
+            assert self.checkout is not None  # looked in only with a folder or a checkout (`_links`)
+            root, path = self.checkout, self.checkout / inside
         return (path if path.is_file() else None), root
 
 

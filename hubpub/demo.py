@@ -7,10 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hubpub.errors import HubpubError
 from hubpub.layout import Dist
 from hubpub.manifest import KINDS, Manifest
+
+if TYPE_CHECKING:
+    from hubpub.pipeline import CollectionResult
 
 # The demo publishes to a local folder; its docs link to where `python -m http.server` serves it.
 DEMO_PUBLIC_URL = "http://localhost:8000"
@@ -21,7 +25,7 @@ class DemoResult:
     variant: str
     checkpoint: Path
     made_checkpoint: bool  # False: the one from an earlier run was reused
-    collection: object  # hubpub.pipeline.CollectionResult, published and verified (with a fine-tuning step)
+    collection: CollectionResult  # published and verified (with a fine-tuning step)
 
 
 def run_demo(manifest: Manifest, out: Path, *, variant: str | None = None, progress=None,

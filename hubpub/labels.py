@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import zipfile
 from pathlib import Path
+from typing import cast
 
 LABEL_FILES = {"imagenet-1k": "imagenet-1k.txt", "imagenet-21k": "imagenet-21k.txt"}
 _SOURCES = {"imagenet-1k": "imagenet_synsets.txt", "imagenet-21k": "imagenet22k_synsets.txt"}
@@ -17,7 +18,8 @@ _INFO = "timm/data/_info/"
 
 
 def read_labels(path: Path) -> list[tuple[str, str]]:
-    return [tuple(line.split("\t", 1)) for line in path.read_text(encoding="utf-8").splitlines()]
+    # Each line of these files holds one tab, so each split is a pair.
+    return [cast(tuple[str, str], tuple(line.split("\t", 1))) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def generate_from_timm_wheel(wheel: Path, out_dir: Path) -> dict[str, Path]:

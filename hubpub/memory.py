@@ -12,8 +12,8 @@ from pathlib import Path
 
 _STATUS = Path("/proc/self/status")
 # The kernel's figure can fall by a page or two between readings (it counts resident pages per thread and
-# adds them up in batches; a clean-clone CI run saw 1237 MiB, then 1236): a peak never falls, so each
-# reading is at least the highest before it in this process.
+# adds them up in batches): a peak never falls, so each reading is at least the highest before it in this
+# process.
 _highest = [0]
 
 

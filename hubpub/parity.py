@@ -60,7 +60,7 @@ def normalize(images: np.ndarray, family: Family, arch: ArchConfig | None = None
     """What a `normalized`-convention model (and the reference) takes: (x - mean) / std, the architecture's
     own normalisation if it has one."""
     mean, std = family.normalization(arch)
-    return ((images - np.float32(mean)) / np.float32(std)).astype(np.float32)
+    return ((images - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).astype(np.float32)
 
 
 def reference_taps(torch_model, family: Family, images: np.ndarray,
@@ -82,6 +82,7 @@ def check_parity(keras_model, reference, family: Family, arch: ArchConfig, image
     import keras
 
     ref = reference if isinstance(reference, dict) else reference_taps(reference, family, images, arch)
+    assert family.taps is not None  # parity is checked only for a family with a reference, and so with taps
     taps = family.taps(arch, classifier)
     probe = keras.Model(keras_model.input, [keras_model.get_layer(n).output for n in taps.values()])
     keras_in = images if input_convention == "hub" else normalize(images, family, arch)

@@ -77,12 +77,12 @@ def publish(manifest: Manifest, dist: Path, dest: Destination, *, public_url: st
             raise VerifyError(f"published to {dest} ({result.summary()}), but the artifact got back from "
                               f"there failed its check: {e}") from None
         if signer is not None and signer.key is not None and not dest.is_hub:
-            _check_published_signature(checked.handle, signer)
+            _check_published_signature(checked.handle, signer.key)
         result = replace(result, verified=checked)
     return result
 
 
-def _check_published_signature(handle: str, signer: Signer) -> None:
+def _check_published_signature(handle: str, key: Path) -> None:
     """The verified artifact's published `.sig`, checked as a user checks it, with the signer's public key."""
     import tempfile
 
@@ -90,7 +90,7 @@ def _check_published_signature(handle: str, signer: Signer) -> None:
     from hubpub.verify import check_signature
 
     with tempfile.NamedTemporaryFile(suffix=".pem") as pem:
-        pem.write(public_key_pem(signer.key).encode() + b"\n")
+        pem.write(public_key_pem(key).encode() + b"\n")
         pem.flush()
         try:
             check_signature(handle, public_key=Path(pem.name))
@@ -109,7 +109,8 @@ def _check_signing_claim(manifest: Manifest, docs, signer: Signer | None) -> Non
                            "uploaded): give --sign-key PRIVATE_KEY.pem (the manifest's signing.key), or render the "
                            "docs without signing.public_key")
     settings = manifest.signing
-    if claiming is not None and signer.key is not None and settings is not None and settings.public_key \
+    if claiming is not None and signer is not None and signer.key is not None and settings is not None \
+            and settings.public_key \
             and public_key_fingerprint(Path(settings.public_key)) != public_key_fingerprint(signer.key):
         raise PublishError(f"{claiming}: names the key of signing.public_key ({settings.public_key}), but "
                            f"{signer.key} is another key (nothing was uploaded): sign with its private half")
@@ -118,9 +119,11 @@ def _check_signing_claim(manifest: Manifest, docs, signer: Signer | None) -> Non
 def manifest_signer(manifest: Manifest) -> Signer | None:
     """The signer the manifest's `signing:` section names, if any."""
     settings = manifest.signing
-    if settings is None or not (settings.key or settings.sigstore):
+    if settings is None:
         return None
-    return Signer(sigstore=True) if settings.sigstore else Signer(key=Path(settings.key))
+    if settings.sigstore:
+        return Signer(sigstore=True)
+    return Signer(key=Path(settings.key)) if settings.key else None
 
 
 def _checked_docs(manifest: Manifest, dist: Path, notebooks: Path | None, fix: str):

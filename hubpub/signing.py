@@ -50,6 +50,7 @@ class Signer:
         """Who signs, as the docs and the summary say it: a key's fingerprint, or "Sigstore"."""
         if self.sigstore:
             return "Sigstore (the CI's OIDC identity)"
+        assert self.key is not None  # __post_init__: a key, unless Sigstore
         return f"the key with SHA-256 fingerprint {public_key_fingerprint(self.key)}"
 
     def _config(self):
@@ -59,6 +60,7 @@ class Signer:
         config = signing.Config()
         if self.sigstore:
             return _sigstore_config(config)
+        assert self.key is not None  # __post_init__: a key, unless Sigstore
         if self.certificates:
             return config.use_certificate_signer(private_key=self.key, signing_certificate=self.certificates[0],
                                                  certificate_chain=self.certificates[1:])

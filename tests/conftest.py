@@ -148,8 +148,9 @@ def micro_dist(micro_manifest, micro_checkpoints, tmp_path_factory, worker_id) -
 
 
 # The demo of the test run: a micro ConvNeXt (0.14 M parameters) with every stage `make demo` has: the four
-# LiteRT files, ONNX, notebooks, publish, verify. The demo's time is mostly fixed costs (a micro demo 140 s
-# here, ConvNeXt V2 atto 221 s, tiny 3.5 min). With HUBPUB_SLOW, convnext_tiny as `make demo` builds it.
+# LiteRT files, ONNX, notebooks, publish, verify. The demo's time is mostly fixed costs, so a micro model
+# keeps every stage for a fraction of it (benchmarks/results/demo.json: the full-size demo's phases). With
+# HUBPUB_SLOW, convnext_tiny as `make demo` builds it.
 DEMO_SLOW = ("collection.yaml", "convnext_tiny_1k_224")
 
 

@@ -65,7 +65,7 @@ class HfStub:
         self.lfs_puts = 0
         self.downloaded: list[tuple[str, int]] = []  # (path, bytes) of every file served
         # LFS objects whose every PUT is refused with a 403, as storage refuses an expired upload URL: the
-        # client does not retry it (a 5xx it retries for ~23 s first; put_faults covers the retries)
+        # client does not retry it (a 5xx it retries with backoff first; put_faults covers the retries)
         self.broken_oids: set[str] = set()
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -299,7 +299,7 @@ def _check_card(text: str) -> None:
 def _handler(stub: HfStub):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        # Headers and body go out as two writes: with Nagle on, each answer waited ~40 ms for an ACK.
+        # Headers and body go out as two writes: with Nagle on, each answer would wait for the client's delayed ACK.
         disable_nagle_algorithm = True
 
         def log_message(self, *args):

@@ -21,7 +21,7 @@ from tests.conftest import MICRO_PAIR
 pytest.importorskip("distributed")
 
 # Two variants, one per ConvNeXt style: both workers are mid-variant when one is killed, and the killed one's
-# variant is built again by the other (a third variant added 40 s and no other path).
+# variant is built again by the other (a third variant would add time and no other path).
 VARIANTS = MICRO_PAIR
 ARTIFACT_FOLDERS = ("tars", "keras", "saved_models")
 ROOT = Path(__file__).resolve().parent.parent

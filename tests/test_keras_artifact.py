@@ -250,7 +250,7 @@ def test_fresh_venv_with_only_keras_jax_and_numpy_loads_it(micro_dist, saved_mod
     python = venv / "bin" / "python"
     pins = [f"keras=={version('keras')}", f"jax[cpu]=={CONSUMER_JAX}", f"numpy=={version('numpy')}"]
     # No --compile-bytecode: one process runs there, and compiling every module it does not import costs
-    # more (24 s of CPU against 5 s for what it imports).
+    # more than compiling, on import, the few it does.
     install = subprocess.run([sys.executable, "-m", "uv", "pip", "install", "-q", "--python", str(python), *pins],
                              capture_output=True, text=True, timeout=900)
     assert install.returncode == 0, install.stderr[-2000:]

@@ -77,7 +77,7 @@ def test_lock_file_records_and_then_enforces_the_checkpoint_hash(micro_manifest_
         assert not first.failed
         lock = (tmp_path / "collection.lock").read_text()
         assert "micro_iso_1k_224" in lock and "sha256:" in lock
-        # The server now serves other bytes under the same URL. With a fresh cache, what is built from
+        # From here the server serves other bytes under the same URL. With a fresh cache, what is built from
         # the pinned bytes is up to date without a download; a rebuild must download, and notice.
         shutil.copy(micro_checkpoints["micro_1k_224"], file_server.root / "micro_iso_1k_224.safetensors")
         os.environ["HUBPUB_CACHE"] = str(tmp_path / "cache2")

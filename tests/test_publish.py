@@ -150,7 +150,7 @@ def test_random_weights_refused_for_gcs(micro_manifest_path, micro_dist, tmp_pat
 def test_docs_asset_path_must_match_an_object(micro_manifest_path, micro_dist, tmp_path, bucket):
     manifest, dist = _setup(micro_manifest_path, micro_dist, tmp_path, bucket=bucket,
                             base="https://cdn.example.com/models")
-    # docs rendered for another public base than the manifest used now
+    # docs rendered for another public base than the manifest's
     other = parse_manifest(micro_manifest_path.read_text().replace(
         "http://127.0.0.1:9/bucket/micro", f"https://storage.googleapis.com/{bucket}/micro"), micro_manifest_path)
     with pytest.raises(PublishError, match=r"micro_1k_224/1\.md: asset-path https://cdn\.example\.com/models/"

@@ -25,8 +25,29 @@ def test_wheel_ships_the_package_resources(wheel):
     for needed in ("hubpub/templates/model.md.j2", "hubpub/templates/collection.md.j2",
                    "hubpub/templates/publisher.md.j2", "hubpub/data/labels/imagenet-1k.txt",
                    "hubpub/data/labels/imagenet-21k.txt", "hubpub/data/vocabularies.yaml",
-                   "hubpub/data/photos/astronaut.jpg", "hubpub/data/photos/README.md"):
+                   "hubpub/data/photos/astronaut.jpg", "hubpub/data/photos/README.md",
+                   "hubpub/py.typed"):  # type checkers read hubpub's annotations (PEP 561)
         assert needed in names, needed
+
+
+def test_the_version_is_written_once_and_every_reader_agrees(wheel, root):
+    """hubpub/__init__.py holds it; the wheel's metadata, the installed metadata and `hubpub --version`
+    read it from there, and pyproject.toml names it dynamic."""
+    import tomllib
+    from importlib.metadata import version
+
+    import hubpub
+
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"], project
+    with zipfile.ZipFile(wheel) as z:
+        [metadata] = [n for n in z.namelist() if n.endswith(".dist-info/METADATA")]
+        [wheel_version] = [line.removeprefix("Version: ") for line in z.read(metadata).decode().splitlines()
+                           if line.startswith("Version: ")]
+    said = subprocess.run([sys.executable, "-m", "hubpub", "--version"], capture_output=True, text=True,
+                          timeout=120, check=True).stdout.strip()
+    assert said == f"hubpub, version {hubpub.__version__}", said
+    assert wheel_version == version("hubpub") == hubpub.__version__, (wheel_version, version("hubpub"))
 
 
 def test_installed_wheel_renders_docs_from_an_empty_directory(wheel, micro_manifest_path, micro_dist, tmp_path):

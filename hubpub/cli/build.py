@@ -82,10 +82,10 @@ def verify_parity(variant: str, checkpoint: str, sizes, kinds: str, input_conven
     manifest = load_manifest(manifest_path)
     v = manifest.variant(variant)
     check_sizes(sizes, v.min_input_size)
-    kinds = parse_kinds(kinds)
-    report_path = report_path or Dist("dist").parity_report(v.name)
+    chosen = parse_kinds(kinds)
+    report_path = report_path or Dist(Path("dist")).parity_report(v.name)
     import_tensorflow()
-    result = verify_parity_report(v, checkpoint, report_path, sizes=list(sizes) or None, kinds=kinds,
+    result = verify_parity_report(v, checkpoint, report_path, sizes=list(sizes) or None, kinds=chosen,
                                   input_convention=input_convention)
     rows = [("kind", "size", "max |Δ| out", "max rel", "top-1 agree", "ok")]
     for kind, r in result.items():
@@ -117,14 +117,14 @@ def build(variant: str, checkpoint: str | None, kinds: str, input_convention: st
 
     manifest = load_manifest(manifest_path)
     v = manifest.variant(variant)
-    kinds = parse_kinds(kinds)
+    chosen = parse_kinds(kinds)
     formats = default_formats(skipped(skip) + manifest.formats_off)
     import_tensorflow()
     from hubpub._files import folder_lock, full_disk
 
     with folder_lock(out, "build"):
         try:
-            records = build_variant(v, out, checkpoint=checkpoint, kinds=kinds, input_convention=input_convention,
+            records = build_variant(v, out, checkpoint=checkpoint, kinds=chosen, input_convention=input_convention,
                                     parity=not no_parity, on_stage=lambda a, s: log.info("%s: %s", a, s),
                                     formats=formats)
         except OSError as e:
@@ -291,7 +291,9 @@ def demo(out: Path, variant: str | None, manifest_path: Path) -> None:
         progress.close()
     result, dist = done.collection, Dist(out)
     _print_collection(result, KINDS, out, verified=False)  # step 5 says it, fine-tuning included
-    checked = result.published.verified
+    checked = result.published.verified if result.published is not None else None
+    # The demo publishes, verifies and fine-tunes (run_demo), or has raised.
+    assert checked is not None and checked.fine_tune is not None
     click.echo(f"4. published to the local destination {dist.published}")
     click.echo(f"5. verified: {checked.handle} loads with hub.KerasLayer, matches the build "
                f"(max |Δ| {checked.max_abs:.1e}), and fine-tunes (loss {checked.fine_tune['loss']:.3f})")

@@ -36,7 +36,7 @@ class _EndOfFile(Exception):
 
 
 # The commands that run TensorFlow here (build, verify, verify-parity, eval) import it through hubpub._tf,
-# without its C++ start-up chatter, once their own checks have passed: a usage error costs no 4 s and 800 MB.
+# without its C++ start-up chatter, once their own checks have passed: a usage error never pays its import.
 
 
 class _Group(click.Group):
@@ -80,7 +80,7 @@ class _Group(click.Group):
         return code
 
 
-def _exit_code(e: Exception, interrupted: bool) -> int:
+def _exit_code(e: BaseException, interrupted: bool) -> int:
     """Say `e` as `error:` lines and give the exit code; a bug's exception is raised on."""
     # After a Ctrl-C any failure is the Ctrl-C: TensorFlow's tracing, for one, catches the KeyboardInterrupt
     # and raises "Tried to convert 'shape' to a tensor" instead.

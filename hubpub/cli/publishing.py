@@ -61,7 +61,7 @@ def verify(handle: str, report_path: Path | None, fine_tune: bool, max_unpacked:
         # .../<artifact>/<version>.tar.gz (published), .../<artifact>.tar.gz (dist/tars) or a directory
         last = parts[-1].removesuffix(".tar.gz").removesuffix(".keras").removesuffix(fmt.suffix if fmt else "")
         name = parts[-2] if len(parts) > 1 and last.isdigit() else last
-        report_path = Dist("dist").report(name)
+        report_path = Dist(Path("dist")).report(name)
     if fmt is not None and fine_tune:
         raise click.UsageError(f"--fine-tune trains a SavedModel or a .keras file, not {fmt.title}. "
                                f"Received: {handle}")

@@ -132,7 +132,8 @@ def _read_safetensors(path: Path) -> Checkpoint:
         array = np.empty(shapes[key], dtype)
         if end > begin:
             f.seek(start + begin)
-            if f.readinto(memoryview(array.reshape(-1).view(np.uint8))) != end - begin:
+            # numpy's stubs give ndarray the buffer protocol only from Python 3.12 on; it has it on 3.11 too.
+            if f.readinto(memoryview(array.reshape(-1).view(np.uint8))) != end - begin:  # type: ignore[arg-type]
                 raise CheckpointError(f"{path}: tensor {key!r} is cut short (truncated file?)")
         return array
 
@@ -200,6 +201,7 @@ def _drop_pages(tensor) -> None:
     _libc.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)
 
 
+_libc: ctypes.CDLL | None
 try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 except OSError:  # pragma: no cover - not glibc/musl: keep the pages

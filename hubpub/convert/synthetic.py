@@ -6,6 +6,7 @@ For tests, benchmarks and the offline demo, with a family's `random_checkpoint` 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,8 @@ def _save(tensors: dict[str, np.ndarray], tmp: Path, suffix: str, *, wrap: bool,
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=metadata)
     elif suffix == ".npz":
         with open(tmp, "wb") as f:
-            np.savez(f, **tensors)
+            arrays: dict[str, Any] = tensors  # by name; none is savez's own allow_pickle
+            np.savez(f, **arrays)
     elif suffix in (".pth", ".pt"):
         from hubpub._torch import require_torch
 

@@ -24,6 +24,8 @@ from hubpub.errors import PublishError
 
 if TYPE_CHECKING:
     from hubpub.manifest.values import Artifact, Manifest
+    from hubpub.signing import Signer
+    from hubpub.verify import VerifyResult
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,7 @@ class PublishResult:
     site_url: str | None = None  # the collection site's page, when the site was published
     visibility: str = ""  # on a hub: "private" or "public"
     notebooks: list[Path] = field(default_factory=list)  # copied into the checkout: commit and push them
-    verified: object | None = None  # hubpub.verify.VerifyResult: one artifact got back as users get it
+    verified: VerifyResult | None = None  # one artifact got back as users get it
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -117,7 +119,7 @@ class PublishJob:
     artifacts_only: bool = False  # a shard's publish: the artifact files, no docs or site
     docs: tuple = ()  # the rendered docs, validated (`hubpub.docs.validate.Doc`); none for artifacts only
     records: dict = field(default_factory=dict)  # every build record in dist, by artifact (`BuildRecord`), read once
-    signer: object | None = None  # `hubpub.signing.Signer`: the artifact files are signed already (a .sig beside
+    signer: Signer | None = None  # the artifact files are signed already (a .sig beside
     # each); a destination that publishes files in another shape (the HF Hub's Keras layout) signs those
     signed: bool = False  # a signed publish (a dry run's too): only then do the .sig files in dist/ go with it
 

@@ -84,6 +84,7 @@ class Gcs(Destination):
         random = sorted(name for name, record in job.records.items() if record.random_weights)
         if random:
             raise PublishError(f"refusing to publish random-weight (demo) artifacts to {self}: {', '.join(random)}")
+        store: GcsStore | _Unseen
         try:
             store = GcsStore(self, deadline=job.deadline, timeout=job.timeout, chunk_bytes=job.chunk_bytes)
         except NoCredentials:
@@ -125,8 +126,8 @@ class GcsStore(ReadFileByFile):
     """A bucket through the google-cloud-storage client (ADC; STORAGE_EMULATOR_HOST honoured)."""
 
     # Resumable uploads go in chunks: an interruption re-sends at most one chunk, and each chunk is
-    # held in memory. Measured on fake-gcs-server with 500 MiB: 8 MiB chunks ~14 MB/s, 64 MiB ~50,
-    # 128 MiB ~90 (no faster beyond).
+    # held in memory. The size where larger chunks stop being faster (benchmarks/results/upload.json:
+    # client_resumable_mb_s_by_chunk_mib).
     CHUNK_BYTES = 128 * 2**20
 
     def __init__(self, dest: Gcs, *, deadline: float = 300.0, timeout: float = 60.0,

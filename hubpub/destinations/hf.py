@@ -26,9 +26,10 @@ import os
 import re
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 from hubpub.destinations.base import ArtifactLinks, Destination, Outcome, PublishJob, PublishResult, Upload
 from hubpub.destinations.hub import Built, built_artifacts, collection_doc, hub_error
@@ -131,7 +132,9 @@ class HuggingFace(Destination):
         require(self.extra, "downloading from the Hugging Face Hub")
         saved = next((o for o in result.outcomes if o.upload.artifact and o.upload.relative.endswith(
             SAVED_MODEL_SUFFIX)), None)
-        return verify_download(dist, saved and saved.upload, lambda into: download_file(
+        if saved is None:
+            raise PublishError("nothing published to verify")
+        return verify_download(dist, saved.upload, lambda into: download_file(
             saved.upload.relative, HF_TARBALL, into, revision=saved.detail), fine_tune=fine_tune)
 
 
@@ -163,7 +166,8 @@ class HfRepo:
 
     @property
     def card(self) -> str:
-        return next(f.source.decode() for f in self.files if f.path == "README.md")
+        # The card is made in memory (bytes); the other files are read from dist (paths).
+        return next(cast(bytes, f.source).decode() for f in self.files if f.path == "README.md")
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,7 @@ def _artifact_repos(manifest: Manifest, b: Built, dest: HuggingFace, signer=None
         entries += [HfFile(path + SIGNATURE, sig.stat().st_size, sig) for path, src in files
                     if signed and (sig := fresh_signature(src))]
         if form == "keras":
+            assert b.keras is not None  # the keras form is held only where the .keras file was built
             entries += [HfFile(member, size, b.keras, member=True) for member, size in _zip_members(b.keras)]
             layout_sig = b.dist.keras_layout_signature(name)
             if signer is not None:
@@ -263,7 +268,7 @@ def _check_repo_id(repo_id: str) -> None:
                            f"characters): {str(e).splitlines()[0]}; shorten the variant's name") from None
 
 
-def model_card(manifest: Manifest, b: Built, form: str = "keras", siblings: list[tuple[str, str]] = ()) -> str:
+def model_card(manifest: Manifest, b: Built, form: str = "keras", siblings: Sequence[tuple[str, str]] = ()) -> str:
     """README.md of the repository holding `form`: typed metadata (validated by huggingface_hub), a line
     naming every repository of the artifact, and the model doc's body."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData

@@ -65,7 +65,8 @@ class HfReader(_FolderReader):
     def listing(self) -> dict[str, int]:
         from huggingface_hub.hf_api import RepoFile
 
-        api, out = self._api(), {}
+        api = self._api()
+        out: dict[str, int] = {}
         try:
             repos = [m.id for m in api.list_models(author=self.owner)]
             for repo in repos:
@@ -92,14 +93,15 @@ class KaggleReader(_FolderReader):
     def __init__(self, owner: str, model: str):
         from hubpub.destinations.kaggle_client import download_variation
 
-        self.owner, self.model, self._versions = owner, model, {}
+        self.owner, self.model = owner, model
+        self._versions: dict[str, int] = {}  # a variation's folder -> its version listed
         self._cache = _FolderCache(lambda folder, into: download_variation(
             f"{owner}/{model}/{folder}/{self._versions[folder]}", into))
 
     def listing(self) -> dict[str, int]:
         from hubpub.destinations.kaggle_client import variation_files, variations
 
-        out = {}
+        out: dict[str, int] = {}
         for framework, slug, version in variations(self.owner, self.model):
             folder = f"{framework}/{slug}"
             self._versions[folder] = version

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hubpub.destinations.base import ArtifactLinks, Destination, Outcome, PublishJob, PublishResult, Upload
 from hubpub.destinations.hub import (
@@ -124,6 +124,8 @@ class Kaggle(Destination):
 
         require(self.extra, "downloading from Kaggle Models")
         saved = next((o.upload for o in result.outcomes if o.upload.relative.startswith("tensorFlow2/")), None)
+        if saved is None:
+            raise PublishError("nothing published to verify")
         return verify_download(dist, saved, lambda into: download_variation(
             f"{self.owner}/{self.model}/{saved.relative}", into), fine_tune=fine_tune)
 
@@ -235,8 +237,9 @@ def plan_kaggle(manifest: Manifest, built: list[Built], dist: Path, dest: Kaggle
         r = b.record
         parity = f"parity max |Δ| {r.parity.max_abs:.1e} against the PyTorch reference" \
             if r.parity.max_abs is not None else f"parity {r.parity.status}"
-        common = dict(overview=overview, license_name=license_name, fine_tunable=manifest.docs.fine_tunable,
-                      training_data=tuple(d.title for d in b.artifact.variant.datasets), built=b)
+        common: dict[str, Any] = dict(overview=overview, license_name=license_name,
+                                      fine_tunable=manifest.docs.fine_tunable,
+                                      training_data=tuple(d.title for d in b.artifact.variant.datasets), built=b)
         slug = kaggle_variation(b.artifact.name)
         tf_usage = usage.replace(f"tensorFlow2/{slug}/{b.artifact.version}", "${FRAMEWORK}/${VARIATION_SLUG}/"
                                  "${VERSION_NUMBER}")

@@ -12,6 +12,7 @@ import logging
 import re
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from hubpub.destinations.hub import hub_error
 from hubpub.errors import PublishError
@@ -35,9 +36,9 @@ def one_user_agent():
 
     kagglehub builds a client for every file it uploads or downloads, and each client's user agent walks
     the caller's stack with `inspect.stack()` six times, looking for keras_hub and the like (none are in
-    hubpub's stack, so every client's agent is the same). With TensorFlow imported that costs 0.4-0.5 s a
-    client, 13 s from a deep stack of generated code (`inspect.getmodule` scans every module for a frame
-    without a file): 51 clients in one micro publish and audit. The library's own function is back after."""
+    hubpub's stack, so every client's agent is the same). With TensorFlow imported each walk scans every
+    module (`inspect.getmodule`, for each frame without a file), and a publish or audit makes a client per
+    file: the first agent is reused instead. The library's own function is back after."""
     import kagglehub.clients as clients
 
     original = clients.get_user_agent
@@ -91,7 +92,7 @@ class KaggleApi:
             raise hub_error(f"{what} on Kaggle", BackendError(error))
         return response
 
-    def _exists(self, what: str, fn) -> object | None:
+    def _exists(self, what: str, fn) -> Any:
         """`fn`'s response, or None when Kaggle says 404 (or 403, its answer for another's private model)."""
         import requests
 

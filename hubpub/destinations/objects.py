@@ -18,7 +18,7 @@ import contextlib
 import logging
 import posixpath
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import google_crc32c
 
@@ -247,7 +247,9 @@ def _upload_all(store, dest: Destination, todo: list[tuple[Upload, Stat | None]]
     import queue
     import threading
 
-    cancel, work, done = threading.Event(), queue.SimpleQueue(), queue.SimpleQueue()
+    cancel = threading.Event()
+    work: queue.SimpleQueue[tuple[Upload, Stat | None]] = queue.SimpleQueue()
+    done: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()  # (kind of end, its value)
     for item in todo:
         work.put(item)
 
@@ -269,7 +271,8 @@ def _upload_all(store, dest: Destination, todo: list[tuple[Upload, Stat | None]]
     threads = [threading.Thread(target=worker, daemon=True, name=f"upload-{i}") for i in range(max(1, jobs))]
     for thread in threads:
         thread.start()
-    outcomes, errors = [], []
+    outcomes: list[Outcome] = []
+    errors: list[str] = []
     try:
         for _ in todo:
             kind, value = done.get()  # Ctrl-C interrupts the wait
@@ -318,6 +321,7 @@ def verify_objects(dest: Destination, manifest: Manifest, dist: Path, result: Pu
     tar = next((o.upload for o in result.outcomes if o.upload.relative.endswith(".tar.gz")), None)
     if tar is not None:
         artifact, relative, url = tar.artifact, tar.relative, tar.public_url
+        assert artifact is not None  # a tarball is always an artifact's
     else:  # docs only (the collect step): the first artifact they document, where the shards published it
         found = next((a for a in manifest.artifacts() if Dist(dist).report(a.name).is_file()), None)
         if found is None:

@@ -16,6 +16,7 @@ import shutil
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 import jinja2
 from jinja2.exceptions import SecurityError
@@ -85,12 +86,17 @@ def environment(templates_dirs: Path | list[Path]) -> jinja2.Environment:
     return env
 
 
+def searchpath(env: jinja2.Environment) -> list[str]:
+    """The folders `env` loads templates from: hubpub's environments load from folders only."""
+    return cast(jinja2.FileSystemLoader, env.loader).searchpath
+
+
 def render(env: jinja2.Environment, template: str, context: dict) -> str:
     """Render one template; errors name the template, the line and the variable."""
     try:
         text = env.get_template(template).render(**context)
     except jinja2.TemplateNotFound as e:
-        searched = ", ".join(env.loader.searchpath)
+        searched = ", ".join(searchpath(env))
         raise DocsError(f"{template}: template {e.name!r} not found in the templates folders ({searched}); "
                         "a template can include only templates inside them") from None
     except jinja2.TemplateSyntaxError as e:
@@ -239,29 +245,29 @@ def render_docs(manifest: Manifest, *, dist: Path, out: Path, templates_dir: Pat
     env = environment(template_dirs(manifest.path, templates_dir))
     own = Path(model_template)
     if own.suffix and own.is_file():  # a user's own template, given by path; its folder is searched first
-        env.loader = jinja2.FileSystemLoader([str(own.parent), *env.loader.searchpath])
+        env.loader = jinja2.FileSystemLoader([str(own.parent), *searchpath(env)])
         model_template = own.name
     elif model_template not in env.list_templates():
         raise DocsError(f"model template {model_template!r} not found: neither a file nor a template in "
-                        f"{', '.join(env.loader.searchpath)}")
+                        f"{', '.join(searchpath(env))}")
     built = built or load_built(dist)
     reports, evals = built.records, built.evals
-    built = [(a, reports[a.name]) for a in manifest.artifacts() if a.name in reports]
+    pairs = [(a, reports[a.name]) for a in manifest.artifacts() if a.name in reports]
     skipped = [a.name for a in manifest.artifacts() if a.name not in reports]
-    if not built:
+    if not pairs:
         raise DocsError(f"{Dist(dist).reports}: no build report for any artifact of {manifest.path}; "
                         "run `hubpub build` first")
 
     pub = manifest.publisher.handle
     files: dict[str, str] = {f"{pub}/{pub}.md": render(env, "publisher.md.j2", {
         "publisher": manifest.publisher.model_dump(), "collection": manifest.collection.model_dump()})}
-    for artifact, report in built:
+    for artifact, report in pairs:
         ctx = model_context(manifest, artifact, report, evals.get(artifact.name), public_url_base=public_url_base)
         files[model_doc_path(pub, artifact)] = render(env, model_template, ctx)
         for lite in ctx["litert"]:
             files[lite_doc_path(pub, artifact, lite["format"])] = render(env, "lite.md.j2", {**ctx, "lite": lite})
     files[collection_doc_path(pub, manifest.collection.name)] = render(
-        env, "collection.md.j2", collection_context(manifest, built, evals, public_url_base=public_url_base))
+        env, "collection.md.j2", collection_context(manifest, pairs, evals, public_url_base=public_url_base))
 
     final = out / "assets" / "docs"
     with cleanup_created_dirs(out):

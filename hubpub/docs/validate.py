@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlparse
 
 import yaml
@@ -41,7 +42,7 @@ class Policy:
     asset_suffix: str | None = None  # the asset-path's required ending, for model formats
     folder: str | None = None  # lite/, tfjs/, coral/: the format's folder after the model's name
 
-    def allowed_paths(self, publisher: str, name: str, version: str) -> tuple[str, ...]:
+    def allowed_paths(self, publisher: str, name: str | None, version: str | None) -> tuple[str, ...]:
         """Where the doc may live below assets/docs (`get_allowed_file_paths`)."""
         if self.kind == "publisher":
             return (f"{publisher}/{publisher}.md",)
@@ -165,7 +166,8 @@ def check_doc(path: Path, root: Path) -> tuple[Doc | None, list[str]]:
         i += 1
     body = "\n".join(lines[i:])
     _check_metadata(policy, metadata, meta_lines, bad)
-    return Doc(path, policy.kind, publisher, name if policy.kind != "publisher" else publisher, version,
+    # Every heading but the publisher's names its model or collection.
+    return Doc(path, policy.kind, publisher, cast(str, name) if policy.kind != "publisher" else publisher, version,
                metadata, body), problems
 
 
@@ -205,6 +207,7 @@ def _check_asset_path(policy: Policy, value: str, line: int, bad) -> None:
     url = urlparse(value)
     if policy.kind == "module" and KAGGLE_MODEL.match(value):
         return  # hubpub's one extension (module docstring): a Kaggle Models variation
+    assert policy.asset_suffix is not None  # every policy that allows an asset-path names its ending
     if not value.endswith(policy.asset_suffix):
         bad(line, f"asset-path {value!r} of a {policy.kind} doc must end with {policy.asset_suffix}"
                   + (" (or be a Kaggle Models variation URL)" if policy.kind == "module" else ""))

@@ -112,7 +112,8 @@ def _load(item: tuple[Path, int], resolution: int, ev: EvalPreprocessing):
         return None, label, f"{path}: {type(e).__name__}: {e}"
 
 
-def _batches(items, resolution, ev, batch_size, workers) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+def _batches(items, resolution, ev, batch_size,
+             workers) -> Iterator[tuple[np.ndarray | None, np.ndarray, list[str]]]:
     """Decode and preprocess on `workers` threads (Pillow releases the GIL) while the model runs."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         images, labels, bad = [], [], []

@@ -42,7 +42,7 @@ def preprocess_pil(image, resolution: int, ev: EvalPreprocessing) -> np.ndarray:
 
     image = to_rgb(image)
     h, w = resized_size(image.height, image.width, resolution, ev)
-    image = image.resize((w, h), Image.BICUBIC)
+    image = image.resize((w, h), Image.Resampling.BICUBIC)
     if ev.resize == "shorter":
         top, left = crop_box(h, w, resolution)
         image = image.crop((left, top, left + resolution, top + resolution))

@@ -11,7 +11,7 @@ import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -79,16 +79,19 @@ def as_is(checkpoint):
     return checkpoint
 
 
+A = TypeVar("A", bound="ArchConfig")  # a family's own architecture settings
+
+
 @dataclass(frozen=True)
-class Converter:
+class Converter(Generic[A]):
     """How checkpoints of one family are read: the official key names and the ones it also accepts.
 
     `official_shapes` is the one declaration of the block structure: parameter counts, synthetic
     checkpoints and the strict port's expectations all come from it.
     """
 
-    rules: Callable[[ArchConfig], tuple[Rule, ...]]
-    official_shapes: Callable[[ArchConfig, int], dict[str, tuple[int, ...]]]
+    rules: Callable[[A], tuple[Rule, ...]]
+    official_shapes: Callable[[A, int], dict[str, tuple[int, ...]]]
     # keys -> (layout name, official name of each key); raises CheckpointError for a foreign layout
     to_official: Callable[[Iterable[str]], tuple[str, dict[str, str]]]
     # official shapes found in a checkpoint -> the architecture they describe, as `describe()` words
@@ -119,7 +122,7 @@ class Family:
     docs: DocText
     # (arch, num_classes or None for a feature extractor, input convention, model name, source file) -> Model
     build: Callable[..., Any]
-    converter: Converter | None = None  # None: the source file is the model itself, nothing to port
+    converter: Converter[Any] | None = None  # None: the source file is the model itself, nothing to port
     # (arch, num_classes, official (name, array) pairs) -> a PyTorch module with `forward_taps(nchw)`
     reference: Callable[..., Any] | None = None
     # (arch, classifier) -> {tap name: Keras layer name}, compared against the reference's taps
@@ -133,7 +136,9 @@ class Family:
         return (arch.normalization if arch is not None else None) or (self.mean, self.std)
 
     def parse(self, data: dict) -> ArchConfig:
-        return self.config.model_validate(data) if isinstance(self.config, type) else self.config(data)
+        if isinstance(self.config, type):
+            return cast(type[ArchConfig], self.config).model_validate(data)
+        return self.config(data)
 
     def random_checkpoint(self, arch: ArchConfig, num_classes: int, seed: int = 0) -> dict[str, np.ndarray]:
         """Random official-named float32 tensors, scaled so activations stay O(1) (tests and the demo).

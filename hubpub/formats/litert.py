@@ -245,6 +245,7 @@ class LiteRT(Format):
         weights (a build that cannot be published) say nothing of that, so there a file below it is said, not
         refused (random ConvNeXt V2 nano at 384 px: int8 0.976)."""
         v = job.variant
+        assert v is not None  # wanted(): LiteRT is built only for a manifest's variant
         calibration = calibration_images(v.resolution, v.litert_calibration)
         inputs = np.concatenate([job.inputs, calibration])  # the build's fixed inputs and real photos
         with large_blocks_reused():  # the converter makes and frees many large blocks: reused, not mapped anew
@@ -314,7 +315,7 @@ def calibration_images(resolution: int, folders: tuple[Path, ...] = (), limit: i
         scale = resolution / min(image.size)
         image = image.resize((max(resolution, round(image.width * scale)), max(resolution, round(image.height *
                                                                                                scale))),
-                             Image.BICUBIC)
+                             Image.Resampling.BICUBIC)
         left, top = (image.width - resolution) // 2, (image.height - resolution) // 2
         out.append(np.asarray(image.crop((left, top, left + resolution, top + resolution)), np.float32) / 255.0)
     return np.stack(out)

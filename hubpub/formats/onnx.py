@@ -122,6 +122,7 @@ class Onnx(Format):
             folder = Path(tmp)
             worst = _convert_in_child(job.dist.root / source.path, job.saved_model, folder, data_name,
                                       (job.inputs, job.expected))
+            assert worst is not None  # given the inputs to check on, the child measures
             if not worst <= self.tolerance:
                 raise FormatError(f"{job.artifact}: the ONNX file differs from the SavedModel by {worst:.2e} "
                                   f"(tolerance {self.tolerance:g})")
@@ -303,6 +304,7 @@ def export(keras_file: Path, out: Path, data_name: str, threshold: int, output_n
                                         dynamic_shapes=(dims,), verbose=False)
     except Exception as e:  # torch.export and onnxscript raise many types
         raise FormatError(f"{keras_file}: ONNX export failed: {_first_line(e)}") from None
+    assert program is not None  # the dynamo exporter returns its program
     ir = canonical(program.model)
     weights = sum(v.const_value.nbytes for v in ir.graph.initializers.values() if v.const_value is not None)
     del model, program

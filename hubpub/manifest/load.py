@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import get_args
 from urllib.parse import urljoin
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from hubpub.datasets import builtin_datasets
 from hubpub.errors import ManifestError
@@ -18,8 +20,8 @@ from hubpub.manifest.schema import Handle, ManifestModel, Sha256, _check_url
 from hubpub.manifest.values import DatasetRef, Manifest, Variant, artifact_name
 from hubpub.resources import data_dir
 
-# Bounds on what a manifest may be: the 24-variant ConvNeXt manifest is 8 KB and about 600 YAML
-# nodes. A YAML alias "bomb" is small text whose aliases expand to billions of nodes.
+# Bounds on what a manifest may be, far above any real collection's (collection.yaml, the largest shipped):
+# a YAML alias "bomb" is small text whose aliases expand to billions of nodes.
 MAX_MANIFEST_BYTES = 4 * 2**20
 MAX_MANIFEST_NODES = 200_000
 
@@ -159,7 +161,8 @@ def _destination_problems(model: ManifestModel, lines: dict) -> list[tuple[int, 
     from hubpub.errors import PublishError
 
     out = []
-    places = [(("publish", "destination"), model.publish.destination, False)]
+    places: list[tuple[tuple[str | int, ...], str, bool]] = [
+        (("publish", "destination"), model.publish.destination, False)]
     places += [(("publish", "hubs", i), hub, True) for i, hub in enumerate(model.publish.hubs)]
     for loc, text, hub in places:
         try:
@@ -189,7 +192,8 @@ def _architectures(raw, lines: dict, problems: list) -> dict[str, ArchConfig]:
     for key, entry in (raw or {}).items() if isinstance(raw, dict) else ():
         if not isinstance(entry, dict):
             continue  # the schema reports it
-        family = FAMILIES.get(entry.get("family")) if isinstance(entry.get("family"), str) else None
+        name = entry.get("family")
+        family = FAMILIES.get(name) if isinstance(name, str) else None
         if family is None:
             loc = ("architectures", key, "family")
             said = (f"required field is missing; give one of {', '.join(sorted(FAMILIES))}" if "family" not in entry
@@ -213,6 +217,7 @@ def _resolve(m: ManifestModel, architectures: dict[str, ArchConfig], path: Path)
     for spec in m.variants:
         url = spec.checkpoint.url
         if url is None:
+            assert spec.checkpoint.path is not None  # the checks above: a url or a path, one of them
             url = str(path.parent / spec.checkpoint.path)
         elif m.checkpoint_base_url and "://" not in url:
             url = urljoin(m.checkpoint_base_url.rstrip("/") + "/", url)
@@ -284,7 +289,8 @@ def _semantic_problems(data: dict, lines: dict) -> list[tuple[int, str]]:
     presets = data.get("eval_presets")
     preset_res = set(presets) if isinstance(presets, dict) else set()
     base = data.get("checkpoint_base_url")
-    declared = data.get("datasets") if isinstance(data.get("datasets"), dict) else {}
+    declared = data.get("datasets")
+    declared = declared if isinstance(declared, dict) else {}
     known_datasets = {k: d.classes for k, d in builtin_datasets().items()} | {
         k: d.get("classes") if isinstance(d, dict) else None for k, d in declared.items()}
     docs = data.get("docs")
@@ -354,7 +360,7 @@ def _format_loc(loc: tuple) -> str:
     return out or "(top level)"
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         return "unknown key"
@@ -362,9 +368,9 @@ def _message(err: dict) -> str:
         return "required field is missing"
     if kind == "string_pattern_mismatch":
         pattern = err.get("ctx", {}).get("pattern", "")
-        if pattern == Handle.__metadata__[0].pattern:
+        if pattern == get_args(Handle)[1].pattern:
             return f"{err['input']!r} must be lowercase letters, digits and '-'"
-        if pattern == Sha256.__metadata__[0].pattern:
+        if pattern == get_args(Sha256)[1].pattern:
             return f"{err['input']!r} is not a 64-character lowercase hex sha256"
         if "\\r\\n" in pattern:
             return "must be a single non-empty line (no newlines)"

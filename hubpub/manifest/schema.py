@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from hubpub import tolerances
 from hubpub.datasets import Dataset
 
-KINDS = ("classifier", "feature-extractor")
 Kind = Literal["classifier", "feature-extractor"]
+KINDS: tuple[Kind, ...] = ("classifier", "feature-extractor")
 SCHEMA_VERSION = 2
+LiteRTFormat = Literal["float32", "float16", "dynamic_int8", "int8"]
+LITERT_FORMATS: tuple[LiteRTFormat, ...] = ("float32", "float16", "dynamic_int8", "int8")
 
 # Names that end up in URLs, file names and doc headings: no spaces, no slashes, no newlines.
 Handle = Annotated[str, StringConstraints(pattern=r"^[a-z0-9-]+$")]
@@ -127,8 +129,7 @@ class LiteRTSettings(_Strict):
     """Which variants get LiteRT (TFLite) files, and how far a quantized file may stray."""
 
     max_parameters: int = Field(default=30_000_000, ge=0, description="by default, variants up to this size")
-    formats: list[Literal["float32", "float16", "dynamic_int8", "int8"]] = Field(
-        default_factory=lambda: ["float32", "float16", "dynamic_int8", "int8"])
+    formats: list[LiteRTFormat] = Field(default_factory=lambda: list(LITERT_FORMATS))
     min_cosine: float = Field(default=tolerances.LITERT_MIN_COSINE, ge=0, le=1,
                               description="a quantized file below this fails the build")
     calibration: list[str] = Field(default_factory=list, description="image folders for int8 calibration, "

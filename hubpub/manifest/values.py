@@ -14,6 +14,7 @@ from hubpub.manifest.schema import (
     Collection,
     DocDefaults,
     EvalPreprocessing,
+    Kind,
     NotebookSettings,
     Publisher,
     PublishSettings,
@@ -90,7 +91,7 @@ class Artifact:
     """What is published: a variant built as one kind."""
 
     variant: Variant
-    kind: str
+    kind: Kind
 
     @property
     def name(self) -> str:

@@ -21,6 +21,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hubpub._files import write_atomic, write_if_changed
 from hubpub.errors import HubpubError
@@ -108,8 +109,11 @@ def publish_notebooks(check: ColabCheck, manifest) -> list[Path]:
     """Copy the notebooks the published docs link into the manifest's checkout, where a commit publishes
     them (`notebooks.path/<destination>/`); those already there with the same bytes are left. Returns
     the files written."""
-    target, written = checkout_notebooks(manifest), []
-    for source, inside in check.found if target is not None else ():
+    target = checkout_notebooks(manifest)
+    written: list[Path] = []
+    if target is None:  # no checkout to publish them from
+        return written
+    for source, inside in check.found:
         dest = target / inside
         data = source.read_bytes()
         if source.resolve() != dest.resolve() and (not dest.is_file() or dest.read_bytes() != data):
@@ -209,7 +213,10 @@ def cells_from_percent(text: str) -> list:
     written): a collection's notebooks are a thousand cells."""
     from nbformat import from_dict
 
-    cells, kind, tags, lines = [], None, [], []
+    cells: list = []
+    kind: str | None = None
+    tags: list[str] = []
+    lines: list[str] = []
 
     def flush():
         body = "\n".join(lines).strip("\n")
@@ -288,8 +295,8 @@ class Run:
     fine_tunes: bool = False
 
 
-# A kernel's peak, measured (ConvNeXt tiny, 0.11 GB of weights): 1.6 GB for the classifier notebook, 2.7 GB for
-# the fine-tuning one (two copies of the model, gradients and Adam's slots). Sized above both.
+# A kernel's memory: the libraries it imports, then a multiple of the weights large enough for the fine-tuning
+# notebook, the larger of the two (two copies of the model, gradients and Adam's slots). Sized above both.
 KERNEL_BASE_BYTES = 3 * 2**29  # TensorFlow, Keras, tf-keras and matplotlib imported
 KERNEL_BYTES_PER_WEIGHT_BYTE = 16
 
@@ -302,8 +309,8 @@ def kernel_bytes(weight_bytes: int) -> int:
 def can_start(running: list[int], weight_bytes: int, cpus: int, memory: int | None) -> bool:
     """Whether a kernel for a model of `weight_bytes` may start beside the kernels running (their models'
     weight bytes): alone always; beside others while there is a CPU for each (a fine-tuning kernel keeps
-    about one busy: ConvNeXt tiny's two notebooks took 99 s one after the other, 75 s side by side) and
-    their expected peaks fit in half the machine's memory."""
+    about one busy, so a second kernel on the same CPU gains nothing) and their expected peaks fit in half
+    the machine's memory."""
     if not running:
         return True
     if len(running) >= cpus:
@@ -330,7 +337,8 @@ def execute_all(runs: list[Run], *, cpus: int, memory: int | None, timeout: int 
     require("notebooks", "running the usage notebooks")
 
     async def run_all():
-        changed, running = asyncio.Condition(), []
+        changed = asyncio.Condition()
+        running: list[int] = []  # the weight bytes of the notebooks running
 
         async def one(run: Run) -> Path:
             async with changed:
@@ -377,7 +385,8 @@ async def _execute(run: Run, timeout: int) -> Path:
         # it is shown when the kernel dies, and always with HUBPUB_NATIVE_LOGS.
         native_log = None if os.environ.get("HUBPUB_NATIVE_LOGS") else (Path(tmp) / "kernel.stderr").open("wb")
         try:
-            await client.async_execute(env=_kernel_env(Path(tmp)), **({"stderr": native_log} if native_log else {}))
+            extra: dict[str, Any] = {"stderr": native_log} if native_log else {}  # for the kernel manager
+            await client.async_execute(env=_kernel_env(Path(tmp)), **extra)
         except CellExecutionError as e:
             failed = next((i for i, c in enumerate(nb.cells, 1) if any(
                 o.get("output_type") == "error" for o in c.get("outputs", []))), "?")

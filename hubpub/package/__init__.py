@@ -48,8 +48,9 @@ def _members(root: Path) -> list[Path]:
 def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: int = 1) -> PackResult:
     """Tar.gz `saved_model_dir` in the Hub layout at `out_path` and write `<out_path>.sha256`.
 
-    gzip through ISA-L (`isal`): standard gzip, 19x faster than zlib here (tiny: 0.15 s against
-    2.8 s at level 1) and as small (91.2% of the tar). Float weights barely compress at any level.
+    gzip through ISA-L (`isal`): standard gzip, many times faster than zlib and as small at level 1
+    (benchmarks/results/build.json: the pack within the build's time). Float weights barely compress at
+    any level.
     """
     root, out_path = Path(saved_model_dir), Path(out_path)
     if not (root / "saved_model.pb").is_file():
@@ -78,8 +79,8 @@ def pack(saved_model_dir: str | Path, out_path: str | Path, *, compresslevel: in
                 info.mode = 0o755 if info.isdir() else 0o644
                 info.pax_headers = {}
                 if info.isfile():
-                    with open(path, "rb") as f:
-                        tar.addfile(info, f)
+                    with open(path, "rb") as member:
+                        tar.addfile(info, member)
                 else:
                     tar.addfile(info)
         digest = raw.digest.hexdigest()
@@ -102,8 +103,8 @@ class _Hashing:
         self._f.flush()
 
 
-# The largest unpacked archive (tarball or .keras zip) accepted by default (`verify --max-unpacked`); the
-# largest model built here so far is 1.6 GB.
+# The largest unpacked archive (tarball or .keras zip) accepted by default (`verify --max-unpacked`): several
+# times the largest model a manifest here describes (ConvNeXt XL), so only a crafted archive reaches it.
 DEFAULT_MAX_UNPACKED = 16 * 2**30
 
 
@@ -130,7 +131,7 @@ def check_tarball(path: str | Path, *, max_unpacked: int | None = None, max_memb
                                        "--max-unpacked if the model really is this large)")
                 if len(members) > max_members:
                     raise PackageError(f"{shown}: more than {max_members:,} members; not a SavedModel archive")
-            # Read to the end, so the gzip trailer's CRC and length are checked now, not by the extraction
+            # Read to the end, so the gzip trailer's CRC and length are checked here, not by the extraction
             # after gigabytes were written; bytes after the tar's end count against the limit too.
             while block := tar.fileobj.read(1 << 20):
                 unpacked += len(block)
@@ -141,7 +142,8 @@ def check_tarball(path: str | Path, *, max_unpacked: int | None = None, max_memb
         raise PackageError(f"{shown}: not a readable tar archive: {e}") from None
     except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         raise PackageError(f"{shown}: cannot read it: {e.strerror}") from None
-    except (OSError, isal_zlib.error) as e:  # gzip's own checks: a damaged or crafted stream
+    # gzip's own checks: a damaged or crafted stream. isal's stub declares `error` an instance; it is a class.
+    except (OSError, isal_zlib.error) as e:  # type: ignore[misc]
         raise PackageError(f"{shown}: not a valid gzip stream ({e}) after {unpacked:,} unpacked bytes; damaged or "
                            "crafted, refused before extracting") from None
     for info, name in members:
@@ -158,7 +160,7 @@ def check_tarball(path: str | Path, *, max_unpacked: int | None = None, max_memb
 
 
 @contextlib.contextmanager
-def _open_archive(path: Path) -> Iterator[tarfile.TarFile]:
+def _open_archive(path: str | Path) -> Iterator[tarfile.TarFile]:
     with open(path, "rb") as f:
         gzipped = f.read(2) == b"\x1f\x8b"
     if not gzipped:

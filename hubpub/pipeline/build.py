@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,10 @@ from hubpub.record import (
     Tarball,
     write_record,
 )
+
+if TYPE_CHECKING:
+    from hubpub.export import ExportResult
+    from hubpub.package import PackResult
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +86,7 @@ def default_formats(skip: tuple[str, ...] = ()) -> tuple[str, ...]:
     wanted = [f for f in FORMATS if f.name not in skip]
     for fmt in wanted:
         if not fmt.available():
+            assert fmt.extra is not None  # a format of the core libraries is always available
             log.warning("warning: no %s files: its libraries are not installed (%s, or --no-%s to say so)",
                         fmt.title, install_command(fmt.extra), fmt.name)
     return tuple(f.name for f in wanted if f.available())
@@ -116,6 +122,7 @@ def _reference(variant: Variant, checkpoint_path: Path):
     from hubpub.convert import official_tensors, read_checkpoint
 
     family = variant.family
+    assert family.reference is not None and family.converter is not None  # a family with a reference ports
     with read_checkpoint(checkpoint_path) as ckpt:
         return family.reference(variant.architecture, variant.num_classes, official_tensors(ckpt, family.converter))
 
@@ -160,8 +167,8 @@ def build_variant(variant: Variant, out: Path, *, checkpoint: str | None = None,
 @contextlib.contextmanager
 def _collect_young_objects_only():
     """Keep the garbage collector off the objects that exist before the build (TensorFlow's and
-    Keras' modules: about a million): each full collection, explicit or automatic, then walks only
-    what the build made (tiny: 0.53 -> 0.23 s spent collecting). They are collectable again after."""
+    Keras' modules, far more than the build makes): each full collection, explicit or automatic, then
+    walks only what the build made. They are collectable again after."""
     gc.freeze()
     try:
         yield
@@ -174,7 +181,7 @@ class _KindBuild:
     """What one kind's build has made so far, stage by stage, until its record is written."""
 
     timings: Timings
-    exported: object  # hubpub.export.ExportResult
+    exported: ExportResult
     expected: np.ndarray  # the SavedModel's outputs on the fixed inputs
     reference: dict  # what `verify` compares with downstream (`reference_record`)
     parameters: int
@@ -182,7 +189,7 @@ class _KindBuild:
     prepared: dict = field(default_factory=dict)  # a format's `prepare` result, by name, until it is built
     built: dict = field(default_factory=dict)  # a format's record entries, by name
     round_trip: dict = field(default_factory=dict)
-    packed: object | None = None  # hubpub.package.PackResult
+    packed: PackResult | None = None
 
 
 def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_convention, parity, on_stage,
@@ -227,6 +234,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
                 input_convention=input_convention, normalization=variant.family.normalization(variant.architecture),
                 probe=rt_images)
             expected = exported.probe_outputs
+        assert expected is not None  # exported with probe images
         done[kind] = _KindBuild(kt, exported, expected, reference_record(expected, res, res, batch=2, seed=0),
                                 int(model.count_params()))
         done[kind].formats = _wanted_formats(formats, _format_job(variant, dist, kind, done[kind], rt_images,
@@ -339,6 +347,7 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
     for kind, d in done.items():
         name, kt, exported = artifact_name(variant.name, kind), d.timings, d.exported
         packed, runs = d.packed, tuple(parity_runs.get(kind, []))
+        assert packed is not None  # every kind is packed before its record is written
         files: dict = {}  # the record's fields of the formats built (`keras`, `litert`, `formats`)
         for fmt in d.formats:
             if fmt.name in d.built:
@@ -377,7 +386,7 @@ def _wanted_formats(names: tuple[str, ...], job) -> tuple:
     out for it (too large, or not wanted by the manifest) is said in the log."""
     from hubpub.formats import FORMATS
 
-    chosen = []
+    chosen: list = []
     for fmt in (f for f in FORMATS if f.name in names):
         missing = [need for need in fmt.needs if need not in {c.name for c in chosen}]
         if missing:

@@ -69,8 +69,8 @@ def parse_scheduler(text: str) -> Scheduler:
 
 
 def memory_needed(parameters: int | None, source_bytes: int = 0) -> int:
-    """Bytes one variant's build peaks at: measured, TensorFlow's own ~1 GB and 3.3x the float32 weights
-    (the largest ConvNeXt, XL at 224 px: 350 M parameters, 1.4 GB of weights, a 5.4 GB peak; bench_build.py).
+    """Bytes one variant's build peaks at, with a margin: TensorFlow's own gigabyte and 3.5x the float32
+    weights, above the peaks the benchmarks measure (benchmarks/results/build.json, stage_memory_xlarge.json).
     A family that does not know its size (a user's Keras file) is sized by its file."""
     weights = 4 * parameters if parameters is not None else source_bytes
     return int(1e9 + 3.5 * weights)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hubpub import __version__
 from hubpub._files import folder_lock
@@ -27,6 +28,13 @@ from hubpub.pipeline.workers import (
     run_variant,
     worker_threads,
 )
+
+if TYPE_CHECKING:
+    from hubpub.docs import RenderResult
+    from hubpub.notebooks import Notebook
+    from hubpub.publish import PublishResult
+    from hubpub.site import Site
+
 from hubpub.record import (
     ArtifactRow,
     BuildSummary,
@@ -222,12 +230,12 @@ def _run_workers(jobs_list: list[VariantJob], jobs: int, results: dict, out: Pat
 @dataclass(frozen=True)
 class CollectionResult:
     summary: BuildSummary
-    docs: object | None  # hubpub.docs.RenderResult, when rendered
+    docs: RenderResult | None  # when rendered
     docs_note: str  # why the docs were not rendered, else ""
     public_url_base: str
-    published: object | None  # hubpub.publish.PublishResult, when published
-    notebooks: list = field(default_factory=list)  # hubpub.notebooks.Notebook, written or kept
-    site: object | None = None  # hubpub.site.Site, when rendered
+    published: PublishResult | None  # when published
+    notebooks: list[Notebook] = field(default_factory=list)  # written or kept
+    site: Site | None = None  # when rendered
 
 
 def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: tuple[str, ...] = KINDS,
@@ -250,7 +258,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     from hubpub.manifest import iter_selected
 
     dest = parse(publish_dest or manifest.publish.destination)
-    base = public_url_base(dest, manifest, public_url)  # before any work: a bad destination fails now
+    base = public_url_base(dest, manifest, public_url)  # before any work: a bad destination fails first
     if shard and publish_dest and dest.is_hub:
         raise HubpubError(f"--shard with --publish {dest}: a shard publishes its artifact files to gs:// or a "
                           "directory; a hub's pages need the whole collection, so publish there once, from the "
@@ -259,6 +267,7 @@ def build_collection(manifest, out: Path, *, only: tuple[str, ...] = (), kinds: 
     if not selected:
         raise HubpubError(f"no variant matches --only {' '.join(only)}")
     if not select_shard(selected, shard):  # a matrix wider than the collection: this shard has nothing to do
+        assert shard is not None  # all of a non-empty selection is one shard
         empty = BuildSummary(__version__, str(manifest.path), f"{shard[0]}/{shard[1]}", 0, None)
         return CollectionResult(empty, None, f"shard {shard[0]}/{shard[1]} holds none of the {len(selected)} "
                                 "selected variants: nothing to build", base, None)

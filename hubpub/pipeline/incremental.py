@@ -30,8 +30,9 @@ def inputs_key(variant: Variant, kind: str, checkpoint_sha256: str, input_conven
 
     from hubpub import __version__
 
-    # `.keras` and LiteRT as the key said them before they were formats of `hubpub.formats`: the same key,
-    # so an up-to-date build stays up to date.
+    # `.keras` and LiteRT have entries of their own in the key (`keras`, `litert`), apart from the other
+    # formats' list: the key's layout is part of every record's key, and a build stays up to date only while
+    # its key is computed the same way.
     keras_file, litert = "keras" in formats, "litert" in formats
     formats = tuple(f for f in formats if f not in ("keras", "litert"))
     entry = {"name": variant.name, "architecture": variant.architecture.model_dump(),

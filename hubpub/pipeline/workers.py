@@ -76,6 +76,7 @@ def already_built(job: VariantJob, variant) -> VariantResult | None:
         return None
     source = job.checkpoint or variant.checkpoint_url
     pinned = job.expected_sha256 if job.checkpoint is None else None  # a file given instead: its own bytes
+    sha256: str | None
     if pinned:
         sha256 = pinned
     elif is_url(source):
@@ -84,7 +85,7 @@ def already_built(job: VariantJob, variant) -> VariantResult | None:
         sha256 = known_sha256(Path(source)) if Path(source).is_file() else None
     if sha256 is None or (job.expected_sha256 and sha256 != job.expected_sha256):
         return None  # a worker fetches it, or says what is wrong with it
-    dist, records = Dist(job.out), []
+    dist, records = Dist(Path(job.out)), []
     for kind in job.kinds:
         key = inputs_key(variant, kind, sha256, job.input_convention, job.parity, job.formats)
         record = up_to_date(dist, artifact_name(variant.name, kind), key)
@@ -114,7 +115,7 @@ def run_variant(job: VariantJob, events=None) -> VariantResult:
     _building = True
     try:
         variant = load_manifest(job.manifest_path).variant(job.variant)
-        dist = Dist(job.out)
+        dist = Dist(Path(job.out))
         emit(variant.name, "fetch")
         fetch_start = time.perf_counter()
         fetched = fetch(job.checkpoint or variant.checkpoint_url, sha256=job.expected_sha256)

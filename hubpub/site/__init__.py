@@ -19,13 +19,14 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from hubpub._files import cleanup_created_dirs, sync_tree, write_atomic
 from hubpub.destinations import of_base
-from hubpub.docs import TASKS, Built, collection_context, load_built, model_context, template_dirs
+from hubpub.docs import TASKS, Built, collection_context, load_built, model_context, searchpath, template_dirs
 from hubpub.doctree import doc_body, model_doc_path
 from hubpub.errors import DocsError
 from hubpub.formats import FORMATS
@@ -93,16 +94,16 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
     out = Path(out) if out is not None else layout.site
     built = built or load_built(dist)
     reports, evals = built.records, built.evals
-    built = [(a, reports[a.name]) for a in manifest.artifacts() if a.name in reports]
-    if not built:
+    pairs = [(a, reports[a.name]) for a in manifest.artifacts() if a.name in reports]
+    if not pairs:
         raise DocsError(f"{layout.reports}: no build report; run `hubpub build-all` first")
     env = html_environment(template_dirs(manifest.path, templates_dir))
     base = public_url_base or manifest.publish.public_url_base
     beside = of_base(base) is None  # a URL base: the site sits beside the artifacts; a hub has its own addresses
-    coll = collection_context(manifest, built, evals, public_url_base=base)
+    coll = collection_context(manifest, pairs, evals, public_url_base=base)
     rows, models = [], []
     docs_root = layout.docs / "assets" / "docs"
-    for artifact, record in built:
+    for artifact, record in pairs:
         ctx = model_context(manifest, artifact, record, evals.get(artifact.name), public_url_base=base)
         doc = docs_root / model_doc_path(manifest.publisher.handle, artifact)
         if not doc.is_file():
@@ -115,7 +116,7 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
             downloads += [Download(what, published, layout.root / path, size, sha256)
                           for what, published, path, size, sha256 in fmt.downloads(artifact, record, a, beside)]
         hubs = [{"name": name, "url": url} for name, url in _hub_links(manifest, artifact)]
-        row = {"name": artifact.name, "kind": artifact.kind, "kind_title": KIND_TITLES[artifact.kind],
+        row: dict[str, Any] = {"name": artifact.name, "kind": artifact.kind, "kind_title": KIND_TITLES[artifact.kind],
                "dataset": artifact.variant.dataset.title, "trained": " → ".join(d.title for d in
                                                                                 artifact.variant.datasets),
                "resolution": artifact.variant.resolution, "parameters": record.parameters,
@@ -134,7 +135,7 @@ def render_site(manifest: Manifest, *, dist: Path, out: Path | None = None, temp
         figures=[f for f in (top1_figure(rows, "parameters", "parameters", lambda x: f"{x / 1e6:g}M"),
                              top1_figure(rows, "gmacs", "GMACs (multiply-accumulates)", lambda x: f"{x:g}"))
                  if f],
-        tasks_list=sorted({TASKS[a.kind] for a, _ in built}))
+        tasks_list=sorted({TASKS[a.kind] for a, _ in pairs}))
 
     def pages(local: bool) -> dict[str, str]:
         out_pages = {"index.html": index}
@@ -178,13 +179,13 @@ def _write_tree(env: jinja2.Environment, out: Path, pages: dict[str, str]) -> No
 
 
 def _static(env: jinja2.Environment, name: str) -> Path:
-    for folder in env.loader.searchpath:
+    for folder in searchpath(env):
         if (Path(folder) / name).is_file():
             return Path(folder) / name
     return packaged_templates_dir() / "site" / name
 
 
-def _hub_links(manifest: Manifest, artifact) -> list[tuple[str, str]]:
+def _hub_links(manifest: Manifest, artifact) -> list[tuple[str, str | None]]:
     """The artifact's pages on the hubs the manifest lists (`publish.hubs`)."""
     from hubpub.destinations import parse
 

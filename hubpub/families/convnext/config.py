@@ -160,7 +160,7 @@ def hierarchical_shapes(depths, dims, num_classes: int, block) -> dict[str, tupl
 
 
 def head_shapes(c: int, num_classes: int) -> dict[str, tuple[int, ...]]:
-    shapes = {"norm.weight": (c,), "norm.bias": (c,)}
+    shapes: dict[str, tuple[int, ...]] = {"norm.weight": (c,), "norm.bias": (c,)}
     if num_classes:
         shapes |= {"head.weight": (num_classes, c), "head.bias": (num_classes,)}
     return shapes
@@ -191,7 +191,7 @@ def infer_hierarchical(shapes: Mapping[str, tuple[int, ...]]) -> str:
     for s in range(4):
         blocks = {int(m.group(1)) for k in shapes if (m := re.match(rf"stages\.{s}\.(\d+)\.", k))}
         depths.append(max(blocks) + 1 if blocks else 0)
-        votes = Counter()
+        votes: Counter[int] = Counter()
         for key, shape in shapes.items():
             m = re.fullmatch(rf"stages\.{s}\.\d+\.(.+)", key)
             if m and m.group(1) in _WIDTH_OF and len(shape) > _WIDTH_OF[m.group(1)]:

@@ -84,7 +84,7 @@ def block(x, dim: int, prefix: str, layer_scale_init: float, eps: float, after_g
     loads without hubpub; the default one runs the MLP as 2-D matmuls, which TensorFlow fuses.
     """
     shortcut = x
-    # DepthwiseConv2D, not Conv2D(groups=C): the grouped form goes through XLA on CPU, ~6x slower.
+    # DepthwiseConv2D, not Conv2D(groups=C): on CPU the grouped form goes through XLA, several times slower.
     x = keras.layers.DepthwiseConv2D(7, padding="same", name=f"{prefix}_dwconv")(x)
     spatial = x
     if not portable:

@@ -7,6 +7,9 @@ Imported only where the `torch` extra is installed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -66,6 +69,8 @@ class Block(nn.Module):
 
 
 class _Tapped(nn.Module):
+    forward_taps: Callable[[Any], dict[str, Any]]  # each model's own: {tap name: its output}
+
     def forward(self, x):
         taps = self.forward_taps(x)
         return taps.get("logits", taps["pooled"])

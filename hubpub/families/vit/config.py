@@ -81,7 +81,9 @@ class ViT(ArchConfig):
 
     @property
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
-        return None if self.mean is None else (tuple(self.mean), tuple(self.std))
+        if self.mean is None or self.std is None:  # both or neither (the validator above)
+            return None
+        return tuple(self.mean), tuple(self.std)
 
     def official_shapes(self, num_classes: int) -> dict[str, tuple[int, ...]]:
         """timm's `state_dict()` of the model, in its order."""

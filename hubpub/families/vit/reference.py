@@ -108,9 +108,11 @@ class VisionTransformer(nn.Module):
         else:
             x = self.norm(x)
             taps["pooled"] = (x[:, 0] + x[:, 1]) / 2 if self.arch.distilled else x[:, 0]
-        if self.head is not None:
-            taps["logits"] = ((self.head(x[:, 0]) + self.head_dist(x[:, 1])) / 2 if self.arch.distilled
-                              else self.head(taps["pooled"]))
+        if self.head is not None and self.arch.distilled:
+            assert self.head_dist is not None  # made with the head for a distilled model
+            taps["logits"] = (self.head(x[:, 0]) + self.head_dist(x[:, 1])) / 2
+        elif self.head is not None:
+            taps["logits"] = self.head(taps["pooled"])
         return taps
 
     def forward(self, x):

@@ -115,8 +115,8 @@ def join_qkv(checkpoint: Checkpoint) -> Checkpoint:
     for joined in groups:
         head, leaf = joined.rsplit(".qkv.", 1)
         want = [f"{head}.{p}.{leaf}" for p in ("query", "key", "value")]
-        shapes = [checkpoint.shape(k) for k in want if k in keys]
-        if len(shapes) == 3 and len({s[1:] for s in shapes}) == 1:
+        found = [checkpoint.shape(k) for k in want if k in keys]
+        if len(found) == 3 and len({s[1:] for s in found}) == 1:
             parts[joined] = want
     taken = {k for ks in parts.values() for k in ks}
     shapes = {k: checkpoint.shape(k) for k in keys - taken}
