@@ -109,7 +109,7 @@ def test_the_core_alone_builds_documents_and_publishes_to_a_directory(wheel, mic
     core = [r.split(";")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()
             for r in meta.get_all("Requires-Dist") if "extra ==" not in r]
     optional = {"torch", "kagglehub", "kagglesdk", "huggingface-hub", "nbformat", "nbclient", "ipykernel",
-                "matplotlib", "scikit-image", "ai-edge-litert", "ai-edge-quantizer", "onnxscript", "onnx-ir", "onnx",
+                "matplotlib", "scikit-image", "ai-edge-litert", "onnxscript", "onnx-ir", "onnx",
                 "onnxruntime"}
     assert "tensorflow" in core and not optional & set(core), core
     assert {"kaggle", "hf", "notebooks", "litert", "onnx", "all", "torch"} <= set(meta.get_all("Provides-Extra"))
