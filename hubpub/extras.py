@@ -14,7 +14,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "kaggle": ("kagglehub", "kagglesdk"),
     "hf": ("huggingface_hub",),
     "notebooks": ("nbformat", "nbclient", "jupyter_client", "ipykernel", "matplotlib", "skimage"),
-    "litert": ("ai_edge_litert", "ai_edge_quantizer"),
+    "litert": ("ai_edge_litert",),
     "onnx": ("onnx", "onnxscript", "onnx_ir", "onnxruntime", "torch"),
     "cluster": ("distributed",),
     "signing": ("model_signing", "OpenSSL"),

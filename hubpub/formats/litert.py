@@ -5,13 +5,10 @@ Four files per artifact, at the variant's fixed resolution and batch 1, with the
 inside as in the SavedModel: float32; float16 weights; int8 weights with float activations
 ("dynamic range"); and int8 weights and activations calibrated on real photos ("int8", float
 input and output so it is called like the others; an op without an int8 kernel stays float).
-One conversion by TensorFlow's TFLiteConverter makes the float32 file; ai-edge-quantizer derives the
-other three from it, without TensorFlow (float16 by casting the weights of the layers that hold them,
-the int8 ones by its dynamic and static int8 recipes, the static one calibrated on the photos).
 Each is compared with the SavedModel on the parity inputs and the sample photos: float32 must agree
 within 1e-4; the others are reported (max |Δ|, cosine similarity, top-1 / top-5 agreement) and fail
-the build below the manifest's `litert.min_cosine`. Converter and quantizer are deterministic given
-their inputs: two builds are byte-identical (tested).
+the build below the manifest's `litert.min_cosine`. The converter is deterministic given its
+inputs: two conversions are byte-identical (tested).
 """
 
 from __future__ import annotations
@@ -28,7 +25,6 @@ from hubpub._tf import native_stderr_silenced
 from hubpub.errors import ExportError
 from hubpub.formats.base import Format, FormatJob
 from hubpub.layout import Dist
-from hubpub.machine import usable_cpus
 from hubpub.memory import large_blocks_reused
 from hubpub.record import LiteRTFile
 
@@ -67,83 +63,31 @@ def save_fixed(source, out: Path) -> Path:
     return out
 
 
-def convert(fixed_saved_model: Path) -> bytes:
-    """The float32 LiteRT flatbuffer of a SavedModel whose serving signature has a fixed input shape
-    (`save_fixed`): the one conversion of an artifact, which the other formats are derived from."""
+def convert(fixed_saved_model: Path, fmt: str, *, calibration: np.ndarray | None = None) -> bytes:
+    """One LiteRT flatbuffer of a SavedModel whose serving signature has a fixed input shape
+    (`save_fixed`)."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(fixed_saved_model), ["serving_default"])
+    if fmt == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif fmt == "dynamic_int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif fmt == "int8":
+        if calibration is None or not len(calibration):
+            raise LiteRTError(f"{fixed_saved_model}: int8 needs calibration images")
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([image[None]] for image in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    elif fmt != "float32":
+        raise LiteRTError(f"unknown LiteRT format {fmt!r}; known: {', '.join(FORMATS)}")
     try:
-        with native_stderr_silenced():
+        with native_stderr_silenced():  # the quantizer prints its settings from C++
             return converter.convert()
     except Exception as e:  # the converter raises ConverterError and others
-        raise LiteRTError(f"{fixed_saved_model}: LiteRT float32 conversion failed: "
+        raise LiteRTError(f"{fixed_saved_model}: LiteRT {fmt} conversion failed: "
                           f"{str(e).strip().splitlines()[0]}") from None
-
-
-# The ops whose weights the float16 file keeps as float16 (a dequantize before each, as TensorFlow's
-# converter did): those ai-edge-quantizer's float casting supports, the layers that hold a model's weights.
-FLOAT16_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D_TRANSPOSE", "EMBEDDING_LOOKUP")
-
-
-def _recipe(fmt: str):
-    """ai-edge-quantizer's recipe of a quantized format, as a recipe manager."""
-    from ai_edge_quantizer import qtyping, recipe
-    from ai_edge_quantizer.algorithm_manager import AlgorithmName
-    from ai_edge_quantizer.recipe_manager import RecipeManager
-
-    manager = RecipeManager()
-    if fmt == "float16":  # the library has no named recipe for it: float casting of the weights, weight only
-        for op in FLOAT16_OPS:
-            manager.add_weight_only_config(".*", qtyping.TFLOperationName(op), num_bits=16,
-                                           algorithm_key=AlgorithmName.FLOAT_CASTING)
-    elif fmt == "dynamic_int8":
-        manager.load_quantization_recipe(recipe.dynamic_wi8_afp32())
-    elif fmt == "int8":  # weights and activations; input and output stay float, so it is called like the others
-        manager.load_quantization_recipe(recipe.static_wi8_ai8())
-        for op in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
-            manager.add_quantization_config(".*", op, algorithm_key=AlgorithmName.NO_QUANTIZE)
-    else:
-        raise LiteRTError(f"unknown LiteRT format {fmt!r}; known: {', '.join(FORMATS)}")
-    return manager
-
-
-def quantize(float32: bytes, fmt: str, *, calibration: np.ndarray | None = None, threads: int = 2) -> bytes:
-    """A quantized format of the float32 flatbuffer (`convert`), by ai-edge-quantizer: no TensorFlow, and
-    deterministic given its inputs. int8 is calibrated on `calibration` (images, [n, h, w, 3])."""
-    from ai_edge_quantizer.calibrator import CalibrationMode
-    from ai_edge_quantizer.quantizer import Quantizer
-
-    if fmt == "float32":
-        return float32
-    import warnings
-
-    quantizer = Quantizer(bytearray(float32))
-    quantizer.load_quantization_recipe(_recipe(fmt).get_quantization_recipe())
-    try:
-        with native_stderr_silenced(), warnings.catch_warnings():  # its progress bars, the interpreter's notes
-            warnings.simplefilter("ignore", UserWarning)  # its own interpreter's debugging option, said each time
-            ranges = None
-            if quantizer.need_calibration:
-                if calibration is None or not len(calibration):
-                    raise LiteRTError(f"LiteRT {fmt} needs calibration images")
-                key, name = _signature(float32)
-                # the ranges read as the interpreter runs, not from every intermediate tensor kept
-                ranges = quantizer.calibrate({key: [{name: image[None]} for image in calibration]},
-                                             num_threads=threads, mode=CalibrationMode.CALIBRATION_PROFILER_BASED)
-            return bytes(quantizer.quantize(ranges, enable_progress_bar=False,
-                                            enable_progress_report=False).quantized_model)
-    except (ValueError, RuntimeError) as e:  # what the quantizer raises for a model it cannot quantize
-        raise LiteRTError(f"LiteRT {fmt} quantization failed: {str(e).strip().splitlines()[0]}") from None
-
-
-def _signature(model: bytes) -> tuple[str, str]:
-    """(signature key, input name) of a one-input flatbuffer."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    signatures = Interpreter(model_content=model).get_signature_list()
-    key = next(iter(signatures))
-    return key, signatures[key]["inputs"][0]
 
 
 def run(model: bytes, images: np.ndarray, threads: int = 2) -> np.ndarray:
@@ -191,20 +135,18 @@ def build_litert(saved_model: Path, dist: Dist, artifact: str, resolution: int, 
         fixed = save_fixed(source, Path(tmp) / "fixed")
         del source  # the converter reads the weights from `fixed`
         gc.collect()
-        float32 = convert(fixed)
-    gc.collect()  # the converter's intermediate graphs
-    threads = usable_cpus()
-    for fmt in formats:
-        model = quantize(float32, fmt, calibration=calibration, threads=threads)
-        figures = agreement(reference, run(model, inputs))
-        if fmt == "float32" and figures["max_abs"] > FLOAT32_TOLERANCE:
-            raise LiteRTError(f"{artifact}: the float32 LiteRT file differs from the SavedModel by "
-                              f"{figures['max_abs']:.2e} (tolerance {FLOAT32_TOLERANCE:g})")
-        if fmt != "float32" and figures["cosine"] < min_cosine:  # float32 has its tolerance above
-            raise LiteRTError(f"{artifact}: the {fmt} LiteRT file disagrees with the SavedModel: cosine "
-                              f"{figures['cosine']:.4f} < {min_cosine} (litert.min_cosine), max |Δ| "
-                              f"{figures['max_abs']:.3g}, top-1 agreement {figures['top1_agreement']:.0%}")
-        checked.append((fmt, model, figures))
+        for fmt in formats:
+            model = convert(fixed, fmt, calibration=calibration)
+            gc.collect()  # the converter's intermediate graphs, before the next format
+            figures = agreement(reference, run(model, inputs))
+            if fmt == "float32" and figures["max_abs"] > FLOAT32_TOLERANCE:
+                raise LiteRTError(f"{artifact}: the float32 LiteRT file differs from the SavedModel by "
+                                  f"{figures['max_abs']:.2e} (tolerance {FLOAT32_TOLERANCE:g})")
+            if fmt != "float32" and figures["cosine"] < min_cosine:  # float32 has its tolerance above
+                raise LiteRTError(f"{artifact}: the {fmt} LiteRT file disagrees with the SavedModel: cosine "
+                                  f"{figures['cosine']:.4f} < {min_cosine} (litert.min_cosine), max |Δ| "
+                                  f"{figures['max_abs']:.3g}, top-1 agreement {figures['top1_agreement']:.0%}")
+            checked.append((fmt, model, figures))
     files = []  # written only once every format has passed
     for fmt, model, figures in checked:
         path = write_atomic(dist.litert(artifact, fmt), model)
