@@ -4,7 +4,8 @@ Converted from the artifact's `.keras` file, the one source every family has (a 
 model included), with the Hub input convention inside as in the SavedModel (float32 NHWC RGB in
 [0, 1], normalised in the graph). A child process loads it on Keras' PyTorch backend and exports it
 with `torch.onnx.export(..., dynamo=True)` (torch.export, then onnxscript's translation), with the
-batch, height and width left free as in the SavedModel's serving signature. That process holds about
+batch, height and width left free as in the SavedModel's serving signature. That process imports no
+TensorFlow (the SavedModel's outputs it is checked against come from the build) and holds about
 one copy of the weights, where TensorFlow's freezing and tf2onnx held dozens. (Keras' own
 `model.export(format="onnx")` on PyTorch falls back to TorchScript for dynamic shapes.)
 
@@ -120,8 +121,8 @@ class Onnx(Format):
         data_name = f"{job.artifact}-v{version}{DATA_SUFFIX}"
         with tempfile.TemporaryDirectory(prefix=temp_prefix("onnx")) as tmp:
             folder = Path(tmp)
-            worst = _convert_in_child(job.dist.root / source.path, job.saved_model, folder, data_name,
-                                      (job.inputs, job.expected))
+            checks = saved_model_outputs(job.saved_model, (job.inputs, job.expected))
+            worst = _convert_in_child(job.dist.root / source.path, checks, folder, data_name)
             assert worst is not None  # given the inputs to check on, the child measures
             if not worst <= self.tolerance:
                 raise FormatError(f"{job.artifact}: the ONNX file differs from the SavedModel by {worst:.2e} "
@@ -216,17 +217,19 @@ def _one_large_conversion_at_a_time(weights: int):
 def converted(keras_file: Path, saved_model: Path, folder: Path, data_name: str = "model" + DATA_SUFFIX) -> Path:
     """`folder/model.onnx` (and its external data `folder/<data_name>` above `EXTERNAL_DATA_BYTES`),
     converted from `keras_file` in a child process, unchecked; `saved_model` names its output."""
-    _convert_in_child(keras_file, saved_model, Path(folder), data_name)
+    _convert_in_child(keras_file, saved_model_outputs(saved_model, None), Path(folder), data_name)
     return Path(folder) / "model.onnx"
 
 
-def _convert_in_child(keras_file: Path, saved_model: Path, tmp: Path, data_name: str,
-                      check: tuple[np.ndarray, np.ndarray] | None = None) -> float | None:
-    """Convert in a child process (`main`) into `tmp`; with `check` (the build's inputs and the
-    SavedModel's outputs on them) run it in onnxruntime there and at a non-square size: its max |Δ|."""
-    args = [str(keras_file), str(saved_model), str(tmp / "model.onnx"), data_name, str(EXTERNAL_DATA_BYTES)]
-    if check is not None:
-        np.savez(tmp / "check.npz", inputs=check[0], expected=check[1])
+def _convert_in_child(keras_file: Path, checks: tuple[list, str], tmp: Path, data_name: str) -> float | None:
+    """Convert in a child process (`main`) into `tmp`; given checks (`saved_model_outputs`), run it in
+    onnxruntime there on each: its max |Δ|. The child imports no TensorFlow: the SavedModel's side of
+    the check is computed here, where TensorFlow already is."""
+    inputs, output_name = checks
+    args = [str(keras_file), output_name, str(tmp / "model.onnx"), data_name, str(EXTERNAL_DATA_BYTES)]
+    if inputs:
+        np.savez(tmp / "check.npz", **{f"{kind}{i}": array for i, pair in enumerate(inputs)
+                                       for kind, array in zip(("inputs", "expected"), pair, strict=True)})
         args.append(str(tmp / "check.npz"))
     weights = Path(keras_file).stat().st_size
     env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -243,17 +246,17 @@ def _convert_in_child(keras_file: Path, saved_model: Path, tmp: Path, data_name:
         crash = [line for line in lines if re.match(r"^\w+(Error|Exception)\b", line)]
         crash = crash or [f"exit status {child.returncode}"]
         raise FormatError(f"the ONNX conversion process failed: {crash[-1]}")
-    return json.loads((tmp / "check.json").read_text())["max_abs"] if check is not None else None
+    return json.loads((tmp / "check.json").read_text())["max_abs"] if inputs else None
 
 
 def main() -> None:
-    """The child process: KERAS_FILE SAVED_MODEL OUT DATA_NAME THRESHOLD [CHECK_NPZ]. The SavedModel's side
-    of the check is computed first, and TensorFlow's copy of the weights freed before the export."""
-    keras_file, saved_model, out, data_name, threshold, *check = sys.argv[1:]
+    """The child process: KERAS_FILE OUTPUT_NAME OUT DATA_NAME THRESHOLD [CHECK_NPZ]."""
+    keras_file, output_name, out, data_name, threshold, *check = sys.argv[1:]
     try:
-        checks, output_name = saved_model_outputs(saved_model, np.load(check[0]) if check else None)
         export(Path(keras_file), Path(out), data_name, int(threshold), output_name)
         if check:
+            saved = np.load(check[0])
+            checks = [(saved[f"inputs{i}"], saved[f"expected{i}"]) for i in range(len(saved.files) // 2)]
             worst = max_difference(Path(out), checks)
             Path(check[0]).with_suffix(".json").write_text(json.dumps({"max_abs": worst}))
     except HubpubError as e:  # the .keras file's own errors among them
@@ -261,24 +264,20 @@ def main() -> None:
         sys.exit(1)
 
 
-def saved_model_outputs(saved_model: str, check) -> tuple[list, str]:
-    """([(inputs, the SavedModel's outputs)] on the build's inputs, as the build recorded them, and on an
-    input of another, non-square size; its serving signature's output name)."""
-    import gc
-
+def saved_model_outputs(saved_model: Path, check: tuple[np.ndarray, np.ndarray] | None) -> tuple[list, str]:
+    """([(inputs, the SavedModel's outputs)] on the build's inputs, as the build recorded them (`check`),
+    and on an input of another, non-square size; its serving signature's output name)."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(saved_model)  # held: its signature refers to its variables
+    loaded = tf.saved_model.load(str(saved_model))  # held: its signature refers to its variables
     serving = loaded.signatures["serving_default"]
     name = next(iter(serving.structured_input_signature[1]))
     output = next(iter(serving.structured_outputs))
     checks = []
     if check is not None:
-        resolution = check["inputs"].shape[1]
+        resolution = check[0].shape[1]
         other = np.random.default_rng(1).random((1, resolution + 32, resolution + 96, 3), dtype=np.float32)
-        checks = [(check["inputs"], check["expected"]), (other, serving(**{name: tf.constant(other)})[output].numpy())]
-    del loaded, serving
-    gc.collect()
+        checks = [check, (other, serving(**{name: tf.constant(other)})[output].numpy())]
     return checks, output
 
 
@@ -299,9 +298,10 @@ def export(keras_file: Path, out: Path, data_name: str, threshold: int, output_n
     dims = {0: free} if height else {0: free, 1: free, 2: free}
     try:
         with torch.no_grad():
-            program = torch.onnx.export(_serving_module()(model).eval(), (example,), dynamo=True,
-                                        opset_version=OPSET, input_names=["images"], output_names=[output_name],
-                                        dynamic_shapes=(dims,), verbose=False)
+            exported = torch.export.export(_serving_module()(model).eval(), (example,), dynamic_shapes=(dims,),
+                                           strict=False)
+            program = torch.onnx.export(_without_no_op_casts(exported), dynamo=True, opset_version=OPSET,
+                                        input_names=["images"], output_names=[output_name], verbose=False)
     except Exception as e:  # torch.export and onnxscript raise many types
         raise FormatError(f"{keras_file}: ONNX export failed: {_first_line(e)}") from None
     assert program is not None  # the dynamo exporter returns its program
@@ -309,6 +309,35 @@ def export(keras_file: Path, out: Path, data_name: str, threshold: int, output_n
     weights = sum(v.const_value.nbytes for v in ir.graph.initializers.values() if v.const_value is not None)
     del model, program
     onnx_ir.save(ir, out, external_data=data_name if weights > threshold else None)
+
+
+def _without_no_op_casts(program):
+    """`program` (a torch.export program) without the casts to the dtype a tensor already has, and their
+    metadata asserts, which Keras' PyTorch backend puts around nearly every op: they are about half the
+    graph, and every later pass of the exporter walks each node with symbolic shapes. The ONNX file is the
+    same (the translation drops them too); only the time to reach it shrinks."""
+    import torch
+
+    graph = program.graph
+    casts = (torch.ops.aten.to.dtype_layout, torch.ops.aten.to.dtype)
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target is torch.ops.aten._assert_tensor_metadata.default:
+            graph.erase_node(node)
+        elif node.target in casts and not node.kwargs.get("copy") and _same_tensor_type(node) \
+                and not any(user.op == "output" for user in node.users):  # the signature names the output node
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    program.graph_module.recompile()
+    return program
+
+
+def _same_tensor_type(node) -> bool:
+    source = node.args[0].meta.get("val") if hasattr(node.args[0], "meta") else None
+    result = node.meta.get("val")
+    return (source is not None and result is not None and source.dtype == result.dtype
+            and source.device == result.device and source.layout == result.layout)
 
 
 def _serving_module():
