@@ -181,6 +181,33 @@ def run_child(command: list[str], *, env: dict | None = None, grace: float = 2.0
     return subprocess.CompletedProcess(command, child.returncode, out, err)
 
 
+@contextlib.contextmanager
+def started_child(command: list[str], *, env: dict | None = None, stderr=None, grace: float = 2.0):
+    """`command` started with pipes to its stdin and stdout (text), for a caller that talks to it; ended
+    as `run_child`'s are (on leaving the block, on an interrupt, or by `end_children` from another thread)."""
+    import subprocess
+
+    child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
+                             text=True)
+    with _children_lock:
+        _children.add(child)
+    try:
+        yield child
+        with contextlib.suppress(OSError):
+            assert child.stdin is not None
+            child.stdin.close()  # the end of its input: a child serving requests exits
+        try:
+            child.wait(grace)
+        except subprocess.TimeoutExpired:
+            _end(child, grace)
+    except BaseException:
+        _end(child, grace)
+        raise
+    finally:
+        with _children_lock:
+            _children.discard(child)
+
+
 def end_children(grace: float = 2.0) -> None:
     """End every child `run_child` is running, in any thread (their callers then see a killed child)."""
     with _children_lock:

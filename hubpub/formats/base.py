@@ -14,6 +14,7 @@ while the model exists, and checks it in `build` once the build has freed the mo
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class FormatJob:
     random_weights: bool = False  # a build that cannot be published (quality gates say, not refuse)
     prepared: Any = None  # what `prepare` gave, for a format made from the Keras model
     made: Mapping[str, tuple] | None = None  # the record entries of the formats built before it, by name
+    session: Any = None  # what `Format.session` opened for the variant's artifacts
 
 
 class Format(ABC):
@@ -94,6 +96,11 @@ class Format(ABC):
         from hubpub.extras import installed
 
         return self.extra is None or installed(self.extra)
+
+    def session(self) -> contextlib.AbstractContextManager:
+        """What its builds of one variant's artifacts share (ONNX: its conversion process), entered before
+        the first and left after the last; handed to `build` as `job.session`."""
+        return contextlib.nullcontext()
 
     def prepare(self, job: FormatJob, model, build_portable) -> Any:
         """For `source = "model"`: the work that needs the in-memory Keras `model` (and `build_portable()`,

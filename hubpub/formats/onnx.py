@@ -28,14 +28,16 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from hubpub import tolerances
-from hubpub._files import atomic_path, run_child, sha256_file, temp_prefix, write_sha256
+from hubpub._files import atomic_path, sha256_file, started_child, temp_prefix, write_sha256
 from hubpub.errors import HubpubError
 from hubpub.formats.base import Format, FormatError, FormatJob
 from hubpub.machine import physical_memory
@@ -75,6 +77,9 @@ class Onnx(Format):
                     f"{CONVERSION_BYTES_PER_WEIGHT_BYTE} copies of its {weights / 2**30:.2f} GiB of weights); this "
                     f"machine has {have / 2**30:.0f} GiB")
         return None
+
+    def session(self) -> Converter:
+        return Converter()
 
     def run(self, data: bytes, images: np.ndarray) -> np.ndarray:
         try:
@@ -122,7 +127,9 @@ class Onnx(Format):
         with tempfile.TemporaryDirectory(prefix=temp_prefix("onnx")) as tmp:
             folder = Path(tmp)
             checks = saved_model_outputs(job.saved_model, (job.inputs, job.expected))
-            worst = _convert_in_child(job.dist.root / source.path, checks, folder, data_name)
+            with contextlib.ExitStack() as own:
+                converter = job.session if isinstance(job.session, Converter) else own.enter_context(Converter())
+                worst = converter.convert(job.dist.root / source.path, checks, folder, data_name)
             assert worst is not None  # given the inputs to check on, the child measures
             if not worst <= self.tolerance:
                 raise FormatError(f"{job.artifact}: the ONNX file differs from the SavedModel by {worst:.2e} "
@@ -217,51 +224,111 @@ def _one_large_conversion_at_a_time(weights: int):
 def converted(keras_file: Path, saved_model: Path, folder: Path, data_name: str = "model" + DATA_SUFFIX) -> Path:
     """`folder/model.onnx` (and its external data `folder/<data_name>` above `EXTERNAL_DATA_BYTES`),
     converted from `keras_file` in a child process, unchecked; `saved_model` names its output."""
-    _convert_in_child(keras_file, saved_model_outputs(saved_model, None), Path(folder), data_name)
+    with Converter() as converter:
+        converter.convert(keras_file, saved_model_outputs(saved_model, None), Path(folder), data_name)
     return Path(folder) / "model.onnx"
 
 
-def _convert_in_child(keras_file: Path, checks: tuple[list, str], tmp: Path, data_name: str) -> float | None:
-    """Convert in a child process (`main`) into `tmp`; given checks (`saved_model_outputs`), run it in
-    onnxruntime there on each: its max |Δ|. The child imports no TensorFlow: the SavedModel's side of
-    the check is computed here, where TensorFlow already is."""
-    inputs, output_name = checks
-    args = [str(keras_file), output_name, str(tmp / "model.onnx"), data_name, str(EXTERNAL_DATA_BYTES)]
-    if inputs:
-        np.savez(tmp / "check.npz", **{f"{kind}{i}": array for i, pair in enumerate(inputs)
-                                       for kind, array in zip(("inputs", "expected"), pair, strict=True)})
-        args.append(str(tmp / "check.npz"))
-    weights = Path(keras_file).stat().st_size
-    env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    with _one_large_conversion_at_a_time(weights):
-        child = run_child([sys.executable, "-c", "from hubpub.formats.onnx import main; main()", *args], env=env)
-    if child.returncode < 0:  # killed: by the kernel when memory ran out, most likely
-        signal_name = signal.Signals(-child.returncode).name
-        raise FormatError(f"the ONNX conversion process was killed ({signal_name}; out of memory?)")
-    if child.returncode != 0:
-        lines = child.stderr.strip().splitlines()
-        said = [line.removeprefix("error: ") for line in lines if line.startswith("error: ")]
-        if said:
-            raise FormatError(said[-1])
-        crash = [line for line in lines if re.match(r"^\w+(Error|Exception)\b", line)]
-        crash = crash or [f"exit status {child.returncode}"]
-        raise FormatError(f"the ONNX conversion process failed: {crash[-1]}")
-    return json.loads((tmp / "check.json").read_text())["max_abs"] if inputs else None
+class Converter:
+    """The conversion process of a build's artifacts (`Onnx.session`), started at its first conversion and
+    kept for the next: torch, Keras and the exporter are imported once, and the exporter's caches are warm
+    for the next artifact. It imports no TensorFlow: the SavedModel's side of each check is computed here,
+    where TensorFlow already is. One request at a time, as a JSON line (`serve`); its stderr goes to an
+    unnamed temp file, read when a request fails."""
+
+    def __init__(self) -> None:
+        self._stack = contextlib.ExitStack()
+        self._child: subprocess.Popen | None = None
+        self._log: IO[str] | None = None
+
+    def __enter__(self) -> Converter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.__exit__(*exc)
+
+    def convert(self, keras_file: Path, checks: tuple[list, str], tmp: Path, data_name: str) -> float | None:
+        """Convert into `tmp`; given checks (`saved_model_outputs`), run it in onnxruntime there on each:
+        its max |Δ|. FormatError for a conversion that failed, saying why."""
+        inputs, output_name = checks
+        args = [str(keras_file), output_name, str(tmp / "model.onnx"), data_name, str(EXTERNAL_DATA_BYTES)]
+        if inputs:
+            np.savez(tmp / "check.npz", **{f"{kind}{i}": array for i, pair in enumerate(inputs)
+                                           for kind, array in zip(("inputs", "expected"), pair, strict=True)})
+            args.append(str(tmp / "check.npz"))
+        with _one_large_conversion_at_a_time(Path(keras_file).stat().st_size):
+            reply = self._request(args)
+        if "error" in reply:
+            raise FormatError(reply["error"])
+        return json.loads((tmp / "check.json").read_text())["max_abs"] if inputs else None
+
+    def _request(self, args: list[str]) -> dict:
+        if self._child is None or self._child.poll() is not None:
+            self._start()
+        assert self._child is not None and self._child.stdin is not None and self._child.stdout is not None
+        assert self._log is not None
+        said_before = os.fstat(self._log.fileno()).st_size
+        try:
+            self._child.stdin.write(json.dumps(args) + "\n")
+            self._child.stdin.flush()
+            line = self._child.stdout.readline()
+        except OSError:  # the pipe of a process that died
+            line = ""
+        if line:
+            return json.loads(line)
+        code = self._child.wait()
+        self._child = None  # a next request starts another process
+        self._log.seek(said_before)
+        return {"error": _failure(code, self._log.read())}
+
+    def _start(self) -> None:
+        import fcntl
+
+        if self._log is None:
+            self._log = self._stack.enter_context(tempfile.TemporaryFile("w+", prefix=temp_prefix("onnx")))  # noqa: SIM115
+            flags = fcntl.fcntl(self._log.fileno(), fcntl.F_GETFL)  # its writes land at the end, whatever is read
+            fcntl.fcntl(self._log.fileno(), fcntl.F_SETFL, flags | os.O_APPEND)
+        env = {**os.environ, "KERAS_BACKEND": "torch", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self._child = self._stack.enter_context(started_child(
+            [sys.executable, "-c", "from hubpub.formats.onnx import serve; serve()"], env=env, stderr=self._log))
 
 
-def main() -> None:
-    """The child process: KERAS_FILE OUTPUT_NAME OUT DATA_NAME THRESHOLD [CHECK_NPZ]."""
-    keras_file, output_name, out, data_name, threshold, *check = sys.argv[1:]
-    try:
-        export(Path(keras_file), Path(out), data_name, int(threshold), output_name)
-        if check:
-            saved = np.load(check[0])
-            checks = [(saved[f"inputs{i}"], saved[f"expected{i}"]) for i in range(len(saved.files) // 2)]
-            worst = max_difference(Path(out), checks)
-            Path(check[0]).with_suffix(".json").write_text(json.dumps({"max_abs": worst}))
-    except HubpubError as e:  # the .keras file's own errors among them
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+def _failure(code: int, stderr: str) -> str:
+    """Why the conversion process ended with `code` (and `stderr`), in a line."""
+    if code < 0:  # killed: by the kernel when memory ran out, most likely
+        return f"the ONNX conversion process was killed ({signal.Signals(-code).name}; out of memory?)"
+    crash = [line for line in stderr.strip().splitlines() if re.match(r"^\w+(Error|Exception)\b", line)]
+    return f"the ONNX conversion process failed: {(crash or [f'exit status {code}'])[-1]}"
+
+
+def serve() -> None:
+    """The conversion process: one request per line of stdin, `_convert`'s arguments as JSON; one JSON line
+    of reply each (`{}`, or `{"error": ...}` for the model's own problems) on the stdout it was started with,
+    where nothing else is written: the libraries' own printing goes to stderr."""
+    import gc
+
+    replies = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    for line in sys.stdin:
+        try:
+            _convert(*json.loads(line))
+            reply = {}
+        except HubpubError as e:  # the .keras file's own errors among them
+            reply = {"error": str(e)}
+        gc.collect()  # this model's copy of the weights, before the next
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+
+
+def _convert(keras_file: str, output_name: str, out: str, data_name: str, threshold: str, *check: str) -> None:
+    """One conversion of `serve`; with CHECK_NPZ, its max |Δ| from the outputs there, into CHECK.json."""
+    export(Path(keras_file), Path(out), data_name, int(threshold), output_name)
+    if check:
+        saved = np.load(check[0])
+        checks = [(saved[f"inputs{i}"], saved[f"expected{i}"]) for i in range(len(saved.files) // 2)]
+        worst = max_difference(Path(out), checks)
+        Path(check[0]).with_suffix(".json").write_text(json.dumps({"max_abs": worst}))
 
 
 def saved_model_outputs(saved_model: Path, check: tuple[np.ndarray, np.ndarray] | None) -> tuple[list, str]:

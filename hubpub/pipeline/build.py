@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import shutil
@@ -317,11 +318,17 @@ def _build_variant(variant: Variant, dist: Dist, *, checkpoint, kinds, input_con
         gap = gap_job.result()
 
     def build_from_saved_models(beside: bool) -> None:
-        for kind, d in done.items():
-            for fmt in (f for f in d.formats if f.source == "saved_model" and f.beside == beside):
-                on_stage(artifact_name(variant.name, kind), fmt.name)
-                with d.timings.stage(fmt.name):
-                    d.built[fmt.name] = fmt.build(_format_job(variant, dist, kind, d, rt_images, port.random_weights))
+        def wanted(d: _KindBuild) -> list:
+            return [f for f in d.formats if f.source == "saved_model" and f.beside == beside]
+
+        with contextlib.ExitStack() as stack:  # a format's session serves every kind of the variant
+            sessions = {f.name: stack.enter_context(f.session()) for d in done.values() for f in wanted(d)}
+            for kind, d in done.items():
+                for fmt in wanted(d):
+                    on_stage(artifact_name(variant.name, kind), fmt.name)
+                    job = _format_job(variant, dist, kind, d, rt_images, port.random_weights)
+                    with d.timings.stage(fmt.name):
+                        d.built[fmt.name] = fmt.build(dataclasses.replace(job, session=sessions[fmt.name]))
 
     # The formats made from the final SavedModels. One whose work is a child process (ONNX's conversion)
     # runs beside the others (LiteRT's), so the two use both cores; none writes a SavedModel.
