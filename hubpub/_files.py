@@ -160,6 +160,21 @@ _children: set = set()
 _children_lock = threading.Lock()
 
 
+@contextlib.contextmanager
+def _tracked(child, grace: float):
+    """`child` among those `end_children` ends while the block runs; ended (`_end`) on an interrupt or error."""
+    with _children_lock:
+        _children.add(child)
+    try:
+        yield child
+    except BaseException:
+        _end(child, grace)
+        raise
+    finally:
+        with _children_lock:
+            _children.discard(child)
+
+
 def run_child(command: list[str], *, env: dict | None = None, grace: float = 2.0):
     """`command` run to its end with its output captured, as `subprocess.run`; on an interrupt while
     it runs, the child is ended (SIGTERM, then SIGKILL after `grace` seconds) and waited for before the
@@ -168,16 +183,8 @@ def run_child(command: list[str], *, env: dict | None = None, grace: float = 2.0
     import subprocess
 
     child = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    with _children_lock:
-        _children.add(child)
-    try:
+    with _tracked(child, grace):
         out, err = child.communicate()
-    except BaseException:
-        _end(child, grace)
-        raise
-    finally:
-        with _children_lock:
-            _children.discard(child)
     return subprocess.CompletedProcess(command, child.returncode, out, err)
 
 
@@ -189,9 +196,7 @@ def started_child(command: list[str], *, env: dict | None = None, stderr=None, g
 
     child = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                              text=True)
-    with _children_lock:
-        _children.add(child)
-    try:
+    with _tracked(child, grace):
         yield child
         with contextlib.suppress(OSError):
             assert child.stdin is not None
@@ -200,12 +205,6 @@ def started_child(command: list[str], *, env: dict | None = None, stderr=None, g
             child.wait(grace)
         except subprocess.TimeoutExpired:
             _end(child, grace)
-    except BaseException:
-        _end(child, grace)
-        raise
-    finally:
-        with _children_lock:
-            _children.discard(child)
 
 
 def end_children(grace: float = 2.0) -> None:
