@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import textwrap
 import time
 from pathlib import Path
 
@@ -504,6 +505,42 @@ def test_ctrl_c_inside_a_finalizer_still_stops_the_command():
         signal.signal(signal.SIGINT, before)
     assert result.exit_code == EXIT_INTERRUPTED and "went on" not in result.output, result.output
     assert result.stderr.splitlines()[-1] == "error: interrupted; finished files are kept, rerun the command to go on"
+
+
+def test_ctrl_c_inside_a_constructor_ends_on_the_error_line():
+    """A Ctrl-C inside a constructor leaves a half-made object whose finaliser fails at exit (TensorFlow's
+    ScopedTFImportGraphDefOptions, seen at the LiteRT stage): the command's last line is still the error line,
+    not Python's "Exception ignored in" report."""
+    script = textwrap.dedent("""
+        import os, signal, time
+        import click
+        from hubpub.cli.group import _Group
+
+        held = []
+
+        class HalfMade:
+            def __init__(self):
+                held.append(self)  # alive until exit, as a module-level cache holds TensorFlow's
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+                self.options = 1
+
+            def __del__(self):
+                self.options
+
+        @click.group(cls=_Group)
+        def group():
+            pass
+
+        @group.command()
+        def make():
+            HalfMade()
+
+        group(["make"])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.splitlines() == ["error: interrupted; finished files are kept, rerun the command to go on"]
 
 
 def test_an_eof_error_is_a_bug_not_an_interrupt():

@@ -76,6 +76,11 @@ class _Group(click.Group):
             signal.signal(signal.SIGINT, previous)
         code = code if isinstance(code, int) else 0
         if standalone_mode:
+            if code == EXIT_INTERRUPTED:
+                # A Ctrl-C that lands inside a constructor leaves a half-made object whose finaliser fails when
+                # it is collected at exit (TensorFlow's ScopedTFImportGraphDefOptions has no `options` then):
+                # Python's "Exception ignored in" report would follow, and bury, the error line.
+                sys.unraisablehook = _ignore_unraisable
             sys.exit(code)
         return code
 
@@ -100,6 +105,10 @@ def _exit_code(e: BaseException, interrupted: bool) -> int:
         click.echo(f"error: {e.format_message()}", err=True)
         return EXIT_ERROR
     raise e
+
+
+def _ignore_unraisable(unraisable) -> None:
+    """After a Ctrl-C: a finaliser's failure is the interrupt's, already said."""
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
