@@ -538,7 +538,9 @@ def test_ctrl_c_inside_a_constructor_ends_on_the_error_line():
 
         group(["make"])
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    # SIGINT as a terminal leaves it (a pytest-xdist worker's children inherit it ignored)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.splitlines() == ["error: interrupted; finished files are kept, rerun the command to go on"]
 
