@@ -55,15 +55,28 @@ def test_onnx_is_built_checked_and_recorded(micro_dist):
     assert np.abs(run(data, images) - want).max() <= tolerances.ONNX
 
 
-def test_onnx_bytes_do_not_depend_on_the_process(micro_dist, tmp_path):
+@pytest.fixture(scope="module")
+def converter(micro_dist, tmp_path_factory):
+    """One ONNX conversion process for this module's conversions, as a build has one for a variant's kinds:
+    (the converter, micro_1k_224_fe's file as it converted it first). Started from another folder with
+    another hash seed than the build's own conversion process, so that file is a check of the bytes too."""
+    from hubpub.formats.onnx import Converter, saved_model_outputs
+
+    folder = tmp_path_factory.mktemp("converter")
+    with Converter() as converter:
+        with pytest.MonkeyPatch.context() as patch:  # the process is started by its first request
+            patch.setenv("PYTHONHASHSEED", "37")
+            patch.chdir(folder)
+            converter.convert(micro_dist / "keras/micro_1k_224_fe.keras",
+                              saved_model_outputs(micro_dist / "saved_models/micro_1k_224_fe", None), folder,
+                              "model.onnx_data")
+        yield converter, folder / "model.onnx"
+
+
+def test_onnx_bytes_do_not_depend_on_the_process(micro_dist, converter):
     """Another process, hashed otherwise, started from another folder: the same bytes as the build's."""
-    code = ("import sys; from pathlib import Path; from hubpub.formats.onnx import converted; "
-            "sys.stdout.buffer.write(converted(*map(Path, sys.argv[1:])).read_bytes())")
-    again = subprocess.run([sys.executable, "-c", code, str(micro_dist / "keras/micro_1k_224_fe.keras"),
-                            str(micro_dist / "saved_models/micro_1k_224_fe"), str(tmp_path)], cwd=tmp_path,
-                           capture_output=True, timeout=300, env={**os.environ, "PYTHONHASHSEED": "37"})
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert again.stdout == (micro_dist / "onnx/micro_1k_224_fe.onnx").read_bytes()
+    _, again = converter
+    assert again.read_bytes() == (micro_dist / "onnx/micro_1k_224_fe.onnx").read_bytes()
 
 
 def test_a_model_too_large_to_convert_gets_no_onnx_file_and_a_reason(monkeypatch):
@@ -81,8 +94,8 @@ def test_a_model_too_large_to_convert_gets_no_onnx_file_and_a_reason(monkeypatch
     assert wanted(650_000_000) is None and wanted(350_000_000) is None
 
 
-def test_large_conversions_take_turns_and_one_off_tolerance_writes_nothing(micro_dist, monkeypatch, caplog,
-                                                                          tmp_path):
+def test_large_conversions_take_turns_and_one_off_tolerance_writes_nothing(micro_dist, converter, monkeypatch,
+                                                                          caplog, tmp_path):
     """`build-all --jobs N` runs N builds at once; a conversion that would take over a quarter of the memory
     waits for another such one. The machine's memory cannot be changed from a test: it is made to say 64 MiB,
     so the micro model's conversion counts as large; the other conversion is this test holding the lock.
@@ -107,7 +120,7 @@ def test_large_conversions_take_turns_and_one_off_tolerance_writes_nothing(micro
     keras_file = copy_built(micro_dist, dist.root, saved_models=False) and dist.keras("micro_1k_224_fe")
     shutil.rmtree(dist.root / "onnx")
     job = FormatJob("micro_1k_224_fe", saved, dist, images, expected + 0.01, 1443,
-                    made={"keras": (KerasFile(dist.relative(keras_file), "", 0, 0.0),)})
+                    made={"keras": (KerasFile(dist.relative(keras_file), "", 0, 0.0),)}, session=converter[0])
     monkeypatch.setattr(onnx, "physical_memory", lambda: 64 * 2**20)
     done: list = []
 
@@ -243,7 +256,7 @@ def test_a_conversion_that_fails_is_one_line(micro_dist, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def external(micro_dist, tmp_path_factory):
+def external(micro_dist, converter, tmp_path_factory):
     """micro_1k_224's ONNX file built again with the threshold lowered below its weights, into a copy of
     micro_dist whose record has it: (dist, its FormatFile, the job). One conversion for the tests of
     external data."""
@@ -258,7 +271,7 @@ def external(micro_dist, tmp_path_factory):
     images = reference_images(64, 64, 2, 0)
     job = FormatJob("micro_1k_224", micro_dist / "saved_models/micro_1k_224", dist, images,
                     onnx.run(micro_dist / "onnx/micro_1k_224.onnx", images), record.parameters,
-                    made={"keras": (record.keras,)})
+                    made={"keras": (record.keras,)}, session=converter[0])
     threshold, onnx.EXTERNAL_DATA_BYTES = onnx.EXTERNAL_DATA_BYTES, 1024
     try:
         [f] = onnx.Onnx().build(job)
