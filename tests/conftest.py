@@ -243,20 +243,29 @@ def gcs_emulator(tmp_path_factory):
 
 
 # The longest tests start first: under `-n 2`, one started last keeps a worker busy after the other has
-# run out of tests (minutes of a 2-core machine). Those that read the demo's run go last, so no worker
-# waits for it while the demo's test makes it. Their order among themselves, and the rest, as collected.
+# run out of tests (minutes of a 2-core machine). pytest-xdist's worksteal gives each worker a contiguous
+# share of the list to start with, so each share begins with its turn of the longest tests. Those that read
+# a build the run makes once for all its workers (the demo's, the micro ViT's), other than the long test
+# that makes it, go last: a worker that asks for one while the other makes it waits, its core idle.
 LONGEST_FIRST = ("test_demo_end_to_end", "test_the_documented_workflow_publishes_what_one_machine_does",
                  "test_both_families_through_build_all_docs_publish_and_verify",
                  "test_every_stage_and_format_of_a_micro_vit",
                  "test_fresh_venv_with_only_keras_jax_and_numpy_loads_it",
                  "test_kill_9_at_each_stage_in_turn_then_rerun_finishes_valid",
                  "test_the_core_alone_builds_documents_and_publishes_to_a_directory")
+SHARED_BUILDS = {"demo_run", "vit_build"}
 
 
 def pytest_collection_modifyitems(config, items):
-    def order(item) -> int:
-        if item.originalname in LONGEST_FIRST:
-            return 0
-        return 2 if "demo_run" in getattr(item, "fixturenames", ()) else 1
-
-    items.sort(key=order)
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    longest = sorted((i for i in items if i.originalname in LONGEST_FIRST),
+                     key=lambda i: LONGEST_FIRST.index(i.originalname))
+    late = [i for i in items if i not in longest and SHARED_BUILDS & set(getattr(i, "fixturenames", ()))]
+    rest = [i for i in items if i not in longest and i not in late]
+    share = len(items) // workers  # what worksteal hands each worker first, in order
+    ordered: list = []
+    for k in range(workers):
+        starts = longest[k::workers]
+        ordered += starts + rest[:max(0, share - len(starts))]
+        rest = rest[max(0, share - len(starts)):]
+    items[:] = ordered + rest + late
