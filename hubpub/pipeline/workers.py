@@ -235,7 +235,10 @@ def _stop_workers(pool) -> None:
         if p.is_alive():  # inside a long native call: its build cannot unwind now
             p.kill()
             p.join(timeout=10)
-    pool.shutdown(wait=False, cancel_futures=True)
+    # Waited for: the pool's manager thread sees its workers gone and ends. Without the wait, shutdown empties
+    # the pool's process table under that thread, which may be starting a finished worker's successor
+    # (max_tasks_per_child) and fails in Python 3.11 with a traceback on stderr after the error line.
+    pool.shutdown(wait=True, cancel_futures=True)
     for p in processes:
         for tmp in Path(tempfile.gettempdir()).glob(f"hubpub-*-{p.pid}-*"):  # `temp_prefix`: the worker's own
             shutil.rmtree(tmp, ignore_errors=True)
