@@ -175,13 +175,17 @@ def _local_size(source: str) -> int:
 
 
 def _run_workers(jobs_list: list[VariantJob], jobs: int, results: dict, out: Path, progress) -> None:
-    """Each job in a fresh spawned worker process, `jobs` at once; results into `results`."""
+    """Each job in a fresh worker process, `jobs` at once; results into `results`.
+
+    The workers are forked from a fork server that imported TensorFlow once (`_preload`), so no worker
+    imports it again; the fork server holds no build state, so each worker still starts clean."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
     from multiprocessing.managers import SyncManager
 
     ctx = mp.get_context("spawn")
+    forks = _fork_server()
     # Ctrl-C reaches every process of the terminal's group: the helpers ignore it, and this process
     # stops them, so the user sees one line and no traceback from a worker or the queue's thread.
     mgr = SyncManager(manager_address(), ctx=ctx)
@@ -201,7 +205,7 @@ def _run_workers(jobs_list: list[VariantJob], jobs: int, results: dict, out: Pat
 
             listener = threading.Thread(target=listen, daemon=True)
             listener.start()
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, max_tasks_per_child=1,
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=forks, max_tasks_per_child=1,
                                    initializer=_worker_start)
         try:
             futures = {pool.submit(run_variant, job, events): job for job in jobs_list}
@@ -222,6 +226,29 @@ def _run_workers(jobs_list: list[VariantJob], jobs: int, results: dict, out: Pat
         events.put(None)
         if listener is not None:
             listener.join(timeout=5)
+
+
+def _fork_server():
+    """The multiprocessing context whose fork server has imported TensorFlow (`_preload`), started now.
+
+    It starts with Ctrl-C ignored, as every helper of a build does: the fork server only sets that once its
+    imports are done, and a Ctrl-C during them would print its traceback under the error line."""
+    import multiprocessing as mp
+    import signal
+    import threading
+    from multiprocessing import forkserver
+
+    forks = mp.get_context("forkserver")
+    forks.set_forkserver_preload(["hubpub.pipeline._preload"])
+    if threading.current_thread() is not threading.main_thread():  # signals are the main thread's
+        forkserver.ensure_running()
+        return forks
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec, unlike a handler
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return forks
 
 
 # --------------------------------------------------------------------------- the collection, end to end
