@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -206,7 +207,7 @@ def _run_workers(jobs_list: list[VariantJob], jobs: int, results: dict, out: Pat
             listener = threading.Thread(target=listen, daemon=True)
             listener.start()
         pool = ProcessPoolExecutor(max_workers=jobs, mp_context=forks, max_tasks_per_child=1,
-                                   initializer=_worker_start)
+                                   initializer=_worker_start, initargs=(dict(os.environ), os.getcwd()))
         try:
             futures = {pool.submit(run_variant, job, events): job for job in jobs_list}
             for fut in as_completed(futures):
@@ -232,12 +233,16 @@ def _fork_server():
     """The multiprocessing context whose fork server has imported TensorFlow (`_preload`), started now.
 
     It starts with Ctrl-C ignored, as every helper of a build does: the fork server only sets that once its
-    imports are done, and a Ctrl-C during them would print its traceback under the error line."""
+    imports are done, and a Ctrl-C during them would print its traceback under the error line. The fork server
+    listens on a socket file in multiprocessing's temp folder, whose path holds about 100 bytes: under a
+    deeper temp folder, the workers are spawned instead, and each imports TensorFlow itself."""
     import multiprocessing as mp
     import signal
     import threading
-    from multiprocessing import forkserver
+    from multiprocessing import forkserver, util
 
+    if len(os.fsencode(util.get_temp_dir())) + len("/listener-xxxxxxxx") >= 100:
+        return mp.get_context("spawn")
     forks = mp.get_context("forkserver")
     forks.set_forkserver_preload(["hubpub.pipeline._preload"])
     if threading.current_thread() is not threading.main_thread():  # signals are the main thread's

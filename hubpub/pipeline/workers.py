@@ -165,11 +165,17 @@ def _ignore_sigint() -> None:
 _building = False  # a worker's build under way (`run_variant`)
 
 
-def _worker_start() -> None:
+def _worker_start(environment: dict[str, str], cwd: str) -> None:
     """A pool worker's start: as `_ignore_sigint`, and the parent's SIGTERM (its Ctrl-C) ends a build under way
-    as an interrupt does, so the build's temp folders and converter children go with it."""
+    as an interrupt does, so the build's temp folders and converter children go with it.
+
+    The worker is forked from a fork server started at the parent's first build: it takes the parent's
+    environment and folder as they are now, as a spawned process would."""
     import signal
 
+    os.environ.clear()
+    os.environ.update(environment)
+    os.chdir(cwd)
     _ignore_sigint()
     signal.signal(signal.SIGTERM, _on_sigterm)
 
