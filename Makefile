@@ -7,18 +7,18 @@ DEMO   := dist
 
 .PHONY: demo test lint bench clean browser
 
-# uv installs what pip would (the same versions, checked) in half the time: 66 s here against 2.5 min.
+# uv installs what pip would (the same versions, checked), in less time.
 # It reads no pip configuration, so the folder of local wheels pip is pointed at (PIP_FIND_LINKS: torch's
 # CPU build on this machine) is passed on. --compile-bytecode as pip does: where PYTHONDONTWRITEBYTECODE is
-# set (this machine), every process would otherwise compile TensorFlow's sources again (the suite: +40 % CPU).
+# set, every process would otherwise compile TensorFlow's sources again.
 UV     := $(PY) -m uv pip install -q --compile-bytecode --python $(PY) $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q "uv>=0.13"
 	# torch==2.13.0 is a CPU build on this disk; setuptools<82 keeps tensorflow_hub importable.
-	# ml_dtypes<0.7 (TensorFlow allows 0.5.1 to 1.0): 0.7.0 takes 1.3 s to import here against 0.45 s for 0.6.0,
-	# and every TensorFlow process pays it (the suite starts about a hundred). hubpub works with either.
+	# ml_dtypes<0.7 (TensorFlow allows 0.5.1 to 1.0): 0.7.0 imports several times slower than 0.6.0, and every
+	# TensorFlow process pays it. hubpub works with either.
 	$(UV) -e ".[all,torch,dev]" "setuptools<82" "ml_dtypes<0.7"
 	# timm, the independent reference the porting tests compare with; --no-deps: its torchvision would
 	# replace the CPU torch (the tests stand in for the few torchvision names timm imports).
@@ -41,7 +41,7 @@ test: $(STAMP) browser
 	$(PY) -m mypy
 	# The documentation: --strict fails on a broken link or anchor and on a page left out of the nav.
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -q
-	# Two workers: the suite's CPU time is about 1.7x its wall time with them (both cores busy; the longest tests start first, tests/conftest.py).
+	# Two workers, one per core; the longest tests start first (tests/conftest.py).
 	$(PY) -m pytest -q -n 2 --dist worksteal
 
 bench: $(STAMP)

@@ -547,6 +547,28 @@ def test_ctrl_c_inside_a_constructor_ends_on_the_error_line():
     assert proc.stderr.splitlines() == ["error: interrupted; finished files are kept, rerun the command to go on"]
 
 
+def test_ctrl_c_while_the_fork_server_imports_is_ignored_by_it():
+    """build-all's fork server imports TensorFlow for seconds before it can ignore Ctrl-C itself: it starts with
+    Ctrl-C ignored, so a Ctrl-C then is its parent's alone, and no traceback of its own follows the error line."""
+    script = textwrap.dedent("""
+        import os, signal, time
+        from multiprocessing import forkserver
+        from hubpub.pipeline.collection import _fork_server
+
+        _fork_server()
+        pid = forkserver._forkserver._forkserver_pid
+        time.sleep(0.5)  # into its imports
+        os.kill(pid, signal.SIGINT)
+        time.sleep(0.5)
+        print("alive" if os.waitpid(pid, os.WNOHANG) == (0, 0) else "ended")
+    """)
+    # SIGINT as a terminal leaves it (a pytest-xdist worker's children inherit it ignored)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "alive" and "Traceback" not in proc.stderr, proc.stderr
+
+
 def test_an_eof_error_is_a_bug_not_an_interrupt():
     """click takes an EOFError for Ctrl-D at a prompt and aborts ("interrupted", exit 130); hubpub never
     prompts, so one is a bug (build-all's queue manager dying at its start raised it): raised as it is."""
